@@ -1,0 +1,1 @@
+"""The operator CLI, ``laifaxin-mail``: thin commands over the services' domain functions."""

@@ -1,0 +1,1 @@
+"""laifaxin_notify."""

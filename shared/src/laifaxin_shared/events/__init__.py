@@ -1,0 +1,34 @@
+"""Event models v1, one per topic. See :mod:`laifaxin_shared.topics` for the registry that maps them."""
+
+from .base import EmailAddress, EncryptedCredential, Envelope, EventModel, ServerEndpoint, utc_now
+from .mail import (
+    AttachmentMeta,
+    BounceInfo,
+    Category,
+    ClassificationFlags,
+    MailClassified,
+    MailReceived,
+    MessageRef,
+)
+from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+
+__all__ = [
+    "AttachmentMeta",
+    "BounceInfo",
+    "Category",
+    "ClassificationFlags",
+    "EmailAddress",
+    "EncryptedCredential",
+    "Envelope",
+    "EventModel",
+    "MailClassified",
+    "MailReceived",
+    "MailboxRemoved",
+    "MailboxSyncStatus",
+    "MailboxUpdated",
+    "MailboxVerified",
+    "MessageRef",
+    "ServerEndpoint",
+    "SyncSettings",
+    "utc_now",
+]

@@ -1,0 +1,150 @@
+"""Mailbox lifecycle events, produced by binding and consumed by sync (and anyone else who cares).
+
+Topics: ``mailbox.verified``, ``mailbox.updated``, ``mailbox.removed``; all keyed by ``mailbox_id`` so that
+every event of one mailbox lands on one partition, in order, and so on the sync shard that owns it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import EncryptedCredential, Envelope, EventModel, MailboxId, ServerEndpoint, UtcDatetime
+
+MIN_SYNC_INTERVAL_SECONDS = 180
+"""Shortest polling interval a user may choose (providers rate-limit; product docs say 3 minutes)."""
+DEFAULT_SYNC_INTERVAL_SECONDS = 300
+"""Default polling interval for folders not under IDLE (5 minutes)."""
+
+
+class SyncSettings(EventModel):
+    """How sync treats this mailbox. Changing these needs no re-verification."""
+
+    enabled: bool = Field(default=True, description="Whether the mailbox is synced at all.", examples=[True])
+    interval_seconds: int = Field(
+        default=DEFAULT_SYNC_INTERVAL_SECONDS,
+        ge=MIN_SYNC_INTERVAL_SECONDS,
+        le=86400,
+        description="Polling interval in seconds for folders not under IDLE (minimum 180).",
+        examples=[300],
+    )
+    initial_window_days: int = Field(
+        default=30,
+        ge=0,
+        le=365,
+        description="At first sync, mail younger than this is published with initial_sync=true; older is not.",
+        examples=[30],
+    )
+
+
+class MailboxVerified(Envelope):
+    """Full mailbox configuration after a successful verify-and-save (topic ``mailbox.verified``).
+
+    Emitted on create, on an edit that changed address, password or servers, and on re-verify. The
+    credential travels only as an :class:`EncryptedCredential`.
+    """
+
+    mailbox_id: MailboxId
+    user_id: str = Field(
+        min_length=1, max_length=64, description="Laifaxin user who owns it.", examples=["u_42"]
+    )
+    email: str = Field(max_length=320, description="The mailbox address.", examples=["sales@163.com"])
+    nickname: str = Field(
+        default="", max_length=128, description="User's label for it.", examples=["Sales 163"]
+    )
+    provider_id: str = Field(
+        description="Catalog id of the detected provider, or 'custom'.", examples=["netease163"]
+    )
+    username: str = Field(
+        max_length=320,
+        description="Login name the servers accepted (full address or local part).",
+        examples=["sales@163.com"],
+    )
+    imap: ServerEndpoint = Field(description="Incoming (IMAP) server.")
+    smtp: ServerEndpoint = Field(description="Outgoing (SMTP submission) server.")
+    credential: EncryptedCredential = Field(description="The password, sealed; never plaintext.")
+    imap_id_required: bool = Field(
+        default=False,
+        description="Send IMAP ID (RFC 2971) before SELECT; NetEase refuses SELECT without it.",
+        examples=[True],
+    )
+    sync: SyncSettings = Field(default_factory=SyncSettings, description="Sync settings.")
+    is_system: bool = Field(
+        default=False, description="The platform's own system mailbox (mass-email replies).", examples=[False]
+    )
+    credential_expires_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the authorization password lapses (NetEase Enterprise), if known.",
+        examples=["2027-05-21T00:00:00Z"],
+    )
+
+
+class MailboxUpdated(Envelope):
+    """Settings changed that need no re-verification (topic ``mailbox.updated``)."""
+
+    mailbox_id: MailboxId
+    nickname: str = Field(default="", max_length=128, description="User's label.", examples=["Sales 163"])
+    sync: SyncSettings = Field(description="The new sync settings (complete, not a patch).")
+
+
+class MailboxRemoved(Envelope):
+    """The mailbox was unbound (topic ``mailbox.removed``); consumers drop their state for it."""
+
+    mailbox_id: MailboxId
+    reason: Literal["user", "tenant_deleted", "admin"] = Field(
+        default="user", description="Who removed it.", examples=["user"]
+    )
+
+
+SyncState = Literal[
+    "ok",
+    "syncing",
+    "auth_failed",
+    "throttled",
+    "unreachable",
+    "tls_error",
+    "uidvalidity_reset",
+    "stopped",
+    "error",
+]
+
+
+class MailboxSyncStatus(Envelope):
+    """A sync state transition of one mailbox (topic ``mailbox.sync_status``), sent on change, not per poll.
+
+    ``error_code`` is a code of the shared IMAP/SMTP error taxonomy, the same that binding reports, with its
+    message and fix in English and Chinese.
+    """
+
+    mailbox_id: MailboxId
+    state: SyncState = Field(description="New state.", examples=["auth_failed"])
+    folder: str | None = Field(default=None, description="Folder concerned, when one.", examples=["INBOX"])
+    error_code: str | None = Field(default=None, description="Taxonomy code.", examples=["auth_failed"])
+    message: str = Field(
+        default="",
+        max_length=2000,
+        description="What happened (English).",
+        examples=["The server refused the password."],
+    )
+    fix: str = Field(
+        default="",
+        max_length=2000,
+        description="How to fix it (English).",
+        examples=["Generate a new authorization code and update the mailbox."],
+    )
+    message_zh: str = Field(
+        default="", max_length=2000, description="What happened (Chinese).", examples=["服务器拒绝了密码。"]
+    )
+    fix_zh: str = Field(
+        default="",
+        max_length=2000,
+        description="How to fix it (Chinese).",
+        examples=["请重新生成授权码并更新邮箱。"],
+    )
+    last_synced_at: UtcDatetime | None = Field(
+        default=None, description="Last successful sync of any folder.", examples=["2026-11-21T08:29:55Z"]
+    )
+    retry_at: UtcDatetime | None = Field(
+        default=None, description="When sync will try again, if it will.", examples=["2026-11-21T08:35:00Z"]
+    )

@@ -149,7 +149,9 @@ def provider_for_domain(domain: str, catalog: Catalog | None = None) -> Provider
         if domain in provider.domains:
             return provider
     for provider in providers:
-        if any(is_same_or_subdomain(domain, suffix) and domain != suffix for suffix in provider.domain_suffixes):
+        if any(
+            is_same_or_subdomain(domain, suffix) and domain != suffix for suffix in provider.domain_suffixes
+        ):
             return provider
     return None
 

@@ -17,7 +17,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 Protocol = Literal["imap", "smtp"]
 """The two protocols the platform speaks; POP3 is refused (ARCHITECTURE.md, "What the platform does")."""
 
-_HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$")
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
 # An MX pattern label: letters/digits/hyphen plus fnmatch's ``*``, ``?`` and ``[...]`` classes.
 _MX_LABEL_RE = re.compile(r"^[a-z0-9*?\[\]-]+$")
 
@@ -60,9 +62,9 @@ class Security(StrEnum):
 class PasswordType(StrEnum):
     """What the user types into the password field (providers.md §2, "Password types")."""
 
-    APP_PASSWORD = "app_password"
+    APP_PASSWORD = "app_password"  # noqa: S105  # enum value naming a kind of password, not a secret
     """AP: an app password, or a Chinese authorization code (授权码, 客户端授权密码, 独立密码, 专用密码)."""
-    LOGIN_PASSWORD = "login_password"
+    LOGIN_PASSWORD = "login_password"  # noqa: S105  # enum value naming a kind of password, not a secret
     """LP: the normal web-mail login password."""
     OAUTH2 = "oauth2"
     """No password works: XOAUTH2 is required."""
@@ -71,7 +73,7 @@ class PasswordType(StrEnum):
 class AuthMethod(StrEnum):
     """How the client authenticates on one protocol (ISPDB ``authentication``)."""
 
-    PASSWORD = "password"
+    PASSWORD = "password"  # noqa: S105  # enum value naming a kind of password, not a secret
     OAUTH2 = "oauth2"
 
 
@@ -91,7 +93,7 @@ class QuirkCode(StrEnum):
     """Authorization passwords carry an expiry date; store it and warn before it lapses (product page 204)."""
     ENABLE_PROTOCOL_FIRST = "enable_protocol_first"
     """IMAP/SMTP must be switched on in the web settings or admin console before any client can log in."""
-    STRIP_PASSWORD_WHITESPACE = "strip_password_whitespace"
+    STRIP_PASSWORD_WHITESPACE = "strip_password_whitespace"  # noqa: S105  # enum value naming a kind of password, not a secret
     """App passwords are shown with spaces; strip them (freescout#5401, mailcore2#1332)."""
     MAX_CONNECTIONS = "max_connections"
     """A per-account simultaneous-connection cap (Gmail 15)."""
@@ -103,7 +105,7 @@ class QuirkCode(StrEnum):
     """An IP whitelist / region restriction may block our servers (NetEase Enterprise IPDENY, Sohu)."""
     ADMIN_MAY_DISABLE_IMAP = "admin_may_disable_imap"
     """A business admin can disable IMAP or restrict clients for the whole domain."""
-    PASSWORD_AUTH_SUNSET = "password_auth_sunset"
+    PASSWORD_AUTH_SUNSET = "password_auth_sunset"  # noqa: S105  # enum value naming a kind of password, not a secret
     """Password (basic) auth is being retired on a published timeline."""
     FREE_PLAN_MAY_REFUSE_IMAP = "free_plan_may_refuse_imap"
     """IMAP may be unavailable on the free plan."""

@@ -577,11 +577,19 @@ def endpoints() -> dict[str, object]:
     }
 
 
-def up() -> None:
-    install()
+def up(only: set[str] | None = None) -> None:
+    """Start the servers (all, or those named in ``only``) and write ``infra.json``."""
+    chosen = [s for s in servers() if only is None or s.name in only]
+    names = {s.name for s in chosen}
+    if "kafka" in names:
+        ensure_kafka()
+    if "ferretdb" in names:
+        ensure_ferretdb()
+    if "dovecot" in names:
+        ensure_dovecot()
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_tls()
-    for srv in servers():
+    for srv in chosen:
         if srv.pid():
             log(f"{srv.name}: already running (pid {srv.pid()})")
             continue
@@ -654,9 +662,9 @@ def status() -> int:
     return 1 if bad else 0
 
 
-def add_user(email: str, password: str) -> None:
-    """Add or replace ``email`` in the passwd-file; Dovecot re-reads it on change."""
-    users = STATE / "dovecot" / "users"
+def add_user(email: str, password: str, users: Path | None = None) -> None:
+    """Add or replace ``email`` in the passwd-file (default: this state's); Dovecot re-reads it on change."""
+    users = users or STATE / "dovecot" / "users"
     users.parent.mkdir(parents=True, exist_ok=True)
     if ":" in email or "\n" in email or "\n" in password or ":" in password:
         raise InfraError("user names and passwords for the local passwd-file cannot contain ':' or newlines")
@@ -675,8 +683,10 @@ def add_user(email: str, password: str) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Local real servers for the Laifaxin mail platform")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("install", "up", "down", "status", "env"):
+    for name in ("install", "down", "status", "env"):
         sub.add_parser(name)
+    up_parser = sub.add_parser("up")
+    up_parser.add_argument("--only", help="comma-separated subset: kafka,ferretdb,dovecot,smtp")
     au = sub.add_parser("add-user")
     au.add_argument("email")
     au.add_argument("password")
@@ -685,7 +695,7 @@ def main() -> int:
         if args.cmd == "install":
             install()
         elif args.cmd == "up":
-            up()
+            up(set(args.only.split(",")) if args.only else None)
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":

@@ -93,7 +93,7 @@ class ServerEndpoint(EventModel):
 class EncryptedCredential(EventModel):
     """A mailbox password / app password / authorization code, sealed with AES-256-GCM.
 
-    The associated data is ``"{tenant_id}:{mailbox_id}"``, so an envelope copied onto another mailbox does not
+    The associated data is ``"laifaxin:cred:v1:{tenant_id}:{mailbox_id}"``, so an envelope copied onto another mailbox does not
     decrypt. Decrypted only inside binding (to verify) and sync (to log in); see
     :mod:`laifaxin_shared.crypto`.
     """

@@ -1,0 +1,93 @@
+"""Opening verified TLS connections to IMAP servers with aioimaplib, over implicit TLS or STARTTLS.
+
+aioimaplib 2.x speaks implicit TLS (``IMAP4_SSL``) but has no STARTTLS call; :func:`connect_imap` issues
+``STARTTLS`` (RFC 3501 section 6.2.1) through the protocol's own command machinery and upgrades the same socket
+with ``loop.start_tls``, then asks for CAPABILITY again, as the RFC requires (capabilities learned before TLS
+must be discarded). Certificates are always verified: against the system roots, plus an extra CA file when one
+is configured (local runs and tests trust the CA that deploy/local generates). Nothing here disables
+verification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Literal
+
+import aioimaplib
+
+Security = Literal["ssl", "starttls"]
+
+
+class StartTlsUnsupportedError(ConnectionError):
+    """The server did not advertise STARTTLS on a port configured for it (never fall back to plaintext)."""
+
+
+def client_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client context that verifies server certificates and host names (TLS 1.2+).
+
+    Args:
+        ca_file: an extra PEM CA bundle to trust besides the system roots (for the local test CA).
+    """
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+async def connect_imap(
+    host: str,
+    port: int,
+    security: Security,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> aioimaplib.IMAP4:
+    """Connect, read the greeting, and secure the session; returns a client in the NONAUTH state.
+
+    Args:
+        host, port: the server.
+        security: ``ssl`` for implicit TLS (RFC 8314), ``starttls`` for an upgrade on a plain port.
+        ssl_context: a verifying context (default: :func:`client_tls_context`).
+        timeout: seconds for connecting and for each command.
+
+    Raises:
+        OSError: refused, unreachable, or name resolution failed (``socket.gaierror``).
+        ssl.SSLError: handshake failed; ``ssl.SSLCertVerificationError`` for an untrusted certificate.
+        TimeoutError: no greeting within ``timeout``.
+        StartTlsUnsupportedError: ``starttls`` was asked but the server does not offer it.
+        aioimaplib.AioImapException: protocol errors.
+    """
+    ctx = ssl_context or client_tls_context()
+    if security == "ssl":
+        client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
+            host=host, port=port, timeout=timeout, ssl_context=ctx
+        )
+        await client.wait_hello_from_server()
+        return client
+    client = aioimaplib.IMAP4(host=host, port=port, timeout=timeout)
+    await client.wait_hello_from_server()
+    if not client.has_capability("STARTTLS"):
+        await asyncio.wait_for(client.protocol.capability(), timeout)
+    if not client.has_capability("STARTTLS"):
+        await client.logout()
+        raise StartTlsUnsupportedError(f"{host}:{port} does not offer STARTTLS")
+    response = await asyncio.wait_for(client.protocol.simple_command("STARTTLS"), timeout)
+    if response.result != "OK":
+        raise StartTlsUnsupportedError(f"{host}:{port} refused STARTTLS: {response.lines[-1:]!r}")
+    protocol = client.protocol
+    loop = asyncio.get_running_loop()
+    tls_transport = await asyncio.wait_for(
+        loop.start_tls(protocol.transport, protocol, ctx, server_hostname=host), timeout
+    )
+    protocol.transport = tls_transport
+    protocol.capabilities = set()
+    await asyncio.wait_for(protocol.capability(), timeout)
+    return client
+
+
+def is_tls(client: aioimaplib.IMAP4) -> bool:
+    """True when the client's transport is encrypted."""
+    transport = client.protocol.transport
+    return transport is not None and transport.get_extra_info("ssl_object") is not None

@@ -1,0 +1,289 @@
+"""Kafka helpers on FastStream + aiokafka: the broker factory, event publishing, dead letters, topic creation.
+
+Rules every service follows (STYLE.md, after Sentry arroyo and FastStream's docs):
+
+- The producer waits for every in-sync replica (``acks="all"``) and is idempotent, so a retried send is
+  written once per partition.
+- Every subscriber names its ``group_id`` and ``ack_policy`` explicitly (FastStream's default, ACK_FIRST, is
+  at-most-once); use :func:`subscriber_options`.
+- A record whose value does not validate against its topic's model is a poison record: the
+  :class:`DeadLetterMiddleware` publishes it to ``<topic>.dlq`` (original key and bytes, with ``x-dlq-*``
+  headers naming the error, topic, partition, offset and consumer group), then lets the offset be committed, so
+  the consumer goes on. Handlers therefore only ever see valid events.
+- Events are published keyed by ``mailbox_id`` with :func:`publish_event`, which picks the topic from the
+  registry by the event's type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream import AckPolicy, BaseMiddleware
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from .events import Envelope
+from .logging import get_logger, redact_text
+from .settings import ServiceSettings
+from .topics import DLQ_SUFFIX, TOPICS, TopicSpec
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord, RecordMetadata
+    from faststream._internal.basic_types import AsyncFuncAny
+    from faststream.message import StreamMessage
+
+log = get_logger(__name__)
+
+DLQ_HEADERS = (
+    "x-dlq-error",
+    "x-dlq-error-type",
+    "x-dlq-topic",
+    "x-dlq-partition",
+    "x-dlq-offset",
+    "x-dlq-group",
+    "x-dlq-timestamp",
+)
+"""Headers a dead-letter record carries in addition to the original ones."""
+
+_MODEL_TOPIC: dict[type[Envelope], str] = {s.model: s.name for s in TOPICS.values() if s.model is not None}
+
+
+def topic_for(event: Envelope | type[Envelope]) -> str:
+    """The registry topic name (without prefix) for an event instance or class.
+
+    Raises:
+        KeyError: the model is not registered to a topic.
+    """
+    cls = event if isinstance(event, type) else type(event)
+    return _MODEL_TOPIC[cls]
+
+
+def event_key(event: Envelope) -> bytes:
+    """The record key of an event: its ``mailbox_id`` (or ``ref.mailbox_id``), UTF-8."""
+    mailbox_id = getattr(event, "mailbox_id", None)
+    if mailbox_id is None:
+        ref = getattr(event, "ref", None)
+        mailbox_id = getattr(ref, "mailbox_id", None)
+    if not isinstance(mailbox_id, str):
+        raise TypeError(f"{type(event).__name__} has no mailbox_id to key by")
+    return mailbox_id.encode()
+
+
+def serialize(event: Envelope) -> bytes:
+    """The wire form of an event: compact JSON, by alias (``from``), UTC timestamps."""
+    return event.model_dump_json(by_alias=True).encode()
+
+
+def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
+    """A FastStream :class:`KafkaBroker` with the platform's producer guarantees and dead-letter middleware.
+
+    Args:
+        settings: bootstrap servers and topic prefix come from here.
+        client_id: Kafka client id (defaults to the service name).
+        **kwargs: passed to :class:`KafkaBroker` (for example ``description`` for AsyncAPI).
+    """
+    middlewares = [*kwargs.pop("middlewares", ()), dead_letter_middleware(settings.topic_prefix)]
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers.split(","),
+        acks="all",
+        enable_idempotence=True,
+        client_id=client_id or settings.service_name,
+        middlewares=middlewares,
+        **kwargs,
+    )
+
+
+def subscriber_options(
+    group_id: str,
+    *,
+    ack_policy: AckPolicy = AckPolicy.NACK_ON_ERROR,
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+    **extra: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for ``broker.subscriber(topic, **subscriber_options("sync"))``.
+
+    The default ack policy commits the offset after the handler returns and seeks back on an exception, so a
+    transient failure (database down) is retried rather than lost; poison records never reach the handler
+    (see :class:`DeadLetterMiddleware`).
+    """
+    return {"group_id": group_id, "ack_policy": ack_policy, "auto_offset_reset": auto_offset_reset, **extra}
+
+
+async def publish_event(
+    broker: KafkaBroker,
+    event: Envelope,
+    *,
+    prefix: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> RecordMetadata:
+    """Publish ``event`` to its registry topic, keyed by mailbox id; returns once acknowledged (acks=all).
+
+    Raises:
+        KeyError: the event type has no registered topic.
+        aiokafka.errors.KafkaError: the broker did not acknowledge.
+    """
+    topic = prefix + topic_for(event)
+    hdrs = {
+        "content-type": "application/json",
+        "event-type": topic_for(event),
+        "event-id": str(event.event_id),
+        "schema-version": str(event.schema_version),
+        **(headers or {}),
+    }
+    result: RecordMetadata = await broker.publish(serialize(event), topic, key=event_key(event), headers=hdrs)
+    return result
+
+
+def _record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in record.headers or ():
+        out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return out
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 10) -> str:
+    """A compact, secret-free description of a validation error: ``loc: msg`` items, no input values."""
+    items = [
+        f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors(include_input=False)
+    ]
+    more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+async def publish_dead_letter(
+    broker: KafkaBroker,
+    record: ConsumerRecord[Any, Any],
+    *,
+    error: str,
+    error_type: str,
+    group_id: str | None,
+) -> RecordMetadata:
+    """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers."""
+    headers = _record_headers(record)
+    headers.update(
+        {
+            "x-dlq-error": redact_text(error)[:2000],
+            "x-dlq-error-type": error_type,
+            "x-dlq-topic": record.topic,
+            "x-dlq-partition": str(record.partition),
+            "x-dlq-offset": str(record.offset),
+            "x-dlq-group": group_id or "",
+            "x-dlq-timestamp": str(record.timestamp),
+        }
+    )
+    result: RecordMetadata = await broker.publish(
+        record.value or b"", record.topic + DLQ_SUFFIX, key=record.key, headers=headers
+    )
+    return result
+
+
+def dead_letter_middleware(prefix: str = "") -> type[BaseMiddleware]:
+    """A FastStream broker middleware class that dead-letters records failing their topic's model.
+
+    Topics are matched by name after stripping ``prefix``; topics not in the registry (and DLQs) pass through.
+    """
+    models = {prefix + s.name: s.model for s in TOPICS.values() if s.model is not None}
+
+    class DeadLetterMiddleware(BaseMiddleware):
+        """Validates each record against its topic's model before the handler; poison goes to the DLQ."""
+
+        async def consume_scope(self, call_next: AsyncFuncAny, msg: StreamMessage[Any]) -> Any:
+            record = msg.raw_message
+            topic = getattr(record, "topic", None)
+            model = models.get(topic) if isinstance(topic, str) else None
+            if model is None:
+                return await call_next(msg)
+            try:
+                model.model_validate_json(msg.body)
+            except ValidationError as exc:
+                error, error_type = describe_validation_error(exc), "ValidationError"
+            else:
+                return await call_next(msg)
+            broker = self.context.get("broker")
+            group_id = _group_of(self.context)
+            await publish_dead_letter(broker, record, error=error, error_type=error_type, group_id=group_id)
+            log.warning(
+                "dead-lettered record",
+                topic=topic,
+                partition=record.partition,
+                offset=record.offset,
+                group_id=group_id,
+                error=error,
+            )
+            return None
+
+    return DeadLetterMiddleware
+
+
+def _group_of(context: Any) -> str | None:
+    handler = context.get("handler_")
+    group = getattr(handler, "group_id", None)
+    return group if isinstance(group, str) else None
+
+
+async def ensure_topics(
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec] | None = None,
+    *,
+    prefix: str = "",
+    replication_factor: int | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the registry's topics that do not exist yet; returns the names created.
+
+    For local and CI clusters pass ``replication_factor=1`` (min.insync.replicas follows, capped at it).
+    Production clusters get their topics from the Strimzi ``KafkaTopic`` manifests instead.
+    """
+    specs = list(specs if specs is not None else TOPICS.values())
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = []
+        for s in specs:
+            name = prefix + s.name
+            if name in existing:
+                continue
+            rf = replication_factor or s.replication_factor
+            cfg = s.kafka_config()
+            cfg["min.insync.replicas"] = str(min(int(cfg["min.insync.replicas"]), rf))
+            new.append(NewTopic(name, s.partitions, rf, topic_configs=cfg))
+        if not new:
+            return []
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+        await _wait_for_topics(admin, {t.name for t in new}, timeout_s)
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        described = await admin.describe_topics(list(names))
+        ready = {t["topic"] for t in described if t.get("error_code", 0) == 0 and t.get("partitions")}
+        if names <= ready:
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"topics not ready after {timeout_s} s: {sorted(names)}")
+
+
+def dlq_record_summary(value: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
+    """A JSON-able view of a dead-letter record for operators (error headers plus the value's first bytes)."""
+    preview = value[:500].decode("utf-8", "replace")
+    try:
+        json.loads(value)
+        kind = "json"
+    except ValueError:
+        kind = "bytes"
+    return {**{h: headers.get(h, "") for h in DLQ_HEADERS}, "value_kind": kind, "value_preview": preview}

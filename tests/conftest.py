@@ -1,0 +1,109 @@
+"""Fixtures shared by every test layer: the real servers, and per-test isolation (topics, databases, users)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from laifaxin_shared.imap import client_tls_context
+from laifaxin_shared.mongo import Document, make_mongo_client
+from tests.support.infra import INFRA, Servers, ServersUnavailable, servers
+
+REAL_MAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-mail"
+
+
+@pytest.fixture(scope="session")
+def real_servers() -> Iterator[Servers]:
+    """Kafka, a MongoDB-wire server, Dovecot and the SMTP server; fails in CI when they cannot be had."""
+    try:
+        with servers() as found:
+            yield found
+    except ServersUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"real servers are required in CI: {exc}")
+        pytest.skip(f"real servers unavailable: {exc}")
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic prefix per test, so tests never read each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+async def mongo_db(real_servers: Servers) -> AsyncIterator[Any]:
+    """A fresh database per test on the real MongoDB-wire server, dropped afterwards."""
+    client = make_mongo_client(real_servers.mongodb_url, appname="laifaxin-tests")
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+def _infra_module() -> Any:
+    spec = importlib.util.spec_from_file_location("laifaxin_local_infra", INFRA)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def infra_module() -> Any:
+    """deploy/local/infra.py loaded as a module (for add_user)."""
+    return _infra_module()
+
+
+class MailAccount:
+    """A real account on the local Dovecot + SMTP server."""
+
+    def __init__(self, email: str, password: str, servers: Servers) -> None:
+        self.email = email
+        self.password = password
+        self.servers = servers
+        self.host = str(servers.mail["imap_host"])
+        self.imap_port = int(servers.mail["imap_port"])
+        self.imaps_port = int(servers.mail["imaps_port"])
+        self.smtp_port = int(servers.mail["smtp_port"])
+        self.smtps_port = int(servers.mail["smtps_port"])
+
+    def __repr__(self) -> str:
+        return f"MailAccount({self.email!r})"
+
+
+@pytest.fixture
+def new_mail_account(real_servers: Servers, infra_module: Any) -> Any:
+    """Factory: ``new_mail_account()`` adds a fresh user to the running Dovecot and returns it."""
+
+    def make(local: str | None = None) -> MailAccount:
+        email = f"{local or 'u' + uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}"
+        password = "pw-" + secrets.token_urlsafe(12)
+        infra_module.add_user(email, password, Path(real_servers.mail["passwd_file"]))
+        return MailAccount(email, password, real_servers)
+
+    return make
+
+
+@pytest.fixture
+def mail_account(new_mail_account: Any) -> MailAccount:
+    """A fresh account on the local mail servers."""
+    account: MailAccount = new_mail_account()
+    return account
+
+
+@pytest.fixture
+def tls_context(real_servers: Servers) -> Any:
+    """A verifying client TLS context that trusts the local test CA."""
+    return client_tls_context(real_servers.ca_file)
+
+
+__all__ = ["REAL_MAIL", "Document", "MailAccount"]

@@ -1,0 +1,166 @@
+"""Every event type through the real Kafka broker, and poison records to the dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faststream.kafka import KafkaBroker
+
+from laifaxin_shared.events import Envelope, MailReceived
+from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event, subscriber_options
+from laifaxin_shared.settings import ServiceSettings
+from laifaxin_shared.topics import event_topics, spec
+from tests.support.infra import Servers
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(servers: Servers, prefix: str) -> ServiceSettings:
+    return ServiceSettings(
+        kafka_bootstrap_servers=servers.kafka_bootstrap_servers, topic_prefix=prefix, service_name="test"
+    )
+
+
+async def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 20.0) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(records) < expect:
+                batch = await consumer.getmany(timeout_ms=500)
+                for recs in batch.values():
+                    records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_every_event_type_round_trips_through_the_broker(
+    real_servers: Servers, topic_prefix: str
+) -> None:
+    settings = settings_for(real_servers, topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap_servers, prefix=topic_prefix, replication_factor=1)
+    broker = make_broker(settings)
+    received: dict[str, list[Envelope]] = {}
+    expected: dict[str, list[Envelope]] = {}
+    done = asyncio.Event()
+    total = 0
+
+    for s in event_topics():
+        model = s.model
+        assert model is not None
+        events = [model.model_validate(p) for p in s.examples()]
+        expected[s.name] = events
+        total += len(events)
+
+        def make_handler(name: str, m: type[Envelope]) -> Any:
+            async def handler(event: Envelope) -> None:
+                received.setdefault(name, []).append(event)
+                if sum(map(len, received.values())) == total:
+                    done.set()
+
+            handler.__annotations__ = {"event": m, "return": None}  # the model FastStream validates against
+            return handler
+
+        broker.subscriber(topic_prefix + s.name, **subscriber_options(f"roundtrip-{s.name}"))(
+            make_handler(s.name, model)
+        )
+
+    async with broker:
+        await broker.start()
+        for events in expected.values():
+            for event in events:
+                meta = await publish_event(broker, event, prefix=topic_prefix)
+                assert meta.offset >= 0
+        await asyncio.wait_for(done.wait(), 30)
+
+    for name, events in expected.items():
+        assert sorted(received[name], key=lambda e: str(e.event_id)) == sorted(
+            events, key=lambda e: str(e.event_id)
+        )
+
+
+async def test_keys_route_one_mailbox_to_one_partition(real_servers: Servers, topic_prefix: str) -> None:
+    settings = settings_for(real_servers, topic_prefix)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, [spec("mail.received")], prefix=topic_prefix, replication_factor=1
+    )
+    example = MailReceived.model_validate(spec("mail.received").examples()[0])
+    broker = make_broker(settings)
+    async with broker:
+        await broker.start()
+        partitions = set()
+        for i in range(5):
+            ev = example.model_copy(update={"ref": example.ref.model_copy(update={"uid": 100 + i})})
+            partitions.add((await publish_event(broker, ev, prefix=topic_prefix)).partition)
+    assert len(partitions) == 1
+
+
+async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
+    real_servers: Servers, topic_prefix: str
+) -> None:
+    settings = settings_for(real_servers, topic_prefix)
+    topic = topic_prefix + "mail.received"
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [spec("mail.received"), spec("mail.received.dlq")],
+        prefix=topic_prefix,
+        replication_factor=1,
+    )
+    good = MailReceived.model_validate(spec("mail.received").examples()[0])
+    seen: list[MailReceived] = []
+    got_good = asyncio.Event()
+    broker = make_broker(settings)
+
+    @broker.subscriber(topic, **subscriber_options("classifier-test"))
+    async def handle(event: MailReceived) -> None:
+        seen.append(event)
+        got_good.set()
+
+    raw_producer = KafkaBroker(settings.kafka_bootstrap_servers)
+    async with broker, raw_producer:
+        await broker.start()
+        await raw_producer.start()
+        await raw_producer.publish(
+            b"\xff\xfenot json at all", topic, key=good.ref.mailbox_id.encode(), headers={"x-origin": "test"}
+        )
+        await raw_producer.publish(
+            json.dumps({"tenant_id": "t", "ref": {}}).encode(), topic, key=good.ref.mailbox_id.encode()
+        )
+        await publish_event(broker, good, prefix=topic_prefix)
+        await asyncio.wait_for(got_good.wait(), 30)
+        # the consumer went on past the poison records and committed their offsets
+        await asyncio.sleep(1.0)
+
+    assert [e.event_id for e in seen] == [good.event_id]
+    dead = await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=2)
+    assert [r.value for r in dead][0] == b"\xff\xfenot json at all"
+    headers = [dict((k, v.decode()) for k, v in r.headers) for r in dead]
+    assert headers[0]["x-origin"] == "test"
+    assert headers[0]["x-dlq-topic"] == topic and headers[0]["x-dlq-group"] == "classifier-test"
+    assert headers[0]["x-dlq-error-type"] == "ValidationError" and headers[0]["x-dlq-error"]
+    assert "ref.mailbox_id" in headers[1]["x-dlq-error"]
+    assert {h["x-dlq-offset"] for h in headers} == {"0", "1"}
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id="classifier-test",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()  # noqa: SLF001  (metadata for an unsubscribed topic)
+            parts = consumer.partitions_for_topic(topic) or set()
+        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in parts}
+    finally:
+        await consumer.stop()
+    assert max(v or 0 for v in committed.values()) == 3

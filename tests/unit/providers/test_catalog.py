@@ -236,7 +236,7 @@ def test_unknown_top_level_key_and_bad_security_are_refused() -> None:
 def test_duplicate_domain_across_providers_is_refused() -> None:
     data = _raw()
     data["providers"][1]["domains"] = ["gmail.com"]  # type: ignore[index]
-    with pytest.raises(CatalogError, match="gmail.com"):
+    with pytest.raises(CatalogError, match=r"gmail\.com"):
         parse_catalog(yaml.safe_dump(data, allow_unicode=True))
 
 

@@ -210,7 +210,7 @@ def test_gbk_encoded_reply_bytes_are_decoded() -> None:
 
 
 def test_utf8_bytes_and_undecodable_bytes() -> None:
-    assert explain("imap", "NO LOGIN Login error or password error".encode()).code is E.AUTH_FAILED
+    assert explain("imap", b"NO LOGIN Login error or password error").code is E.AUTH_FAILED
     assert decode_reply("中文".encode()) == "中文"
     error = explain("smtp", b"\xff\xfe\xfa garbage")
     assert error.code is E.UNKNOWN

@@ -170,7 +170,11 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
     codec = codec_for(label)
     defect = None if codec is not None or label is None else "charset_unknown"
     seven_bit = codec is not None and codec in _SEVEN_BIT
-    if not seven_bit and data.isascii() and not any(e in data for e in _ISO2022JP_ESCAPES):
+    if (
+        not seven_bit
+        and data.isascii()
+        and (b"\x1b" not in data or not any(e in data for e in _ISO2022JP_ESCAPES))
+    ):
         return Decoded(data.decode("ascii"), codec or "ascii", defect)
 
     if (codec is not None and codec.startswith("iso2022_jp")) or b"\x1b$" in data or b"\x1b(" in data:

@@ -13,6 +13,8 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from typing import Any, Literal, TypeVar, cast
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from laifaxin_shared.events.base import EmailAddress
 from laifaxin_shared.events.mail import (
     TEXT_CAP_CHARS,
@@ -21,7 +23,6 @@ from laifaxin_shared.events.mail import (
     MailReceived,
     MessageRef,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 from .charsets import decode_bytes
 from .headers import (

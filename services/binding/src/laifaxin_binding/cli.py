@@ -17,10 +17,10 @@ import json
 import sys
 
 import dns.asyncresolver
-from laifaxin_shared.providers.catalog import get_provider
-from laifaxin_shared.providers.errors import explain
 
 from laifaxin_binding.detect import Detector
+from laifaxin_shared.providers.catalog import get_provider
+from laifaxin_shared.providers.errors import explain
 
 
 def _print_json(data: object) -> None:

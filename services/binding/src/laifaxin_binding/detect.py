@@ -34,6 +34,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
 from laifaxin_shared.providers.catalog import (
     is_same_or_subdomain,
     known_server_hosts,
@@ -51,7 +53,6 @@ from laifaxin_shared.providers.models import (
     Text,
     UsernameForm,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 Source = Literal["catalog", "mx", "autoconfig", "srv", "guess"]
 

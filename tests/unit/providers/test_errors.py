@@ -418,3 +418,35 @@ def test_make_error_without_provider_uses_default_fix() -> None:
     error = make_error(E.TIMEOUT, protocol="smtp")
     assert error.fix == CODES[E.TIMEOUT].fix
     assert error.retryable
+
+
+# The product's own error-code table (product page email-account §3), as support staff would paste it.
+@pytest.mark.parametrize(
+    ("protocol", "text", "code"),
+    [
+        ("smtp", "535 Authentication failed", E.AUTH_FAILED),
+        ("smtp", "534 Authentication failed", E.APP_PASSWORD_REQUIRED),
+        ("imap", "[Errno 111] Connection refused", E.CONNECTION_REFUSED),
+        ("smtp", "Connection timeout", E.TIMEOUT),
+        ("smtp", "TimeoutError: timed out", E.TIMEOUT),
+        ("imap", "SSL handshake failed", E.TLS_MISMATCH),
+        ("imap", "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)", E.TLS_MISMATCH),
+        (
+            "imap",
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate",
+            E.CERTIFICATE_INVALID,
+        ),
+        ("imap", "Login disabled", E.PROTOCOL_DISABLED),
+        ("imap", "Too many connections", E.TOO_MANY_CONNECTIONS),
+        ("imap", "DNS resolution failed", E.DNS_FAILED),
+    ],
+)
+def test_product_error_table_texts(protocol: str, text: str, code: ErrorCode) -> None:
+    assert explain(protocol, text).code is code  # type: ignore[arg-type]
+
+
+def test_pasted_dns_error_suggests_the_catalog_host() -> None:
+    error = explain("imap", "socket.gaierror: [Errno -2] Name or service not known (imap.gmal.com:993)")
+    assert error.code is E.DNS_FAILED
+    assert error.suggestion == "imap.gmail.com"
+    assert explain("imap", "Name or service not known: mail.nothing-like-it.example").suggestion is None

@@ -877,6 +877,14 @@ RULES: tuple[Rule, ...] = (
         protocols=("imap",),
         source="RFC 5530; Gmail, Yahoo, iCloud replies (providers.md §3)",
     ),
+    # 534 means the mechanism/password kind is too weak (app password needed), whatever text follows
+    _rule(
+        "smtp_534",
+        r"^\s*534\b",
+        E.APP_PASSWORD_REQUIRED,
+        protocols=("smtp",),
+        source="RFC 4954 534 (mechanism too weak); product page error table: 534 = 2FA on, regular password",
+    ),
     _rule(
         "login_error_password_error",
         r"login error or password error|LOGIN auth error|invalid credentials|"
@@ -892,16 +900,49 @@ RULES: tuple[Rule, ...] = (
         protocols=("imap",),
         source="imapclient#602",
     ),
+    _rule(
+        "login_disabled_text",
+        r"\blogin disabled\b|\b(IMAP|SMTP) (access|service) is (disabled|not enabled|not open)\b",
+        E.PROTOCOL_DISABLED,
+        source="product page email-account error table (Login disabled)",
+    ),
+    # -- client-side error texts that support staff paste (product page email-account error table)
+    _rule(
+        "text_certificate",
+        r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|self[- ]signed certificate|"
+        r"hostname mismatch|certificate has expired",
+        E.CERTIFICATE_INVALID,
+        source="OpenSSL/Python ssl error texts",
+    ),
+    _rule(
+        "text_tls",
+        r"WRONG_VERSION_NUMBER|wrong version number|SSL handshake failed|handshake failure|"
+        r"unknown protocol|record layer failure",
+        E.TLS_MISMATCH,
+        source="OpenSSL error texts; product page error table (SSL handshake failed)",
+    ),
+    _rule(
+        "text_dns",
+        r"Name or service not known|nodename nor servname|getaddrinfo failed|No address associated|"
+        r"Temporary failure in name resolution|NXDOMAIN|DNS resolution failed",
+        E.DNS_FAILED,
+        source="glibc/macOS/Windows resolver texts; product page error table (DNS resolution failed)",
+    ),
+    _rule(
+        "text_refused",
+        r"Connection refused|actively refused|ECONNREFUSED",
+        E.CONNECTION_REFUSED,
+        source="OS error texts; product page error table (Connection refused)",
+    ),
+    _rule(
+        "text_timeout",
+        r"timed out|\btimeout\b|ETIMEDOUT",
+        E.TIMEOUT,
+        source="OS error texts; product page error table (Connection timeout)",
+    ),
     # -- bare SMTP reply codes (RFC 5321 / RFC 4954 / RFC 3463)
     _rule(
         "smtp_530_starttls", r"^\s*530\b.*STARTTLS", E.TLS_MISMATCH, protocols=("smtp",), source="RFC 3207"
-    ),
-    _rule(
-        "smtp_534",
-        r"^\s*534\b",
-        E.APP_PASSWORD_REQUIRED,
-        protocols=("smtp",),
-        source="RFC 4954 534 (mechanism too weak); product page error table: 534 = 2FA on, regular password",
     ),
     _rule("smtp_535", r"^\s*535\b", E.AUTH_FAILED, protocols=("smtp",), source="RFC 4954 535"),
     _rule("smtp_421", r"^\s*421\b", E.SERVER_UNAVAILABLE, protocols=("smtp",), source="RFC 5321 421"),
@@ -955,8 +996,15 @@ def explain(
                 code, fix, name = ErrorCode.OAUTH_REQUIRED, None, f"{rule.name}+catalog_oauth2"
             else:
                 name = rule.name
+            suggestion = _suggest_from_text(text) if code is ErrorCode.DNS_FAILED else None
             return make_error(
-                code, protocol=protocol, provider_id=provider_id, server_text=text, rule=name, fix=fix
+                code,
+                protocol=protocol,
+                provider_id=provider_id,
+                server_text=text,
+                rule=name,
+                fix=fix,
+                suggestion=suggestion,
             )
     return make_error(ErrorCode.UNKNOWN, protocol=protocol, provider_id=provider_id, server_text=text)
 
@@ -990,6 +1038,18 @@ def suggest_host(host: str, candidates: Iterable[str] | None = None, max_distanc
         if distance <= max_distance and (best is None or distance < best[0]):
             best = (distance, candidate)
     return best[1] if best else None
+
+
+_HOST_TOKEN = re.compile(r"(?<![\w.-])((?:[a-z0-9-]+\.)+[a-z]{2,})(?![\w-])", re.IGNORECASE)
+
+
+def _suggest_from_text(text: str) -> str | None:
+    """A typo suggestion for the first host name in ``text`` that has one."""
+    for token in _HOST_TOKEN.findall(text):
+        suggestion = suggest_host(token)
+        if suggestion is not None:
+            return suggestion
+    return None
 
 
 # --------------------------------------------------------------------------------------------- exceptions

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
+import dns.asyncresolver
 import pytest
 
 from laifaxin_binding.detect import AutoconfigError, Detector, detect, parse_autoconfig
@@ -316,3 +318,42 @@ async def test_concurrent_detections_keep_their_own_attempts(
     assert first.provider == "qq" and first.source == "mx"
     assert second.source == "guess"
     assert all("one.example" not in a.outcome for a in second.attempts)
+
+
+# ---------------------------------------------------------------------------------------------- safety, budget
+
+
+async def test_autoconfig_is_not_fetched_from_private_addresses(dns_server: LoopbackDNS) -> None:
+    dns_server.set_records(
+        {
+            ("autoconfig.intranet.example", "A"): ["10.0.0.5"],
+            ("intranet.example", "A"): ["127.0.0.1"],
+            ("intranet.example", "AAAA"): ["fd00::1"],
+        }
+    )
+    detector = Detector(resolver=dns_server.resolver())  # real https://, guarded by the public-address check
+    detection = await detector.detect("a@intranet.example")
+    outcomes = [a.outcome for a in detection.attempts if a.source == "autoconfig"]
+    assert outcomes == [
+        "autoconfig.intranet.example: refused, resolves to non-public 10.0.0.5",
+        "intranet.example: refused, resolves to non-public 127.0.0.1, fd00::1",
+    ]
+    assert detection.source == "guess"
+
+
+async def test_unresolvable_autoconfig_host_is_skipped(dns_server: LoopbackDNS) -> None:
+    detection = await Detector(resolver=dns_server.resolver()).detect("a@nowhere.example")
+    outcomes = [a.outcome for a in detection.attempts if a.source == "autoconfig"]
+    assert outcomes == ["autoconfig.nowhere.example: does not resolve", "nowhere.example: does not resolve"]
+
+
+async def test_budget_turns_a_silent_dns_server_into_a_guess() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:  # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = silent.getsockname()[1]
+        resolver.lifetime = 30
+        detection = await Detector(resolver=resolver, budget=0.3).detect("a@slow.example")
+    assert detection.source == "guess"
+    assert detection.attempts[-1].outcome == "network lookups gave up after 0.3 s"

@@ -17,14 +17,17 @@ DNS is unauthenticated and autoconfig can be served by anyone who controls the d
 from DNS or autoconfig that are neither inside the user's domain nor catalog hosts are returned with
 ``needs_confirmation=True`` (Thunderbird asks the user too); callers must not send a password there silently.
 
-Offline mode (``offline=True``) consults the catalog only and never touches DNS or HTTP; an unknown domain then
-gets the unverified ``guess``.
+Autoconfig hosts are fetched only when our resolver maps them to public addresses (ARCHITECTURE.md: no requests
+to private, loopback, link-local or metadata addresses). All network steps share one time budget; when it runs
+out the answer is an unchecked ``guess``. Offline mode (``offline=True``) consults the catalog only and never
+touches DNS or HTTP; an unknown domain then gets the unchecked ``guess`` too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import xml.etree.ElementTree as ET  # input is size-capped and DTDs are refused before parsing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +67,9 @@ DEFAULT_DNS_LIFETIME = 4.0
 
 DEFAULT_HTTP_TIMEOUT = 5.0
 """Seconds per autoconfig HTTP request."""
+
+DEFAULT_BUDGET = 15.0
+"""Seconds the network part of one detection may take in total."""
 
 
 class ServerOut(BaseModel):
@@ -164,8 +170,9 @@ class Detector:
         resolver: a dnspython async resolver (e.g. ``Resolver(configure=False)`` with ``nameservers`` and
             ``port`` pointing at a test server); ``None`` builds one from the system configuration on demand.
         http: an ``httpx.AsyncClient`` for autoconfig; ``None`` opens a short-lived one per call.
-        autoconfig_base_url: if set (tests, or an internal mirror), autoconfig requests go to this base URL
-            with the original host name in the ``Host`` header, instead of to ``https://<host>``.
+        autoconfig_base_url: if set (tests, or an operator's internal mirror), autoconfig requests go to this
+            base URL with the original host name in the ``Host`` header, instead of to ``https://<host>``, and
+            the public-address check is skipped (the operator chose the target).
         catalog: the provider catalog; defaults to the bundled one.
     """
 
@@ -174,6 +181,8 @@ class Detector:
     autoconfig_base_url: str | None = None
     catalog: Catalog | None = None
     http_timeout: float = DEFAULT_HTTP_TIMEOUT
+    budget: float = DEFAULT_BUDGET
+    """Seconds all network steps together may take; then the result is an unchecked guess."""
     _attempts: list[Attempt] = field(default_factory=list, init=False, repr=False)
 
     async def detect(self, email: str, *, offline: bool = False) -> Detection:
@@ -202,6 +211,15 @@ class Detector:
             self._note("mx", "skipped (offline)")
             return self._from_found(address, domain, _guess(domain, resolved=()), "guess", catalog)
 
+        try:
+            async with asyncio.timeout(self.budget):
+                return await self._online(address, domain, catalog)
+        except TimeoutError:
+            self._note("detect", f"network lookups gave up after {self.budget:g} s")
+            return self._from_found(address, domain, _guess(domain, resolved=()), "guess", catalog)
+
+    async def _online(self, address: str, domain: str, catalog: Catalog) -> Detection:
+        """Steps 2-5 (MX, then autoconfig and SRV concurrently with autoconfig preferred, then guess)."""
         mx_hosts = await self._mx_hosts(domain)
         match = provider_for_mx(mx_hosts, catalog)
         if match is not None:
@@ -212,9 +230,7 @@ class Detector:
             )
         self._note("mx", f"no catalog pattern matches {mx_hosts or 'no MX'}")
 
-        autoconfig_task = asyncio.create_task(self._autoconfig(address, domain))
-        srv_task = asyncio.create_task(self._srv(domain))
-        autoconfig, srv = await asyncio.gather(autoconfig_task, srv_task)
+        autoconfig, srv = await asyncio.gather(self._autoconfig(address, domain), self._srv(domain))
         if autoconfig is not None:
             return self._from_found(address, domain, autoconfig, "autoconfig", catalog)
         if srv is not None:
@@ -331,7 +347,10 @@ class Detector:
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         try:
             return await self._resolver().resolve(name, rdtype, search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return None
+        except dns.resolver.NoNameservers:
+            self._note("dns", f"{rdtype} {name}: no nameserver answered (SERVFAIL/REFUSED)")
             return None
         except dns.exception.Timeout:
             self._note("dns", f"{rdtype} {name}: timeout")
@@ -407,6 +426,27 @@ class Detector:
             requests.append((f"{base}{path}", host))
         return requests
 
+    async def _public_host(self, host: str) -> bool:
+        """Whether ``host`` resolves, through our resolver, only to public addresses (ARCHITECTURE.md,
+        "Credentials and tenancy": no requests to private, loopback, link-local or metadata addresses).
+
+        httpx resolves the name again when it connects, so this narrows but does not close DNS rebinding; the
+        response is also size-capped and only parsed, never followed.
+        """
+        addresses: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            answer = await self._query(host, rdtype)
+            if answer is not None:
+                addresses.extend(record.to_text() for record in answer)
+        if not addresses:
+            self._note("autoconfig", f"{host}: does not resolve")
+            return False
+        private = [a for a in addresses if not ipaddress.ip_address(a).is_global]
+        if private:
+            self._note("autoconfig", f"{host}: refused, resolves to non-public {', '.join(private)}")
+            return False
+        return True
+
     async def _fetch(self, client: httpx.AsyncClient, url: str, host: str, email: str) -> bytes | None:
         try:
             async with client.stream(
@@ -433,6 +473,8 @@ class Detector:
             client = httpx.AsyncClient(follow_redirects=False, timeout=self.http_timeout)
         try:
             for url, host in self._autoconfig_requests(email, domain):
+                if self.autoconfig_base_url is None and not await self._public_host(host):
+                    continue
                 body = await self._fetch(client, url, host, email)
                 if body is None:
                     continue

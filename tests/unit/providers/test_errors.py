@@ -292,6 +292,10 @@ def test_mail_server_error_from_code() -> None:
     )
     assert exc.code is E.IP_DENIED
     assert "ERR.LOGIN.IPDENY" in str(exc)
+    leaky = MailServerError(
+        "auth_failed", server_text="NO bad password hunter2-secret", secrets=["hunter2-secret"]
+    )
+    assert "hunter2-secret" not in str(leaky) and "hunter2-secret" not in repr(leaky)
     with pytest.raises(ValueError, match="nonsense"):
         MailServerError("nonsense")
 

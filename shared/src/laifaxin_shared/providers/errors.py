@@ -333,9 +333,12 @@ class MailError:
 class MailServerError(Exception):
     """A failure with its :class:`MailError`; ``str()`` is ``"<code>: <message> (server: <text>)"``.
 
-    The constructor takes a code plus optional details, or a ready :class:`MailError` via :meth:`from_error`.
-    It never receives a password: build it with :func:`explain`/:func:`explain_exception` and pass the
-    secrets there so the server text is redacted.
+    The constructor takes a code plus optional details (``secrets`` are redacted from ``server_text``), or a
+    ready :class:`MailError` via :meth:`from_error`; pass the password tried as a secret wherever server or
+    exception text is involved, so it can never reach ``str()``, ``repr()``, a log line or an event.
+
+    Raises:
+        ValueError: ``code`` is not an :class:`ErrorCode` value.
     """
 
     def __init__(
@@ -345,10 +348,10 @@ class MailServerError(Exception):
         protocol: Protocol | None = None,
         provider_id: str | None = None,
         server_text: str | None = None,
+        secrets: Iterable[str | None] = (),
     ) -> None:
-        error = make_error(
-            ErrorCode(code), protocol=protocol, provider_id=provider_id, server_text=server_text
-        )
+        text = redact(server_text, secrets) if server_text is not None else None
+        error = make_error(ErrorCode(code), protocol=protocol, provider_id=provider_id, server_text=text)
         self.error = error
         super().__init__(self._text(error))
 

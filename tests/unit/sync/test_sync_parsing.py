@@ -488,3 +488,13 @@ def test_event_fields_are_exactly_mail_received_fields() -> None:
     fields = parse_message(raw(BASIC)).event_fields()
     assert set(fields) <= set(MailReceived.model_fields)
     assert set(fields) == set(ParsedMessage.model_fields) - {"message_id", "defects"}
+
+
+def test_content_type_that_makes_the_stdlib_parser_raise_keeps_the_message() -> None:
+    # "charset*" with no value: policy.default's Content-Type parser raises IndexError (CPython 3.11),
+    # and the feed parser reads Content-Type while parsing, so this used to lose the whole message.
+    body = "--m\nContent-Type: text/plain; charset*\n\nstill here\n--m--\n"
+    parsed = parse_message(raw(f'{BASIC}\nContent-Type: multipart/mixed; boundary="m"; x*0*', body))
+    assert parsed.content_type == "multipart/mixed"
+    assert parsed.text == "still here"
+    assert "header_unparseable" in parsed.defects

@@ -104,7 +104,7 @@ def codec_for(label: str | None) -> str | None:
     name = _ALIASES.get(name, name)
     try:
         codec = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL inside the label
         return None
     # codecs.lookup gives e.g. "gb2312", "big5", "iso8859-1": normalise to the module-style names above.
     key = codec.replace("-", "_")

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import datetime
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
@@ -92,6 +93,8 @@ repeated fields joined with ``"\\n"``, each value capped at :data:`HEADER_VALUE_
 HEADER_VALUE_CAP = 2048
 MAX_ADDRESSES = 200
 """Most addresses kept per address field (To, Cc, Reply-To)."""
+MAX_ATTACHMENTS = 100
+"""Most attachments listed per message (the event stays bounded; the raw message has them all)."""
 MAX_DEPTH = 32
 """Deepest MIME nesting walked; deeper parts are skipped with the defect ``nesting_too_deep``."""
 SUBJECT_CAP = 4096
@@ -112,12 +115,18 @@ _NEWLINES = re.compile(r"\r\n?")
 _BLANK_RUNS = re.compile(r"\n{4,}")
 
 
-class _CachingHeaderRegistry(HeaderRegistry):
-    """``policy.default``'s header factory with a bounded cache of parsed header objects.
+class _TolerantHeaderRegistry(HeaderRegistry):
+    """``policy.default``'s header factory, made tolerant and cached.
 
-    The stdlib re-parses a header every time it is read (the feed parser alone reads each part's
-    Content-Type about five times), and that parse dominates the run time. Header objects are immutable
-    str subclasses, so the same (name, value) can share one object.
+    Tolerant: the stdlib header parsers raise on some malformed values (IndexError on a Content-Type that
+    ends in ``;``, ValueError on a NUL inside an RFC 2231 charset), and the feed parser reads Content-Type
+    while it parses, so one such header would lose the whole message. A value that fails its structured
+    parser is kept as an unstructured header (its text unchanged, so the legacy string-based accessors
+    ``get_content_type``/``get_param`` still work) and the defect ``header_unparseable`` is recorded.
+
+    Cached: the stdlib re-parses a header every time it is read (the feed parser alone reads each part's
+    Content-Type about five times), which dominates the run time. Header objects are immutable str
+    subclasses, so one (name, value) can share one object; the cache is bounded.
     """
 
     def __init__(self) -> None:
@@ -130,15 +139,31 @@ class _CachingHeaderRegistry(HeaderRegistry):
         key = (name.lower(), value)
         header = self._cache.get(key)
         if header is None:
-            header = super().__call__(name, value)
+            try:
+                header = super().__call__(name, value)
+            except STDLIB_PARSE_ERRORS as exc:
+                return self._fallback(name, value, exc)
             if len(self._cache) >= _HEADER_CACHE_SIZE:
                 self._cache.clear()
             self._cache[key] = header
         return header
 
+    def _fallback(self, name: str, value: str, exc: Exception) -> BaseHeader:
+        defects = _CURRENT_DEFECTS.get()
+        if defects is not None:
+            defects.add("header_unparseable")
+        log.debug("parsing: header %s kept unstructured: %s: %s", name, type(exc).__name__, exc)
+        unstructured = self["x-unstructured"]  # any unregistered name gives the unstructured class
+        try:
+            return unstructured(name, value)
+        except STDLIB_PARSE_ERRORS:
+            # The encoded-word decoder failed too: drop the markers and NULs that made it try.
+            return unstructured(name, value.replace("=?", "= ?").replace("\x00", ""))
 
+
+_CURRENT_DEFECTS: ContextVar[DefectLog | None] = ContextVar("laifaxin_parsing_defects", default=None)
 _HEADER_CACHE_SIZE = 4096
-_POLICY = policy.default.clone(header_factory=_CachingHeaderRegistry())
+_POLICY = policy.default.clone(header_factory=_TolerantHeaderRegistry())
 _PARSER = BytesParser(policy=_POLICY)
 # Serialising attached messages must not re-parse and refold their headers (slow, and can raise).
 _SERIALIZE_POLICY = _POLICY.clone(refold_source="none")
@@ -333,7 +358,11 @@ def _content_type(part: Message, defects: DefectLog) -> str:
 
 
 def _attachment(part: Message, ctype: str, raw: dict[str, str], walk: _Walk, inline_default: bool) -> None:
+    """Metadata of one attachment (RFC 2183 disposition, RFC 2231/2047 file name, decoded size in bytes)."""
     defects = walk.defects
+    if len(walk.attachments) >= MAX_ATTACHMENTS:
+        defects.add("attachment_list_capped")
+        return
     legacy = _legacy(raw)
     disposition = _guard(defects, "content_disposition_invalid", None, legacy.get_content_disposition)
     filename = ""
@@ -559,7 +588,21 @@ def parse_message(
 
 
 def _parse(raw: bytes, text_cap: int) -> ParsedMessage:
-    msg = cast(EmailMessage, _PARSER.parsebytes(raw))
+    defects = DefectLog()
+    token = _CURRENT_DEFECTS.set(defects)
+    try:
+        return _parse_with(raw, text_cap, defects)
+    finally:
+        _CURRENT_DEFECTS.reset(token)
+
+
+def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
+    # Blank lines before the header block (seen from some fetch paths and mbox exports) would make the whole
+    # message a body; RFC 5322 has no such lines, so they are skipped and noted.
+    start = len(raw) - len(raw.lstrip(b"\r\n"))
+    if start:
+        defects.add("leading_blank_lines")
+    msg = cast(EmailMessage, _PARSER.parsebytes(raw[start:]))
     fields: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         fields.setdefault(name.lower().strip(), []).append(value)
@@ -569,7 +612,6 @@ def _parse(raw: bytes, text_cap: int) -> ParsedMessage:
         names = ", ".join(sorted(fields)[:5])
         raise QuarantineError("not_a_message", f"no message header field (found: {names})")
 
-    defects = DefectLog()
     walk = _Walk(defects)
     _visit(msg, walk, "body", 0)
     text, truncated, html_only = _body_text(walk, text_cap)

@@ -1,0 +1,86 @@
+"""decode_bytes: charset labels as mail uses them (WHATWG supersets, mislabels, missing labels)."""
+
+from __future__ import annotations
+
+import pytest
+
+from laifaxin_sync.parsing import decode_bytes
+from laifaxin_sync.parsing.charsets import codec_for
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [
+        ("GB2312", "gb18030"),
+        ("gbk", "gb18030"),
+        ("x-gbk", "gb18030"),
+        ("CP936", "gb18030"),
+        ("EUC-CN", "gb18030"),
+        ("Big5", "big5hkscs"),
+        ("big5-hkscs", "big5hkscs"),
+        ("Shift_JIS", "cp932"),
+        ("ks_c_5601-1987", "cp949"),
+        ("ISO-8859-1", "cp1252"),
+        ("us-ascii", "cp1252"),
+        ('"utf-8"', "utf_8"),
+        ("UTF-8*en", "utf_8"),
+        ("iso-2022-jp", "iso2022_jp"),
+        ("x-unknown", None),
+        ("unknown-8bit", None),
+        ("no-such-charset", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_codec_for_maps_labels_to_superset_codecs(label: str | None, codec: str | None) -> None:
+    assert codec_for(label) == codec
+
+
+def test_gbk_characters_under_a_gb2312_label() -> None:
+    decoded = decode_bytes("朱镕基、吉喆".encode("gbk"), "gb2312")
+    assert decoded.text == "朱镕基、吉喆"
+    assert decoded.defect is None
+
+
+def test_cp950_euro_sign_under_a_big5_label() -> None:
+    decoded = decode_bytes("€100 報價".encode("cp950"), "big5")
+    assert decoded.text == "€100 報價"
+
+
+def test_windows_1252_quotes_under_a_latin1_label() -> None:
+    assert decode_bytes("“quoted” – dash".encode("cp1252"), "iso-8859-1").text == "“quoted” – dash"
+
+
+def test_utf8_under_a_single_byte_label_is_a_mislabel() -> None:
+    decoded = decode_bytes("Grüße".encode(), "iso-8859-1")
+    assert (decoded.text, decoded.defect) == ("Grüße", "charset_mislabel")
+
+
+def test_gbk_under_a_utf8_label_is_recovered() -> None:
+    decoded = decode_bytes("请报价，谢谢。".encode("gbk"), "utf-8")
+    assert (decoded.text, decoded.defect) == ("请报价，谢谢。", "charset_mislabel")
+
+
+def test_latin1_text_without_a_label_is_not_read_as_chinese() -> None:
+    assert decode_bytes("café au lait, très bien".encode("latin-1")).text == "café au lait, très bien"
+
+
+def test_hint_is_used_for_unlabelled_bytes() -> None:
+    assert decode_bytes("見積もり".encode("shift_jis"), None, hint="Shift_JIS").text == "見積もり"
+
+
+def test_iso2022jp_is_not_mistaken_for_ascii() -> None:
+    assert decode_bytes("見積もり".encode("iso2022_jp"), "iso-2022-jp").text == "見積もり"
+    assert decode_bytes("見積もり".encode("iso2022_jp"), "us-ascii").text == "見積もり"
+
+
+def test_undecodable_bytes_become_replacement_characters() -> None:
+    decoded = decode_bytes(b"ok \x81\x8d\x8f\x90\x9d", "utf-8")
+    assert decoded.text.startswith("ok ")
+    assert decoded.defect is not None
+
+
+@pytest.mark.parametrize("label", [None, "utf-8", "gb2312", "big5", "iso-2022-jp", "x-nonsense", "utf-7"])
+def test_never_raises_on_arbitrary_bytes(label: str | None) -> None:
+    data = bytes(range(256)) * 3
+    assert isinstance(decode_bytes(data, label).text, str)

@@ -325,7 +325,8 @@ def test_provider_for_mx_takes_first_matching_host_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    "domain", ["evilqq.com", "x163.com", "qq.com.evil", "onmicrosoft.com", "mail.qq.com"]
+    "domain",
+    ["evilqq.com", "evilqq.com.example", "x163.com", "qq.com.evil", "onmicrosoft.com", "mail.qq.com"],
 )
 def test_provider_for_domain_is_exact(domain: str) -> None:
     assert provider_for_domain(domain) is None

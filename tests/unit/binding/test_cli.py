@@ -119,3 +119,10 @@ def test_console_script_end_to_end() -> None:
     assert result.returncode == 0, result.stderr.decode()
     data = json.loads(result.stdout)
     assert data["code"] == "too_many_connections"
+
+
+def test_list_providers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["providers", "list"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    ids = {entry["id"] for entry in data}
+    assert {"netease_qiye", "tencent_exmail", "qq", "outlook"} <= ids

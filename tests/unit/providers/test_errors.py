@@ -454,3 +454,12 @@ def test_pasted_dns_error_suggests_the_catalog_host() -> None:
     assert error.code is E.DNS_FAILED
     assert error.suggestion == "imap.gmail.com"
     assert explain("imap", "Name or service not known: mail.nothing-like-it.example").suggestion is None
+
+
+def test_sync_status_fields_fit_the_event() -> None:
+    from laifaxin_shared.events.mailbox import MailboxSyncStatus
+
+    error = explain("imap", "NO [ALERT] Too many simultaneous connections. (Failure)", "gmail")
+    event = MailboxSyncStatus(tenant_id="t1", mailbox_id="mbx-1", **error.sync_status_fields())  # type: ignore[arg-type]
+    assert (event.state, event.error_code) == ("throttled", "too_many_connections")
+    assert event.fix_zh == error.fix.zh

@@ -2,6 +2,7 @@
 
 - ``providers detect EMAIL [--offline] [--nameserver HOST[:PORT]] [--autoconfig-base-url URL]``: one JSON object
   (:class:`laifaxin_binding.detect.Detection`).
+- ``providers list``: every catalog entry's id, name, kind and domains as a JSON array.
 - ``providers show ID``: one catalog entry as JSON.
 - ``errors explain --protocol imap|smtp [--provider ID] REPLY|-``: one JSON object with ``code``, ``message``,
   ``fix`` and their Chinese versions (``-`` reads the reply from stdin, as bytes, so GBK replies work).
@@ -19,7 +20,7 @@ import sys
 import dns.asyncresolver
 
 from laifaxin_binding.detect import Detector
-from laifaxin_shared.providers.catalog import get_provider
+from laifaxin_shared.providers.catalog import get_provider, load_catalog
 from laifaxin_shared.providers.errors import explain
 
 
@@ -48,6 +49,17 @@ def _detect(args: argparse.Namespace) -> int:
         sys.stderr.write(f"laifaxin-mail: {exc}\n")
         return 2
     _print_json(detection.model_dump(mode="json"))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    del args
+    _print_json(
+        [
+            {"id": p.id, "name": p.name.model_dump(), "kind": p.kind, "domains": list(p.domains)}
+            for p in load_catalog().providers
+        ]
+    )
     return 0
 
 
@@ -87,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="fetch autoconfig from this base URL (with the real host in the Host header) instead of https://<host>",
     )
     detect.set_defaults(handler=_detect)
+
+    list_parser = providers_sub.add_parser(
+        "list", help="list catalog providers: id, name, kind, domains (JSON)"
+    )
+    list_parser.set_defaults(handler=_list)
 
     show = providers_sub.add_parser("show", help="print one catalog entry (JSON)")
     show.add_argument("provider_id", help="catalog id, e.g. netease_qiye")

@@ -307,6 +307,19 @@ class MailError:
     retryable: bool = False
     sync_state: SyncState = "error"
 
+    def sync_status_fields(self) -> dict[str, str]:
+        """The ``mailbox.sync_status`` fields this error fills (:class:`~laifaxin_shared.events.mailbox.
+        MailboxSyncStatus`): ``state``, ``error_code``, ``message``, ``fix``, ``message_zh``, ``fix_zh``, each
+        text cut to the event's 2000-character cap."""
+        return {
+            "state": self.sync_state,
+            "error_code": self.code.value,
+            "message": self.message.en[:2000],
+            "fix": self.fix.en[:2000],
+            "message_zh": self.message.zh[:2000],
+            "fix_zh": self.fix.zh[:2000],
+        }
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready view: ``code``, ``message``, ``fix``, ``message_zh``, ``fix_zh`` and the optional fields."""
         data: dict[str, object] = {

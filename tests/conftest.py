@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import imaplib
 import importlib.util
 import os
 import secrets
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -53,6 +56,7 @@ def _infra_module() -> Any:
     spec = importlib.util.spec_from_file_location("laifaxin_local_infra", INFRA)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
     spec.loader.exec_module(module)
     return module
 
@@ -80,6 +84,25 @@ class MailAccount:
         return f"MailAccount({self.email!r})"
 
 
+def wait_until_login_works(account: MailAccount, timeout: float = 5.0) -> None:
+    """Dovecot re-reads its passwd-file at most once a second: wait until the new user can log in."""
+    ctx = client_tls_context(account.servers.ca_file)
+    # The passwd-file is re-checked when the clock has moved to a new second since the last check.
+    time.sleep(1.02 - (time.time() % 1.0))
+    deadline = time.monotonic() + timeout
+    while True:
+        with imaplib.IMAP4_SSL(account.host, account.imaps_port, ssl_context=ctx, timeout=5) as conn:
+            try:
+                conn.login(account.email, account.password)
+            except imaplib.IMAP4.error:
+                if time.monotonic() > deadline:
+                    raise
+            else:
+                conn.logout()
+                return
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def new_mail_account(real_servers: Servers, infra_module: Any) -> Any:
     """Factory: ``new_mail_account()`` adds a fresh user to the running Dovecot and returns it."""
@@ -88,7 +111,9 @@ def new_mail_account(real_servers: Servers, infra_module: Any) -> Any:
         email = f"{local or 'u' + uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}"
         password = "pw-" + secrets.token_urlsafe(12)
         infra_module.add_user(email, password, Path(real_servers.mail["passwd_file"]))
-        return MailAccount(email, password, real_servers)
+        account = MailAccount(email, password, real_servers)
+        wait_until_login_works(account)
+        return account
 
     return make
 

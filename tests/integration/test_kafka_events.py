@@ -50,27 +50,26 @@ async def test_every_event_type_round_trips_through_the_broker(
     broker = make_broker(settings)
     received: dict[str, list[Envelope]] = {}
     expected: dict[str, list[Envelope]] = {}
-    done = asyncio.Event()
-    total = 0
-
+    models: dict[str, type[Envelope]] = {}
     for s in event_topics():
-        model = s.model
-        assert model is not None
-        events = [model.model_validate(p) for p in s.examples()]
-        expected[s.name] = events
-        total += len(events)
+        assert s.model is not None
+        models[s.name] = s.model
+        expected[s.name] = [s.model.model_validate(p) for p in s.examples()]
+    total = sum(map(len, expected.values()))
+    done = asyncio.Event()
 
-        def make_handler(name: str, m: type[Envelope]) -> Any:
-            async def handler(event: Envelope) -> None:
-                received.setdefault(name, []).append(event)
-                if sum(map(len, received.values())) == total:
-                    done.set()
+    def make_handler(name: str, model: type[Envelope]) -> Any:
+        async def handler(event: Envelope) -> None:
+            received.setdefault(name, []).append(event)
+            if sum(map(len, received.values())) == total:
+                done.set()
 
-            handler.__annotations__ = {"event": m, "return": None}  # the model FastStream validates against
-            return handler
+        handler.__annotations__ = {"event": model, "return": None}  # the model FastStream validates against
+        return handler
 
-        broker.subscriber(topic_prefix + s.name, **subscriber_options(f"roundtrip-{s.name}"))(
-            make_handler(s.name, model)
+    for name, model in models.items():
+        broker.subscriber(topic_prefix + name, **subscriber_options(f"roundtrip-{name}"))(
+            make_handler(name, model)
         )
 
     async with broker:
@@ -141,7 +140,7 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
 
     assert [e.event_id for e in seen] == [good.event_id]
     dead = await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=2)
-    assert [r.value for r in dead][0] == b"\xff\xfenot json at all"
+    assert next(r.value for r in dead) == b"\xff\xfenot json at all"
     headers = [dict((k, v.decode()) for k, v in r.headers) for r in dead]
     assert headers[0]["x-origin"] == "test"
     assert headers[0]["x-dlq-topic"] == topic and headers[0]["x-dlq-group"] == "classifier-test"
@@ -158,7 +157,7 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         if not parts:
-            await consumer._client.force_metadata_update()  # noqa: SLF001  (metadata for an unsubscribed topic)
+            await consumer._client.force_metadata_update()
             parts = consumer.partitions_for_topic(topic) or set()
         committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in parts}
     finally:

@@ -73,10 +73,12 @@ async def connect_imap(
     if not client.has_capability("STARTTLS"):
         await client.logout()
         raise StartTlsUnsupportedError(f"{host}:{port} does not offer STARTTLS")
-    response = await asyncio.wait_for(client.protocol.simple_command("STARTTLS"), timeout)
+    protocol = client.protocol
+    # simple_command() refuses STARTTLS; the command table allows it in NONAUTH, so execute it directly.
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    response = await asyncio.wait_for(protocol.execute(command), timeout)
     if response.result != "OK":
         raise StartTlsUnsupportedError(f"{host}:{port} refused STARTTLS: {response.lines[-1:]!r}")
-    protocol = client.protocol
     loop = asyncio.get_running_loop()
     tls_transport = await asyncio.wait_for(
         loop.start_tls(protocol.transport, protocol, ctx, server_hostname=host), timeout

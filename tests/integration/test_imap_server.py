@@ -1,0 +1,112 @@
+"""aioimaplib against the real Dovecot: implicit TLS and STARTTLS with the certificate verified."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from email.message import EmailMessage
+from typing import Any
+
+import aioimaplib
+import pytest
+
+from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap, is_tls
+from tests.conftest import MailAccount
+
+pytestmark = pytest.mark.integration
+
+
+def message(subject: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Buyer <buyer@example.com>"
+    msg["To"] = "sales@laifaxin.test"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '.')}@example.com>"
+    msg.set_content("Please quote 500 pcs.")
+    return msg.as_bytes()
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+async def test_login_append_select_fetch(
+    mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
+) -> None:
+    port = mail_account.imaps_port if security == "ssl" else mail_account.imap_port
+    client = await connect_imap(mail_account.host, port, security, ssl_context=tls_context)  # type: ignore[arg-type]
+    assert is_tls(client)
+    login = await client.login(mail_account.email, mail_account.password)
+    assert login.result == "OK"
+    for cap in ("IDLE", "CONDSTORE", "SPECIAL-USE", "UIDPLUS"):
+        assert client.has_capability(cap), cap
+    assert (
+        await client.enable("CONDSTORE")
+    ).result == "OK"  # RFC 7162 section 3.1: SELECT then reports HIGHESTMODSEQ
+    appended = await client.append(message("first quote"), mailbox="INBOX")
+    assert appended.result == "OK"
+    selected = await client.select("INBOX")
+    assert selected.result == "OK"
+    text = b" ".join(selected.lines).decode()
+    assert "UIDVALIDITY" in text and "UIDNEXT" in text and "HIGHESTMODSEQ" in text
+    fetched = await client.uid("fetch", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert fetched.result == "OK"
+    assert b"first quote" in b"".join(x for x in fetched.lines if isinstance(x, bytes | bytearray))
+    listed = await client.list('""', "*")
+    assert any(b"\\Junk" in line for line in listed.lines)
+    await client.logout()
+
+
+async def test_idle_sees_a_new_message(mail_account: MailAccount, tls_context: ssl.SSLContext) -> None:
+    watcher = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await watcher.login(mail_account.email, mail_account.password)
+    await watcher.select("INBOX")
+    idle = await watcher.idle_start(timeout=20)
+    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await writer.login(mail_account.email, mail_account.password)
+    await writer.append(message("arrives during idle"), mailbox="INBOX")
+    pushed: list[Any] = []
+    async with asyncio.timeout(15):
+        while not any(b"EXISTS" in line for line in pushed if isinstance(line, bytes)):
+            pushed.extend(await watcher.wait_server_push(timeout=15))
+    watcher.idle_done()
+    await asyncio.wait_for(idle, 10)
+    await writer.logout()
+    await watcher.logout()
+
+
+async def test_untrusted_certificate_fails_cleanly(mail_account: MailAccount) -> None:
+    # Only the system roots: the local CA is not trusted, so the handshake must fail verification.
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect_imap(
+            mail_account.host, mail_account.imaps_port, "ssl", ssl_context=client_tls_context()
+        )
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect_imap(
+            mail_account.host, mail_account.imap_port, "starttls", ssl_context=client_tls_context()
+        )
+
+
+async def test_wrong_password_is_refused(mail_account: MailAccount, tls_context: ssl.SSLContext) -> None:
+    client = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    response = await client.login(mail_account.email, "wrong-password")
+    assert response.result == "NO"
+    assert b"AUTHENTICATIONFAILED" in b" ".join(response.lines)
+    await client.logout()
+
+
+async def test_implicit_tls_against_the_starttls_port_fails(
+    mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    with pytest.raises((ssl.SSLError, TimeoutError, aioimaplib.AioImapException, ConnectionError)):
+        await connect_imap(
+            mail_account.host, mail_account.imap_port, "ssl", ssl_context=tls_context, timeout=5
+        )
+
+
+async def test_starttls_against_the_tls_port_never_falls_back(
+    mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    with pytest.raises(
+        (TimeoutError, StartTlsUnsupportedError, ConnectionError, aioimaplib.AioImapException)
+    ):
+        await connect_imap(
+            mail_account.host, mail_account.imaps_port, "starttls", ssl_context=tls_context, timeout=3
+        )

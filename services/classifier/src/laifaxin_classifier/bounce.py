@@ -15,14 +15,20 @@ from laifaxin_shared.events.mail import BounceInfo
 
 from .message import ClassifierInput
 
-_SENDER = re.compile(r"^(?:mailer[-_]?daemon|post[-_]?master|mail[-_]?delivery[-_]?(?:system|subsystem)?|"
-                     r"mdaemon|bounces?|returned[-_]?mail|nobody)@", re.IGNORECASE)
-_SENDER_NAME = re.compile(r"mail delivery (?:system|subsystem)|mailer[- ]daemon|postmaster|"
-                          r"microsoft outlook|系统退信|退信", re.IGNORECASE)
+_SENDER = re.compile(
+    r"^(?:mailer[-_]?daemon|post[-_]?master|mail[-_]?delivery[-_]?(?:system|subsystem)?|"
+    r"mdaemon|bounces?|returned[-_]?mail)(?:@|$)",
+    re.IGNORECASE,
+)
+_SENDER_NAME = re.compile(
+    r"mail delivery (?:system|subsystem)|mailer[- ]daemon|postmaster|"
+    r"microsoft outlook|系统退信|退信",
+    re.IGNORECASE,
+)
 
 _SUBJECT = re.compile(
     r"undeliver|undelivered mail|delivery status notification \(fail|delivery status notification \(delay|"
-    r"delivery failure|delivery has failed|failure notice|mail delivery failed|returned mail|"
+    r"delivery status notification|error sending your mail|delivery failure|delivery has failed|failure notice|mail delivery failed|returned mail|"
     r"delivery notification|could not be delivered|non[- ]?delivery|warning: could not send|"
     r"mail system error|message not delivered|nondeliverable|rejected:|delivery problem|"
     r"unzustellbar|nicht zustellbar|non remis|non distribuable|échec de la remise|no se puede entregar|"
@@ -40,7 +46,7 @@ _BODY = re.compile(
     r"the following addresses? had permanent fatal errors|permanent error|permanent failure|"
     r"this is a permanent error|the following message to <[^>]+> was undeliverable|"
     r"address not found|user unknown|no such user|mailbox (?:unavailable|not found|full|is full)|"
-    r"recipient address rejected|undeliverable|could not be delivered|message delivery has been delayed|"
+    r"recipient address rejected|undeliverable|undelivered mail|failed recipients|mail loop detected|could not be delivered|message delivery has been delayed|"
     r"delivery to the following recipient has been delayed|this is a delivery status notification|"
     r"remote host said:|smtp error from remote (?:mail server|server)|unrouteable address|"
     r"hi\. this is the qmail-send program|the mail system\b|returned to sender|"
@@ -53,15 +59,30 @@ _BODY = re.compile(
     re.IGNORECASE,
 )
 
+# MTA texts that only a bounce writes: one is enough.
+_BODY_STRONG = re.compile(
+    r"this is the mail system at host|i'm sorry to have to inform you that your message could not|"
+    r"this message was created automatically by mail delivery software|hi\. this is the qmail-send program|"
+    r"delivery has failed to these recipients|the following addresses? had permanent fatal errors|"
+    r"could not be delivered to:|an error has occurred while attempting to deliver|"
+    r"we had trouble delivering your message|\"notificationtype\"\s*:\s*\"bounce\"|"
+    r"delivery to the following recipients? failed permanently|your message could not be delivered to",
+    re.IGNORECASE,
+)
+
 _STATUS = re.compile(r"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.IGNORECASE | re.MULTILINE)
 _STATUS_IN_TEXT = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_CODE = re.compile(r"\b([45])[0-9]{2}[ -]")
 _ACTION = re.compile(r"^Action:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
-_FINAL_RCPT = re.compile(r"^(?:Final|Original)-Recipient:\s*(?:rfc822;\s*)?<?([^\s<>;]+@[^\s<>;]+)>?",
-                         re.IGNORECASE | re.MULTILINE)
+_FINAL_RCPT = re.compile(
+    r"^(?:Final|Original)-Recipient:\s*(?:rfc822;\s*)?<?([^\s<>;]+@[^\s<>;]+)>?", re.IGNORECASE | re.MULTILINE
+)
 _DIAG = re.compile(r"^Diagnostic-Code:\s*(?:[\w-]+;\s*)?(.+(?:\n[ \t]+.+)*)", re.IGNORECASE | re.MULTILINE)
-_SOFT_WORDS = re.compile(r"delayed|will retry|still trying|temporar|mailbox (?:is )?full|quota|over quota|"
-                         r"try again later|greylist|暂时|延迟", re.IGNORECASE)
+_SOFT_WORDS = re.compile(
+    r"delayed|will retry|still trying|temporar|mailbox (?:is )?full|quota|over quota|"
+    r"try again later|greylist|暂时|延迟",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +117,7 @@ def detect_bounce(msg: ClassifierInput) -> BounceVerdict | None:
         reasons.append("bounce:header:x-ms-exchange-message-is-ndr")
         strong = True
     weak = 0
-    if _SENDER.match(msg.from_addr) or (_SENDER_NAME.search(msg.from_name) and not msg.from_addr.count("noreply")):
+    if _SENDER.match(msg.from_addr) or _SENDER_NAME.search(msg.from_name):
         reasons.append("bounce:sender")
         weak += 1
     if h.get("return-path", "").strip() == "<>":
@@ -106,7 +127,10 @@ def detect_bounce(msg: ClassifierInput) -> BounceVerdict | None:
         reasons.append("bounce:subject")
         weak += 1
     body = msg.text[:6000]
-    if _BODY.search(body):
+    if _BODY_STRONG.search(body):
+        reasons.append("bounce:mta-text")
+        weak += 2
+    elif _BODY.search(body):
         reasons.append("bounce:body-phrase")
         weak += 1
     # A null Return-Path also marks auto-replies (RFC 3834 section 3.3), so it only helps the other signs.
@@ -118,9 +142,31 @@ def detect_bounce(msg: ClassifierInput) -> BounceVerdict | None:
     return BounceVerdict(info=bounce_info(msg), reasons=tuple(reasons), confidence=0.99 if strong else 0.95)
 
 
+_FEEDBACK = re.compile(r"^Feedback-Type:\s*\w+", re.IGNORECASE | re.MULTILINE)
+_FEEDBACK_SUBJECT = re.compile(
+    r"complaint about message|abuse report|spam complaint|feedback report", re.IGNORECASE
+)
+
+
+def feedback_report(msg: ClassifierInput) -> str | None:
+    """``"report:feedback-report"`` for an abuse / spam complaint report (ARF, RFC 5965: multipart/report with
+    report-type=feedback-report, a ``Feedback-Type:`` field, or a complaint-report subject), else ``None``.
+    Such a report says a recipient marked our mail as spam; it is machine-sent, so ``notification``."""
+    if msg.report_type == "feedback-report" or _FEEDBACK.search(msg.text[:6000]):
+        return "report:feedback-report"
+    if _FEEDBACK_SUBJECT.search(msg.subject):
+        return "report:feedback-report-subject"
+    return None
+
+
 def _looks_auto_reply(msg: ClassifierInput) -> bool:
-    return bool(re.search(r"out of (?:the )?office|automatic reply|auto[- ]?reply|vacation|abwesen",
-                          msg.subject, re.IGNORECASE))
+    return bool(
+        re.search(
+            r"out of (?:the )?office|automatic reply|auto[- ]?reply|vacation|abwesen",
+            msg.subject,
+            re.IGNORECASE,
+        )
+    )
 
 
 def bounce_info(msg: ClassifierInput) -> BounceInfo:

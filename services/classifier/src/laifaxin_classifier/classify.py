@@ -3,7 +3,8 @@
 Order (each layer can decide; ``reasons`` names every rule that fired and the one that decided):
 
 1. bad input (empty, garbage) and reply extraction (:mod:`.reply`);
-2. delivery failure reports (:mod:`.bounce`; RFC 3464/3463/6522, MTA formats) -> ``bounce``;
+2. delivery failure reports (:mod:`.bounce`; RFC 3464/3463/6522, MTA formats) -> ``bounce``; spam
+   complaint reports (ARF, RFC 5965) -> ``notification``;
 3. auto-reply headers (RFC 3834 Auto-Submitted, vendor X-Autoreply & co., :mod:`.rules`) -> ``ooo``
    (``Auto-Submitted: auto-generated`` with no reply sign and no out-of-office wording -> ``notification``);
 4. out-of-office / left-the-company / auto-acknowledgement subject and phrases -> ``ooo``;
@@ -20,11 +21,18 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from laifaxin_shared.events.mail import BounceInfo, Category, ClassificationFlags, MailClassified, MailReceived
+from laifaxin_shared.events.mail import (
+    BounceInfo,
+    Category,
+    ClassificationFlags,
+    MailClassified,
+    MailReceived,
+)
 from pydantic import BaseModel, ConfigDict, Field
 
-from .bounce import detect_bounce
+from .bounce import detect_bounce, feedback_report
 from .dates import extract_return_date
+from .lexicon import concept_names
 from .message import ClassifierInput
 from .model import DEFAULT_ARTIFACT, TrainedModel, load_model, model_text
 from .reply import extract_reply, strip_subject_prefixes
@@ -43,6 +51,10 @@ __all__ = [
 
 CONFIDENCE_THRESHOLD = 0.5
 """Model probability under which the answer falls back to ``to_reply`` (a person should look)."""
+
+SILENT_THRESHOLD = {"ooo": 0.6, "bounce": 0.9, "notification": 0.7}
+"""Higher bars for the categories that do not alert when the model alone decides: hiding a person's mail
+costs more than an extra alert. Model-only ``ooo`` also needs an away / return / left / auto-ack cue."""
 
 SNIPPET_CHARS = 280
 
@@ -73,6 +85,7 @@ _FOOTER_UNSUB = re.compile(
     r"(?:preferences|subscription)|view (?:it )?in (?:your )?browser|退订请|取消订阅请",
     re.IGNORECASE,
 )
+_OOO_CUES = {"away", "return", "left", "autoack"}
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -165,6 +178,10 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
         bflags = flags.model_copy(update={"bounce": True})
         return result("bounce", bounce.confidence, *bounce.reasons, flags=bflags, bounce=bounce.info)
 
+    feedback = feedback_report(msg)
+    if feedback is not None:
+        return result("notification", 0.95, feedback)
+
     ooo_rule = ooo_phrase(msg.subject, reply_text)
     if facts.auto_submitted:
         generated_only = all(r.startswith("header:auto-submitted=auto-generated") for r in facts.auto_reasons)
@@ -187,15 +204,27 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
             return result("to_reply", 0.5, "input:attachments-only")
         return result("to_reply", 0.5, "input:empty-text")
 
-    category, p, _, _ = model.predict(model_text("" if is_reply else subject, reply_text))
+    text = model_text("" if is_reply else subject, reply_text)
+    category, p, _, _ = model.predict(text)
     if p < threshold:
         return result("to_reply", 1.0 - p, f"model:{version}", f"model:below-threshold:{category}={p:.2f}")
+    if category in SILENT_THRESHOLD:
+        cues = set(concept_names(text))
+        if p < SILENT_THRESHOLD[category] or (category == "ooo" and not cues & _OOO_CUES):
+            return result(
+                "to_reply", 0.5, f"model:{version}", f"model:silent-category-unconfirmed:{category}={p:.2f}"
+            )
     if category == "ooo":
         rd = _return_date(msg, subject, reply_text, language)
         return result("ooo", p, f"model:{version}", ooo_return_date=rd)
     if category == "bounce":
-        return result("bounce", p, f"model:{version}", flags=flags.model_copy(update={"bounce": True}),
-                      bounce=BounceInfo(kind="unknown"))
+        return result(
+            "bounce",
+            p,
+            f"model:{version}",
+            flags=flags.model_copy(update={"bounce": True}),
+            bounce=BounceInfo(kind="unknown"),
+        )
     return result(category, p, f"model:{version}")  # type: ignore[arg-type]
 
 

@@ -38,14 +38,21 @@ _TRIGGER_BEFORE = re.compile(
     r"于|於|到|至|回|返|从|從|自",
     re.IGNORECASE,
 )
-_TRIGGER_AFTER = re.compile(r"^\s*(?:まで|までに|に戻|より|から|前|以后|之后|後|返回|回|上班|kadar|tarihinde|'?(?:e|a|ye|ya)\s+kadar)")
+_TRIGGER_AFTER = re.compile(
+    r"^\s*(?:まで|までに|に戻|より|から|前|以后|之后|後|返回|回|上班|kadar|tarihinde|'?(?:e|a|ye|ya)\s+kadar)"
+)
 
 _ISO = re.compile(r"\b(20\d\d)[-/.](\d{1,2})[-/.](\d{1,2})\b")
 _CJK = re.compile(r"(?:(20\d\d)\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*[日号號]")
 _NUM = re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](20\d\d|\d\d)\b")
 _NUM_NOYEAR = re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(?!\d)")
-_DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:de\s+)?({_MONTH_RE})\.?(?:\s+(?:de\s+)?(20\d\d))?", re.IGNORECASE)
-_MONTH_DAY = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(20\d\d))?", re.IGNORECASE)
+_DAY_MONTH = re.compile(
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:de\s+)?({_MONTH_RE})\.?(?:\s+(?:de\s+)?(20\d\d))?",
+    re.IGNORECASE,
+)
+_MONTH_DAY = re.compile(
+    rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b(?:,?\s+(20\d\d))?", re.IGNORECASE
+)
 _VI = re.compile(r"ngày\s+(\d{1,2})\s+tháng\s+(\d{1,2})(?:\s+năm\s+(20\d\d))?", re.IGNORECASE)
 
 

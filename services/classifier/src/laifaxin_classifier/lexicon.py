@@ -39,10 +39,12 @@ CONCEPTS: dict[str, str] = {
     r"لا شكرا|nie jesteśmy zainteresowani|nie potrzebujemy|nie, dziękuję|không quan tâm|không cần|"
     r"не интерес|не нужно|нам это не|нет, спасибо|не интересует|不需要|没兴趣|沒有興趣|没有兴趣|不感兴趣|"
     r"不感興趣|没有这方面|沒有這方面|不考虑|不考慮|興味がありません|必要ありません|見送",
+    "already": r"already|bereits|schon|уже|já temos|ya tenemos|déjà|già|al een|zaten|بالفعل|już|đã có|已经有|"
+    r"已經有|已有|すでに|既に",
     "supplier": r"already have|supplier|vendor|proveedor|lieferant|fournisseur|fornecedor|fornitore|leverancier|"
     r"tedarikçi|مورد|dostawc|nhà cung cấp|поставщик|供应商|供應商|取引先",
     "stop": r"remove|stop|unsubscri|baja|streichen|austragen|abmelden|retirer|désabonn|remova|descadastr|cancell|"
-    r"verwijder|afmelden|çıkar|إزالة|توقفوا|wypisz|usuń|xóa|удалите|отпишите|删除|刪除|退订|退訂|配信停止|"
+    r"verwijder|afmelden|çıkar|إزالة|توقفوا|wypisz|usuń|usun|xóa|удалите|отпишите|删除|刪除|退订|退訂|配信停止|"
     r"(?:don't|do not) (?:contact|email)|no nos contacten|nicht mehr|ne me contactez|não nos envie|"
     r"non ci scrivete|non mi contatti|geen contact|göndermeyin|لا ترسلوا|nie pisać|đừng gửi|не пишите|"
     r"不要再|請勿|请勿|别再|別再|送らないで",
@@ -76,7 +78,7 @@ CONCEPTS: dict[str, str] = {
     r"vakantie|niet op kantoor|afwezig|izin|ofis dışında|إجازة|خارج المكتب|urlop|poza biurem|nieobecn|nghỉ phép|"
     r"vắng mặt|отпуск|вне офиса|отсутств|休假|出差|不在|休暇|出張|business trip|geschäftsreise|déplacement|"
     r"viaje de negocios|viagem de negócios|viaggio di lavoro|zakenreis|iş seyahati|رحلة عمل|podróży służbowej|"
-    r"công tác|командировк|trade fair|closed|geschlossen|fermé|cerrad|fechad|chius|gesloten|kapalı|مغلق|"
+    r"công tác|командировк|trade fair|\bclosed|geschlossen|fermé|cerrad|fechad|chius|gesloten|kapalı|مغلق|"
     r"zamknięt|đóng cửa|закрыт|放假|休業|limited access|eingeschränkt|accès limité|acceso limitado|"
     r"acesso limitado|accesso limitato|beperkt|sınırlı|محدود|ograniczony|hạn chế|ограничен",
     "return": r"\breturn|back on|be back|back in|zurück|wieder (?:im|erreichbar|da)|retour|regresar|regresaré|"

@@ -209,7 +209,9 @@ def html_to_text(html: str) -> str:
     soup = BeautifulSoup(html[: TEXT_CAP_CHARS * 8], "html.parser")
     for tag in soup(["script", "style", "head", "blockquote"]):
         tag.decompose()
-    for tag in soup.select(".gmail_quote, #divRplyFwdMsg, #appendonsend, .yahoo_quoted, #mail-editor-reference-message-container"):
+    for tag in soup.select(
+        ".gmail_quote, #divRplyFwdMsg, #appendonsend, .yahoo_quoted, #mail-editor-reference-message-container"
+    ):
         tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")

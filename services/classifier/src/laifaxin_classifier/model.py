@@ -36,7 +36,7 @@ def model_text(subject: str, reply_text: str) -> str:
     """The string the model reads: the subject (empty for replies: a reply's subject repeats our outreach)
     and the new reply text, lowercased, digits folded to 0, URLs and addresses replaced by a token, followed
     by the concept tokens of :mod:`.lexicon`."""
-    text = f"{subject}\n{reply_text}"[:MODEL_TEXT_CAP].lower()
+    text = f"{subject}\n{reply_text}"[:MODEL_TEXT_CAP].replace("İ", "i").lower()
     text = _URL.sub(" url ", text)
     text = _EMAIL.sub(" email ", text)
     return _DIGITS.sub("0", text) + concept_tokens(text)

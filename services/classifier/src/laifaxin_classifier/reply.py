@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 
-_FROM = (
-    r"From|Von|De|Da|Van|Od|От|Kimden|Gönderen|Từ|发件人|發件人|寄件者|寄件人|差出人|送信者|من|Remitente|Afzender|Nadawca"
-)
+_FROM = r"From|Von|De|Da|Van|Od|От|Kimden|Gönderen|Từ|发件人|發件人|寄件者|寄件人|差出人|送信者|من|Remitente|Afzender|Nadawca"
 _OTHER = (
     r"Sent|Date|To|Subject|Cc|Gesendet|Datum|An|Betreff|Envoyé|Objet|À|Enviado|Enviada|Fecha|Para|Asunto|Assunto|"
     r"Data|Inviato|Oggetto|Verzonden|Aan|Onderwerp|Wysłano|Do|Temat|Отправлено|Дата|Кому|Тема|Tarih|Kime|Konu|"
@@ -56,7 +54,7 @@ _QUOTE_HEADER = re.compile(
 )
 
 _SIGNATURE_START = re.compile(
-    r"^(?:-- ?|--|__+|"
+    r"^(?:-- ?|--|__+|[*=#~]{10,}|"
     r"Sent from my .*|Sent from (?:Outlook|Mail|Yahoo).*|Get Outlook for .*|Envoyé de mon .*|Enviado desde mi .*|"
     r"Enviado do meu .*|Von meinem .* gesendet|Gesendet von .*|Inviato da.*|Verzonden vanaf .*|Wysłane z .*|"
     r"Отправлено с .*|Отправлено из .*|iPhone から送信|iPhoneから送信|发自我的.*|發自我的.*|从我的.*发送|來自我的.*|"

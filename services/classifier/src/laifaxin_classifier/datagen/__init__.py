@@ -108,12 +108,18 @@ class _Composer:
         company = self.pick(COMPANIES, split)
         zh = lang.startswith("zh") or lang == "ja"
         local_dates = DATES_LOCAL.get(lang)
-        date = self.pick(local_dates, split) if local_dates and self.rng.random() < 0.7 else self.pick(DATES, split)
+        date = (
+            self.pick(local_dates, split)
+            if local_dates and self.rng.random() < 0.7
+            else self.pick(DATES, split)
+        )
         domain = company.split()[0].lower().replace("é", "e") + ".com"
         return {
             "n": name,
             "c": company,
-            "p": self.pick(PRODUCTS_ZH, split) if zh and self.rng.random() < 0.7 else self.pick(PRODUCTS_EN, split),
+            "p": self.pick(PRODUCTS_ZH, split)
+            if zh and self.rng.random() < 0.7
+            else self.pick(PRODUCTS_EN, split),
             "pz": self.pick(PRODUCTS_ZH, split),
             "q": self.pick(QTYS, split),
             "d": date,
@@ -176,8 +182,11 @@ class _Composer:
             subject = rng.choice(REPLY_PREFIX[lang]) + outreach_subject
         if cls == "ooo" and rng.random() < 0.25:
             headers = rng.choice(
-                [{"auto-submitted": "auto-replied"}, {"x-autoreply": "yes", "precedence": "bulk"},
-                 {"x-auto-response-suppress": "All", "x-ms-exchange-inbox-rules-loop": s["m"]}]
+                [
+                    {"auto-submitted": "auto-replied"},
+                    {"x-autoreply": "yes", "precedence": "bulk"},
+                    {"x-auto-response-suppress": "All", "x-ms-exchange-inbox-rules-loop": s["m"]},
+                ]
             )
         text = "\n".join(lines)
         if not fresh and rng.random() < 0.65:
@@ -221,7 +230,11 @@ def generate(seed: int = 20261121) -> list[Row]:
 
 def _templates(bank: dict[str, list[tuple[str, str]]]) -> list[tuple[str, str, str, str]]:
     """(key, language, subject, body) for every template, with a stable key for the split."""
-    return [(f"{lang}|{i}", lang, subj, body) for lang, items in bank.items() for i, (subj, body) in enumerate(items)]
+    return [
+        (f"{lang}|{i}", lang, subj, body)
+        for lang, items in bank.items()
+        for i, (subj, body) in enumerate(items)
+    ]
 
 
 def _bounces(comp: _Composer) -> list[Row]:
@@ -235,26 +248,45 @@ def _bounces(comp: _Composer) -> list[Row]:
         key, lang, subj_t, body_t = rng.choice(choices)
         s = comp.slots("en", split)
         soft = "4." in body_t or "delay" in subj_t.lower() or "Warning" in subj_t
-        code = rng.choice(["4.2.2", "4.4.1", "4.7.0"]) if soft else rng.choice(["5.1.1", "5.1.0", "5.2.1", "5.4.1"])
-        smtp = ("452" if soft else "550")
+        code = (
+            rng.choice(["4.2.2", "4.4.1", "4.7.0"])
+            if soft
+            else rng.choice(["5.1.1", "5.1.0", "5.2.1", "5.4.1"])
+        )
+        smtp = "452" if soft else "550"
         fmt = dict(s, r=s["m"], code=code, smtp=smtp, subj=comp.pick(OUTREACH_SUBJECTS, split).format(**s))
         body = body_t.format(**fmt)
         if rng.random() < 0.4:
-            body += "\n\n------ This is a copy of the message, including all the headers. ------\n" + comp.pick(
-                OUTREACH_BODY, split
-            ).format(**fmt)
+            body += (
+                "\n\n------ This is a copy of the message, including all the headers. ------\n"
+                + comp.pick(OUTREACH_BODY, split).format(**fmt)
+            )
         sender = rng.choice(
-            [("Mail Delivery System", f"mailer-daemon@{s['host']}"), ("", f"postmaster@{s['host']}"),
-             ("Microsoft Outlook", f"postmaster@{s['host']}"), ("", f"MAILER-DAEMON@mx.{s['host']}"),
-             ("Mail Delivery Subsystem", f"mailer-daemon@googlemail.com"), ("", f"system@{s['host']}")]
+            [
+                ("Mail Delivery System", f"mailer-daemon@{s['host']}"),
+                ("", f"postmaster@{s['host']}"),
+                ("Microsoft Outlook", f"postmaster@{s['host']}"),
+                ("", f"MAILER-DAEMON@mx.{s['host']}"),
+                ("Mail Delivery Subsystem", f"mailer-daemon@googlemail.com"),
+                ("", f"system@{s['host']}"),
+            ]
         )
         headers = {"x-failed-recipients": s["m"]} if rng.random() < 0.2 else {}
         if rng.random() < 0.3:
             headers["auto-submitted"] = "auto-replied"
         rows.append(
-            Row(id=f"bounce-{k:03d}", split=split, group=f"bounce|{key}", label="bounce", language=lang,
-                subject=subj_t.format(**fmt), text=body, from_addr=sender[1].lower(), from_name=sender[0],
-                headers=headers)
+            Row(
+                id=f"bounce-{k:03d}",
+                split=split,
+                group=f"bounce|{key}",
+                label="bounce",
+                language=lang,
+                subject=subj_t.format(**fmt),
+                text=body,
+                from_addr=sender[1].lower(),
+                from_name=sender[0],
+                headers=headers,
+            )
         )
     return rows
 
@@ -279,9 +311,18 @@ def _notifications(comp: _Composer) -> list[Row]:
         else:
             sender, headers = f"{rng.choice(['service', 'billing', 'account', 'events'])}@{s['host']}", {}
         rows.append(
-            Row(id=f"notification-{k:03d}", split=split, group=f"notification|{key}", label="notification",
-                language=lang, subject=subj_t.format(**fmt), text=body_t.format(**fmt), from_addr=sender,
-                from_name=s["c"], headers=headers)
+            Row(
+                id=f"notification-{k:03d}",
+                split=split,
+                group=f"notification|{key}",
+                label="notification",
+                language=lang,
+                subject=subj_t.format(**fmt),
+                text=body_t.format(**fmt),
+                from_addr=sender,
+                from_name=s["c"],
+                headers=headers,
+            )
         )
     return rows
 

@@ -41,6 +41,12 @@ CORE: dict[str, dict[str, list[str]]] = {
             "Sorry for the late reply, I was very busy. What was your question again?",
             "Is {n} still your sales contact? I sent him an email but got no answer.",
             "Let me check with our engineering team and I will let you know.",
+            "Attached is the document you asked for.",
+            "Please see the attached file and confirm.",
+            "Noted with thanks.",
+            "Can you resend the file? I could not open the attachment.",
+            "Our answer is in the attached letter.",
+            "OK, understood.",
         ],
         "rejection": [
             "We are not interested, thank you.",
@@ -100,6 +106,9 @@ CORE: dict[str, dict[str, list[str]]] = {
             "你们有没有海外仓或者当地代理？",
             "请问你们有哪些认证？主要出口哪些国家？",
             "不好意思回复晚了，你之前说的是什么事？",
+            "附件是你要的资料，请查收。",
+            "好的，知道了。",
+            "附件打不开，请重新发一下。",
         ],
         "rejection": [
             "不需要，谢谢。",
@@ -192,6 +201,8 @@ CORE: dict[str, dict[str, list[str]]] = {
             "El último envío llegó con dos cajas dañadas. ¿Cómo gestionamos el reclamo?",
             "Recibido, gracias. Lo reviso y le contesto esta semana.",
             "¿Tienen distribuidor en México o en España?",
+            "Adjunto el documento que pidió.",
+            "Entendido, gracias.",
         ],
         "rejection": [
             "No estamos interesados, gracias.",
@@ -239,6 +250,9 @@ CORE: dict[str, dict[str, list[str]]] = {
             "Erhalten, danke. Ich schaue es mir an und antworte diese Woche.",
             "Haben Sie einen Vertreter in Deutschland oder Österreich?",
             "Welche Zertifikate haben Ihre Produkte, CE und RoHS?",
+            "Anbei die gewünschten Unterlagen.",
+            "Alles klar, danke.",
+            "Der Anhang lässt sich nicht öffnen, bitte senden Sie ihn nochmal.",
         ],
         "rejection": [
             "Kein Interesse, danke.",
@@ -284,6 +298,8 @@ CORE: dict[str, dict[str, list[str]]] = {
             "La dernière livraison est arrivée avec deux cartons abîmés. Comment traitons-nous la réclamation ?",
             "Bien reçu, merci. Je regarde et je vous réponds cette semaine.",
             "Avez-vous un distributeur en France ou en Belgique ?",
+            "Ci-joint le document demandé.",
+            "D'accord, c'est noté.",
         ],
         "rejection": [
             "Nous ne sommes pas intéressés, merci.",
@@ -328,6 +344,7 @@ CORE: dict[str, dict[str, list[str]]] = {
             "O último embarque chegou com duas caixas danificadas. Como resolvemos?",
             "Recebido, obrigado. Vou analisar e respondo esta semana.",
             "Vocês têm representante no Brasil?",
+            "Segue em anexo o documento solicitado.",
         ],
         "rejection": [
             "Não temos interesse, obrigado.",
@@ -372,6 +389,7 @@ CORE: dict[str, dict[str, list[str]]] = {
             "Последняя партия пришла с двумя повреждёнными коробками. Как решим вопрос?",
             "Получил, спасибо. Посмотрю и отвечу на этой неделе.",
             "Есть ли у вас склад или представитель в Москве?",
+            "Во вложении документ, который вы просили.",
         ],
         "rejection": [
             "Нам это не интересно, спасибо.",

@@ -100,12 +100,16 @@ REPLY_PREFIX: dict[str, list[str]] = {
 
 OUTLOOK_HEADER: dict[str, list[str]] = {
     "en": ["From: {us} <{usm}>\nSent: {dt}\nTo: {them}\nSubject: {subj}"],
-    "zh-Hans": ["发件人: {us} <{usm}>\n发送时间: {dt}\n收件人: {them}\n主题: {subj}",
-                "------------------ 原始邮件 ------------------\n发件人: \"{us}\"<{usm}>;\n发送时间: {dt}\n主题: {subj}"],
+    "zh-Hans": [
+        "发件人: {us} <{usm}>\n发送时间: {dt}\n收件人: {them}\n主题: {subj}",
+        '------------------ 原始邮件 ------------------\n发件人: "{us}"<{usm}>;\n发送时间: {dt}\n主题: {subj}',
+    ],
     "zh-Hant": ["寄件者: {us} <{usm}>\n寄件日期: {dt}\n收件者: {them}\n主旨: {subj}"],
     "es": ["De: {us} <{usm}>\nEnviado el: {dt}\nPara: {them}\nAsunto: {subj}"],
-    "de": ["Von: {us} <{usm}>\nGesendet: {dt}\nAn: {them}\nBetreff: {subj}",
-           "-----Ursprüngliche Nachricht-----\nVon: {us} [mailto:{usm}]\nGesendet: {dt}\nBetreff: {subj}"],
+    "de": [
+        "Von: {us} <{usm}>\nGesendet: {dt}\nAn: {them}\nBetreff: {subj}",
+        "-----Ursprüngliche Nachricht-----\nVon: {us} [mailto:{usm}]\nGesendet: {dt}\nBetreff: {subj}",
+    ],
     "fr": ["De : {us} <{usm}>\nEnvoyé : {dt}\nÀ : {them}\nObjet : {subj}"],
     "pt": ["De: {us} <{usm}>\nEnviada em: {dt}\nPara: {them}\nAssunto: {subj}"],
     "ru": ["От: {us} <{usm}>\nОтправлено: {dt}\nКому: {them}\nТема: {subj}"],
@@ -120,7 +124,7 @@ OUTLOOK_HEADER: dict[str, list[str]] = {
 
 WROTE_HEADER: dict[str, list[str]] = {
     "en": ["On {dt}, {us} <{usm}> wrote:", "On {dt} {us} <{usm}>\nwrote:"],
-    "zh-Hans": ["在 {dt}，\"{us}\" <{usm}> 写道：", "{us} <{usm}> 于{dt}写道："],
+    "zh-Hans": ['在 {dt}，"{us}" <{usm}> 写道：', "{us} <{usm}> 于{dt}写道："],
     "zh-Hant": ["{us} <{usm}> 於 {dt} 寫道："],
     "es": ["El {dt}, {us} <{usm}> escribió:"],
     "de": ["Am {dt} schrieb {us} <{usm}>:"],
@@ -136,24 +140,107 @@ WROTE_HEADER: dict[str, list[str]] = {
     "vi": ["Vào {dt}, {us} <{usm}> đã viết:"],
 }
 
-DATETIMES = ["Mon, Nov 16, 2026 at 9:12 AM", "2026-11-17 10:05", "17.11.2026 08:44", "2026年11月18日 14:20",
-             "Tuesday, November 17, 2026 3:33 PM", "18/11/2026 11:02"]
+DATETIMES = [
+    "Mon, Nov 16, 2026 at 9:12 AM",
+    "2026-11-17 10:05",
+    "17.11.2026 08:44",
+    "2026年11月18日 14:20",
+    "Tuesday, November 17, 2026 3:33 PM",
+    "18/11/2026 11:02",
+]
 
-NAMES = ["Anna", "Mark", "Carlos", "Julia", "Ahmed", "Olga", "Kenji", "Marco", "Pieter", "Mehmet", "Ewa",
-         "Linh", "Wang Lei", "Chen Hui", "Sophie", "Lucas", "Fatima", "Ivan", "Yuki", "Giulia", "Daan", "Ayşe",
-         "Tomasz", "Minh", "Li Na", "David", "Elena", "Hans", "Pierre", "João"]
-COMPANIES = ["Nordic Home AB", "Baumarkt Schulz GmbH", "Iberica Lighting S.L.", "Maison Déco SARL",
-             "Rio Trading Ltda", "TechSnab OOO", "Yamada Shoji", "Casa Bella Srl", "Van Dijk BV", "Anadolu Ticaret",
-             "Al Noor Trading LLC", "PolBud Sp. z o.o.", "Saigon Import JSC", "Greenfield Supplies Inc."]
-PRODUCTS_EN = ["LED panel lights", "solar street lights", "stainless steel cookware", "PP woven bags",
-               "bluetooth speakers", "office chairs", "silicone kitchen tools", "garden hoses", "USB-C cables",
-               "ceramic tiles", "cotton T-shirts", "aluminium profiles", "power banks", "yoga mats"]
-PRODUCTS_ZH = ["LED面板灯", "太阳能路灯", "不锈钢锅具", "编织袋", "蓝牙音箱", "办公椅", "硅胶厨具", "园艺水管",
-               "数据线", "瓷砖", "纯棉T恤", "铝型材"]
+NAMES = [
+    "Anna",
+    "Mark",
+    "Carlos",
+    "Julia",
+    "Ahmed",
+    "Olga",
+    "Kenji",
+    "Marco",
+    "Pieter",
+    "Mehmet",
+    "Ewa",
+    "Linh",
+    "Wang Lei",
+    "Chen Hui",
+    "Sophie",
+    "Lucas",
+    "Fatima",
+    "Ivan",
+    "Yuki",
+    "Giulia",
+    "Daan",
+    "Ayşe",
+    "Tomasz",
+    "Minh",
+    "Li Na",
+    "David",
+    "Elena",
+    "Hans",
+    "Pierre",
+    "João",
+]
+COMPANIES = [
+    "Nordic Home AB",
+    "Baumarkt Schulz GmbH",
+    "Iberica Lighting S.L.",
+    "Maison Déco SARL",
+    "Rio Trading Ltda",
+    "TechSnab OOO",
+    "Yamada Shoji",
+    "Casa Bella Srl",
+    "Van Dijk BV",
+    "Anadolu Ticaret",
+    "Al Noor Trading LLC",
+    "PolBud Sp. z o.o.",
+    "Saigon Import JSC",
+    "Greenfield Supplies Inc.",
+]
+PRODUCTS_EN = [
+    "LED panel lights",
+    "solar street lights",
+    "stainless steel cookware",
+    "PP woven bags",
+    "bluetooth speakers",
+    "office chairs",
+    "silicone kitchen tools",
+    "garden hoses",
+    "USB-C cables",
+    "ceramic tiles",
+    "cotton T-shirts",
+    "aluminium profiles",
+    "power banks",
+    "yoga mats",
+]
+PRODUCTS_ZH = [
+    "LED面板灯",
+    "太阳能路灯",
+    "不锈钢锅具",
+    "编织袋",
+    "蓝牙音箱",
+    "办公椅",
+    "硅胶厨具",
+    "园艺水管",
+    "数据线",
+    "瓷砖",
+    "纯棉T恤",
+    "铝型材",
+]
 PORTS = ["Shanghai", "Ningbo", "Shenzhen", "Qingdao", "Xiamen", "Guangzhou", "Tianjin", "Yantian"]
 QTYS = ["500", "1000", "2,000", "300", "5000", "1200", "10 000", "800", "20", "150"]
-DATES = ["December 2", "2 December", "Dec 5th", "12/03/2026", "2026-12-07", "05.12.2026", "next Monday",
-         "15.01.", "January 6", "3 January 2027"]
+DATES = [
+    "December 2",
+    "2 December",
+    "Dec 5th",
+    "12/03/2026",
+    "2026-12-07",
+    "05.12.2026",
+    "next Monday",
+    "15.01.",
+    "January 6",
+    "3 January 2027",
+]
 DATES_LOCAL: dict[str, list[str]] = {
     "zh-Hans": ["12月2日", "2026年12月7日", "1月6日", "下周一"],
     "zh-Hant": ["12月2日", "2026年12月7日", "1月6日", "下週一"],
@@ -171,13 +258,24 @@ DATES_LOCAL: dict[str, list[str]] = {
     "ar": ["2026-12-02", "05/12/2026", "2027-01-06", "الاثنين القادم"],
 }
 US_NAMES = ["Lily Zhang", "Kevin Wu", "Amy Chen", "Jack Liu", "Sunny Huang", "Tina Zhou"]
-US_COMPANIES = ["Ningbo Bright Lighting Co., Ltd.", "Shenzhen Hongda Electronics Co., Ltd.",
-                "Yiwu Sunrise Trading Co., Ltd.", "Foshan Meiya Furniture Co., Ltd."]
+US_COMPANIES = [
+    "Ningbo Bright Lighting Co., Ltd.",
+    "Shenzhen Hongda Electronics Co., Ltd.",
+    "Yiwu Sunrise Trading Co., Ltd.",
+    "Foshan Meiya Furniture Co., Ltd.",
+]
 
 OUTREACH_SUBJECTS = [
-    "{p} from China factory - best price", "Quotation: {p} for your market", "New {p} catalogue 2027",
-    "Cooperation proposal - {p} supplier", "{p} with CE/RoHS, MOQ 100 pcs", "Factory direct {p}",
-    "关于{pz}的合作", "{pz}报价单", "Re: {p} samples available", "OEM {p} - free samples",
+    "{p} from China factory - best price",
+    "Quotation: {p} for your market",
+    "New {p} catalogue 2027",
+    "Cooperation proposal - {p} supplier",
+    "{p} with CE/RoHS, MOQ 100 pcs",
+    "Factory direct {p}",
+    "关于{pz}的合作",
+    "{pz}报价单",
+    "Re: {p} samples available",
+    "OEM {p} - free samples",
 ]
 
 # Our own cold email, quoted under the buyer's reply: full of the words that must not leak (price, MOQ,
@@ -204,9 +302,27 @@ SIGNATURE_BLOCK = [
 ]
 
 FRESH_SUBJECTS: dict[str, list[str]] = {
-    "inquiry": ["RFQ - {p}", "Inquiry for {p}", "Price request", "Quotation needed: {q} pcs", "询价：{pz}",
-                "Anfrage {p}", "Solicitud de cotización", "Demande de prix", "Запрос цены", "見積依頼"],
-    "to_reply": ["Question", "Meeting next week", "Your company", "Call?", "Follow up", "关于贵司", "Rückfrage"],
+    "inquiry": [
+        "RFQ - {p}",
+        "Inquiry for {p}",
+        "Price request",
+        "Quotation needed: {q} pcs",
+        "询价：{pz}",
+        "Anfrage {p}",
+        "Solicitud de cotización",
+        "Demande de prix",
+        "Запрос цены",
+        "見積依頼",
+    ],
+    "to_reply": [
+        "Question",
+        "Meeting next week",
+        "Your company",
+        "Call?",
+        "Follow up",
+        "关于贵司",
+        "Rückfrage",
+    ],
 }
 
 AUTO_SUBJECT: dict[str, list[str]] = {
@@ -230,99 +346,241 @@ AUTO_SUBJECT: dict[str, list[str]] = {
 BOUNCE: dict[str, list[tuple[str, str]]] = {
     # (subject, body); {r} recipient, {code} status code, {host} remote host
     "en": [
-        ("Undelivered Mail Returned to Sender",
-         "This is the mail system at host {host}.\n\nI'm sorry to have to inform you that your message could not\n"
-         "be delivered to one or more recipients.\n\n<{r}>: host mx.{host} said: {smtp} {code} User unknown"),
-        ("Delivery Status Notification (Failure)",
-         "Address not found\n\nYour message wasn't delivered to {r} because the address couldn't be found, or is "
-         "unable to receive mail.\n\nThe response from the remote server was:\n{smtp} {code} The email account "
-         "that you tried to reach does not exist."),
-        ("Mail delivery failed: returning message to sender",
-         "This message was created automatically by mail delivery software.\n\nA message that you sent could not "
-         "be delivered to one or more of its recipients. This is a permanent error. The following address(es) "
-         "failed:\n\n  {r}\n    SMTP error from remote mail server after RCPT TO:<{r}>:\n    {smtp} {code} "
-         "mailbox unavailable"),
-        ("Undeliverable: {subj}",
-         "Delivery has failed to these recipients or groups:\n\n{r}\nThe email address you entered couldn't be "
-         "found. Please check the recipient's email address and try to resend the message.\n\nDiagnostic "
-         "information for administrators:\nRemote Server returned '{smtp} {code} RESOLVER.ADR.RecipNotFound; not "
-         "found'"),
-        ("failure notice",
-         "Hi. This is the qmail-send program at {host}.\nI'm afraid I wasn't able to deliver your message to the "
-         "following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n<{r}>:\n"
-         "Sorry, no mailbox here by that name. (#{code})"),
-        ("Delivery Status Notification (Delay)",
-         "Message delivery has been delayed\n\nThere was a temporary problem delivering your message to {r}. "
-         "Gmail will retry for 47 more hours.\n\nThe response was:\n421 4.7.0 Try again later"),
-        ("Returned mail: see transcript for details",
-         "The original message was received at {dt} from localhost\n\n   ----- The following addresses had "
-         "permanent fatal errors -----\n<{r}>\n    (reason: {smtp} {code} Mailbox not found)"),
-        ("Warning: could not send message for past 4 hours",
-         "This is a warning message only. YOU DO NOT NEED TO RESEND YOUR MESSAGE.\nThe message could not be "
-         "delivered to {r} for 4 hours; the server will keep trying.\nReason: 451 4.4.1 mailbox full"),
-        ("Message not delivered",
-         "Your message could not be delivered to {r}. The recipient's mailbox is full and can't accept "
-         "messages now. (552 5.2.2 Quota exceeded)"),
+        (
+            "Undelivered Mail Returned to Sender",
+            "This is the mail system at host {host}.\n\nI'm sorry to have to inform you that your message could not\n"
+            "be delivered to one or more recipients.\n\n<{r}>: host mx.{host} said: {smtp} {code} User unknown",
+        ),
+        (
+            "Delivery Status Notification (Failure)",
+            "Address not found\n\nYour message wasn't delivered to {r} because the address couldn't be found, or is "
+            "unable to receive mail.\n\nThe response from the remote server was:\n{smtp} {code} The email account "
+            "that you tried to reach does not exist.",
+        ),
+        (
+            "Mail delivery failed: returning message to sender",
+            "This message was created automatically by mail delivery software.\n\nA message that you sent could not "
+            "be delivered to one or more of its recipients. This is a permanent error. The following address(es) "
+            "failed:\n\n  {r}\n    SMTP error from remote mail server after RCPT TO:<{r}>:\n    {smtp} {code} "
+            "mailbox unavailable",
+        ),
+        (
+            "Undeliverable: {subj}",
+            "Delivery has failed to these recipients or groups:\n\n{r}\nThe email address you entered couldn't be "
+            "found. Please check the recipient's email address and try to resend the message.\n\nDiagnostic "
+            "information for administrators:\nRemote Server returned '{smtp} {code} RESOLVER.ADR.RecipNotFound; not "
+            "found'",
+        ),
+        (
+            "failure notice",
+            "Hi. This is the qmail-send program at {host}.\nI'm afraid I wasn't able to deliver your message to the "
+            "following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n<{r}>:\n"
+            "Sorry, no mailbox here by that name. (#{code})",
+        ),
+        (
+            "Delivery Status Notification (Delay)",
+            "Message delivery has been delayed\n\nThere was a temporary problem delivering your message to {r}. "
+            "Gmail will retry for 47 more hours.\n\nThe response was:\n421 4.7.0 Try again later",
+        ),
+        (
+            "Returned mail: see transcript for details",
+            "The original message was received at {dt} from localhost\n\n   ----- The following addresses had "
+            "permanent fatal errors -----\n<{r}>\n    (reason: {smtp} {code} Mailbox not found)",
+        ),
+        (
+            "Warning: could not send message for past 4 hours",
+            "This is a warning message only. YOU DO NOT NEED TO RESEND YOUR MESSAGE.\nThe message could not be "
+            "delivered to {r} for 4 hours; the server will keep trying.\nReason: 451 4.4.1 mailbox full",
+        ),
+        (
+            "Message not delivered",
+            "Your message could not be delivered to {r}. The recipient's mailbox is full and can't accept "
+            "messages now. (552 5.2.2 Quota exceeded)",
+        ),
     ],
     "zh-Hans": [
-        ("系统退信", "抱歉，您的邮件被退回来了……\n原邮件信息：\n收件人：{r}\n退信原因：收件人邮箱不存在（{smtp} {code} "
-         "user not found）\n建议解决方案：请确认收件人地址是否正确。"),
+        (
+            "系统退信",
+            "抱歉，您的邮件被退回来了……\n原邮件信息：\n收件人：{r}\n退信原因：收件人邮箱不存在（{smtp} {code} "
+            "user not found）\n建议解决方案：请确认收件人地址是否正确。",
+        ),
         ("来自{host}的退信", "很遗憾您的邮件没有发送成功。\n收件人：{r}\n原因：对方服务器拒收 {smtp} {code}"),
     ],
     "de": [
-        ("Unzustellbar: {subj}", "Ihre Nachricht konnte nicht zugestellt werden an: {r}\nDer Empfänger wurde nicht "
-         "gefunden. Diagnoseinformationen: {smtp} {code} Benutzer unbekannt"),
+        (
+            "Unzustellbar: {subj}",
+            "Ihre Nachricht konnte nicht zugestellt werden an: {r}\nDer Empfänger wurde nicht "
+            "gefunden. Diagnoseinformationen: {smtp} {code} Benutzer unbekannt",
+        ),
     ],
     "ja": [
-        ("配信不能: {subj}", "以下の宛先へのメッセージは配信できませんでした。\n{r}\n宛先不明のため配信できませんでした。({smtp} {code})"),
+        (
+            "配信不能: {subj}",
+            "以下の宛先へのメッセージは配信できませんでした。\n{r}\n宛先不明のため配信できませんでした。({smtp} {code})",
+        ),
     ],
     "fr": [
-        ("Non remis : {subj}", "Votre message n'a pas pu être remis aux destinataires suivants :\n{r}\nAdresse "
-         "introuvable ({smtp} {code})."),
+        (
+            "Non remis : {subj}",
+            "Votre message n'a pas pu être remis aux destinataires suivants :\n{r}\nAdresse "
+            "introuvable ({smtp} {code}).",
+        ),
     ],
     "es": [
-        ("No se puede entregar: {subj}", "Su mensaje no se pudo entregar a los siguientes destinatarios:\n{r}\n"
-         "El buzón no existe ({smtp} {code})."),
+        (
+            "No se puede entregar: {subj}",
+            "Su mensaje no se pudo entregar a los siguientes destinatarios:\n{r}\n"
+            "El buzón no existe ({smtp} {code}).",
+        ),
     ],
     "ru": [
-        ("Недоставленное сообщение", "Ваше сообщение не может быть доставлено получателю {r}.\nПричина: {smtp} {code} "
-         "почтовый ящик не существует."),
+        (
+            "Недоставленное сообщение",
+            "Ваше сообщение не может быть доставлено получателю {r}.\nПричина: {smtp} {code} "
+            "почтовый ящик не существует.",
+        ),
     ],
     "pt": [
-        ("Mensagem não entregue", "Sua mensagem não pôde ser entregue a {r}.\nMotivo: {smtp} {code} caixa postal "
-         "inexistente."),
+        (
+            "Mensagem não entregue",
+            "Sua mensagem não pôde ser entregue a {r}.\nMotivo: {smtp} {code} caixa postal inexistente.",
+        ),
     ],
 }
 
 NOTIFICATION: dict[str, list[tuple[str, str]]] = {
     "en": [
-        ("Your weekly digest from {c}", "Here is what happened this week at {c}. Read our latest article on supply "
-         "chain trends. Click here to unsubscribe or manage your preferences."),
-        ("Password changed", "Your password was changed on {dt}. If this wasn't you, reset your password now.\n"
-         "This is an automated message, please do not reply."),
-        ("Invoice INV-{q} is available", "Your invoice for the period is now available in your account. Amount "
-         "due: USD {q}. Log in to the billing portal to view and pay."),
-        ("Webinar: Importing from Asia in 2027", "Join our free webinar on customs rules and freight rates. "
-         "Register now, seats are limited. You receive this email because you subscribed to our newsletter."),
-        ("Security alert: new sign-in", "We noticed a new sign-in to your account from Chrome on Windows. If this "
-         "was you, you can ignore this email."),
-        ("Your order has shipped", "Good news! Your order #{q} has shipped and will arrive in 3-5 business days. "
-         "Track your package online."),
-        ("Trade show newsletter - November", "Exhibitor list now online, book your booth for the spring edition. "
-         "View this email in your browser."),
-        ("Action required: verify your email", "Please confirm your email address by clicking the link below. "
-         "The link expires in 24 hours."),
+        (
+            "Your weekly digest from {c}",
+            "Here is what happened this week at {c}. Read our latest article on supply "
+            "chain trends. Click here to unsubscribe or manage your preferences.",
+        ),
+        (
+            "Password changed",
+            "Your password was changed on {dt}. If this wasn't you, reset your password now.\n"
+            "This is an automated message, please do not reply.",
+        ),
+        (
+            "Invoice INV-{q} is available",
+            "Your invoice for the period is now available in your account. Amount "
+            "due: USD {q}. Log in to the billing portal to view and pay.",
+        ),
+        (
+            "Webinar: Importing from Asia in 2027",
+            "Join our free webinar on customs rules and freight rates. "
+            "Register now, seats are limited. You receive this email because you subscribed to our newsletter.",
+        ),
+        (
+            "Security alert: new sign-in",
+            "We noticed a new sign-in to your account from Chrome on Windows. If this "
+            "was you, you can ignore this email.",
+        ),
+        (
+            "Your order has shipped",
+            "Good news! Your order #{q} has shipped and will arrive in 3-5 business days. "
+            "Track your package online.",
+        ),
+        (
+            "Trade show newsletter - November",
+            "Exhibitor list now online, book your booth for the spring edition. "
+            "View this email in your browser.",
+        ),
+        (
+            "Action required: verify your email",
+            "Please confirm your email address by clicking the link below. The link expires in 24 hours.",
+        ),
     ],
     "zh-Hans": [
-        ("【通知】系统维护公告", "尊敬的用户，系统将于{dt}进行维护，届时服务暂停。此邮件为系统自动发送，请勿回复。"),
+        (
+            "【通知】系统维护公告",
+            "尊敬的用户，系统将于{dt}进行维护，届时服务暂停。此邮件为系统自动发送，请勿回复。",
+        ),
         ("您的账单已生成", "您本月的账单已生成，应付金额{q}元，请登录查看。"),
         ("阿里巴巴国际站周报", "本周店铺访客数据已更新，点击查看详情。退订请点击此处。"),
+        ("您的订单已发货", "您的订单{q}已发货，预计3-5天送达，可在个人中心查看物流信息。"),
+        ("密码修改提醒", "您的账户密码已于{dt}修改，如非本人操作请及时联系客服。"),
+        ("展会邀请函", "诚邀您参加2027春季广交会，点击链接免费预登记。"),
     ],
     "de": [
         ("Ihr Newsletter", "Neuigkeiten aus unserem Unternehmen. Zum Abmelden klicken Sie bitte hier."),
         ("Passwort geändert", "Ihr Passwort wurde geändert. Dies ist eine automatisch generierte E-Mail."),
+        ("Ihre Rechnung ist da", "Ihre Rechnung für November steht im Kundenkonto bereit. Betrag: {q} EUR."),
+        (
+            "Ihre Bestellung wurde versandt",
+            "Bestellung {q} ist unterwegs. Sendungsverfolgung im Kundenkonto.",
+        ),
     ],
-    "es": [("Boletín mensual", "Novedades del mes. Si no desea recibir más correos, haga clic aquí.")],
-    "fr": [("Votre facture est disponible", "Votre facture du mois est disponible dans votre espace client.")],
-    "ja": [("【お知らせ】メンテナンスのご案内", "システムメンテナンスを実施いたします。本メールは送信専用です。")],
+    "es": [
+        ("Boletín mensual", "Novedades del mes. Si no desea recibir más correos, haga clic aquí."),
+        (
+            "Su pedido ha sido enviado",
+            "Su pedido n.º {q} ha salido de nuestro almacén. Puede seguir el envío en línea.",
+        ),
+        (
+            "Cambio de contraseña",
+            "Se ha cambiado la contraseña de su cuenta. Si no fue usted, contacte con soporte.",
+        ),
+    ],
+    "fr": [
+        ("Votre facture est disponible", "Votre facture du mois est disponible dans votre espace client."),
+        (
+            "Confirmez votre adresse e-mail",
+            "Cliquez sur le lien ci-dessous pour activer votre compte. Ce lien expire dans 24 heures.",
+        ),
+        (
+            "Lettre d'information - novembre",
+            "Découvrez nos nouveautés du mois. Pour vous désinscrire, cliquez ici.",
+        ),
+    ],
+    "ja": [
+        (
+            "【お知らせ】メンテナンスのご案内",
+            "システムメンテナンスを実施いたします。本メールは送信専用です。",
+        ),
+        (
+            "ご注文の発送完了のお知らせ",
+            "ご注文番号{q}の商品を発送いたしました。配送状況はマイページからご確認ください。",
+        ),
+        (
+            "パスワード変更のお知らせ",
+            "アカウントのパスワードが変更されました。お心当たりがない場合はサポートまでご連絡ください。",
+        ),
+    ],
+    "pt": [
+        (
+            "Sua fatura está disponível",
+            "A fatura deste mês já está disponível na sua área de cliente. Valor: R$ {q}.",
+        ),
+        ("Newsletter semanal", "As novidades da semana. Para cancelar o recebimento, clique aqui."),
+    ],
+    "ru": [
+        (
+            "Ваш заказ отправлен",
+            "Заказ №{q} передан в службу доставки. Отследить посылку можно в личном кабинете.",
+        ),
+        ("Новости недели", "Главные новости отрасли за неделю. Отписаться от рассылки можно по ссылке."),
+    ],
+    "it": [
+        ("La tua fattura è disponibile", "La fattura del mese è disponibile nella tua area riservata."),
+        ("Newsletter di novembre", "Le novità del mese. Per annullare l'iscrizione clicca qui."),
+    ],
+    "nl": [("Uw bestelling is verzonden", "Bestelling {q} is onderweg. Volg uw pakket via de link.")],
+    "tr": [
+        (
+            "Siparişiniz kargoya verildi",
+            "{q} numaralı siparişiniz kargoya verildi. Takip numarası hesabınızda.",
+        )
+    ],
+    "pl": [("Twoja faktura jest dostępna", "Faktura za ten miesiąc jest dostępna w panelu klienta.")],
+    "vi": [
+        (
+            "Đơn hàng của bạn đã được giao",
+            "Đơn hàng {q} đã được giao cho đơn vị vận chuyển. Theo dõi trong tài khoản.",
+        )
+    ],
+    "ar": [("تم شحن طلبك", "تم شحن طلبك رقم {q} وسيصل خلال 3-5 أيام عمل. تتبع شحنتك عبر الرابط.")],
+    "zh-Hant": [
+        ("【通知】系統維護公告", "親愛的用戶，系統將於{dt}進行維護。此郵件為系統自動發送，請勿回覆。"),
+        ("您的帳單已產生", "您本月的帳單已產生，應付金額{q}元，請登入查看。"),
+    ],
 }

@@ -1,0 +1,76 @@
+# Laifaxin mail platform. The two commands a newcomer needs: `make demo` (the main job) and `make test`.
+# Every target installs what it needs on a fresh machine (uv and the Python dependencies, the Kafka jars from
+# Maven Central, FerretDB from the Go module proxy, Dovecot from Debian packages when run as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV_PYTHON ?= 3.11
+PY := $(UV) run --locked python
+INFRA := $(PY) deploy/local/infra.py
+PYTEST_ARGS ?=
+
+.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo train eval clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
+		echo "installing uv (pip)"; python3 -m pip install --quiet --disable-pip-version-check uv; }
+
+install: uv  ## install the Python workspace (uv, locked) and the local servers' binaries
+	$(UV) sync --locked --all-packages --quiet
+	$(INFRA) install
+
+lint: uv  ## ruff (lint + format check) and mypy (strict on shared/)
+	$(UV) sync --locked --all-packages --quiet
+	$(UV) run --locked ruff check .
+	$(UV) run --locked ruff format --check .
+	$(UV) run --locked mypy --strict shared/src
+	$(UV) run --locked mypy services/binding/src services/sync/src services/classifier/src services/notify/src cli
+
+format: uv  ## apply ruff's fixes and formatting
+	$(UV) run --locked ruff check --fix .
+	$(UV) run --locked ruff format .
+
+infra-install: install  ## resolve/build/install Kafka, FerretDB, Dovecot
+
+infra-up: install  ## start Kafka, FerretDB, Dovecot and the SMTP server (state in deploy/local/state)
+	$(INFRA) up
+
+infra-down: uv  ## stop every local server; no process of ours is left
+	$(INFRA) down
+
+infra-status: uv  ## one line per local server
+	$(INFRA) status
+
+test: install  ## lint, start the servers, run every test, stop the servers (also on failure)
+	$(MAKE) --no-print-directory lint
+	$(INFRA) up
+	status=0; CI=$${CI:-} $(UV) run --locked pytest -ra $(PYTEST_ARGS) || status=$$?; \
+		$(INFRA) down; \
+		exit $$status
+
+test-unit: install  ## the tests that need no server
+	$(UV) run --locked pytest -ra tests/unit $(PYTEST_ARGS)
+
+bench: install  ## every benchmark at full size (starts the servers it needs)
+	$(PY) bench/run.py
+
+bench-quick: install  ## every benchmark at small size, in under ten minutes
+	$(PY) bench/run.py --quick
+
+demo: install  ## the main job: real servers, a corpus through the platform, a summary (JSON on the last line)
+	$(PY) -m laifaxin_cli.demo
+
+train: install  ## train the classifier model artifact (reproducible)
+	$(PY) -m laifaxin_classifier.train
+
+eval: install  ## evaluate the classifier on the held-out split (and on ../shared/data/real-mail when present)
+	$(PY) -m laifaxin_classifier.evaluate
+
+clean: infra-down  ## stop servers and remove local state
+	rm -rf deploy/local/state

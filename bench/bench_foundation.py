@@ -1,0 +1,100 @@
+"""Foundation overheads, each as a ratio to the bare library measured in the same run.
+
+- credential seal+open through the key ring vs bare AESGCM encrypt+decrypt;
+- publish_event (validation-free serialisation, registry lookup, headers, acks=all) vs a bare aiokafka send with
+  acks=all of the same bytes;
+- event validation (model_validate_json) throughput for mail.received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+
+from aiokafka import AIOKafkaProducer
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import figure, infra
+
+from laifaxin_shared.crypto import KeyRing, associated_data, generate_key
+from laifaxin_shared.events import MailReceived
+from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event, serialize
+from laifaxin_shared.settings import ServiceSettings
+from laifaxin_shared.topics import spec
+
+
+def bench_crypto(n: int) -> None:
+    key = generate_key()
+    ring = KeyRing.parse(f"k:{key}", "k")
+    t0 = time.perf_counter()
+    for i in range(n):
+        env = ring.seal("abcd efgh ijkl mnop", tenant_id="t", mailbox_id=f"m{i}")
+        ring.open(env, tenant_id="t", mailbox_id=f"m{i}")
+    ours = time.perf_counter() - t0
+    import base64
+
+    aead = AESGCM(base64.b64decode(key))
+    t0 = time.perf_counter()
+    for i in range(n):
+        nonce = os.urandom(12)
+        ct = aead.encrypt(nonce, b"abcd efgh ijkl mnop", associated_data("t", f"m{i}"))
+        aead.decrypt(nonce, ct, associated_data("t", f"m{i}"))
+    bare = time.perf_counter() - t0
+    figure("credential_seal_open_rate", n / ours, "ops/s")
+    figure("credential_seal_open_overhead", ours / bare, "x")
+
+
+def bench_validation(n: int) -> None:
+    raw = serialize(MailReceived.model_validate(spec("mail.received").examples()[0]))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        MailReceived.model_validate_json(raw)
+    figure("mail_received_validate_rate", n / (time.perf_counter() - t0), "events/s")
+
+
+async def bench_publish(n: int) -> None:
+    bootstrap = infra()["kafka_bootstrap_servers"]
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await ensure_topics(bootstrap, [spec("mail.received")], prefix=prefix, replication_factor=1)
+    example = MailReceived.model_validate(spec("mail.received").examples()[0])
+    events = [example.model_copy(update={"event_id": uuid.uuid4()}) for _ in range(n)]
+    broker = make_broker(ServiceSettings(kafka_bootstrap_servers=bootstrap, topic_prefix=prefix))
+    async with broker:
+        await broker.start()
+        await publish_event(broker, events[0], prefix=prefix)  # warm up metadata
+        t0 = time.perf_counter()
+        for ev in events:
+            await publish_event(broker, ev, prefix=prefix)
+        ours = time.perf_counter() - t0
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        payloads = [serialize(ev) for ev in events]
+        await producer.send_and_wait(prefix + "mail.received", payloads[0], key=b"mbx")
+        t0 = time.perf_counter()
+        for p in payloads:
+            await producer.send_and_wait(prefix + "mail.received", p, key=b"mbx_01JD5X6Q8ZK3")
+        bare = time.perf_counter() - t0
+    finally:
+        await producer.stop()
+    figure("publish_event_sequential_rate", n / ours, "events/s")
+    figure("publish_event_overhead_vs_bare_aiokafka", ours / bare, "x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    scale = 1 if args.quick else 10
+    bench_crypto(2_000 * scale)
+    bench_validation(2_000 * scale)
+    asyncio.run(bench_publish(200 * scale))
+
+
+if __name__ == "__main__":
+    main()

@@ -35,7 +35,6 @@ _SUBJECT = re.compile(
     r"no entregado|não entregue|non recapitabile|onbestelbaar|не доставлено|недоставлен|"
     r"niedostarczon|iletilemedi|không gửi được|退信|系统退信|无法投递|無法傳遞|未送達|配信不能|"
     r"エラー|返送|تعذر التسليم",
-    re.IGNORECASE,
 )
 
 _BODY = re.compile(
@@ -56,7 +55,6 @@ _BODY = re.compile(
     r"n'a pas pu être remis|no se pudo entregar|não pôde ser entregue|non è stato possibile recapitare|"
     r"kon niet worden bezorgd|не может быть доставлено|не удалось доставить|nie mógł zostać dostarczony|"
     r"teslim edilemedi|không thể gửi|لم يتم تسليم",
-    re.IGNORECASE,
 )
 
 # MTA texts that only a bounce writes: one is enough.
@@ -67,7 +65,6 @@ _BODY_STRONG = re.compile(
     r"could not be delivered to:|an error has occurred while attempting to deliver|"
     r"we had trouble delivering your message|\"notificationtype\"\s*:\s*\"bounce\"|"
     r"delivery to the following recipients? failed permanently|your message could not be delivered to",
-    re.IGNORECASE,
 )
 
 _STATUS = re.compile(r"^Status:\s*([245])\.(\d{1,3})\.(\d{1,3})", re.IGNORECASE | re.MULTILINE)
@@ -123,10 +120,10 @@ def detect_bounce(msg: ClassifierInput) -> BounceVerdict | None:
     if h.get("return-path", "").strip() == "<>":
         reasons.append("bounce:null-return-path")
         weak += 1
-    if _SUBJECT.search(msg.subject):
+    if _SUBJECT.search(msg.subject.lower()):
         reasons.append("bounce:subject")
         weak += 1
-    body = msg.text[:6000]
+    body = msg.text[:6000].lower()
     if _BODY_STRONG.search(body):
         reasons.append("bounce:mta-text")
         weak += 2

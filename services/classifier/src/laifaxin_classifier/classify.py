@@ -94,10 +94,10 @@ _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 _LETTER = re.compile(r"[^\W\d_]")
 
 
-def detect_language(text: str, model: TrainedModel | None) -> str:
+def detect_language(text: str, guess: tuple[str, float] | None = None) -> str:
     """BCP 47 tag of ``text``: the script decides where it can (kana -> ja, hangul -> ko, Arabic -> ar,
-    Cyrillic -> ru), the model's language head otherwise (it knows our 15 training languages, zh-Hans and
-    zh-Hant apart); ``"und"`` for fewer than 3 letters or a low-probability guess."""
+    Cyrillic -> ru); otherwise ``guess``, the model's language head (it knows our 15 training languages,
+    zh-Hans and zh-Hant apart) with its probability; ``"und"`` for fewer than 3 letters or a guess under 0.4."""
     sample = text[:1000]
     letters = len(_LETTER.findall(sample))
     if letters < 3:
@@ -106,17 +106,15 @@ def detect_language(text: str, model: TrainedModel | None) -> str:
         return "ja"
     if _HANGUL.search(sample):
         return "ko"
-    arabic = len(_ARABIC.findall(sample))
-    cyr = len(_CYRILLIC.findall(sample))
-    han = len(_HAN.findall(sample))
-    if arabic > letters / 3:
+    if len(_ARABIC.findall(sample)) > letters / 3:
         return "ar"
-    if cyr > letters / 3:
+    if len(_CYRILLIC.findall(sample)) > letters / 3:
         return "ru"
-    if model is None:
-        return "zh" if han > letters / 3 else "und"
-    _, _, lang, p = model.predict(model_text("", sample))
-    if han > letters / 3:
+    han = len(_HAN.findall(sample)) > letters / 3
+    if guess is None:
+        return "zh" if han else "und"
+    lang, p = guess
+    if han:
         return lang if lang.startswith("zh") else "zh"
     if lang in ("ja", "zh-Hans", "zh-Hant", "ar", "ru") or p < 0.4:
         return "und"
@@ -159,7 +157,9 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
     subject, is_reply = strip_subject_prefixes(msg.subject)
     reply_text = extract_reply(msg.text)
     facts = header_facts(msg)
-    language = detect_language(reply_text or subject, model)
+    text = model_text("" if is_reply else subject, reply_text)
+    category, p, lang_guess, lang_p = model.predict(text)
+    language = detect_language(reply_text or subject, (lang_guess, lang_p))
     flags = ClassificationFlags(auto_submitted=facts.auto_submitted, mailing_list=facts.mailing_list)
 
     def result(category: Category, confidence: float, *why: str, **extra: object) -> Classification:
@@ -204,8 +204,6 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
             return result("to_reply", 0.5, "input:attachments-only")
         return result("to_reply", 0.5, "input:empty-text")
 
-    text = model_text("" if is_reply else subject, reply_text)
-    category, p, _, _ = model.predict(text)
     if p < threshold:
         return result("to_reply", 1.0 - p, f"model:{version}", f"model:below-threshold:{category}={p:.2f}")
     if category in SILENT_THRESHOLD:

@@ -100,14 +100,13 @@ CONCEPTS: dict[str, str] = {
 }
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
-_COMPILED = [
-    (f" §§{_LETTERS[i]}§§", re.compile(pattern, re.IGNORECASE)) for i, pattern in enumerate(CONCEPTS.values())
-]
+_COMPILED = [(f" §§{_LETTERS[i]}§§", re.compile(pattern)) for i, pattern in enumerate(CONCEPTS.values())]
 assert len(_COMPILED) <= len(_LETTERS)
 
 
 def concept_tokens(text: str) -> str:
-    """The concept tokens (``" §§a§§ §§c§§"``) of every concept whose regex matches ``text``; ``""`` if none."""
+    """The concept tokens (``" §§a§§ §§c§§"``) of every concept whose regex matches ``text`` (lowercased
+    text: the patterns are lowercase and compiled without IGNORECASE, five times faster); ``""`` if none."""
     return "".join(token for token, rx in _COMPILED if rx.search(text))
 
 

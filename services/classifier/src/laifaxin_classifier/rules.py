@@ -87,13 +87,11 @@ _OOO_SUBJECT = re.compile(
     r"自動返信|自動応答|رد تلقائي|abwesenheitsnotiz|abwesend|out of office|out of the office|ooo\b|fuori sede|"
     r"fuori ufficio|absence|ausente|fora do escritório|afwezig|nieobecność|вне офиса|ofis dışında|"
     r"vắng mặt|不在办公室|休假|外出|不在のお知らせ|不在通知|خارج المكتب|away from|on vacation|on leave|on holiday)",
-    re.IGNORECASE,
 )
 _OOO_SUBJECT_ANYWHERE = re.compile(
     r"out of (?:the )?office|is out of the office|automatic reply|auto(?:matic)?[- ]?reply|autoreply|"
     r"abwesenheitsnotiz|自动回复|自動回覆|自动答复|自動返信|réponse automatique|respuesta automática|"
     r"resposta automática|risposta automatica|automatische antwoord|автоответ|автоматический ответ",
-    re.IGNORECASE,
 )
 
 # Body phrases that only an out-of-office or auto-acknowledgement writes. Kept strict: a human reply that
@@ -167,7 +165,6 @@ _OOO_BODY = re.compile(
             r"自動(?:返信|応答)(?:メール|メッセージ)?です|メールを受信(?:いたし|し)ました",
         ]
     ),
-    re.IGNORECASE,
 )
 
 # Opt-out imperatives: unambiguous requests to stop mailing (CAN-SPAM / GDPR style wording).
@@ -192,7 +189,6 @@ _OPTOUT = re.compile(
             r"配信停止|配信を停止|メールを送らないで|送信をお控え",
         ]
     ),
-    re.IGNORECASE,
 )
 
 
@@ -201,9 +197,10 @@ def ooo_phrase(subject: str, reply_text: str) -> str | None:
     else ``None``. Subject forms: "Automatic reply:", "Out of Office:", "Abwesenheitsnotiz:", "自动回复:" ...
     (Discourse, Alaveteli, Outlook localisations); body forms: "I am out of the office until", "I have left the
     company", "we have received your email and will reply", and their translations."""
+    subject = subject.lower()
     if _OOO_SUBJECT.search(subject) or _OOO_SUBJECT_ANYWHERE.search(subject):
         return "rule:ooo-subject"
-    if _OOO_BODY.search(reply_text[:3000]):
+    if _OOO_BODY.search(reply_text[:3000].lower()):
         return "rule:ooo-phrase"
     return None
 
@@ -215,20 +212,19 @@ _NOTICE = re.compile(
     r"本メールは送信専用|送信専用のアドレス|automatisch generierte e-?mail|bitte antworten sie nicht|"
     r"ne pas répondre|no responda a este|não responda|non rispondere|niet beantwoorden|"
     r"не отвечайте на это письмо|lütfen bu e-?postayı yanıtlamayın|vui lòng không trả lời|يرجى عدم الرد",
-    re.IGNORECASE,
 )
 
 
 def notice_phrase(reply_text: str) -> str | None:
     """``"rule:notification-phrase"`` when the text says it is machine-sent and not to be answered ("This is an
     automated message, please do not reply", "此邮件为系统自动发送，请勿回复", "本メールは送信専用です"), else ``None``."""
-    if _NOTICE.search(reply_text[:4000]):
+    if _NOTICE.search(reply_text[:4000].lower()):
         return "rule:notification-phrase"
     return None
 
 
 def optout_phrase(reply_text: str) -> str | None:
     """``"rule:opt-out-phrase"`` when the new reply text asks to be removed / unsubscribed, else ``None``."""
-    if _OPTOUT.search(reply_text[:2000]):
+    if _OPTOUT.search(reply_text[:2000].lower()):
         return "rule:opt-out-phrase"
     return None

@@ -58,7 +58,7 @@ def _answers(hostport: str) -> bool:
 def docker_answers() -> bool:
     """True when a Docker engine responds to ping (testcontainers can be used)."""
     try:
-        import docker  # type: ignore[import-untyped]  # noqa: PLC0415  (optional dependency)
+        import docker  # type: ignore[import-untyped]
 
         docker.from_env(timeout=2).ping()
     except Exception:  # noqa: BLE001  any failure means "no engine": the docker client raises many types
@@ -87,8 +87,8 @@ def _read_state() -> dict[str, Any] | None:
 def _testcontainers(
     need_kafka: bool, need_mongo: bool, stack: contextlib.ExitStack
 ) -> tuple[str | None, str | None]:
-    from testcontainers.kafka import KafkaContainer  # noqa: PLC0415  (only with a Docker engine)
-    from testcontainers.mongodb import MongoDbContainer  # noqa: PLC0415
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.mongodb import MongoDbContainer
 
     kafka = mongo = None
     if need_kafka:

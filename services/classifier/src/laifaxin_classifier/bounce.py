@@ -166,6 +166,13 @@ def _looks_auto_reply(msg: ClassifierInput) -> bool:
     )
 
 
+_HARD_WORDS = re.compile(
+    r"permanent (?:error|failure)|failed permanently|fatal error|user unknown|no such user|does not exist|"
+    r"address not found|mailbox not found|recipient not found|邮箱不存在|用户不存在|宛先不明",
+    re.IGNORECASE,
+)
+
+
 def bounce_info(msg: ClassifierInput) -> BounceInfo:
     """What the report says: kind (hard/soft/unknown), failed recipient, status code, diagnostic text."""
     dsn = msg.delivery_status or ""
@@ -185,6 +192,8 @@ def bounce_info(msg: ClassifierInput) -> BounceInfo:
             kind = "hard"
         elif _SOFT_WORDS.search(msg.subject + "\n" + msg.text[:6000]):
             kind = "soft"
+        elif _HARD_WORDS.search(msg.text[:6000]):
+            kind = "hard"
         else:
             code = _SMTP_CODE.search(msg.text[:6000])
             if code is not None:

@@ -60,13 +60,42 @@ async def connect_imap(
         aioimaplib.AioImapException: protocol errors.
     """
     ctx = ssl_context or client_tls_context()
+    pending: list[aioimaplib.IMAP4] = []
+    try:
+        return await _connect(host, port, security, ctx, timeout, pending)
+    except BaseException:
+        # A failed or cancelled connect must not leave its socket open (aioimaplib keeps the transport).
+        for client in pending:
+            _abort(client)
+        raise
+
+
+def _abort(client: aioimaplib.IMAP4) -> None:
+    task = client._client_task  # aioimaplib exposes no other handle on the connect task
+    if not task.done():
+        task.cancel()
+    transport = client.protocol.transport if client.protocol is not None else None
+    if transport is not None:
+        transport.close()
+
+
+async def _connect(
+    host: str,
+    port: int,
+    security: Security,
+    ctx: ssl.SSLContext,
+    timeout: float,
+    pending: list[aioimaplib.IMAP4],
+) -> aioimaplib.IMAP4:
     if security == "ssl":
         client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
             host=host, port=port, timeout=timeout, ssl_context=ctx
         )
+        pending.append(client)
         await client.wait_hello_from_server()
         return client
     client = aioimaplib.IMAP4(host=host, port=port, timeout=timeout)
+    pending.append(client)
     await client.wait_hello_from_server()
     if not client.has_capability("STARTTLS"):
         await asyncio.wait_for(client.protocol.capability(), timeout)

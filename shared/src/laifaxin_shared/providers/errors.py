@@ -60,6 +60,11 @@ class ErrorCode(StrEnum):
     BACKUP_SERVER_NEEDED = "backup_server_needed"
     """Internal signal (NetEase ``ERR.LOGIN.DOMAINNOTEXIST``): retry on the catalog's backup pair."""
     POP3_UNSUPPORTED = "pop3_unsupported"
+    WRONG_PORT = "wrong_port"
+    """The port answers with another protocol's greeting (an SMTP banner on the IMAP port, or the reverse)."""
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    """The server name resolves to a private, loopback, link-local or metadata address (refused before
+    connecting, unless the operator allowlists it)."""
     UNKNOWN = "unknown"
 
 
@@ -270,6 +275,31 @@ CODES: dict[ErrorCode, CodeInfo] = {
         _t(
             "Choose IMAP (port 993, SSL) for receiving and SMTP for sending.",
             "收信请选择 IMAP（端口 993，SSL），发信选择 SMTP。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.WRONG_PORT: CodeInfo(
+        _t(
+            "The server on this port speaks another protocol (for example SMTP on the IMAP port).",
+            "该端口上运行的是其他协议的服务（例如在 IMAP 端口上的是 SMTP 服务）。",
+        ),
+        _t(
+            "Check the port: IMAP uses 993 (SSL) or 143 (STARTTLS), SMTP uses 465 (SSL) or 587 (STARTTLS).",
+            "请检查端口：IMAP 使用 993（SSL）或 143（STARTTLS），SMTP 使用 465（SSL）或 587（STARTTLS）。",
+        ),
+        False,
+        "unreachable",
+    ),
+    ErrorCode.HOST_NOT_ALLOWED: CodeInfo(
+        _t(
+            "The server address points to a private or internal network address, which is not allowed.",
+            "服务器地址指向私有或内部网络地址，不允许使用。",
+        ),
+        _t(
+            "Use the provider's public server name; if the server is inside your company network, ask the "
+            "platform operator to allowlist it.",
+            "请使用服务商的公网服务器地址；若服务器位于公司内网，请联系平台运维将其加入白名单。",
         ),
         False,
         "error",

@@ -1,0 +1,100 @@
+"""Binding service settings (environment prefix ``BINDING_``; infrastructure names are the shared ones).
+
+Examples::
+
+    BINDING_JWT_SECRET=...                  # HS256 key for bearer tokens; placeholders refused in production
+    BINDING_HOST_ALLOWLIST=127.0.0.0/8,::1  # private/loopback hosts users may name (tests, on-prem servers)
+    BINDING_CA_FILE=deploy/local/state/tls/ca.pem   # extra CA to trust (the local test CA)
+    KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092  MONGODB_URL=mongodb://127.0.0.1:27117/
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from laifaxin_shared.settings import ServiceSettings
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class BindingSettings(ServiceSettings):
+    """Everything the binding service reads from its environment.
+
+    Raises:
+        pydantic.ValidationError: a malformed value, or ``BINDING_JWT_SECRET`` / the key ring still a
+            placeholder outside development and test.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BINDING_", extra="ignore", populate_by_name=True)
+
+    service_name: str = Field(default="binding", description="Name in logs and Kafka client ids.")
+    mongodb_database: str = Field(default="binding", description="Binding's own database.")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("change-me"),
+        description="HS256 key that signs bearer tokens (claims: tenant, sub = user id, exp).",
+    )
+    jwt_audience: str | None = Field(default=None, description="Required ``aud`` claim, when set.")
+    host_allowlist: str = Field(
+        default="",
+        description="Comma-separated CIDRs or host names users may point at although they resolve to "
+        "private, loopback, link-local or metadata addresses (e.g. 127.0.0.0/8,::1).",
+    )
+    ca_file: str | None = Field(
+        default=None, description="Extra PEM CA bundle trusted for IMAP/SMTP besides the system roots."
+    )
+    verify_timeout_seconds: float = Field(
+        default=20.0, gt=0, le=120, description="Budget for each protocol's whole verification, seconds."
+    )
+    command_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Timeout of one connect or one IMAP/SMTP command, seconds."
+    )
+    max_connections_per_host: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Simultaneous verification connections to one server host (Dovecot allows ~10 per user+IP; "
+        "Gmail 15 per account).",
+    )
+    mailbox_limit_per_tenant: int = Field(
+        default=20,
+        ge=1,
+        description="Mailboxes one tenant may bind (plan based; overridable per deployment).",
+    )
+    rate_window_seconds: int = Field(
+        default=900, ge=1, description="Window of the verification rate limits, seconds."
+    )
+    rate_max_failures_per_address: int = Field(
+        default=5,
+        ge=1,
+        description="Failed verifications of one address allowed per window (providers ban an IP after ~10).",
+    )
+    rate_max_attempts_per_tenant: int = Field(
+        default=60, ge=1, description="Verifications (any outcome) one tenant may start per window."
+    )
+    credential_expiry_warning_days: int = Field(
+        default=14, ge=0, description="Report an authorization password as expiring this many days ahead."
+    )
+    http_host: str = Field(default="0.0.0.0", description="Listen address of the HTTP API.")  # noqa: S104  # a pod listens on all interfaces
+    http_port: int = Field(default=8080, ge=1, le=65535, description="Listen port of the HTTP API.")
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Secrets refused as placeholders outside development/test: the key ring and the JWT key."""
+        return {**super().secret_fields(), "BINDING_JWT_SECRET": self.jwt_secret}
+
+    def allowlist(self) -> tuple[tuple[Network, ...], frozenset[str]]:
+        """The parsed :attr:`host_allowlist`: (networks, lower-case host names).
+
+        Raises:
+            ValueError: never for host names; entries that parse as neither are treated as host names.
+        """
+        networks: list[Network] = []
+        names: set[str] = set()
+        for entry in filter(None, (e.strip() for e in self.host_allowlist.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                names.add(entry.lower().rstrip("."))
+        return tuple(networks), frozenset(names)

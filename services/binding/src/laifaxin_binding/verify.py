@@ -1,0 +1,652 @@
+"""Verify a mailbox's IMAP and SMTP settings by logging in, and explain every failure.
+
+What one verification does (issue 3 "Verification"; providers.md §5.3-§5.5):
+
+- POP3 is refused before any connection (:func:`~laifaxin_shared.providers.errors.refuse_pop3`).
+- Every server host is resolved first and refused when it points at a private, loopback, link-local or
+  metadata address, unless the operator allowlist names it (:class:`HostGuard`).
+- IMAP and SMTP run **concurrently**, each under one time budget:
+
+  - IMAP (RFC 3501/9051): connect over implicit TLS (RFC 8314) or STARTTLS (RFC 3501 §6.2.1) with
+    :func:`~laifaxin_shared.imap.connect_imap`, ``LOGIN``, then ``ID`` (RFC 2971) when the server advertises it
+    or the catalog says the provider needs it (NetEase refuses ``SELECT`` with "Unsafe Login" otherwise), then
+    ``SELECT INBOX`` (163 fails only there), ``LOGOUT``.
+  - SMTP submission (RFC 6409): aiosmtplib connects over implicit TLS or STARTTLS (RFC 3207), ``EHLO``,
+    ``AUTH`` (RFC 4954), ``QUIT``. No mail is sent.
+
+- The username forms the catalog allows are tried in order on one connection (QQ, iCloud IMAP: full address,
+  then the local part), only after ``auth_failed``.
+- The catalog's backup servers are tried in order when the preferred one says so (NetEase Enterprise
+  ``ERR.LOGIN.DOMAINNOTEXIST``) or cannot be reached (refused, timeout, DNS).
+- App passwords are stripped of whitespace (Gmail shows them in groups of four; freescout#5401).
+- A per-host semaphore bounds simultaneous connections to one server (Dovecot allows about 10 per user and
+  IP, Gmail 15 per account), so 100 verifications at once never open 100 connections to one host.
+
+Every failure becomes a :class:`~laifaxin_shared.providers.errors.MailError` of the shared taxonomy (the same
+codes sync reports), with the password redacted from any server text. When a connection only times out or
+returns something that is not the expected protocol, a short probe tells ``tls_mismatch`` (implicit TLS
+spoken on a STARTTLS port or the reverse) and ``wrong_port`` (an SMTP banner on the IMAP port or the reverse)
+apart from a plain ``timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import aioimaplib
+import aiosmtplib
+
+from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap
+from laifaxin_shared.logging import get_logger
+from laifaxin_shared.providers.catalog import split_email
+from laifaxin_shared.providers.errors import (
+    ErrorCode,
+    MailError,
+    MailServerError,
+    explain,
+    explain_exception,
+    make_error,
+    redact,
+    refuse_pop3,
+)
+from laifaxin_shared.providers.models import PasswordType, Protocol, Provider, QuirkCode, Security
+
+log = get_logger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+BACKUP_TRIGGERS = frozenset(
+    {
+        ErrorCode.BACKUP_SERVER_NEEDED,
+        ErrorCode.CONNECTION_REFUSED,
+        ErrorCode.TIMEOUT,
+        ErrorCode.DNS_FAILED,
+        ErrorCode.SERVER_UNAVAILABLE,
+    }
+)
+"""Errors after which the next server of the pair is tried (LF 204: "switch to backup if connection fails")."""
+
+IMAP_ID = {"name": "Laifaxin", "version": "1.0", "vendor": "Laifaxin"}
+"""What we tell servers in the IMAP ``ID`` command (RFC 2971 field names)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One server: host name, TCP port and ``ssl`` (implicit TLS) or ``starttls``."""
+
+    host: str
+    port: int
+    security: Security
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}/{self.security.value}"
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    """What to verify. Build it with :meth:`build` so catalog defaults, backups and username forms apply.
+
+    Attributes:
+        email: the mailbox address.
+        password: app password / authorization code, already normalised (see :func:`normalise_password`).
+        imap, smtp: servers to try in order (preferred first, then backups); at least one each.
+        imap_usernames, smtp_usernames: login names to try in order after ``auth_failed``.
+        provider_id: catalog id, or None for a custom server (adds the provider's fix texts to errors).
+        imap_id_required: send ``ID`` even when the server does not advertise it.
+    """
+
+    email: str
+    password: str = field(repr=False)
+    imap: tuple[Endpoint, ...]
+    smtp: tuple[Endpoint, ...]
+    imap_usernames: tuple[str, ...]
+    smtp_usernames: tuple[str, ...]
+    provider_id: str | None = None
+    imap_id_required: bool = False
+
+    @classmethod
+    def build(
+        cls,
+        email: str,
+        password: str,
+        *,
+        provider: Provider | None,
+        imap: Endpoint | None = None,
+        smtp: Endpoint | None = None,
+        incoming_protocol: str = "imap",
+    ) -> VerifyRequest:
+        """Combine user input with the catalog entry.
+
+        User-given servers win; the catalog's backups are kept only when the user's server is the catalog's
+        preferred one. Without a user server and without a catalog entry, ``imap.<domain>:993`` and
+        ``smtp.<domain>:465`` are used.
+
+        Raises:
+            MailServerError: ``pop3_unsupported`` when ``incoming_protocol`` names POP3 (before any connection).
+            ValueError: ``email`` is not an address.
+        """
+        refuse_pop3(incoming_protocol)
+        if incoming_protocol.strip().lower() != "imap":
+            raise ValueError(f"incoming protocol must be imap, not {incoming_protocol!r}")
+        local, domain = split_email(email)
+        email = f"{local}@{domain}"
+
+        def servers(protocol: Protocol, given: Endpoint | None) -> tuple[Endpoint, ...]:
+            if provider is None:
+                default = (
+                    Endpoint(f"imap.{domain}", 993, Security.SSL)
+                    if protocol == "imap"
+                    else Endpoint(f"smtp.{domain}", 465, Security.SSL)
+                )
+                return (given or default,)
+            catalog = tuple(
+                Endpoint(s.host, s.port, Security(s.security)) for s in provider.settings(protocol).servers
+            )
+            if given is None or given == catalog[0]:
+                return catalog
+            return (given,)
+
+        def usernames(protocol: Protocol) -> tuple[str, ...]:
+            if provider is None:
+                return (email,)
+            return provider.username.candidates(email, protocol)
+
+        return cls(
+            email=email,
+            password=normalise_password(password, provider),
+            imap=servers("imap", imap),
+            smtp=servers("smtp", smtp),
+            imap_usernames=usernames("imap"),
+            smtp_usernames=usernames("smtp"),
+            provider_id=provider.id if provider else None,
+            imap_id_required=bool(provider and provider.has_quirk(QuirkCode.IMAP_ID_REQUIRED)),
+        )
+
+
+def normalise_password(password: str, provider: Provider | None) -> str:
+    """Trim surrounding whitespace; remove all whitespace from app passwords / authorization codes.
+
+    Whitespace inside is removed when the catalog says the provider uses app passwords (or carries the
+    ``strip_password_whitespace`` quirk): Gmail shows ``abcd efgh ijkl mnop`` and a pasted code with its
+    spaces fails on IMAP (freescout#5401); QQ codes likewise (mailcore2#1332). A login password may contain
+    inner spaces, so for other providers only the ends are trimmed.
+    """
+    if provider is not None and (
+        provider.password.type is PasswordType.APP_PASSWORD
+        or provider.has_quirk(QuirkCode.STRIP_PASSWORD_WHITESPACE)
+    ):
+        return "".join(password.split())
+    return password.strip()
+
+
+@dataclass(frozen=True)
+class ProtocolResult:
+    """The outcome on one protocol.
+
+    Attributes:
+        endpoint: the server that answered last (the one that worked, or the last one tried).
+        username: the login name the server accepted (None on failure).
+        error: the classified failure (None on success).
+        id_sent: whether IMAP ``ID`` was sent (IMAP only).
+        attempts: endpoints tried, in order.
+        elapsed_s: wall time, seconds.
+    """
+
+    protocol: Protocol
+    endpoint: Endpoint
+    username: str | None = None
+    error: MailError | None = None
+    id_sent: bool = False
+    attempts: tuple[Endpoint, ...] = ()
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Both protocols' outcomes. ``password`` is the normalised password that was tried (never logged)."""
+
+    imap: ProtocolResult
+    smtp: ProtocolResult
+    password: str = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.imap.ok and self.smtp.ok
+
+    @property
+    def error(self) -> MailError | None:
+        """The failure to show first: IMAP's, else SMTP's; None when both succeeded."""
+        return self.imap.error or self.smtp.error
+
+    def errors(self) -> list[MailError]:
+        """Every failure (IMAP first)."""
+        return [e for e in (self.imap.error, self.smtp.error) if e is not None]
+
+
+class HostGuard:
+    """Refuses server hosts that resolve to non-public addresses (SSRF protection, ARCHITECTURE.md).
+
+    A host is refused when any of its addresses is private (RFC 1918, RFC 4193), loopback, link-local (incl.
+    the 169.254.169.254 / fd00:ec2::254 metadata endpoints), shared (RFC 6598, e.g. 100.100.100.200), reserved,
+    multicast or unspecified, unless an allowlisted network contains it or the host name itself is allowlisted.
+
+    Limitation: the connection resolves the name again (TLS needs the name), so a DNS answer that changes
+    between the check and the connect (rebinding) is not caught here; network policy is the second line.
+    """
+
+    def __init__(
+        self,
+        networks: Iterable[Network] = (),
+        names: Iterable[str] = (),
+        *,
+        timeout: float = 5.0,
+    ) -> None:
+        self.networks = tuple(networks)
+        self.names = frozenset(n.lower().rstrip(".") for n in names)
+        self.timeout = timeout
+
+    def allowed_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether a resolved address may be connected to."""
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in net for net in self.networks):
+            return True
+        return address.is_global and not address.is_multicast
+
+    async def check(self, host: str, protocol: Protocol | None = None) -> None:
+        """Resolve ``host`` and check every address.
+
+        Raises:
+            MailServerError: ``dns_failed`` (with a typo suggestion from the catalog) when the name does not
+                resolve in time; ``host_not_allowed`` when an address is not public and not allowlisted.
+        """
+        name = host.lower().rstrip(".")
+        if name in self.names:
+            return
+        try:
+            addresses = [ipaddress.ip_address(name)]
+        except ValueError:
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout(self.timeout):
+                    infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except (OSError, TimeoutError) as exc:
+                gai = exc if isinstance(exc, socket.gaierror) else socket.gaierror(str(exc) or "timed out")
+                raise MailServerError.from_error(explain_exception(gai, protocol, host=name)) from None
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        for address in addresses:
+            if not self.allowed_address(address):
+                raise MailServerError(
+                    ErrorCode.HOST_NOT_ALLOWED,
+                    protocol=protocol,
+                    server_text=f"{name} resolves to {address}, a non-public address",
+                )
+
+
+@dataclass
+class _ProbeResult:
+    speaks_tls: bool = False
+    greeting: str | None = None
+
+
+def _greeting_protocol(line: str | None) -> Protocol | None:
+    """Which protocol a server greeting belongs to: ``* OK`` / ``* PREAUTH`` is IMAP, ``220`` is SMTP."""
+    if not line:
+        return None
+    text = line.lstrip()
+    if text.startswith(("* OK", "* PREAUTH", "* BYE")):
+        return "imap"
+    if text[:3] in ("220", "421", "554"):
+        return "smtp"
+    return None
+
+
+class Verifier:
+    """Runs verifications; one instance per process (it holds the per-host connection limits).
+
+    Args:
+        ssl_context: verifying client context (default: system roots); pass
+            ``client_tls_context(ca_file)`` to trust an extra CA.
+        guard: host check before connecting (None: no check, for callers that checked already).
+        timeout: budget per protocol per endpoint, seconds (connect + commands).
+        command_timeout: timeout of one connect or one command, seconds.
+        max_connections_per_host: simultaneous connections to one host name.
+        probe_timeout: seconds each diagnostic probe may take after a timeout.
+
+    ``peak_connections`` maps host -> the most simultaneous connections seen (for benchmarks and tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        guard: HostGuard | None = None,
+        timeout: float = 20.0,
+        command_timeout: float = 10.0,
+        max_connections_per_host: int = 8,
+        probe_timeout: float = 1.5,
+    ) -> None:
+        self.ssl_context = ssl_context or client_tls_context()
+        self.guard = guard
+        self.timeout = timeout
+        self.command_timeout = min(command_timeout, timeout)
+        self.max_connections_per_host = max_connections_per_host
+        self.probe_timeout = probe_timeout
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._active: Counter[str] = Counter()
+        self.peak_connections: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ public
+
+    async def verify(self, request: VerifyRequest) -> Verification:
+        """Verify IMAP and SMTP concurrently; never raises for server-side failures.
+
+        Returns:
+            A :class:`Verification`; ``ok`` only when both protocols logged in (and IMAP selected INBOX).
+        """
+        imap, smtp = await asyncio.gather(
+            self._protocol("imap", request, request.imap), self._protocol("smtp", request, request.smtp)
+        )
+        outcome = Verification(imap=imap, smtp=smtp, password=request.password)
+        log.info(
+            "mailbox verification",
+            email_domain=request.email.rpartition("@")[2],
+            provider=request.provider_id,
+            imap=str(imap.endpoint),
+            imap_error=imap.error.code.value if imap.error else None,
+            smtp=str(smtp.endpoint),
+            smtp_error=smtp.error.code.value if smtp.error else None,
+            imap_s=round(imap.elapsed_s, 3),
+            smtp_s=round(smtp.elapsed_s, 3),
+        )
+        return outcome
+
+    # ------------------------------------------------------------------ per protocol
+
+    async def _protocol(
+        self, protocol: Protocol, request: VerifyRequest, endpoints: Sequence[Endpoint]
+    ) -> ProtocolResult:
+        started = time.perf_counter()
+        tried: list[Endpoint] = []
+        result: ProtocolResult | None = None
+        for index, endpoint in enumerate(endpoints):
+            tried.append(endpoint)
+            result = await self._endpoint(protocol, request, endpoint)
+            last = index + 1 == len(endpoints)
+            if result.ok or last or result.error is None or result.error.code not in BACKUP_TRIGGERS:
+                break
+        assert result is not None, "a request has at least one endpoint per protocol"
+        return ProtocolResult(
+            protocol=protocol,
+            endpoint=result.endpoint,
+            username=result.username,
+            error=result.error,
+            id_sent=result.id_sent,
+            attempts=tuple(tried),
+            elapsed_s=time.perf_counter() - started,
+        )
+
+    async def _endpoint(
+        self, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint
+    ) -> ProtocolResult:
+        try:
+            if self.guard is not None:
+                await self.guard.check(endpoint.host, protocol)
+            async with self._slot(endpoint.host):
+                async with asyncio.timeout(self.timeout):
+                    if protocol == "imap":
+                        username, id_sent = await self._imap(request, endpoint)
+                    else:
+                        username, id_sent = await self._smtp(request, endpoint), False
+            return ProtocolResult(protocol, endpoint, username=username, id_sent=id_sent)
+        except MailServerError as exc:
+            return ProtocolResult(protocol, endpoint, error=exc.error)
+        except aiosmtplib.SMTPResponseException as exc:
+            return ProtocolResult(
+                protocol, endpoint, error=await self._smtp_reply_error(exc, request, endpoint)
+            )
+        except (TimeoutError, StartTlsUnsupportedError) as exc:
+            return ProtocolResult(
+                protocol, endpoint, error=await self._diagnose(exc, protocol, request, endpoint)
+            )
+        except (OSError, EOFError, aioimaplib.AioImapException, aiosmtplib.SMTPException) as exc:
+            cause = _root_cause(exc)
+            if isinstance(cause, TimeoutError):
+                error = await self._diagnose(cause, protocol, request, endpoint)
+            else:
+                error = self._exception_error(cause, protocol, request, endpoint)
+            return ProtocolResult(protocol, endpoint, error=error)
+        except Exception as exc:  # noqa: BLE001  # any other client failure is still a verification failure the user must see, as "unknown" with its text
+            log.warning("unexpected verification failure", protocol=protocol, error_type=type(exc).__name__)
+            return ProtocolResult(
+                protocol, endpoint, error=self._exception_error(exc, protocol, request, endpoint)
+            )
+
+    # ------------------------------------------------------------------ IMAP
+
+    async def _imap(self, request: VerifyRequest, endpoint: Endpoint) -> tuple[str, bool]:
+        """LOGIN (username fallback), ID, SELECT INBOX, LOGOUT. Returns (accepted username, ID sent)."""
+        client = await connect_imap(
+            endpoint.host,
+            endpoint.port,
+            endpoint.security.value,  # type: ignore[arg-type]  # StrEnum value is the Literal connect_imap takes
+            ssl_context=self.ssl_context,
+            timeout=self.command_timeout,
+        )
+        try:
+            username = await self._imap_login(client, request)
+            id_sent = False
+            if request.imap_id_required or client.has_capability("ID"):
+                response = await asyncio.wait_for(client.protocol.id(**IMAP_ID), self.command_timeout)
+                id_sent = response.result == "OK"
+            response = await client.select("INBOX")
+            if response.result != "OK":
+                raise self._imap_reply_error(response, request)
+            with contextlib.suppress(TimeoutError, aioimaplib.AioImapException, OSError):
+                await client.logout()  # the verdict is in; a slow goodbye does not change it
+            return username, id_sent
+        finally:
+            transport = client.protocol.transport
+            if transport is not None:
+                transport.close()
+
+    async def _imap_login(self, client: aioimaplib.IMAP4, request: VerifyRequest) -> str:
+        error: MailServerError | None = None
+        for username in request.imap_usernames:
+            response = await client.login(username, request.password)
+            if response.result == "OK":
+                return username
+            error = self._imap_reply_error(response, request)
+            if error.code is not ErrorCode.AUTH_FAILED:
+                break
+        assert error is not None, "a request has at least one IMAP username"
+        raise error
+
+    def _imap_reply_error(self, response: aioimaplib.Response, request: VerifyRequest) -> MailServerError:
+        text = " ".join(_text(line) for line in response.lines)
+        reply = f"{response.result} {text}".strip()
+        return MailServerError.from_error(
+            explain("imap", reply, request.provider_id, secrets=(request.password,))
+        )
+
+    # ------------------------------------------------------------------ SMTP
+
+    async def _smtp(self, request: VerifyRequest, endpoint: Endpoint) -> str:
+        """EHLO, TLS or STARTTLS, AUTH (username fallback), QUIT. Returns the accepted username."""
+        client = aiosmtplib.SMTP(
+            hostname=endpoint.host,
+            port=endpoint.port,
+            use_tls=endpoint.security is Security.SSL,
+            start_tls=endpoint.security is Security.STARTTLS,
+            tls_context=self.ssl_context,
+            timeout=self.command_timeout,
+        )
+        await client.connect()
+        try:
+            error: aiosmtplib.SMTPAuthenticationError | None = None
+            for username in request.smtp_usernames:
+                try:
+                    await client.login(username, request.password)
+                except aiosmtplib.SMTPAuthenticationError as exc:
+                    error = exc
+                    explained = explain(
+                        "smtp", f"{exc.code} {exc.message}", request.provider_id, secrets=(request.password,)
+                    )
+                    if explained.code is not ErrorCode.AUTH_FAILED:
+                        raise
+                    continue
+                with contextlib.suppress(TimeoutError, aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+                return username
+            assert error is not None, "a request has at least one SMTP username"
+            raise error
+        finally:
+            client.close()
+
+    async def _smtp_reply_error(
+        self, exc: aiosmtplib.SMTPResponseException, request: VerifyRequest, endpoint: Endpoint
+    ) -> MailError:
+        if exc.code == -1 and _greeting_protocol(exc.message.removeprefix("Malformed SMTP response line:")):
+            return self._wrong_port("smtp", request, endpoint, exc.message)
+        return explain("smtp", f"{exc.code} {exc.message}", request.provider_id, secrets=(request.password,))
+
+    # ------------------------------------------------------------------ diagnosis
+
+    def _exception_error(
+        self, exc: BaseException, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint
+    ) -> MailError:
+        return explain_exception(
+            exc,
+            protocol,
+            host=endpoint.host,
+            port=endpoint.port,
+            security=endpoint.security.value,  # type: ignore[arg-type]  # StrEnum value is the Literal
+            provider_id=request.provider_id,
+            secrets=(request.password,),
+        )
+
+    def _wrong_port(
+        self, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint, text: str
+    ) -> MailError:
+        return make_error(
+            ErrorCode.WRONG_PORT,
+            protocol=protocol,
+            provider_id=request.provider_id,
+            server_text=redact(f"{endpoint}: {text}", (request.password,)),
+            rule="probe:greeting",
+        )
+
+    async def _diagnose(
+        self, exc: BaseException, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint
+    ) -> MailError:
+        """Tell a mismatched port or TLS mode apart from a real timeout by looking at what the port says."""
+        probe = await self._probe(endpoint)
+        spoken = _greeting_protocol(probe.greeting)
+        if spoken is not None and spoken != protocol:
+            return self._wrong_port(protocol, request, endpoint, probe.greeting or "")
+        if spoken == protocol or probe.speaks_tls or isinstance(exc, StartTlsUnsupportedError):
+            mismatch = (endpoint.security is Security.STARTTLS and probe.speaks_tls) or isinstance(
+                exc, StartTlsUnsupportedError
+            )
+            if mismatch:
+                return make_error(
+                    ErrorCode.TLS_MISMATCH,
+                    protocol=protocol,
+                    provider_id=request.provider_id,
+                    server_text=f"{endpoint}: "
+                    + ("the port expects TLS from the first byte" if probe.speaks_tls else str(exc)),
+                    rule="probe:tls",
+                )
+        timeout_exc = exc if isinstance(exc, TimeoutError) else TimeoutError(str(exc))
+        return self._exception_error(timeout_exc, protocol, request, endpoint)
+
+    async def _probe(self, endpoint: Endpoint) -> _ProbeResult:
+        """Read the first line the port sends in plain text; if none, try a TLS handshake and read again.
+
+        The TLS probe does not verify the certificate: it only asks "does this port speak TLS?" and sends no
+        credentials.
+        """
+        result = _ProbeResult()
+        result.greeting = await self._read_line(endpoint.host, endpoint.port, None)
+        if result.greeting is None:
+            insecure = ssl.create_default_context()
+            insecure.check_hostname = False
+            insecure.verify_mode = ssl.CERT_NONE  # probe only; see docstring
+            line = await self._read_line(endpoint.host, endpoint.port, insecure)
+            if line is not None:
+                result.speaks_tls = True
+                result.greeting = line or None
+        return result
+
+    async def _read_line(self, host: str, port: int, tls: ssl.SSLContext | None) -> str | None:
+        """The first line within :attr:`probe_timeout`; ``""`` when TLS worked but nothing was said, None on
+        no answer at all."""
+        writer: asyncio.StreamWriter | None = None
+        connected = False
+        try:
+            async with asyncio.timeout(self.probe_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, server_hostname=host if tls else None
+                )
+                connected = True
+                line = await reader.readline()
+                return line.decode("utf-8", "replace").strip() if line else None
+        except (OSError, TimeoutError, EOFError):
+            return "" if (tls is not None and connected) else None
+        finally:
+            if writer is not None:
+                writer.close()
+
+    # ------------------------------------------------------------------ connection bound
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, host: str) -> AsyncIterator[None]:
+        key = host.lower().rstrip(".")
+        semaphore = self._limits.get(key)
+        if semaphore is None:
+            semaphore = self._limits[key] = asyncio.Semaphore(self.max_connections_per_host)
+        async with semaphore:
+            self._active[key] += 1
+            self.peak_connections[key] = max(self.peak_connections[key], self._active[key])
+            try:
+                yield
+            finally:
+                self._active[key] -= 1
+
+
+def _text(line: bytes | bytearray | str) -> str:
+    if isinstance(line, bytes | bytearray):
+        return (
+            bytes(line).decode("utf-8", "replace")
+            if _is_utf8(bytes(line))
+            else bytes(line).decode("gbk", "replace")
+        )
+    return line
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The innermost ``__cause__`` (aiosmtplib wraps OSError/SSLError in SMTPConnectError)."""
+    seen = 0
+    while exc.__cause__ is not None and seen < 5:
+        exc, seen = exc.__cause__, seen + 1
+    return exc

@@ -19,13 +19,17 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
+from typing import TypeVar
 
 from laifaxin_classifier.classify import Classifier
 from laifaxin_classifier.datagen import read_jsonl
 from laifaxin_classifier.message import ClassifierInput
 from laifaxin_classifier.model import DEFAULT_ARTIFACT, load_model
+
+T = TypeVar("T")
 
 
 def render(subject: str, from_addr: str, headers: dict[str, str], text: str) -> bytes:
@@ -43,7 +47,7 @@ def render(subject: str, from_addr: str, headers: dict[str, str], text: str) -> 
     return msg.as_bytes(policy=SMTP)
 
 
-def best_rate(fn, items: list, repeats: int) -> tuple[float, float]:  # type: ignore[no-untyped-def, type-arg]
+def best_rate(fn: Callable[[T], object], items: list[T], repeats: int) -> tuple[float, float]:
     """(items per second, seconds) of the fastest of ``repeats`` passes."""
     best = float("inf")
     for _ in range(repeats):

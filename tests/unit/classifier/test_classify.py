@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from laifaxin_classifier.classify import Classifier, make_snippet, to_mail_classified
+from laifaxin_classifier.classify import Classification, Classifier, make_snippet, to_mail_classified
 from laifaxin_classifier.message import ClassifierInput
 from laifaxin_shared.events.mail import MailClassified
 
@@ -20,7 +20,7 @@ QUOTE = (
 )
 
 
-def classify_eml(classifier: Classifier, raw: bytes):  # type: ignore[no-untyped-def]
+def classify_eml(classifier: Classifier, raw: bytes) -> Classification:
     return classifier.classify(ClassifierInput.from_bytes(raw))
 
 
@@ -51,7 +51,9 @@ def test_auto_generated_notice_is_notification(classifier: Classifier) -> None:
 
 
 def test_ooo_phrase_without_headers(classifier: Classifier) -> None:
-    raw = make_eml("Ich bin bis zum 05.12.2026 nicht im Büro und habe keinen Zugriff auf E-Mails.", subject="AW: LED")
+    raw = make_eml(
+        "Ich bin bis zum 05.12.2026 nicht im Büro und habe keinen Zugriff auf E-Mails.", subject="AW: LED"
+    )
     c = classify_eml(classifier, raw)
     assert c.category == "ooo" and "rule:ooo-phrase" in c.reasons
     assert c.ooo_return_date == date(2026, 12, 5)
@@ -59,7 +61,9 @@ def test_ooo_phrase_without_headers(classifier: Classifier) -> None:
 
 
 def test_left_company_is_ooo(classifier: Classifier) -> None:
-    c = classify_eml(classifier, make_eml("I have left the company. Please contact Mark at mark@example.com."))
+    c = classify_eml(
+        classifier, make_eml("I have left the company. Please contact Mark at mark@example.com.")
+    )
     assert c.category == "ooo"
 
 
@@ -79,7 +83,11 @@ def test_optout_rejection(classifier: Classifier) -> None:
 @pytest.mark.parametrize(
     ("body", "category", "language"),
     [
-        ("Hi Lily,\n\nPlease send your best price for 2000 pcs FOB Ningbo and the lead time.", "inquiry", "en"),
+        (
+            "Hi Lily,\n\nPlease send your best price for 2000 pcs FOB Ningbo and the lead time.",
+            "inquiry",
+            "en",
+        ),
         ("你好，请报一下500个的价格，并告诉我们起订量。", "inquiry", "zh-Hans"),
         ("Hola, ¿nos pueden mandar muestras y la lista de precios?", "inquiry", "es"),
         ("We already have a supplier for this product, thanks.", "rejection", "en"),
@@ -97,7 +105,9 @@ def test_model_layer(classifier: Classifier, body: str, category: str, language:
 
 def test_quoted_pitch_does_not_make_an_inquiry(classifier: Classifier) -> None:
     """Our own words (MOQ, price, samples, unsubscribe) sit in the quote; the reply itself asks for a call."""
-    c = classify_eml(classifier, make_eml("Who gave you my address? Tell me about your company first." + QUOTE))
+    c = classify_eml(
+        classifier, make_eml("Who gave you my address? Tell me about your company first." + QUOTE)
+    )
     assert c.category == "to_reply"
     assert "MOQ" not in c.reply_text
 
@@ -115,9 +125,15 @@ def test_below_threshold_falls_back_to_to_reply() -> None:
         (make_eml(""), "input:empty-text"),
         (b"", "input:empty-text"),
         (b"\x00\x01\x02\xff" * 1000, None),
-        (b"From: a@b.c\nSubject: Re: x\nContent-Type: text/plain; charset=utf-8\n\n" + bytes(range(32)) * 100,
-         "input:binary-garbage"),
-        (b"From: a@b.c\nContent-Type: text/plain; charset=nonsense-8\n\n\xe4\xbd\xa0\xe5\xa5\xbd", "input:charset-fallback"),
+        (
+            b"From: a@b.c\nSubject: Re: x\nContent-Type: text/plain; charset=utf-8\n\n"
+            + bytes(range(32)) * 100,
+            "input:binary-garbage",
+        ),
+        (
+            b"From: a@b.c\nContent-Type: text/plain; charset=nonsense-8\n\n\xe4\xbd\xa0\xe5\xa5\xbd",
+            "input:charset-fallback",
+        ),
         (make_eml("", html="<p>Please send the <b>catalogue</b></p>"), None),
         (make_eml("quote " * 1_000_000), "input:raw-truncated"),
         (b"Content-Type: multipart/mixed; boundary=X\n\n--X\nContent-Type: text/plain\n\nunterminated", None),
@@ -143,7 +159,12 @@ def test_from_event_round_trip(classifier: Classifier) -> None:
     out = to_mail_classified(ev, c)
     assert isinstance(out, MailClassified)
     assert out.received_event_id == str(ev.event_id)
-    assert (out.tenant_id, out.user_id, out.ref, out.subject) == (ev.tenant_id, ev.user_id, ev.ref, ev.subject)
+    assert (out.tenant_id, out.user_id, out.ref, out.subject) == (
+        ev.tenant_id,
+        ev.user_id,
+        ev.ref,
+        ev.subject,
+    )
     assert out.from_ == ev.from_ and out.ooo_return_date == date(2026, 12, 2)
     assert out.snippet.startswith("Ich bin bis zum")
     again = MailClassified.model_validate_json(out.model_dump_json(by_alias=True))

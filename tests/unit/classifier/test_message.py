@@ -74,13 +74,19 @@ def test_unknown_charset_falls_back() -> None:
 
 
 def test_wrong_charset_label_does_not_raise() -> None:
-    raw = b"From: a@example.com\nSubject: hi\nContent-Type: text/plain; charset=us-ascii\n\n" + "请报价".encode()
+    raw = (
+        b"From: a@example.com\nSubject: hi\nContent-Type: text/plain; charset=us-ascii\n\n"
+        + "请报价".encode()
+    )
     msg = ClassifierInput.from_bytes(raw)
     assert msg.text  # decoded one way or another
 
 
 def test_binary_garbage_gives_empty_text_and_defect() -> None:
-    raw = b"From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\n" + bytes(range(0, 32)) * 50
+    raw = (
+        b"From: a@example.com\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\n"
+        + bytes(range(0, 32)) * 50
+    )
     msg = ClassifierInput.from_bytes(raw)
     assert msg.text == ""
     assert "binary-garbage" in msg.defects

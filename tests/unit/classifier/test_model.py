@@ -14,7 +14,14 @@ def test_artifact_loads_and_card_matches_data() -> None:
     model = load_model(DEFAULT_ARTIFACT)
     assert model.card["version"] == MODEL_VERSION
     assert model.card["data_sha256"] == data_hash(DEFAULT_OUT)
-    assert set(model.category_head.classes_) == {"to_reply", "ooo", "inquiry", "rejection", "bounce", "notification"}
+    assert set(model.category_head.classes_) == {
+        "to_reply",
+        "ooo",
+        "inquiry",
+        "rejection",
+        "bounce",
+        "notification",
+    }
     assert DEFAULT_ARTIFACT.stat().st_size < 5_000_000
 
 

@@ -21,12 +21,15 @@ PITCH = "Dear buyer, our MOQ is 100 pcs, best price, free samples. Reply unsubsc
         ("пн, 16 нояб. 2026 г. в 09:12, Lily Zhang <lily@ningbo.cn>:", "ru"),
         ('在 2026年11月16日 09:12，"Lily Zhang" <lily@ningbo.cn> 写道：', "zh"),
         ("-----Original Message-----\nFrom: Lily Zhang\nSent: Monday", "outlook-original"),
-        ("From: Lily Zhang <lily@ningbo.cn>\nSent: Monday, November 16, 2026 9:12 AM\nTo: buyer", "outlook-en"),
+        (
+            "From: Lily Zhang <lily@ningbo.cn>\nSent: Monday, November 16, 2026 9:12 AM\nTo: buyer",
+            "outlook-en",
+        ),
         ("发件人: Lily Zhang <lily@ningbo.cn>\n发送时间: 2026年11月16日 9:12\n收件人: buyer", "outlook-zh"),
         ("寄件者: Lily Zhang <lily@ningbo.cn>\n寄件日期: 2026年11月16日\n主旨: LED", "outlook-zh-hant"),
         ("差出人: Lily Zhang <lily@ningbo.cn>\n送信日時: 2026年11月16日\n件名: LED", "outlook-ja"),
         ("Kimden: Lily Zhang <lily@ningbo.cn>\nGönderildi: 16 Kasım 2026\nKonu: LED", "outlook-tr"),
-        ("------------------ 原始邮件 ------------------\n发件人: \"Lily\"<lily@ningbo.cn>;", "qq-mail"),
+        ('------------------ 原始邮件 ------------------\n发件人: "Lily"<lily@ningbo.cn>;', "qq-mail"),
     ],
 )
 def test_quote_headers_cut_our_pitch(header: str, lang: str) -> None:

@@ -32,13 +32,16 @@ def test_auto_reply_headers(headers: dict[str, str], auto: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers", [{"list-id": "<news.example.com>"}, {"list-unsubscribe": "<mailto:u@x>"}, {"precedence": "bulk"}]
+    "headers",
+    [{"list-id": "<news.example.com>"}, {"list-unsubscribe": "<mailto:u@x>"}, {"precedence": "bulk"}],
 )
 def test_list_headers(headers: dict[str, str]) -> None:
     assert header_facts(ClassifierInput(headers=headers)).mailing_list
 
 
-@pytest.mark.parametrize("addr", ["noreply@example.com", "no-reply@x.org", "do_not_reply@x.org", "newsletter@x.org"])
+@pytest.mark.parametrize(
+    "addr", ["noreply@example.com", "no-reply@x.org", "do_not_reply@x.org", "newsletter@x.org"]
+)
 def test_noreply_senders(addr: str) -> None:
     assert header_facts(ClassifierInput(from_addr=addr)).noreply_sender
 
@@ -49,8 +52,15 @@ def test_person_is_not_noreply() -> None:
 
 @pytest.mark.parametrize(
     "subject",
-    ["Automatic reply: LED panels", "Out of Office: Re: price", "Abwesenheitsnotiz: Angebot", "自动回复: 报价",
-     "Réponse automatique : devis", "Respuesta automática: cotización", "Otomatik yanıt: teklif"],
+    [
+        "Automatic reply: LED panels",
+        "Out of Office: Re: price",
+        "Abwesenheitsnotiz: Angebot",
+        "自动回复: 报价",
+        "Réponse automatique : devis",
+        "Respuesta automática: cotización",
+        "Otomatik yanıt: teklif",
+    ],
 )
 def test_ooo_subjects(subject: str) -> None:
     assert ooo_phrase(subject, "") == "rule:ooo-subject"
@@ -92,8 +102,16 @@ def test_people_are_not_ooo(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["Please remove me from your mailing list.", "Unsubscribe", "Bitte austragen.", "退订", "请不要再给我发邮件了。",
-     "Отпишите меня.", "Wypisz mnie, proszę.", "配信停止をお願いします。"],
+    [
+        "Please remove me from your mailing list.",
+        "Unsubscribe",
+        "Bitte austragen.",
+        "退订",
+        "请不要再给我发邮件了。",
+        "Отпишите меня.",
+        "Wypisz mnie, proszę.",
+        "配信停止をお願いします。",
+    ],
 )
 def test_optout_phrases(text: str) -> None:
     assert optout_phrase(text) == "rule:opt-out-phrase"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from laifaxin_shared.events.mail import BounceInfo
 
@@ -177,13 +178,13 @@ def bounce_info(msg: ClassifierInput) -> BounceInfo:
     """What the report says: kind (hard/soft/unknown), failed recipient, status code, diagnostic text."""
     dsn = msg.delivery_status or ""
     status: str | None = None
-    kind = "unknown"
+    kind: Literal["hard", "soft", "unknown"] = "unknown"
     m = _STATUS.search(dsn)
     if m is None:
         m = _STATUS_IN_TEXT.search(msg.text[:6000])
     if m is not None:
         status = f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
-        kind = {"5": "hard", "4": "soft"}.get(m.group(1), "unknown")
+        kind = "hard" if m.group(1) == "5" else "soft" if m.group(1) == "4" else "unknown"
     if kind == "unknown":
         action = _ACTION.search(dsn)
         if action is not None and action.group(1).lower() == "delayed":
@@ -208,4 +209,4 @@ def bounce_info(msg: ClassifierInput) -> BounceInfo:
     d = _DIAG.search(dsn)
     if d is not None:
         diagnostic = " ".join(d.group(1).split())[:2000]
-    return BounceInfo(kind=kind, recipient=recipient, status=status, diagnostic=diagnostic)  # type: ignore[arg-type]
+    return BounceInfo(kind=kind, recipient=recipient, status=status, diagnostic=diagnostic)

@@ -21,6 +21,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from laifaxin_shared.events.mail import (
     BounceInfo,
     Category,
@@ -28,7 +30,6 @@ from laifaxin_shared.events.mail import (
     MailClassified,
     MailReceived,
 )
-from pydantic import BaseModel, ConfigDict, Field
 
 from .bounce import detect_bounce, feedback_report
 from .dates import extract_return_date
@@ -85,6 +86,13 @@ _FOOTER_UNSUB = re.compile(
     r"(?:preferences|subscription)|view (?:it )?in (?:your )?browser|退订请|取消订阅请",
     re.IGNORECASE,
 )
+_CATEGORIES: dict[str, Category] = {
+    "to_reply": "to_reply",
+    "inquiry": "inquiry",
+    "rejection": "rejection",
+    "notification": "notification",
+}
+"""Model classes returned as they are; ``ooo`` and ``bounce`` have their own branches."""
 _OOO_CUES = {"away", "return", "left", "autoack"}
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HANGUL = re.compile(r"[\uac00-\ud7af]")
@@ -162,15 +170,23 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
     language = detect_language(reply_text or subject, (lang_guess, lang_p))
     flags = ClassificationFlags(auto_submitted=facts.auto_submitted, mailing_list=facts.mailing_list)
 
-    def result(category: Category, confidence: float, *why: str, **extra: object) -> Classification:
+    def result(
+        category: Category,
+        confidence: float,
+        *why: str,
+        flags: ClassificationFlags = flags,
+        bounce: BounceInfo | None = None,
+        ooo_return_date: date | None = None,
+    ) -> Classification:
         return Classification(
             category=category,
             confidence=round(confidence, 4),
             reasons=[*reasons, *why],
             language=language,
-            flags=extra.pop("flags", flags),  # type: ignore[arg-type]
+            flags=flags,
+            bounce=bounce,
+            ooo_return_date=ooo_return_date,
             reply_text=reply_text,
-            **extra,  # type: ignore[arg-type]
         )
 
     bounce = detect_bounce(msg)
@@ -223,7 +239,10 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
             flags=flags.model_copy(update={"bounce": True}),
             bounce=BounceInfo(kind="unknown"),
         )
-    return result(category, p, f"model:{version}")  # type: ignore[arg-type]
+    known = _CATEGORIES.get(category)
+    if known is None:
+        return result("to_reply", 0.5, f"model:{version}", f"model:unknown-class:{category}")
+    return result(known, p, f"model:{version}")
 
 
 def _return_date(msg: ClassifierInput, subject: str, reply_text: str, language: str) -> date | None:

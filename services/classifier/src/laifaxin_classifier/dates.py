@@ -89,7 +89,7 @@ def _candidates(text: str, ref: date, language: str) -> list[tuple[int, int, dat
         add(m, _make(int(m.group(3)) if m.group(3) else None, int(m.group(2)), int(m.group(1)), ref))
     for m in _NUM.finditer(text):
         a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        month_first = language == "en" and b > 12 or (language == "en" and a <= 12 and "/" in m.group(0))
+        month_first = (language == "en" and b > 12) or (language == "en" and a <= 12 and "/" in m.group(0))
         add(m, _make(y, a, b, ref) if month_first else _make(y, b, a, ref))
     for m in _NUM_NOYEAR.finditer(text):
         if not any(s <= m.start() < e for s, e, _ in out):

@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 import charset_normalizer
 from bs4 import BeautifulSoup
 from flufl.bounce import all_failures
+
 from laifaxin_shared.events.mail import TEXT_CAP_CHARS, AttachmentMeta, MailReceived
 
 RAW_CAP_BYTES = 4 * 1024 * 1024
@@ -159,8 +160,8 @@ def _header(msg: Message, name: str) -> str:
         return "\n".join(str(v) for v in values)
     except (ValueError, TypeError, IndexError, AttributeError, LookupError):
         # The header registry raises these on some malformed fields; keep the undecoded text instead.
-        raw = msg.get(name, "") if name in msg.keys() else ""
-        return raw if isinstance(raw, str) else ""
+        raw = [v for k, v in msg.raw_items() if k.lower() == name]
+        return "\n".join(v for v in raw if isinstance(v, str))
 
 
 def _date(msg: Message) -> datetime | None:
@@ -251,7 +252,7 @@ def _delivery_status(msg: EmailMessage) -> str | None:
             continue
         payload = part.get_payload()
         if isinstance(payload, list):
-            lines = []
+            lines: list[str] = []
             for block in payload:
                 if isinstance(block, Message):
                     lines.extend(f"{k}: {v}" for k, v in block.items())

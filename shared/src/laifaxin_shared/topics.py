@@ -166,8 +166,45 @@ def _dlq_spec(spec: TopicSpec) -> TopicSpec:
     )
 
 
+NOTIFY_RETRY_LEVELS = 3
+"""Retry topics of notify: ``notify.retry.0`` .. ``notify.retry.2`` (delays configured in notify's settings)."""
+
+
+def _notify_task_spec(name: str, description: str, retention_ms: int = 7 * DAY_MS) -> TopicSpec:
+    return TopicSpec(
+        name,
+        "user_id of the delivery task",
+        MAILBOX_PARTITIONS,
+        "delete",
+        retention_ms,
+        ("notify",),
+        ("notify",) if not name.endswith(DLQ_SUFFIX) else ("operators",),
+        None,
+        description,
+    )
+
+
+_NOTIFY_TOPICS = [
+    *(
+        _notify_task_spec(
+            f"notify.retry.{level}",
+            f"Delivery tasks waiting for retry level {level}; headers x-attempt and x-due-at (epoch ms).",
+        )
+        for level in range(NOTIFY_RETRY_LEVELS)
+    ),
+    _notify_task_spec(
+        "notify.deferred", "Delivery tasks deferred by quiet hours or digests; header x-due-at (epoch ms)."
+    ),
+    _notify_task_spec(
+        "notify.dlq",
+        "Delivery tasks that exhausted retries or failed permanently for a configuration reason.",
+        30 * DAY_MS,
+    ),
+]
+
 TOPICS: dict[str, TopicSpec] = {s.name: s for s in _EVENT_TOPICS}
 TOPICS.update({d.name: d for d in map(_dlq_spec, _EVENT_TOPICS)})
+TOPICS.update({t.name: t for t in _NOTIFY_TOPICS})
 
 
 def spec(name: str) -> TopicSpec:

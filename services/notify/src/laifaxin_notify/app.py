@@ -1,0 +1,362 @@
+"""The notify service: FastAPI app factory with the Kafka consumers in its lifespan.
+
+Run: ``uvicorn --factory laifaxin_notify.app:create_app --host 127.0.0.1 --port 8086`` or
+``python -m laifaxin_notify serve``. OpenAPI at ``/openapi.json``, docs at ``/docs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from defusedxml import ElementTree
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from faststream.kafka import KafkaBroker
+from pydantic import BaseModel, EmailStr, Field
+
+from laifaxin_shared.kafka import make_broker
+from laifaxin_shared.logging import configure_logging, get_logger
+from laifaxin_shared.mongo import Document, make_mongo_client, ping
+
+from .auth import Principal, principal
+from .channels.base import Sender
+from .channels.email import EmailSender
+from .channels.webpush import WebPushSender, load_vapid
+from .channels.wechat import WeChatSender
+from .consumer import KafkaQueue, register
+from .models import Channel, Preferences
+from .pipeline import Limits, MemoryQueue, Notifier, TaskQueue
+from .settings import NotifySettings
+from .store import Binding, Store, push_target_id
+
+log = get_logger(__name__)
+
+
+def build_senders(settings: NotifySettings) -> dict[str, Sender]:
+    """One sender per channel the settings enable (WeChat needs an AppID, email a relay host)."""
+    senders: dict[str, Sender] = {}
+    if settings.wechat_appid:
+        senders["wechat"] = WeChatSender(
+            base_url=settings.wechat_api_base,
+            appid=settings.wechat_appid,
+            secret=settings.wechat_secret.get_secret_value(),
+            template_id=settings.wechat_template_id,
+            quota_delay_s=settings.quota_delay_s,
+            timeout_s=settings.http_timeout_s,
+        )
+    if settings.smtp_host:
+        ctx = ssl.create_default_context(cafile=settings.smtp_ca_file)
+        senders["email"] = EmailSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            security=settings.smtp_security,
+            sender=settings.smtp_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password.get_secret_value(),
+            tls_context=ctx,
+            timeout_s=settings.smtp_timeout_s,
+        )
+    senders["webpush"] = WebPushSender(
+        vapid=load_vapid(settings.vapid_private_key.get_secret_value()),
+        subject=settings.vapid_subject,
+        ttl_s=settings.push_ttl_s,
+        timeout_s=settings.http_timeout_s,
+    )
+    return senders
+
+
+@dataclass
+class Runtime:
+    """What the running service holds: database, senders, broker, notifier."""
+
+    settings: NotifySettings
+    store: Store
+    senders: dict[str, Sender]
+    notifier: Notifier
+    broker: KafkaBroker | None = None
+    mongo: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def webpush(self) -> WebPushSender:
+        sender = self.senders["webpush"]
+        assert isinstance(sender, WebPushSender)
+        return sender
+
+
+def make_notifier(
+    settings: NotifySettings, store: Store, senders: Mapping[str, Sender], queue: TaskQueue
+) -> Notifier:
+    """A :class:`Notifier` configured from settings."""
+    return Notifier(
+        store,
+        senders,
+        queue,
+        retry_delays_s=settings.retry_delays_s,
+        lease_s=settings.lease_s,
+        limits=Limits(
+            settings.digest_threshold_per_minute, settings.rate_limit_per_hour, settings.digest_window_s
+        ),
+        app_base_url=settings.app_base_url,
+        concurrency=settings.send_concurrency,
+    )
+
+
+# request / response bodies ---------------------------------------------------------------------------------
+class WeChatBindingIn(BaseModel):
+    openid: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", examples=["oABC123"])
+
+
+class EmailBindingIn(BaseModel):
+    address: EmailStr = Field(examples=["owner@example.com"])
+
+
+class PushKeys(BaseModel):
+    p256dh: str = Field(min_length=40, max_length=200, description="Client public key, base64url (RFC 8291).")
+    auth: str = Field(min_length=16, max_length=64, description="Auth secret, base64url (16 bytes).")
+
+
+class PushSubscriptionIn(BaseModel):
+    """A browser's ``PushSubscription.toJSON()``."""
+
+    endpoint: str = Field(min_length=10, max_length=2048, pattern=r"^https?://")
+    keys: PushKeys
+    expirationTime: float | None = None  # the browser's JSON field name
+
+
+class BindingOut(BaseModel):
+    channel: Channel
+    target_id: str
+    active: bool
+    endpoint_origin: str | None = None
+
+
+class BindingRef(BaseModel):
+    channel: Channel
+    target_id: str
+
+
+def _binding_out(b: Binding) -> BindingOut:
+    origin = None
+    if b.channel == "webpush":
+        endpoint = str(b.data.get("endpoint", ""))
+        origin = "/".join(endpoint.split("/", 3)[:3])
+    return BindingOut(channel=b.channel, target_id=b.target_id, active=b.active, endpoint_origin=origin)
+
+
+def create_app(
+    settings: NotifySettings | None = None,
+    *,
+    consume: bool = True,
+    senders: dict[str, Sender] | None = None,
+) -> FastAPI:
+    """The notify app. ``consume=False`` serves the API without Kafka (tasks then go to a memory queue)."""
+    settings = settings or NotifySettings()
+    configure_logging("notify", settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mongo = make_mongo_client(settings.mongodb_url.get_secret_value(), appname="notify")
+        store = Store(mongo[settings.mongodb_database])
+        await store.ensure_indexes()
+        chans = senders if senders is not None else build_senders(settings)
+        broker: KafkaBroker | None = None
+        queue: TaskQueue = MemoryQueue()
+        if consume:
+            broker = make_broker(settings, client_id="notify")
+            queue = KafkaQueue(broker, settings.topic_prefix)
+        notifier = make_notifier(settings, store, chans, queue)
+        runtime = Runtime(settings, store, chans, notifier, broker, mongo)
+        app.state.runtime = runtime
+        if broker is not None:
+            register(broker, settings, lambda: runtime.notifier)
+            await broker.start()
+        try:
+            yield
+        finally:
+            if broker is not None:
+                await broker.stop()
+            await asyncio.gather(*(s.aclose() for s in chans.values()))
+            await mongo.close()
+
+    app = FastAPI(
+        title="Laifaxin notify",
+        version="1.0",
+        description="Alert preferences, channel bindings (WeChat openid, alert email, Web Push), delivery "
+        "history. Bearer JWT (HS256) with `sub` and `tenant_id`; every query is scoped to the caller.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    User = Annotated[Principal, Depends(principal)]
+
+    def rt(request: Request) -> Runtime:
+        runtime: Runtime = request.app.state.runtime
+        return runtime
+
+    Rt = Annotated[Runtime, Depends(rt)]
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(runtime: Rt) -> JSONResponse:
+        """Readiness: MongoDB answers ping and, when consuming, the broker is connected."""
+        checks: dict[str, bool] = {}
+        try:
+            checks["mongodb"] = await asyncio.wait_for(ping(runtime.mongo), 3)
+        except (TimeoutError, OSError) as exc:
+            log.warning("readiness: mongodb", error=type(exc).__name__)
+            checks["mongodb"] = False
+        except Exception as exc:  # noqa: BLE001  # any driver error means not ready; reported, not raised
+            log.warning("readiness: mongodb", error=type(exc).__name__)
+            checks["mongodb"] = False
+        if runtime.broker is not None:
+            checks["kafka"] = bool(runtime.broker.running)
+        ok = all(checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/v1/preferences", response_model=Preferences, tags=["preferences"])
+    async def get_preferences(user: User, runtime: Rt) -> Preferences:
+        """The caller's alert preferences (defaults when never saved)."""
+        return await runtime.store.get_preferences(user.tenant_id, user.user_id)
+
+    @app.put("/v1/preferences", response_model=Preferences, tags=["preferences"])
+    async def put_preferences(prefs: Preferences, user: User, runtime: Rt) -> Preferences:
+        """Replace the caller's preferences: categories, channels, quiet hours, digest."""
+        await runtime.store.put_preferences(user.tenant_id, user.user_id, prefs)
+        return prefs
+
+    @app.get("/v1/bindings", response_model=list[BindingOut], tags=["bindings"])
+    async def list_bindings(user: User, runtime: Rt) -> list[BindingOut]:
+        """The caller's channel bindings (no push keys are returned)."""
+        return [_binding_out(b) for b in await runtime.store.list_bindings(user.tenant_id, user.user_id)]
+
+    @app.put("/v1/bindings/wechat", response_model=BindingOut, tags=["bindings"])
+    async def bind_wechat(body: WeChatBindingIn, user: User, runtime: Rt) -> BindingOut:
+        """Bind the caller's WeChat openid (of our Official Account); re-enables a disabled binding."""
+        b = Binding(user.tenant_id, user.user_id, "wechat", body.openid, {})
+        await runtime.store.put_binding(b)
+        return _binding_out(b)
+
+    @app.put("/v1/bindings/email", response_model=BindingOut, tags=["bindings"])
+    async def bind_email(body: EmailBindingIn, user: User, runtime: Rt) -> BindingOut:
+        """Set an alert email address."""
+        b = Binding(user.tenant_id, user.user_id, "email", str(body.address).lower(), {})
+        await runtime.store.put_binding(b)
+        return _binding_out(b)
+
+    @app.post("/v1/bindings/webpush", response_model=BindingOut, status_code=201, tags=["bindings"])
+    async def bind_webpush(body: PushSubscriptionIn, user: User, runtime: Rt) -> BindingOut:
+        """Store a browser push subscription (``PushSubscription.toJSON()``)."""
+        data = {"endpoint": body.endpoint, "keys": body.keys.model_dump()}
+        b = Binding(user.tenant_id, user.user_id, "webpush", push_target_id(body.endpoint), data)
+        await runtime.store.put_binding(b)
+        return _binding_out(b)
+
+    @app.delete("/v1/bindings/{channel}/{target_id}", status_code=204, tags=["bindings"])
+    async def unbind(channel: Channel, target_id: str, user: User, runtime: Rt) -> Response:
+        """Remove one of the caller's bindings."""
+        if not await runtime.store.delete_binding(user.tenant_id, user.user_id, channel, target_id):
+            raise HTTPException(404, "no such binding")
+        return Response(status_code=204)
+
+    @app.get("/v1/vapid-public-key", tags=["bindings"])
+    async def vapid_public_key(runtime: Rt) -> dict[str, str]:
+        """The VAPID application server key for ``pushManager.subscribe`` (base64url P-256 point)."""
+        return {"publicKey": runtime.webpush.public_key}
+
+    @app.get("/v1/deliveries", tags=["deliveries"])
+    async def deliveries(
+        user: User,
+        runtime: Rt,
+        event_id: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[dict[str, Any]]:
+        """Delivery history of the caller, newest first: per message (event) and channel, the status
+        (pending, sent, delivered, retrying, deferred, digested, failed, skipped), attempts and last error."""
+        docs = await runtime.store.history(user.tenant_id, user.user_id, event_id=event_id, limit=limit)
+        return [_jsonable(d) for d in docs]
+
+    @app.get("/wechat/callback", tags=["wechat"], response_class=PlainTextResponse)
+    async def wechat_verify(
+        signature: str, timestamp: str, nonce: str, echostr: str, runtime: Rt
+    ) -> PlainTextResponse:
+        """Server URL verification: echo ``echostr`` when the signature matches."""
+        _check_signature(runtime.settings, signature, timestamp, nonce)
+        return PlainTextResponse(echostr)
+
+    @app.post("/wechat/callback", tags=["wechat"], response_class=PlainTextResponse)
+    async def wechat_event(
+        request: Request,
+        runtime: Rt,
+        signature: str = "",
+        timestamp: str = "",
+        nonce: str = "",
+    ) -> PlainTextResponse:
+        """Event push from WeChat; ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the delivery."""
+        _check_signature(runtime.settings, signature, timestamp, nonce)
+        body = await request.body()
+        try:
+            root = ElementTree.fromstring(body)
+        except ElementTree.ParseError:
+            raise HTTPException(400, "malformed XML") from None
+        if (root.findtext("Event") or "") == "TEMPLATESENDJOBFINISH":
+            msgid = (root.findtext("MsgID") or root.findtext("MsgId") or "").strip()
+            state = (root.findtext("Status") or "").strip()
+            updated = await runtime.notifier.wechat_receipt(msgid, state)
+            log.info("wechat receipt", msgid=msgid, status=state, updated=updated)
+        return PlainTextResponse("success")
+
+    static = resources.files("laifaxin_notify").joinpath("static")
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(static.joinpath("index.html").read_text(encoding="utf-8"))
+
+    @app.get("/sw.js", include_in_schema=False)
+    async def service_worker() -> Response:
+        return Response(
+            static.joinpath("sw.js").read_text(encoding="utf-8"),
+            media_type="text/javascript",
+            headers={"Service-Worker-Allowed": "/", "Cache-Control": "no-cache"},
+        )
+
+    @app.get("/notify.js", include_in_schema=False)
+    async def page_script() -> Response:
+        return Response(
+            static.joinpath("notify.js").read_text(encoding="utf-8"), media_type="text/javascript"
+        )
+
+    return app
+
+
+def _check_signature(settings: NotifySettings, signature: str, timestamp: str, nonce: str) -> None:
+    """WeChat's callback signature: SHA-1 of the sorted concatenation of token, timestamp and nonce."""
+    token = settings.wechat_callback_token.get_secret_value()
+    if not token:
+        if settings.environment == "production":
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "callback token not configured")
+        return
+    expected = hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324  # WeChat's protocol
+    if not hmac.compare_digest(expected, signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "bad signature")
+
+
+def _jsonable(doc: Document) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in doc.items():
+        out[k] = v.isoformat() if hasattr(v, "isoformat") else v
+    return out
+
+
+ChannelName = Literal["wechat", "email", "webpush"]

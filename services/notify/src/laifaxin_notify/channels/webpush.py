@@ -1,0 +1,175 @@
+"""Web Push with VAPID through pywebpush (RFC 8030 protocol, RFC 8291 aes128gcm, RFC 8292 VAPID).
+
+Every request carries ``TTL`` (pywebpush's default 0 drops the message when the browser is offline),
+``Urgency`` (``high`` for inquiries and replies, ``normal`` otherwise) and ``Topic`` (the first 32 characters
+of the dedupe key, so an undelivered duplicate is replaced, RFC 8030 section 5.4).
+
+Status handling (RFC 8030 sections 5, 7; reference/notify.md section 3): 201 sent; 404/410 the subscription is
+gone: delete it, no retry; 413 resend once with a shorter payload; 429 retry after ``Retry-After``;
+400/401/403 configuration: dead-letter and alert; 5xx and transport errors retry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from py_vapid import Vapid02
+from pywebpush import WebPushException, webpush_async
+
+from ..models import DeliveryTask
+from ..store import Binding
+from .base import Outcome
+
+MAX_PAYLOAD_BYTES = 3993
+"""Most plaintext bytes in one aes128gcm record (RFC 8291 section 4)."""
+URGENT_CATEGORIES = frozenset({"to_reply", "inquiry"})
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def load_vapid(private_key: str) -> Vapid02:
+    """A VAPID key from PEM text or a base64url raw 32-byte P-256 scalar; a new key when empty.
+
+    Raises:
+        ValueError: the text is neither form.
+    """
+    text = private_key.strip()
+    if not text:
+        vapid = Vapid02()
+        vapid.generate_keys()
+        return vapid
+    if text.startswith("-----BEGIN"):
+        return Vapid02.from_pem(text.encode())
+    return Vapid02.from_raw(text.encode())
+
+
+def vapid_public_key(vapid: Vapid02) -> str:
+    """The application server key for ``pushManager.subscribe``: base64url uncompressed P-256 point."""
+    raw = vapid.public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return _b64url(raw)
+
+
+def vapid_private_raw(vapid: Vapid02) -> str:
+    """The private scalar as base64url (for settings / test fixtures)."""
+    key = vapid.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return _b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+
+
+def payload(task: DeliveryTask, *, short: bool = False) -> str:
+    """The JSON the service worker shows: title, body, tag (= dedupe key), url; ``short`` drops the body."""
+    c = task.content
+    data: dict[str, Any] = {"title": c.title, "tag": task.dedupe_key, "url": c.url}
+    if not short:
+        body = f"{c.sender}: {c.subject}" if c.sender else c.subject
+        if c.snippet:
+            body += f"\n{c.snippet}"
+        data["body"] = body
+        data["category"] = c.category
+    text = json.dumps(data, ensure_ascii=False)
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        data.pop("body", None)
+        text = json.dumps(data, ensure_ascii=False)
+    return text
+
+
+def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP-date (RFC 9110 section 10.2.3)."""
+    if not value:
+        return default
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+class WebPushSender:
+    """Sends encrypted pushes to stored subscriptions with one VAPID key."""
+
+    def __init__(self, *, vapid: Vapid02, subject: str, ttl_s: int = 86_400, timeout_s: float = 10.0) -> None:
+        self.vapid = vapid
+        self.subject = subject
+        self.ttl_s = ttl_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return "WebPushSender()"
+
+    @property
+    def public_key(self) -> str:
+        return vapid_public_key(self.vapid)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _push(self, subscription: dict[str, Any], data: str, urgency: str, topic: str) -> int:
+        response = await webpush_async(
+            subscription_info=subscription,
+            data=data,
+            vapid_private_key=self.vapid,
+            vapid_claims={"sub": self.subject},  # a fresh dict: pywebpush fills aud/exp into it
+            content_encoding="aes128gcm",
+            ttl=self.ttl_s,
+            timeout=self.timeout,  # type: ignore[arg-type]  # passed through to aiohttp, which wants ClientTimeout
+            headers={"Urgency": urgency, "Topic": topic},
+            aiohttp_session=self._http(),
+        )
+        assert not isinstance(response, str)
+        return response.status
+
+    async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
+        """Push the alert to the subscription stored in ``binding.data`` (endpoint, keys.p256dh, keys.auth)."""
+        subscription = {"endpoint": binding.data["endpoint"], "keys": dict(binding.data["keys"])}
+        urgency = "high" if task.content.category in URGENT_CATEGORIES else "normal"
+        topic = task.dedupe_key[:32]
+        short = False
+        for _ in range(2):
+            try:
+                status = await self._push(subscription, payload(task, short=short), urgency, topic)
+            except WebPushException as exc:
+                resp = exc.response
+                status = int(getattr(resp, "status", 0) or 0)
+                if status == 413 and not short:
+                    short = True
+                    continue
+                return self._classify(status, resp)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                return Outcome("retry", f"push transport: {type(exc).__name__}")
+            return Outcome("sent", f"push {status}", provider_id=f"push:{status}")
+        return Outcome("failed", "push 413 even for the short payload", dead_letter=True)
+
+    @staticmethod
+    def _classify(status: int, resp: Any) -> Outcome:
+        detail = f"push {status}"
+        if status in (404, 410):
+            return Outcome("skipped", detail + ": subscription gone", binding_action="delete")
+        if status == 429:
+            headers = getattr(resp, "headers", {}) or {}
+            return Outcome("retry", detail, retry_after_s=retry_after_seconds(headers.get("Retry-After")))
+        if status == 413:
+            return Outcome("failed", detail, dead_letter=True)
+        if status in (400, 401, 403):
+            return Outcome("failed", detail, dead_letter=True, alert=True)
+        return Outcome("retry", detail)

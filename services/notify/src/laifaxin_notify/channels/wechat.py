@@ -1,0 +1,223 @@
+"""WeChat Official Account (服务号) template messages over httpx (reference/notify.md section 2).
+
+- Token: ``POST /cgi-bin/stable_token`` (getStableAccessToken) with ``force_refresh: false``; one cached
+  token per AppID behind an :class:`asyncio.Lock`, renewed 5 minutes before ``expires_in`` runs out.
+- Send: ``POST /cgi-bin/message/template/send?access_token=...`` with ``client_msg_id`` = our dedupe key (the
+  platform sends one message per openid + client_msg_id within 10 minutes).
+- Template fields: at most 20 characters, no newlines (rules since 2023-05-04).
+- errcodes (section 2.4): 40001/40014/42001 drop the token, refetch, retry once inline; -1 retry later;
+  43004 the user unfollowed: disable the binding, skipped; 45009 quota: long delay and alert;
+  47003/40037/40164 (and 40003 bad openid) permanent: dead-letter and alert.
+
+WeChat answers HTTP 200 with an ``errcode`` body even for errors; the access token travels only in the query
+string and is never logged or put in an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ..models import DeliveryTask
+from ..planning import one_line
+from ..store import Binding
+from .base import Outcome
+
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+"""Bad credential, invalid token, token expired: refresh and retry once."""
+CONFIG_ERRCODES = frozenset({40037, 40164, 40013, 40125})
+"""Invalid template_id, IP not whitelisted, invalid appid/secret: an operator must fix configuration."""
+PAYLOAD_ERRCODES = frozenset({47003, 40003})
+"""Invalid argument (field too long / wrong type), invalid openid."""
+FIELD_LIMIT = 20
+"""Most characters in one template field value."""
+RENEW_BEFORE_S = 300.0
+
+
+class WeChatApiError(Exception):
+    """A WeChat API call answered a non-zero ``errcode`` (message carries errcode and errmsg, no token)."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"errcode {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+@dataclass
+class _Cached:
+    token: str = ""
+    expires_at: float = 0.0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class TokenCache:
+    """One access token per AppID, fetched from ``stable_token`` under a per-AppID lock.
+
+    Concurrent callers wait on the lock and reuse the token the first one fetched, so a burst never makes
+    more than one token request (stable_token allows 10 000/min but refetching the legacy token invalidates
+    the old one; either way one fetch is right).
+    """
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._cache: dict[str, _Cached] = {}
+        self.fetches = 0
+
+    async def get(self, appid: str, secret: str) -> str:
+        """A valid access token for ``appid``.
+
+        Raises:
+            WeChatApiError: the token endpoint answered an errcode (e.g. 40013 invalid appid, 40164 IP).
+            httpx.HTTPError: transport failure.
+        """
+        entry = self._cache.setdefault(appid, _Cached())
+        if entry.token and time.monotonic() < entry.expires_at:
+            return entry.token
+        async with entry.lock:
+            if entry.token and time.monotonic() < entry.expires_at:
+                return entry.token
+            resp = await self._http.post(
+                f"{self._base}/cgi-bin/stable_token",
+                json={
+                    "grant_type": "client_credential",
+                    "appid": appid,
+                    "secret": secret,
+                    "force_refresh": False,
+                },
+            )
+            resp.raise_for_status()
+            body = resp.json()
+            self.fetches += 1
+            if body.get("errcode"):
+                raise WeChatApiError(int(body["errcode"]), str(body.get("errmsg", "")))
+            expires_in = float(body.get("expires_in", 7200))
+            entry.token = str(body["access_token"])
+            entry.expires_at = time.monotonic() + max(expires_in - RENEW_BEFORE_S, expires_in / 2)
+            return entry.token
+
+    def invalidate(self, appid: str, token: str) -> None:
+        """Forget ``token`` if it is still the cached one (40001/40014/42001)."""
+        entry = self._cache.get(appid)
+        if entry is not None and entry.token == token:
+            entry.token = ""
+            entry.expires_at = 0.0
+
+
+def template_data(task: DeliveryTask) -> dict[str, dict[str, str]]:
+    """Template fields for the "new reply" template, each one line of at most 20 characters.
+
+    Keys follow the category template library's typed names: thing (sender, subject), phrase (category),
+    time (arrival, Asia/Shanghai is the account's zone but UTC is stated).
+    """
+    c = task.content
+    arrived = c.arrived_at.strftime("%Y-%m-%d %H:%M") if c.arrived_at else ""
+    return {
+        "thing1": {"value": one_line(c.sender or "-", FIELD_LIMIT)},
+        "thing2": {"value": one_line(c.subject or "(no subject)", FIELD_LIMIT)},
+        "phrase3": {"value": one_line(c.title, FIELD_LIMIT)},
+        "time4": {"value": one_line(arrived, FIELD_LIMIT)},
+    }
+
+
+def classify_errcode(errcode: int, errmsg: str, quota_delay_s: float) -> Outcome:
+    """Map a non-zero template/send errcode to an outcome (reference/notify.md 2.4)."""
+    detail = f"wechat errcode {errcode}: {errmsg}"[:300]
+    if errcode == -1:
+        return Outcome("retry", detail)
+    if errcode == 43004:
+        return Outcome("skipped", detail, binding_action="disable")
+    if errcode == 45009:
+        return Outcome("retry", detail, retry_after_s=quota_delay_s, alert=True)
+    if errcode in TOKEN_ERRCODES:
+        return Outcome("retry", detail, alert=True)  # still failing after the inline refresh
+    if errcode in CONFIG_ERRCODES or errcode in PAYLOAD_ERRCODES:
+        return Outcome("failed", detail, dead_letter=True, alert=True)
+    return Outcome("failed", detail, dead_letter=True, alert=True)
+
+
+class WeChatSender:
+    """Sends template messages for one Official Account (AppID) to bound openids."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        appid: str,
+        secret: str,
+        template_id: str,
+        quota_delay_s: float = 6 * 3600.0,
+        timeout_s: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._http = http or httpx.AsyncClient(
+            timeout=timeout_s, limits=httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        )
+        self._base = base_url.rstrip("/")
+        self.appid = appid
+        self._secret = secret
+        self.template_id = template_id
+        self.quota_delay_s = quota_delay_s
+        self.tokens = TokenCache(self._http, base_url)
+
+    def __repr__(self) -> str:
+        return f"WeChatSender(appid={self.appid!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _post_send(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
+        resp = await self._http.post(
+            f"{self._base}/cgi-bin/message/template/send", params={"access_token": token}, json=body
+        )
+        resp.raise_for_status()
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def send_template(
+        self, openid: str, data: dict[str, dict[str, str]], url: str, client_msg_id: str
+    ) -> dict[str, Any]:
+        """``template/send`` once, refreshing the token and retrying once on 40001/40014/42001.
+
+        Returns the response body (``errcode`` 0 with ``msgid``, or the error).
+
+        Raises:
+            WeChatApiError: the token endpoint refused.
+            httpx.HTTPError: transport failure or non-2xx status.
+        """
+        body: dict[str, Any] = {
+            "touser": openid,
+            "template_id": self.template_id,
+            "client_msg_id": client_msg_id,
+            "data": data,
+        }
+        if url:
+            body["url"] = url
+        token = await self.tokens.get(self.appid, self._secret)
+        result = await self._post_send(token, body)
+        if int(result.get("errcode", 0)) in TOKEN_ERRCODES:
+            self.tokens.invalidate(self.appid, token)
+            token = await self.tokens.get(self.appid, self._secret)
+            result = await self._post_send(token, body)
+        return result
+
+    async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
+        """Send the task's alert to ``binding.target_id`` (an openid)."""
+        try:
+            result = await self.send_template(
+                binding.target_id, template_data(task), task.content.url, task.dedupe_key
+            )
+        except WeChatApiError as exc:
+            return classify_errcode(exc.errcode, exc.errmsg, self.quota_delay_s)
+        except httpx.HTTPStatusError as exc:
+            return Outcome("retry", f"wechat http {exc.response.status_code}")
+        except httpx.HTTPError as exc:
+            return Outcome("retry", f"wechat transport: {type(exc).__name__}")
+        errcode = int(result.get("errcode", 0))
+        if errcode == 0:
+            return Outcome("sent", "ok", provider_id=str(result.get("msgid", "")))
+        return classify_errcode(errcode, str(result.get("errmsg", "")), self.quota_delay_s)

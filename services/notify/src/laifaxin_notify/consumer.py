@@ -1,0 +1,116 @@
+"""Kafka wiring: thin handlers that decode and call :class:`~.pipeline.Notifier`.
+
+Subscribers (consumer group ``notify``, explicit ack policy ``NACK_ON_ERROR``: the offset is committed after the
+handler returns; an exception seeks back so the records are redelivered):
+
+- ``mail.classified`` in batches (up to ``batch_max_records``), each record validated; a poison record goes to
+  ``mail.classified.dlq`` and the batch goes on; the events of a batch are handled concurrently.
+- ``mailbox.removed``: drop state for the mailbox.
+- ``notify.retry.<n>`` and ``notify.deferred``: tasks with ``x-due-at``; the handler waits until due (at most
+  ``max_wait_in_handler_s`` per record, re-queueing when still not due, so the consumer keeps polling well
+  within ``max.poll.interval.ms``) and then delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
+
+from laifaxin_shared.events import MailboxRemoved, MailClassified
+from laifaxin_shared.kafka import describe_validation_error, publish_dead_letter, subscriber_options
+from laifaxin_shared.logging import get_logger
+from laifaxin_shared.topics import NOTIFY_RETRY_LEVELS
+
+from .models import DeliveryTask
+from .pipeline import DEFERRED_TOPIC, RETRY_TOPIC, Notifier, task_headers
+from .settings import NotifySettings
+
+log = get_logger(__name__)
+
+
+class KafkaQueue:
+    """:class:`~.pipeline.TaskQueue` on Kafka: keyed by user id, with ``x-attempt`` / ``x-due-at`` headers."""
+
+    def __init__(self, broker: KafkaBroker, prefix: str) -> None:
+        self.broker = broker
+        self.prefix = prefix
+
+    async def put(self, topic: str, task: DeliveryTask) -> None:
+        await self.broker.publish(
+            task.model_dump_json().encode(),
+            self.prefix + topic,
+            key=task.user_id.encode(),
+            headers=task_headers(task),
+        )
+
+
+def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[], Notifier]) -> None:
+    """Attach notify's subscribers to ``broker``; ``notifier()`` returns the running :class:`Notifier`."""
+    prefix = settings.topic_prefix
+    group = settings.consumer_group
+
+    @broker.subscriber(
+        prefix + "mail.classified",
+        batch=True,
+        max_records=settings.batch_max_records,
+        **subscriber_options(group),
+    )
+    async def on_classified(msg: KafkaMessage) -> None:
+        """Handle a batch of mail.classified records: validate each, dead-letter poison, fan out the rest."""
+        records: list[Any] = list(msg.raw_message)  # type: ignore[arg-type]
+        events: list[MailClassified] = []
+        for record in records:
+            try:
+                events.append(MailClassified.model_validate_json(record.value or b""))
+            except ValidationError as exc:
+                await publish_dead_letter(
+                    broker,
+                    record,
+                    error=describe_validation_error(exc),
+                    error_type="ValidationError",
+                    group_id=group,
+                )
+        n = notifier()
+        await asyncio.gather(*(n.handle_classified(e) for e in events))
+
+    @broker.subscriber(prefix + "mailbox.removed", **subscriber_options(group))
+    async def on_removed(event: MailboxRemoved) -> None:
+        """Drop notify's state for a removed mailbox."""
+        cancelled = await notifier().handle_removed(event)
+        log.info("mailbox removed", mailbox_id=event.mailbox_id, cancelled=cancelled)
+
+    def delay_handler(topic: str) -> Callable[[KafkaMessage], Any]:
+        async def on_task(msg: KafkaMessage) -> None:
+            record: Any = msg.raw_message
+            try:
+                task = DeliveryTask.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                await publish_dead_letter(
+                    broker,
+                    record,
+                    error=describe_validation_error(exc),
+                    error_type="ValidationError",
+                    group_id=group,
+                )
+                return
+            n = notifier()
+            due = task.due_at or datetime.now(UTC)
+            wait = (due - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(min(wait, settings.max_wait_in_handler_s))
+                if due > datetime.now(UTC):
+                    await n.queue.put(topic, task)  # not due yet: back of the line, offset committed
+                    return
+            await n.deliver(task)
+
+        return on_task
+
+    for level in range(min(len(settings.retry_delays_s), NOTIFY_RETRY_LEVELS)):
+        name = RETRY_TOPIC.format(level=level)
+        broker.subscriber(prefix + name, **subscriber_options(group))(delay_handler(name))
+    broker.subscriber(prefix + DEFERRED_TOPIC, **subscriber_options(group))(delay_handler(DEFERRED_TOPIC))

@@ -1,0 +1,324 @@
+"""The domain: from one ``mail.classified`` event to deliveries, and from one delivery task to an outcome.
+
+Handlers call :meth:`Notifier.handle_classified`, :meth:`Notifier.deliver` and
+:meth:`Notifier.handle_removed`; tests call them with an in-memory :class:`TaskQueue` and no broker.
+
+Reliability (reference/notify.md section 4):
+
+- Dedupe: each (event, user, channel, target) has a dedupe key, claimed in ``deliveries`` under a unique index
+  *before* sending (:meth:`Store.acquire`); a redelivered event or a restarted worker finds it taken and sends
+  nothing. A claim whose worker died (lease expired) is taken over; a live claim is re-queued until its lease
+  ends. The remaining double-send window is a crash between the provider's acceptance and the status
+  update; WeChat's ``client_msg_id`` and the push ``Topic``/``tag`` (both = the key) close it for those
+  channels.
+- Retries: a transient failure goes to ``notify.retry.<n>`` (delays from settings, e.g. 30 s, 5 min, 1 h)
+  with ``x-attempt`` and ``x-due-at`` headers; after the last level, or on a permanent configuration
+  failure, to ``notify.dlq``.
+- Quiet hours defer to ``notify.deferred`` (due at the window's end) or drop; bursts above the digest threshold
+  or the hourly rate limit are recorded ``digested`` and one digest per channel goes out at the window's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from laifaxin_shared.events import MailboxRemoved, MailClassified
+from laifaxin_shared.logging import get_logger
+
+from .channels.base import Outcome, Sender
+from .models import DeliveryStatus, DeliveryTask, dedupe_key
+from .planning import decide, digest_content, quiet_until, render, window_start
+from .store import Store
+
+log = get_logger(__name__)
+
+RETRY_TOPIC = "notify.retry.{level}"
+DEFERRED_TOPIC = "notify.deferred"
+DLQ_TOPIC = "notify.dlq"
+
+
+def task_headers(task: DeliveryTask) -> dict[str, str]:
+    """Kafka headers of a task record: ``x-attempt`` and ``x-due-at`` (epoch milliseconds)."""
+    due = task.due_at or datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "x-attempt": str(task.attempt),
+        "x-due-at": str(int(due.timestamp() * 1000)),
+        "x-dedupe-key": task.dedupe_key,
+        "x-channel": task.channel,
+    }
+
+
+class TaskQueue(Protocol):
+    """Where tasks wait: Kafka topics in production, a list in unit tests."""
+
+    async def put(self, topic: str, task: DeliveryTask) -> None:
+        """Append ``task`` to ``topic`` (registry name, without prefix)."""
+        ...
+
+
+@dataclass
+class MemoryQueue:
+    """A :class:`TaskQueue` that keeps (topic, task) pairs, for tests."""
+
+    items: list[tuple[str, DeliveryTask]] = field(default_factory=list)
+
+    async def put(self, topic: str, task: DeliveryTask) -> None:
+        self.items.append((topic, task))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Digest and rate-limit settings."""
+
+    digest_threshold_per_minute: int = 5
+    rate_limit_per_hour: int = 60
+    digest_window_s: int = 60
+
+
+class Notifier:
+    """Fan-out, dedupe, retries and digests for one worker.
+
+    Args:
+        store: notify's database.
+        senders: one :class:`Sender` per enabled channel (a missing channel is skipped).
+        queue: where retries, deferrals and dead letters go.
+        retry_delays_s: the retry ladder, seconds.
+        lease_s: how long a claim is owned while sending.
+        limits: digest / rate limit.
+        app_base_url: base of message links.
+        concurrency: most concurrent provider sends.
+        clock: returns aware UTC now (tests move time).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        senders: Mapping[str, Sender],
+        queue: TaskQueue,
+        *,
+        retry_delays_s: list[float],
+        lease_s: float = 15.0,
+        limits: Limits | None = None,
+        app_base_url: str = "https://app.laifa.xin",
+        concurrency: int = 64,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.senders = dict(senders)
+        self.queue = queue
+        self.retry_delays_s = list(retry_delays_s)
+        self.lease_s = lease_s
+        self.limits = limits or Limits()
+        self.app_base_url = app_base_url
+        self._sem = asyncio.Semaphore(concurrency)
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # mail.classified ---------------------------------------------------------------------------------------
+    async def handle_classified(self, event: MailClassified) -> list[tuple[DeliveryTask, str]]:
+        """Plan and run the deliveries of one event; returns (task, result) pairs, result one of
+        ``sent``/``retry``/``failed``/``skipped``/``duplicate``/``busy``/``deferred``/``digested``/``dropped``.
+        """
+        if await self.store.mailbox_removed(event.tenant_id, event.ref.mailbox_id):
+            return []
+        prefs = await self.store.get_preferences(event.tenant_id, event.user_id)
+        decision = decide(event, prefs)
+        if not decision.alert:
+            log.debug("no alert", event_id=str(event.event_id), reason=decision.reason)
+            return []
+        channels = [c for c in prefs.channels if c in self.senders]
+        bindings = await self.store.list_bindings(event.tenant_id, event.user_id, channels, active_only=True)
+        if not bindings:
+            return []
+        content = render(event, self.app_base_url)
+        now = self.clock()
+        tasks = [
+            DeliveryTask(
+                dedupe_key=dedupe_key(str(event.event_id), event.user_id, b.channel, b.target_id),
+                tenant_id=event.tenant_id,
+                user_id=event.user_id,
+                channel=b.channel,
+                target_id=b.target_id,
+                event_id=str(event.event_id),
+                mailbox_id=event.ref.mailbox_id,
+                content=content,
+            )
+            for b in bindings
+        ]
+        quiet_end = quiet_until(now, prefs.quiet_hours)
+        if quiet_end is not None:
+            assert prefs.quiet_hours is not None
+            if prefs.quiet_hours.action == "drop":
+                return [(t, await self._record(t, "skipped", "quiet hours: dropped")) for t in tasks]
+            return [(t, await self._defer(t, quiet_end)) for t in tasks]
+        if prefs.digest and await self._over_limit(event.tenant_id, event.user_id, now):
+            return await self._digest(tasks, now)
+        results = await asyncio.gather(*(self.deliver(t) for t in tasks))
+        return list(zip(tasks, results, strict=True))
+
+    async def _record(self, task: DeliveryTask, status: str, detail: str) -> str:
+        claimed = await self.store.record(task, status, detail=detail)  # type: ignore[arg-type]
+        return ("dropped" if status == "skipped" else status) if claimed else "duplicate"
+
+    async def _defer(self, task: DeliveryTask, due: datetime) -> str:
+        if not await self.store.record(task, "deferred", detail=f"quiet hours until {due.isoformat()}"):
+            return "duplicate"
+        await self.queue.put(DEFERRED_TOPIC, task.model_copy(update={"due_at": due}))
+        return "deferred"
+
+    async def _over_limit(self, tenant_id: str, user_id: str, now: datetime) -> bool:
+        minute = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
+        hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
+        per_minute, per_hour = await asyncio.gather(
+            self.store.count_alert(tenant_id, user_id, minute),
+            self.store.count_alert(tenant_id, user_id, hour),
+        )
+        return (
+            per_minute > self.limits.digest_threshold_per_minute or per_hour > self.limits.rate_limit_per_hour
+        )
+
+    async def _digest(self, tasks: list[DeliveryTask], now: datetime) -> list[tuple[DeliveryTask, str]]:
+        start = window_start(now, self.limits.digest_window_s)
+        window = start.strftime("%Y%m%dT%H%M%S")
+        due = start + timedelta(seconds=self.limits.digest_window_s)
+        out: list[tuple[DeliveryTask, str]] = []
+        for t in tasks:
+            digested = t.model_copy(update={"digest_window": window})
+            out.append((t, await self._record(digested, "digested", f"digest {window}")))
+        first = tasks[0]
+        if await self.store.claim_digest(first.tenant_id, first.user_id, window):
+            for t in tasks:
+                digest = t.model_copy(
+                    update={
+                        "kind": "digest",
+                        "dedupe_key": dedupe_key(f"digest:{window}", t.user_id, t.channel, t.target_id),
+                        "event_id": f"digest:{window}",
+                        "mailbox_id": "",
+                        "digest_window": window,
+                        "due_at": due,
+                    }
+                )
+                await self.queue.put(DEFERRED_TOPIC, digest)
+        return out
+
+    # one delivery ------------------------------------------------------------------------------------------
+    async def deliver(self, task: DeliveryTask) -> str:
+        """Claim, send once, and route the outcome; returns ``sent``/``retry``/``failed``/``skipped``/
+        ``duplicate`` (already handled elsewhere)/``busy`` (another worker holds it: re-queued)."""
+        if task.mailbox_id and await self.store.mailbox_removed(task.tenant_id, task.mailbox_id):
+            await self.store.finish(
+                task.dedupe_key, "skipped", attempts=task.attempt, detail="mailbox removed"
+            )
+            return "skipped"
+        acquired = await self.store.acquire(task, self.lease_s)
+        if not acquired.owned:
+            if acquired.status == "pending" and acquired.lease_until is not None:
+                # Another worker is sending it (or died doing so): look again when its lease ends.
+                lease_until = acquired.lease_until.astimezone(UTC)
+                await self.queue.put(self._retry_topic(0), task.model_copy(update={"due_at": lease_until}))
+                return "busy"
+            return "duplicate"
+        binding = await self.store.get_binding(task.tenant_id, task.user_id, task.channel, task.target_id)
+        sender = self.senders.get(task.channel)
+        if binding is None or not binding.active or sender is None:
+            await self.store.finish(
+                task.dedupe_key, "skipped", attempts=task.attempt, detail="no active binding"
+            )
+            return "skipped"
+        if task.kind == "digest":
+            items = await self.store.digested_items(task)
+            if not items:
+                await self.store.finish(
+                    task.dedupe_key, "skipped", attempts=task.attempt, detail="empty digest"
+                )
+                return "skipped"
+            task = task.model_copy(
+                update={"content": digest_content(items, task.digest_window, self.app_base_url)}
+            )
+        attempt = task.attempt + 1
+        async with self._sem:
+            outcome = await self._send(sender, task, binding)
+        return await self._route(task.model_copy(update={"attempt": attempt}), outcome)
+
+    async def _send(self, sender: Sender, task: DeliveryTask, binding: object) -> Outcome:
+        try:
+            return await sender.send(task, binding)  # type: ignore[arg-type]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sender bug must not lose the task: logged and retried
+            log.exception("sender raised", channel=task.channel, dedupe_key=task.dedupe_key)
+            return Outcome("retry", f"sender error: {type(exc).__name__}")
+
+    def _retry_topic(self, level: int) -> str:
+        return RETRY_TOPIC.format(level=level)
+
+    async def _route(self, task: DeliveryTask, outcome: Outcome) -> str:
+        key = task.dedupe_key
+        fields = {
+            "channel": task.channel,
+            "dedupe_key": key,
+            "attempt": task.attempt,
+            "detail": outcome.detail,
+        }
+        if outcome.kind == "sent":
+            await self.store.finish(key, "sent", attempts=task.attempt, provider_id=outcome.provider_id)
+            return "sent"
+        if outcome.binding_action == "disable":
+            await self.store.set_binding_active(
+                task.tenant_id, task.user_id, task.channel, task.target_id, False
+            )
+        elif outcome.binding_action == "delete":
+            await self.store.delete_binding(task.tenant_id, task.user_id, task.channel, task.target_id)
+        if outcome.alert:
+            log.error("delivery needs an operator", **fields)
+        if outcome.kind == "skipped":
+            await self.store.finish(key, "skipped", attempts=task.attempt, detail=outcome.detail)
+            return "skipped"
+        if outcome.kind == "retry" and task.attempt <= len(self.retry_delays_s):
+            level = task.attempt - 1
+            delay = self.retry_delays_s[level]
+            if outcome.retry_after_s is not None:
+                delay = max(delay, outcome.retry_after_s)
+                level = self._level_for(delay, level)
+            due = self.clock() + timedelta(seconds=delay)
+            await self.store.finish(key, "retrying", attempts=task.attempt, detail=outcome.detail)
+            await self.queue.put(
+                self._retry_topic(level),
+                task.model_copy(update={"due_at": due, "last_error": outcome.detail}),
+            )
+            log.info("delivery retry scheduled", level=level, delay_s=delay, **fields)
+            return "retry"
+        await self.store.finish(key, "failed", attempts=task.attempt, detail=outcome.detail)
+        if outcome.kind == "retry" or outcome.dead_letter:
+            await self.queue.put(DLQ_TOPIC, task.model_copy(update={"last_error": outcome.detail}))
+            log.warning("delivery dead-lettered", **fields)
+        return "failed"
+
+    def _level_for(self, delay: float, at_least: int) -> int:
+        for level, d in enumerate(self.retry_delays_s):
+            if level >= at_least and d >= delay:
+                return level
+        return len(self.retry_delays_s) - 1
+
+    # mailbox.removed ---------------------------------------------------------------------------------------
+    async def handle_removed(self, event: MailboxRemoved) -> int:
+        """Drop notify's state for the mailbox; returns how many waiting deliveries were cancelled."""
+        return await self.store.remove_mailbox(event.tenant_id, event.mailbox_id)
+
+    # receipts ----------------------------------------------------------------------------------------------
+    async def wechat_receipt(self, msgid: str, status: str) -> int:
+        """Apply a ``TEMPLATESENDJOBFINISH`` receipt: ``success`` -> delivered, ``failed:...`` -> failed."""
+        new: DeliveryStatus = "delivered" if status.strip() == "success" else "failed"
+        return await self.store.update_by_provider_id("wechat", msgid, new, f"wechat receipt: {status}"[:200])
+
+
+async def replay(tasks: list[DeliveryTask], put: Callable[[str, DeliveryTask], Awaitable[None]]) -> int:
+    """Send dead-lettered tasks back to the first retry level with attempt reset and due now."""
+    now = datetime.now(UTC)
+    for task in tasks:
+        await put(RETRY_TOPIC.format(level=0), task.model_copy(update={"attempt": 0, "due_at": now}))
+    return len(tasks)

@@ -1,0 +1,99 @@
+"""Notify's settings (env prefix ``NOTIFY_``; infrastructure names are the shared unprefixed ones).
+
+Secrets (JWT secret, WeChat AppSecret, SMTP password, VAPID private key) are :class:`~pydantic.SecretStr` and
+refused as placeholders outside development/test (:meth:`ServiceSettings.secret_fields`).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
+
+from laifaxin_shared.settings import ServiceSettings
+
+
+class NotifySettings(ServiceSettings):
+    """Everything notify reads from the environment.
+
+    Delays are in seconds. ``retry_delays_s`` names the retry ladder (``notify.retry.0`` waits
+    ``retry_delays_s[0]`` ...); after the last one a task goes to ``notify.dlq``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", populate_by_name=True)
+
+    service_name: str = "notify"
+    mongodb_database: str = "notify"
+
+    http_host: str = Field(default="127.0.0.1", description="Bind address of the HTTP API.")
+    http_port: int = Field(default=8086, description="Port of the HTTP API.")
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8086",
+        description="Where users open the notify page; alert links are built on app_base_url.",
+    )
+    app_base_url: str = Field(
+        default="https://app.laifa.xin", description="Base of the link to a message in the Laifaxin web app."
+    )
+
+    jwt_secret: SecretStr = Field(default=SecretStr("change-me"), description="HS256 key for bearer JWTs.")
+    jwt_audience: str = Field(default="laifaxin", description="Expected `aud` claim.")
+    jwt_issuer: str | None = Field(default=None, description="Expected `iss` claim, if set.")
+
+    consumer_group: str = Field(default="notify", description="Kafka consumer group of notify.")
+    batch_max_records: int = Field(default=200, description="Most mail.classified records per batch.")
+    send_concurrency: int = Field(default=64, description="Concurrent provider sends per worker.")
+    retry_delays_s: list[float] = Field(
+        default=[30.0, 300.0, 3600.0], description="Delay of each retry topic, in seconds."
+    )
+    max_wait_in_handler_s: float = Field(
+        default=30.0,
+        description="Longest a delay-topic handler sleeps for a due time before re-queueing the record "
+        "(kept below Kafka's max.poll.interval.ms).",
+    )
+    quota_delay_s: float = Field(
+        default=6 * 3600.0, description="Delay after WeChat errcode 45009 (quota), in seconds."
+    )
+    lease_s: float = Field(
+        default=15.0, description="How long a claimed delivery is owned by the worker sending it, seconds."
+    )
+    digest_threshold_per_minute: int = Field(
+        default=5, description="More alerts than this for one user within a minute become one digest."
+    )
+    rate_limit_per_hour: int = Field(
+        default=60, description="Individual alerts per user per hour; the rest go into digests."
+    )
+    digest_window_s: int = Field(default=60, description="Window of the digest counter, seconds.")
+
+    wechat_api_base: str = Field(default="https://api.weixin.qq.com", description="WeChat API base URL.")
+    wechat_appid: str = Field(default="", description="Official Account AppID; empty disables WeChat.")
+    wechat_secret: SecretStr = Field(default=SecretStr(""), description="Official Account AppSecret.")
+    wechat_template_id: str = Field(default="", description="Template id of the new-reply template.")
+    wechat_callback_token: SecretStr = Field(
+        default=SecretStr(""), description="Token for the callback signature check; empty skips the check."
+    )
+
+    smtp_host: str = Field(default="", description="Alert relay host; empty disables email.")
+    smtp_port: int = Field(default=465)
+    smtp_security: str = Field(default="ssl", description="ssl (implicit TLS) or starttls.")
+    smtp_username: str = Field(default="")
+    smtp_password: SecretStr = Field(default=SecretStr(""))
+    smtp_from: str = Field(default="Laifaxin <alerts@laifa.xin>")
+    smtp_ca_file: str | None = Field(default=None, description="Extra CA bundle to verify the relay.")
+    smtp_timeout_s: float = Field(default=15.0)
+
+    vapid_private_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="VAPID private key: base64url raw P-256 scalar or PEM; empty generates one in development.",
+    )
+    vapid_subject: str = Field(default="mailto:alerts@laifa.xin", description="VAPID `sub` claim (RFC 8292).")
+    push_ttl_s: int = Field(default=86_400, description="Web Push TTL header, seconds (RFC 8030 5.2).")
+    http_timeout_s: float = Field(default=10.0, description="Timeout of provider HTTP calls, seconds.")
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """Secrets that must be real outside development/test."""
+        fields = {**super().secret_fields(), "NOTIFY_JWT_SECRET": self.jwt_secret}
+        if self.wechat_appid:
+            fields["NOTIFY_WECHAT_SECRET"] = self.wechat_secret
+        if self.smtp_username:
+            fields["NOTIFY_SMTP_PASSWORD"] = self.smtp_password
+        fields["NOTIFY_VAPID_PRIVATE_KEY"] = self.vapid_private_key
+        return fields

@@ -1,0 +1,346 @@
+"""Notify's MongoDB collections and the queries on them (database ``notify``; FerretDB v1 compatible).
+
+Collections:
+
+- ``preferences``: one document per (tenant_id, user_id), the :class:`~.models.Preferences` fields.
+- ``bindings``: one per (tenant_id, user_id, channel, target_id): a WeChat openid, an alert email address or
+  a Web Push subscription (endpoint + keys); ``active`` false after WeChat 43004.
+- ``deliveries``: one per dedupe key (unique index), the status history of one alert.
+- ``counters``: per-user alert counts per minute and per hour (``_id`` = ``tenant|user|window``).
+- ``digests``: one per (tenant, user, window) claim, so one digest is scheduled per window.
+- ``removed_mailboxes``: tombstones from ``mailbox.removed``, so in-flight tasks for it are dropped.
+
+No transactions, TTL or partial indexes (FerretDB v1): keys are claimed with
+:func:`laifaxin_shared.mongo.insert_unique`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
+
+from .models import AlertContent, Channel, DeliveryStatus, DeliveryTask, Preferences
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "preferences": [
+        IndexModel([("tenant_id", ASCENDING), ("user_id", ASCENDING)], unique=True, name="tenant_user")
+    ],
+    "bindings": [
+        IndexModel(
+            [
+                ("tenant_id", ASCENDING),
+                ("user_id", ASCENDING),
+                ("channel", ASCENDING),
+                ("target_id", ASCENDING),
+            ],
+            unique=True,
+            name="binding_identity",
+        )
+    ],
+    "deliveries": [
+        IndexModel([("dedupe_key", ASCENDING)], unique=True, name="dedupe_key"),
+        IndexModel(
+            [("tenant_id", ASCENDING), ("user_id", ASCENDING), ("created_at", DESCENDING)], name="history"
+        ),
+        IndexModel([("provider_id", ASCENDING)], name="provider_id"),
+        IndexModel([("mailbox_id", ASCENDING)], name="mailbox"),
+        IndexModel([("digest_window", ASCENDING)], name="digest_window"),
+    ],
+}
+
+
+def push_target_id(endpoint: str) -> str:
+    """Binding id of a Web Push subscription: the first 32 hex chars of SHA-256 of its endpoint URL."""
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An active channel target of one user."""
+
+    tenant_id: str
+    user_id: str
+    channel: Channel
+    target_id: str
+    data: dict[str, Any]
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class Acquired:
+    """The result of trying to own a delivery: ``owned`` or why not (``status`` of the existing record)."""
+
+    owned: bool
+    status: str = ""
+    lease_until: datetime | None = None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Queries on notify's database. Every query is scoped by ``tenant_id``."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+        self.preferences = db["preferences"]
+        self.bindings = db["bindings"]
+        self.deliveries = db["deliveries"]
+        self.counters = db["counters"]
+        self.digests = db["digests"]
+        self.removed = db["removed_mailboxes"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the declared indexes (idempotent)."""
+        await ensure_indexes(self.db, INDEXES)
+
+    # preferences -------------------------------------------------------------------------------------------
+    async def get_preferences(self, tenant_id: str, user_id: str) -> Preferences:
+        """The user's preferences, or the defaults when none were saved."""
+        doc = await self.preferences.find_one({"tenant_id": tenant_id, "user_id": user_id})
+        if doc is None:
+            return Preferences()
+        return Preferences.model_validate(doc["prefs"])
+
+    async def put_preferences(self, tenant_id: str, user_id: str, prefs: Preferences) -> None:
+        """Save (replace) the user's preferences."""
+        body = prefs.model_dump(mode="json")
+        if not await insert_unique(
+            self.preferences, {"tenant_id": tenant_id, "user_id": user_id, "prefs": body}
+        ):
+            await self.preferences.update_one(
+                {"tenant_id": tenant_id, "user_id": user_id}, {"$set": {"prefs": body}}
+            )
+
+    # bindings ----------------------------------------------------------------------------------------------
+    async def put_binding(self, binding: Binding) -> None:
+        """Create or replace a binding (re-activates a disabled one)."""
+        key = {
+            "tenant_id": binding.tenant_id,
+            "user_id": binding.user_id,
+            "channel": binding.channel,
+            "target_id": binding.target_id,
+        }
+        doc = {**key, "data": binding.data, "active": True, "updated_at": _now()}
+        if not await insert_unique(self.bindings, {**doc, "created_at": _now()}):
+            await self.bindings.update_one(
+                key, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
+            )
+
+    async def list_bindings(
+        self,
+        tenant_id: str,
+        user_id: str,
+        channels: list[Channel] | None = None,
+        *,
+        active_only: bool = False,
+    ) -> list[Binding]:
+        """The user's bindings, optionally only some channels / only active ones."""
+        query: dict[str, Any] = {"tenant_id": tenant_id, "user_id": user_id}
+        if channels is not None:
+            query["channel"] = {"$in": list(channels)}
+        if active_only:
+            query["active"] = True
+        out = []
+        async for d in self.bindings.find(query).sort("created_at", ASCENDING):
+            out.append(
+                Binding(d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"])
+            )
+        return out
+
+    async def get_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> Binding | None:
+        """One binding, active or not; None when deleted."""
+        d = await self.bindings.find_one(
+            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id}
+        )
+        if d is None:
+            return None
+        return Binding(d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"])
+
+    async def set_binding_active(
+        self, tenant_id: str, user_id: str, channel: str, target_id: str, active: bool
+    ) -> None:
+        """Disable (WeChat 43004: the user unfollowed) or re-enable a binding."""
+        await self.bindings.update_one(
+            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id},
+            {"$set": {"active": active, "updated_at": _now()}},
+        )
+
+    async def delete_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> bool:
+        """Remove a binding (Web Push 404/410, or the user unbinding); True when one was removed."""
+        result = await self.bindings.delete_one(
+            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id}
+        )
+        return result.deleted_count > 0
+
+    # deliveries --------------------------------------------------------------------------------------------
+    def _delivery_doc(self, task: DeliveryTask, status: DeliveryStatus, now: datetime) -> Document:
+        return {
+            "dedupe_key": task.dedupe_key,
+            "kind": task.kind,
+            "tenant_id": task.tenant_id,
+            "user_id": task.user_id,
+            "channel": task.channel,
+            "target_id": task.target_id,
+            "event_id": task.event_id,
+            "mailbox_id": task.mailbox_id,
+            "content": task.content.model_dump(mode="json"),
+            "digest_window": task.digest_window,
+            "status": status,
+            "attempts": task.attempt,
+            "provider_id": "",
+            "last_error": "",
+            "created_at": now,
+            "updated_at": now,
+            "lease_until": None,
+        }
+
+    async def record(self, task: DeliveryTask, status: DeliveryStatus, *, detail: str = "") -> bool:
+        """Claim the dedupe key with a non-sending status (deferred, digested, skipped); False if taken."""
+        doc = self._delivery_doc(task, status, _now())
+        doc["last_error"] = detail
+        return await insert_unique(self.deliveries, doc)
+
+    async def acquire(self, task: DeliveryTask, lease_s: float) -> Acquired:
+        """Own the delivery for ``lease_s`` seconds before sending: the dedupe claim.
+
+        First sight: insert ``pending`` under the unique ``dedupe_key``. Already there: take it over only when
+        it waits for us (``retrying``/``deferred``) or its sender's lease expired (a worker died mid-send);
+        otherwise report the existing status (``sent`` ... means: never send again).
+        """
+        now = _now()
+        lease_until = now + timedelta(seconds=lease_s)
+        doc = self._delivery_doc(task, "pending", now)
+        doc["lease_until"] = lease_until
+        if await insert_unique(self.deliveries, doc):
+            return Acquired(True, "pending", lease_until)
+        taken = await self.deliveries.find_one_and_update(
+            {
+                "dedupe_key": task.dedupe_key,
+                "$or": [
+                    {"status": {"$in": ["retrying", "deferred"]}},
+                    {"status": "pending", "lease_until": {"$lt": now}},
+                ],
+            },
+            {"$set": {"status": "pending", "lease_until": lease_until, "updated_at": now}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if taken is not None:
+            return Acquired(True, "pending", lease_until)
+        existing = await self.deliveries.find_one({"dedupe_key": task.dedupe_key})
+        if existing is None:  # deleted in between (mailbox removed)
+            return Acquired(False, "gone")
+        return Acquired(False, existing["status"], existing.get("lease_until"))
+
+    async def finish(
+        self,
+        dedupe_key: str,
+        status: DeliveryStatus,
+        *,
+        attempts: int,
+        provider_id: str = "",
+        detail: str = "",
+    ) -> None:
+        """Record the outcome of an attempt and release the lease."""
+        await self.deliveries.update_one(
+            {"dedupe_key": dedupe_key},
+            {
+                "$set": {
+                    "status": status,
+                    "attempts": attempts,
+                    "provider_id": provider_id,
+                    "last_error": detail[:500],
+                    "updated_at": _now(),
+                    "lease_until": None,
+                }
+            },
+        )
+
+    async def update_by_provider_id(
+        self, channel: str, provider_id: str, status: DeliveryStatus, detail: str
+    ) -> int:
+        """Apply a provider receipt (WeChat TEMPLATESENDJOBFINISH) to the delivery with that id."""
+        result = await self.deliveries.update_many(
+            {"channel": channel, "provider_id": provider_id},
+            {"$set": {"status": status, "last_error": detail[:500], "updated_at": _now()}},
+        )
+        return result.modified_count
+
+    async def history(
+        self, tenant_id: str, user_id: str, *, event_id: str | None = None, limit: int = 50
+    ) -> list[Document]:
+        """Newest deliveries of a user (optionally of one event), without internal fields."""
+        query: dict[str, Any] = {"tenant_id": tenant_id, "user_id": user_id}
+        if event_id:
+            query["event_id"] = event_id
+        cursor = self.deliveries.find(query, {"_id": 0, "lease_until": 0}).sort("created_at", DESCENDING)
+        return [d async for d in cursor.limit(limit)]
+
+    async def digested_items(self, task: DeliveryTask) -> list[AlertContent]:
+        """Contents folded into the digest window of ``task`` for its channel and target, oldest first."""
+        cursor = self.deliveries.find(
+            {
+                "tenant_id": task.tenant_id,
+                "user_id": task.user_id,
+                "channel": task.channel,
+                "target_id": task.target_id,
+                "digest_window": task.digest_window,
+                "status": "digested",
+            }
+        ).sort("created_at", ASCENDING)
+        return [AlertContent.model_validate(d["content"]) async for d in cursor]
+
+    # rate limit and digest ---------------------------------------------------------------------------------
+    async def count_alert(self, tenant_id: str, user_id: str, window: str) -> int:
+        """Add one to the user's counter for ``window`` and return the new count.
+
+        ``_id`` is unique by nature, so two workers creating the same counter at once conflict; the loser
+        retries as an update.
+        """
+        key = f"{tenant_id}|{user_id}|{window}"
+        for _ in range(3):
+            try:
+                doc = await self.counters.find_one_and_update(
+                    {"_id": key}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DuplicateKeyError:
+                continue
+            if doc is not None:
+                return int(doc["n"])
+        raise RuntimeError(f"counter {window} could not be incremented")
+
+    async def claim_digest(self, tenant_id: str, user_id: str, window: str) -> bool:
+        """True for the first caller per (user, window): that caller schedules the digest."""
+        return await insert_unique(
+            self.digests, {"_id": f"{tenant_id}|{user_id}|{window}", "created_at": _now()}
+        )
+
+    # mailbox removal ---------------------------------------------------------------------------------------
+    async def remove_mailbox(self, tenant_id: str, mailbox_id: str) -> int:
+        """Drop notify's state for a removed mailbox: a tombstone, and its pending/deferred deliveries skipped.
+
+        Returns how many waiting deliveries were cancelled.
+        """
+        await insert_unique(self.removed, {"_id": f"{tenant_id}|{mailbox_id}", "removed_at": _now()})
+        result = await self.deliveries.update_many(
+            {
+                "tenant_id": tenant_id,
+                "mailbox_id": mailbox_id,
+                "status": {"$in": ["retrying", "deferred", "digested"]},
+            },
+            {"$set": {"status": "skipped", "last_error": "mailbox removed", "updated_at": _now()}},
+        )
+        return result.modified_count
+
+    async def mailbox_removed(self, tenant_id: str, mailbox_id: str) -> bool:
+        """True when ``mailbox.removed`` was seen for this mailbox."""
+        return await self.removed.find_one({"_id": f"{tenant_id}|{mailbox_id}"}) is not None

@@ -440,8 +440,7 @@ def start_kafka() -> None:
                 "kafka.tools.StorageTool",
                 "format",
                 "--ignore-formatted",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # "=": a base64url id may start with "-"
                 "-c",
                 str(conf),
             ],

@@ -1,0 +1,164 @@
+"""The binding service process: the FastAPI app and the FastStream Kafka broker in one event loop.
+
+Run: ``uvicorn --factory laifaxin_binding.app:create_app --host 0.0.0.0 --port 8080`` or
+``python -m laifaxin_binding``. The broker is started and stopped in FastAPI's lifespan; it publishes
+``mailbox.verified|updated|removed`` and consumes ``mailbox.sync_status`` (consumer group ``binding``,
+offset committed after the handler returns: :func:`~laifaxin_shared.kafka.subscriber_options`).
+
+Probes: ``/healthz`` (liveness: the process answers) and ``/readyz`` (readiness: Kafka and MongoDB answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
+
+from laifaxin_binding import errors
+from laifaxin_binding.api import router
+from laifaxin_binding.detect import Detector
+from laifaxin_binding.service import Limits, MailboxService
+from laifaxin_binding.settings import BindingSettings
+from laifaxin_binding.store import AttemptLog, MailboxStore
+from laifaxin_binding.verify import HostGuard, Verifier
+from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.events import Envelope, MailboxSyncStatus
+from laifaxin_shared.imap import client_tls_context
+from laifaxin_shared.kafka import make_broker, publish_event, subscriber_options
+from laifaxin_shared.logging import configure_logging, get_logger
+from laifaxin_shared.mongo import make_mongo_client, ping
+
+log = get_logger(__name__)
+
+CONSUMER_GROUP = "binding"
+
+
+def build_verifier(settings: BindingSettings) -> Verifier:
+    """The verifier the settings describe (CA file, host allowlist, timeouts, per-host bound)."""
+    networks, names = settings.allowlist()
+    return Verifier(
+        ssl_context=client_tls_context(settings.ca_file),
+        guard=HostGuard(networks, names, timeout=settings.command_timeout_seconds),
+        timeout=settings.verify_timeout_seconds,
+        command_timeout=settings.command_timeout_seconds,
+        max_connections_per_host=settings.max_connections_per_host,
+    )
+
+
+def register_subscribers(broker: KafkaBroker, settings: BindingSettings, app: FastAPI) -> None:
+    """``mailbox.sync_status`` -> :meth:`MailboxService.apply_sync_status` (thin handler)."""
+
+    @broker.subscriber(settings.topic("mailbox.sync_status"), **subscriber_options(CONSUMER_GROUP))
+    async def on_sync_status(event: MailboxSyncStatus) -> None:
+        svc: MailboxService = app.state.service
+        await svc.apply_sync_status(event)
+
+
+def create_app(settings: BindingSettings | None = None, *, start_broker: bool = True) -> FastAPI:
+    """The binding app. Nothing connects until the lifespan starts.
+
+    Args:
+        settings: defaults to the environment (:class:`BindingSettings`).
+        start_broker: False runs without Kafka (events must then be published by ``app.state.publish``
+            replaced by the caller; for tests of the HTTP layer alone).
+    """
+    settings = settings or BindingSettings()
+    broker = make_broker(settings, client_id=settings.service_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
+        mongo = make_mongo_client(settings.mongodb_url.get_secret_value(), appname=settings.service_name)
+        db = mongo[settings.mongodb_database]
+        store = MailboxStore(db)
+        await store.init()
+
+        async def publish(event: Envelope) -> None:
+            await publish_event(broker, event, prefix=settings.topic_prefix)
+
+        app.state.mongo = mongo
+        app.state.service = MailboxService(
+            store=store,
+            attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
+            verifier=build_verifier(settings),
+            keyring=KeyRing.parse(
+                settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+            ),
+            publish=publish,
+            limits=Limits(
+                mailboxes_per_tenant=settings.mailbox_limit_per_tenant,
+                failures_per_address=settings.rate_max_failures_per_address,
+                attempts_per_tenant=settings.rate_max_attempts_per_tenant,
+                window=timedelta(seconds=settings.rate_window_seconds),
+                expiry_warning=timedelta(days=settings.credential_expiry_warning_days),
+            ),
+        )
+        if start_broker:
+            await broker.start()
+        log.info("binding started", topic_prefix=settings.topic_prefix, database=settings.mongodb_database)
+        try:
+            yield
+        finally:
+            if start_broker:
+                await broker.stop()
+            await mongo.close()
+
+    app = FastAPI(
+        title="Laifaxin binding",
+        version="1.0.0",
+        description="Bind mailboxes over IMAP and SMTP: verify, save, edit, remove; provider lookup and "
+        "detection. Every error carries a code, a message and a fix in English and Chinese.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.broker = broker
+    app.state.detector = Detector()
+    app.include_router(router)
+    register_subscribers(broker, settings, app)
+
+    @app.exception_handler(errors.BindingError)
+    async def binding_error(_request: Request, exc: errors.BindingError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Field locations and messages only: the input values (which may hold the password) are left out.
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
+        )
+        error = errors.invalid_request(details)
+        return JSONResponse(error.to_dict(), status_code=error.status)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process and its event loop answer."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: MongoDB answers ``ping`` and the Kafka broker answers, each within 2 s."""
+        checks: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(2):
+                checks["mongodb"] = await ping(request.app.state.mongo)
+        except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
+            checks["mongodb"] = False
+            checks["mongodb_error"] = type(exc).__name__
+        try:
+            checks["kafka"] = bool(start_broker and await broker.ping(timeout=2))
+        except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
+            checks["kafka"] = False
+            checks["kafka_error"] = type(exc).__name__
+        ready = checks["mongodb"] is True and checks["kafka"] is True
+        return JSONResponse(
+            {"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503
+        )
+
+    return app

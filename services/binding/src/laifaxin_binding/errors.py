@@ -1,0 +1,192 @@
+"""Errors of the binding API: a stable ``code``, an HTTP status, and message + fix in English and Chinese.
+
+Verification failures carry the shared taxonomy's :class:`~laifaxin_shared.providers.errors.MailError`
+(``auth_failed``, ``tls_mismatch``...); the service's own refusals (not found, limits, rate limits, bad
+tokens) have the codes below. Nothing here ever holds a password: MailErrors are redacted at the source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from laifaxin_shared.providers.errors import MailError
+from laifaxin_shared.providers.models import Text
+
+
+class BindingError(Exception):
+    """A refusal to show the caller as ``{"code", "message", "fix", "message_zh", "fix_zh", ...}``."""
+
+    def __init__(
+        self, code: str, status: int, message: Text, fix: Text, *, extra: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message.en}")
+        self.code = code
+        self.status = status
+        self.message = message
+        self.fix = fix
+        self.extra = extra or {}
+        self.headers: dict[str, str] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message.en,
+            "fix": self.fix.en,
+            "message_zh": self.message.zh,
+            "fix_zh": self.fix.zh,
+            **self.extra,
+        }
+
+
+def _t(en: str, zh: str) -> Text:
+    return Text(en=en, zh=zh)
+
+
+def verification_failed(error: MailError, errors: list[MailError]) -> BindingError:
+    """422 with the first failure's code and texts, and every failure under ``errors``."""
+    data = error.to_dict()
+    extra: dict[str, Any] = {
+        k: data[k]
+        for k in ("protocol", "server_text", "suggestion", "backup_servers", "provider")
+        if k in data
+    }
+    extra["errors"] = [e.to_dict() for e in errors]
+    return BindingError(error.code.value, 422, error.message, error.fix, extra=extra)
+
+
+def from_mail_error(error: MailError, status: int = 422) -> BindingError:
+    """A refusal decided before any connection (POP3, OAuth-only provider, host not allowed)."""
+    return (
+        verification_failed(error, [error])
+        if status == 422
+        else BindingError(error.code.value, status, error.message, error.fix)
+    )
+
+
+def not_found() -> BindingError:
+    return BindingError(
+        "not_found",
+        404,
+        _t("No such mailbox.", "找不到该邮箱。"),
+        _t("Refresh the mailbox list; it may have been removed.", "请刷新邮箱列表，该邮箱可能已被删除。"),
+    )
+
+
+def mailbox_exists(email: str) -> BindingError:
+    return BindingError(
+        "mailbox_exists",
+        409,
+        _t(f"{email} is already bound.", f"{email} 已经绑定。"),
+        _t("Edit the existing mailbox instead of adding it again.", "请编辑已有的邮箱，而不是重复添加。"),
+    )
+
+
+def mailbox_limit(limit: int) -> BindingError:
+    return BindingError(
+        "mailbox_limit_reached",
+        403,
+        _t(f"Your plan allows {limit} mailboxes.", f"当前套餐最多可绑定 {limit} 个邮箱。"),
+        _t("Remove a mailbox you no longer use, or upgrade the plan.", "请删除不再使用的邮箱，或升级套餐。"),
+    )
+
+
+def interval_too_short(minimum: int, given: int) -> BindingError:
+    return BindingError(
+        "sync_interval_too_short",
+        422,
+        _t(
+            f"A sync interval of {given} s is too short: providers rate-limit frequent logins and may lock the "
+            f"mailbox, so the minimum is {minimum} s ({minimum // 60} minutes).",
+            f"同步间隔 {given} 秒太短：服务商会限制频繁登录并可能锁定邮箱，最短为 {minimum} 秒（{minimum // 60} 分钟）。",
+        ),
+        _t("Choose 3-5 minutes (180-300 s).", "请设置为 3～5 分钟（180～300 秒）。"),
+        extra={"minimum_seconds": minimum},
+    )
+
+
+def rate_limited(retry_after: int, scope: str) -> BindingError:
+    error = BindingError(
+        "verification_rate_limited",
+        429,
+        _t(
+            "Too many verification attempts"
+            + (" for this address" if scope == "address" else " for your organisation")
+            + "; providers block an IP after about ten failed logins.",
+            "验证尝试次数过多"
+            + ("（该邮箱地址）" if scope == "address" else "（贵组织）")
+            + "；服务商在约十次登录失败后会封禁 IP。",
+        ),
+        _t(
+            f"Check the app password / authorization code and try again in {max(1, retry_after // 60)} minutes.",
+            f"请检查应用专用密码/授权码，并在 {max(1, retry_after // 60)} 分钟后重试。",
+        ),
+        extra={"retry_after_seconds": retry_after, "scope": scope},
+    )
+    error.headers["Retry-After"] = str(retry_after)
+    return error
+
+
+def servers_required(email: str) -> BindingError:
+    return BindingError(
+        "servers_required",
+        422,
+        _t(
+            f"The provider of {email} is not in our catalog, so its servers must be given.",
+            f"{email} 的邮箱服务商不在我们的目录中，需要填写服务器参数。",
+        ),
+        _t(
+            "Run provider detection, confirm the IMAP and SMTP servers it found (or copy them from the "
+            "provider's help page), and send them with the request.",
+            "请先运行服务商检测，确认检测到的 IMAP 和 SMTP 服务器（或从服务商帮助页复制），再随请求提交。",
+        ),
+    )
+
+
+def unknown_provider(provider_id: str) -> BindingError:
+    return BindingError(
+        "unknown_provider",
+        422,
+        _t(f"Unknown provider {provider_id!r}.", f"未知的邮箱服务商 {provider_id!r}。"),
+        _t(
+            "Use an id from GET /v1/providers, or leave it out to detect it.",
+            "请使用 GET /v1/providers 中的 id，或不填以自动检测。",
+        ),
+    )
+
+
+def invalid_email(email: str) -> BindingError:
+    return BindingError(
+        "invalid_email",
+        422,
+        _t(f"{email!r} is not an email address.", f"{email!r} 不是有效的邮箱地址。"),
+        _t("Enter the full address, e.g. name@163.com.", "请输入完整的邮箱地址，例如 name@163.com。"),
+    )
+
+
+def unauthorized(reason: str) -> BindingError:
+    error = BindingError(
+        "unauthorized",
+        401,
+        _t(f"Missing or invalid bearer token ({reason}).", f"缺少或无效的访问令牌（{reason}）。"),
+        _t("Sign in again to get a fresh token.", "请重新登录以获取新的令牌。"),
+    )
+    error.headers["WWW-Authenticate"] = "Bearer"
+    return error
+
+
+def unavailable(what: str) -> BindingError:
+    return BindingError(
+        "service_unavailable",
+        503,
+        _t(f"{what} is unavailable; nothing was changed.", f"{what} 暂不可用；未做任何更改。"),
+        _t("Try again in a minute.", "请一分钟后重试。"),
+    )
+
+
+def invalid_request(details: str) -> BindingError:
+    return BindingError(
+        "invalid_request",
+        422,
+        _t(f"The request is not valid: {details}", f"请求无效：{details}"),
+        _t("Correct the named fields and send it again.", "请更正所列字段后重新提交。"),
+    )

@@ -1,0 +1,164 @@
+"""Request and response shapes of the binding API (they are also the inputs and outputs of the domain functions).
+
+No response model has a password or credential field: the stored :class:`EncryptedCredential` is never
+rendered, and request passwords are :class:`pydantic.SecretStr` (``repr`` shows ``**********``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
+
+from laifaxin_shared.events.mailbox import DEFAULT_SYNC_INTERVAL_SECONDS, MIN_SYNC_INTERVAL_SECONDS
+
+SecurityIn = Literal["ssl", "starttls"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ServerIn(_In):
+    """An IMAP or SMTP server the user typed (overrides the catalog)."""
+
+    host: str = Field(min_length=1, max_length=253, examples=["imap.163.com"])
+    port: int = Field(ge=1, le=65535, examples=[993])
+    security: SecurityIn = Field(description="ssl = implicit TLS (993/465); starttls (143/587).")
+
+
+class SyncIn(_In):
+    """Sync settings. ``interval_seconds`` under 180 is refused with code ``sync_interval_too_short``."""
+
+    enabled: bool = True
+    interval_seconds: int = Field(
+        default=DEFAULT_SYNC_INTERVAL_SECONDS,
+        ge=1,
+        le=86400,
+        description=f"Polling interval, seconds; minimum {MIN_SYNC_INTERVAL_SECONDS} (providers rate-limit).",
+        examples=[300],
+    )
+    initial_window_days: int = Field(default=30, ge=0, le=365)
+
+
+class MailboxCreate(_In):
+    """Bind a mailbox: verified against the servers before anything is saved."""
+
+    email: str = Field(min_length=3, max_length=320, examples=["sales@163.com"])
+    password: SecretStr = Field(
+        description="App password / authorization code (whitespace in app passwords is stripped).",
+    )
+    nickname: str = Field(default="", max_length=128, examples=["Sales 163"])
+    provider_id: str | None = Field(
+        default=None, description="Catalog id; detected from the domain if absent."
+    )
+    incoming_protocol: str = Field(
+        default="imap", description="Only imap; pop3 is refused (code pop3_unsupported)."
+    )
+    imap: ServerIn | None = None
+    smtp: ServerIn | None = None
+    sync: SyncIn = Field(default_factory=SyncIn)
+    credential_expires_at: AwareDatetime | None = Field(
+        default=None, description="When the authorization password lapses (NetEase Enterprise shows it)."
+    )
+
+
+class MailboxPatch(_In):
+    """Edit a mailbox. Changing email, password, provider or servers re-verifies first (and changes nothing
+    when that fails); nickname, sync settings and the expiry date alone are saved without verification."""
+
+    email: str | None = Field(default=None, min_length=3, max_length=320)
+    password: SecretStr | None = None
+    nickname: str | None = Field(default=None, max_length=128)
+    provider_id: str | None = None
+    incoming_protocol: str | None = None
+    imap: ServerIn | None = None
+    smtp: ServerIn | None = None
+    sync: SyncIn | None = None
+    credential_expires_at: AwareDatetime | None = None
+
+    def needs_verification(self) -> bool:
+        """True when a field that decides how we log in is present."""
+        return any(
+            v is not None
+            for v in (
+                self.email,
+                self.password,
+                self.provider_id,
+                self.incoming_protocol,
+                self.imap,
+                self.smtp,
+            )
+        )
+
+
+class ServerOut(BaseModel):
+    host: str
+    port: int
+    security: SecurityIn
+
+
+class SyncOut(BaseModel):
+    enabled: bool
+    interval_seconds: int
+    initial_window_days: int
+
+
+class LastError(BaseModel):
+    """The most recent failure (verification or sync), with what to do about it."""
+
+    code: str
+    message: str
+    fix: str
+    message_zh: str = ""
+    fix_zh: str = ""
+    at: datetime | None = None
+
+
+class MailboxOut(BaseModel):
+    """A bound mailbox as the API shows it. ``status`` is ``normal`` or the taxonomy code of the failure."""
+
+    id: str
+    email: str
+    nickname: str
+    provider_id: str
+    username: str
+    imap: ServerOut
+    smtp: ServerOut
+    sync: SyncOut
+    status: str = Field(examples=["normal", "auth_failed"])
+    state: str = Field(description="Sync state from mailbox.sync_status (ok, auth_failed, throttled...).")
+    last_synced_at: datetime | None = None
+    last_error: LastError | None = None
+    credential_expires_at: datetime | None = None
+    credential_expiring: bool = Field(
+        default=False, description="The authorization password lapses within the warning window (or has)."
+    )
+    verified_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MailboxList(BaseModel):
+    items: list[MailboxOut]
+    limit: int = Field(description="How many mailboxes this tenant may bind.")
+
+
+class DetectIn(_In):
+    email: str = Field(min_length=3, max_length=320)
+    offline: bool = Field(default=False, description="Catalog only: no DNS, no HTTP.")
+
+
+class ErrorOut(BaseModel):
+    """Every error response: a stable code, and what to do, in English and Chinese."""
+
+    code: str
+    message: str
+    fix: str
+    message_zh: str
+    fix_zh: str
+    protocol: str | None = None
+    server_text: str | None = None
+    suggestion: str | None = None
+    errors: list[dict[str, object]] | None = None

@@ -1,0 +1,520 @@
+"""Domain functions of the binding service: verify-and-save, edit, remove, re-verify, and sync status.
+
+Callable without HTTP or a broker: events go out through a ``publish`` callable
+(``async (event) -> None``), which the app wires to :func:`laifaxin_shared.kafka.publish_event` and tests
+may replace with a list.
+
+Rules (issue 3 "HTTP API", "Security"; product page email-account §2):
+
+- Nothing is saved unless IMAP and SMTP both verified; an edit whose verification fails changes nothing.
+- The password is sealed with AES-256-GCM bound to tenant + mailbox id (:mod:`laifaxin_shared.crypto`)
+  before it is stored or published; it is never logged, returned or put in an error.
+- Sync interval under :data:`MIN_SYNC_INTERVAL_SECONDS` (180 s) is refused with the reason.
+- Verification attempts are rate-limited per address (failures) and per tenant (all attempts), because
+  providers ban an IP after about ten bad logins (providers.md §3, §5.5).
+- Every store call is scoped by the caller's tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from laifaxin_binding import errors
+from laifaxin_binding.models import (
+    LastError,
+    MailboxCreate,
+    MailboxList,
+    MailboxOut,
+    MailboxPatch,
+    ServerIn,
+    ServerOut,
+    SyncIn,
+    SyncOut,
+)
+from laifaxin_binding.store import AttemptLog, MailboxStore
+from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest
+from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.events import (
+    EncryptedCredential,
+    Envelope,
+    MailboxRemoved,
+    MailboxSyncStatus,
+    MailboxUpdated,
+    MailboxVerified,
+    ServerEndpoint,
+    SyncSettings,
+)
+from laifaxin_shared.events.mailbox import MIN_SYNC_INTERVAL_SECONDS
+from laifaxin_shared.logging import get_logger
+from laifaxin_shared.providers.catalog import get_provider, provider_for_domain, split_email
+from laifaxin_shared.providers.errors import ErrorCode, MailError, MailServerError, make_error
+from laifaxin_shared.providers.models import AuthMethod, Provider, Security
+
+log = get_logger(__name__)
+
+Publish = Callable[[Envelope], Awaitable[Any]]
+"""Sends one event (keyed by mailbox id) and returns once the broker acknowledged it."""
+
+CUSTOM_PROVIDER = "custom"
+NORMAL = "normal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: from the bearer token."""
+
+    tenant_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Plan and abuse limits (from :class:`~laifaxin_binding.settings.BindingSettings`)."""
+
+    mailboxes_per_tenant: int = 20
+    failures_per_address: int = 5
+    attempts_per_tenant: int = 60
+    window: timedelta = timedelta(minutes=15)
+    expiry_warning: timedelta = timedelta(days=14)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_mailbox_id() -> str:
+    """``mbx_`` + 24 hex characters (fits the events' MailboxId pattern)."""
+    return f"mbx_{uuid.uuid4().hex[:24]}"
+
+
+class MailboxService:
+    """The binding domain: one instance per process."""
+
+    def __init__(
+        self,
+        *,
+        store: MailboxStore,
+        attempts: AttemptLog,
+        verifier: Verifier,
+        keyring: KeyRing,
+        publish: Publish,
+        limits: Limits | None = None,
+    ) -> None:
+        self.store = store
+        self.attempts = attempts
+        self.verifier = verifier
+        self.keyring = keyring
+        self.publish = publish
+        self.limits = limits or Limits()
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, who: Principal, body: MailboxCreate) -> MailboxOut:
+        """Verify and save a new mailbox; emits ``mailbox.verified``.
+
+        Raises:
+            BindingError: 422 with the taxonomy code when verification fails (nothing saved); 409
+                ``mailbox_exists``; 403 ``mailbox_limit_reached``; 429 ``verification_rate_limited``;
+                422 ``sync_interval_too_short``, ``servers_required``, ``unknown_provider``,
+                ``pop3_unsupported``, ``oauth_required``.
+        """
+        email = _email(body.email)
+        sync = _sync(body.sync)
+        if await self.store.find_by_email(who.tenant_id, email) is not None:
+            raise errors.mailbox_exists(email)
+        if await self.store.count(who.tenant_id) >= self.limits.mailboxes_per_tenant:
+            raise errors.mailbox_limit(self.limits.mailboxes_per_tenant)
+        provider = _provider(body.provider_id, email, body.imap, body.smtp)
+        request = _request(
+            email, body.password.get_secret_value(), provider, body.imap, body.smtp, body.incoming_protocol
+        )
+        verification = await self._verify(who, request)
+        mailbox_id = new_mailbox_id()
+        at = now_utc()
+        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        document = {
+            "_id": mailbox_id,
+            "tenant_id": who.tenant_id,
+            "user_id": who.user_id,
+            "email": email,
+            "nickname": body.nickname,
+            "sync": sync.model_dump(),
+            "credential_expires_at": body.credential_expires_at,
+            "last_synced_at": None,
+            "last_error": None,
+            "created_at": at,
+            **_verified_fields(verification, request, provider, credential, at),
+        }
+        if not await self.store.insert(document):
+            raise errors.mailbox_exists(email)
+        try:
+            await self.publish(self._verified_event(document))
+        except (
+            Exception
+        ) as exc:  # any publish failure: undo the insert so the caller can retry; re-raised as 503
+            await self.store.delete(who.tenant_id, mailbox_id)
+            log.error(
+                "mailbox.verified not published; insert undone",
+                mailbox_id=mailbox_id,
+                error_type=type(exc).__name__,
+            )
+            raise errors.unavailable("The event bus") from exc
+        log.info(
+            "mailbox bound", mailbox_id=mailbox_id, tenant_id=who.tenant_id, provider=document["provider_id"]
+        )
+        return self.view(document)
+
+    # ------------------------------------------------------------------ read
+
+    async def list(self, who: Principal) -> MailboxList:
+        docs = await self.store.list(who.tenant_id)
+        return MailboxList(items=[self.view(d) for d in docs], limit=self.limits.mailboxes_per_tenant)
+
+    async def get(self, who: Principal, mailbox_id: str) -> MailboxOut:
+        return self.view(await self._get(who, mailbox_id))
+
+    # ------------------------------------------------------------------ edit
+
+    async def update(self, who: Principal, mailbox_id: str, patch: MailboxPatch) -> MailboxOut:
+        """Edit a mailbox.
+
+        With email, password, provider or servers in the patch: verify the merged settings first; on failure
+        raise (nothing changes); on success save everything and emit ``mailbox.verified``. Otherwise save
+        nickname / sync / expiry and emit ``mailbox.updated`` (no verification).
+
+        Raises:
+            BindingError: as :meth:`create`, plus 404 ``not_found`` (also for another tenant's mailbox).
+        """
+        doc = await self._get(who, mailbox_id)
+        sync = _sync(patch.sync) if patch.sync is not None else None
+        at = now_utc()
+        plain: dict[str, Any] = {"updated_at": at}
+        if patch.nickname is not None:
+            plain["nickname"] = patch.nickname
+        if sync is not None:
+            plain["sync"] = sync.model_dump()
+        if patch.credential_expires_at is not None:
+            plain["credential_expires_at"] = patch.credential_expires_at
+        if not patch.needs_verification():
+            updated = await self.store.update(who.tenant_id, mailbox_id, plain)
+            if updated is None:
+                raise errors.not_found()
+            await self.publish(
+                MailboxUpdated(
+                    tenant_id=who.tenant_id,
+                    mailbox_id=mailbox_id,
+                    nickname=updated["nickname"],
+                    sync=SyncSettings.model_validate(updated["sync"]),
+                )
+            )
+            return self.view(updated)
+
+        email = _email(patch.email) if patch.email is not None else doc["email"]
+        if email != doc["email"] and await self.store.find_by_email(who.tenant_id, email) is not None:
+            raise errors.mailbox_exists(email)
+        password = patch.password.get_secret_value() if patch.password is not None else self._open(doc)
+        provider_changed = patch.provider_id is not None or email != doc["email"]
+        stored_provider = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
+        imap_in = patch.imap or (None if provider_changed else _server_in(doc["imap"]))
+        smtp_in = patch.smtp or (None if provider_changed else _server_in(doc["smtp"]))
+        provider = _provider(
+            patch.provider_id or (None if email != doc["email"] else stored_provider), email, imap_in, smtp_in
+        )
+        request = _request(email, password, provider, imap_in, smtp_in, patch.incoming_protocol or "imap")
+        verification = await self._verify(who, request)
+        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        fields = {
+            **plain,
+            "email": email,
+            **_verified_fields(verification, request, provider, credential, at),
+        }
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        if updated is None:
+            raise errors.not_found()
+        await self.publish(self._verified_event(updated))
+        return self.view(updated)
+
+    async def reverify(self, who: Principal, mailbox_id: str) -> MailboxOut:
+        """Verify the stored settings again (after the user fixed something at the provider).
+
+        On success the status returns to ``normal`` and ``mailbox.verified`` is emitted; on failure the status
+        and last error are stored and the failure raised.
+        """
+        doc = await self._get(who, mailbox_id)
+        provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
+        provider = get_provider(provider_id) if provider_id else None
+        request = _request(
+            doc["email"], self._open(doc), provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), "imap"
+        )
+        at = now_utc()
+        try:
+            verification = await self._verify(who, request)
+        except errors.BindingError as exc:
+            if exc.status == 422:
+                await self.store.update(
+                    who.tenant_id,
+                    mailbox_id,
+                    {"status": exc.code, "last_error": _last_error_dict(exc.to_dict(), at), "updated_at": at},
+                )
+            raise
+        credential = self.keyring.reseal(
+            EncryptedCredential.model_validate(doc["credential"]),
+            tenant_id=who.tenant_id,
+            mailbox_id=mailbox_id,
+        )
+        fields = {"updated_at": at, **_verified_fields(verification, request, provider, credential, at)}
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        if updated is None:
+            raise errors.not_found()
+        await self.publish(self._verified_event(updated))
+        return self.view(updated)
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete(self, who: Principal, mailbox_id: str) -> None:
+        """Remove the mailbox and emit ``mailbox.removed``.
+
+        Raises:
+            BindingError: 404 ``not_found`` (also for another tenant's mailbox).
+        """
+        if not await self.store.delete(who.tenant_id, mailbox_id):
+            raise errors.not_found()
+        await self.publish(MailboxRemoved(tenant_id=who.tenant_id, mailbox_id=mailbox_id, reason="user"))
+        log.info("mailbox removed", mailbox_id=mailbox_id, tenant_id=who.tenant_id)
+
+    # ------------------------------------------------------------------ sync status
+
+    async def apply_sync_status(self, event: MailboxSyncStatus) -> bool:
+        """Record a ``mailbox.sync_status`` transition; returns False for unknown mailboxes and for events
+        older than the status already stored (at-least-once delivery, so redelivery is harmless).
+
+        ``ok``/``syncing``/``uidvalidity_reset`` -> status ``normal``; ``stopped`` -> ``stopped``; an error
+        state -> its taxonomy code (``error_code``, else the state), and ``last_error`` gets the event's texts.
+        """
+        fields: dict[str, Any] = {"state": event.state}
+        if event.state in ("ok", "syncing", "uidvalidity_reset"):
+            fields["status"] = NORMAL
+        elif event.state == "stopped":
+            fields["status"] = "stopped"
+        else:
+            fields["status"] = event.error_code or event.state
+            fields["last_error"] = {
+                "code": event.error_code or event.state,
+                "message": event.message,
+                "fix": event.fix,
+                "message_zh": event.message_zh,
+                "fix_zh": event.fix_zh,
+                "at": event.occurred_at,
+            }
+        if event.last_synced_at is not None:
+            fields["last_synced_at"] = event.last_synced_at
+        changed = await self.store.set_status_if_newer(
+            event.tenant_id, event.mailbox_id, event.occurred_at, fields
+        )
+        log.info(
+            "sync status applied" if changed else "sync status ignored (unknown mailbox or stale)",
+            mailbox_id=event.mailbox_id,
+            state=event.state,
+            error_code=event.error_code,
+        )
+        return changed
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _get(self, who: Principal, mailbox_id: str) -> dict[str, Any]:
+        doc = await self.store.get(who.tenant_id, mailbox_id)
+        if doc is None:
+            raise errors.not_found()
+        return doc
+
+    def _open(self, doc: dict[str, Any]) -> str:
+        return self.keyring.open(
+            EncryptedCredential.model_validate(doc["credential"]),
+            tenant_id=doc["tenant_id"],
+            mailbox_id=doc["_id"],
+        )
+
+    async def _verify(self, who: Principal, request: VerifyRequest) -> Verification:
+        """Rate limits, then the verification; raises the failure, records the attempt either way."""
+        at = now_utc()
+        await self.attempts.prune(at)
+        failures = await self.attempts.failures(who.tenant_id, request.email, at)
+        if len(failures) >= self.limits.failures_per_address:
+            raise errors.rate_limited(_retry_after(failures, self.limits, at), "address")
+        attempts = await self.attempts.attempts(who.tenant_id, at)
+        if len(attempts) >= self.limits.attempts_per_tenant:
+            raise errors.rate_limited(_retry_after(attempts, self.limits, at), "tenant")
+        verification = await self.verifier.verify(request)
+        error = verification.error
+        await self.attempts.record(
+            who.tenant_id, request.email, ok=error is None, code=error.code.value if error else None, now=at
+        )
+        if error is not None:
+            raise errors.verification_failed(error, verification.errors())
+        return verification
+
+    def _verified_event(self, doc: dict[str, Any]) -> MailboxVerified:
+        return MailboxVerified(
+            tenant_id=doc["tenant_id"],
+            mailbox_id=doc["_id"],
+            user_id=doc["user_id"],
+            email=doc["email"],
+            nickname=doc["nickname"],
+            provider_id=doc["provider_id"],
+            username=doc["username"],
+            imap=ServerEndpoint.model_validate(doc["imap"]),
+            smtp=ServerEndpoint.model_validate(doc["smtp"]),
+            credential=EncryptedCredential.model_validate(doc["credential"]),
+            imap_id_required=doc["imap_id_required"],
+            sync=SyncSettings.model_validate(doc["sync"]),
+            credential_expires_at=doc.get("credential_expires_at"),
+        )
+
+    def view(self, doc: dict[str, Any]) -> MailboxOut:
+        """The API view of a stored document (no credential)."""
+        expires = doc.get("credential_expires_at")
+        last_error = doc.get("last_error")
+        return MailboxOut(
+            id=doc["_id"],
+            email=doc["email"],
+            nickname=doc["nickname"],
+            provider_id=doc["provider_id"],
+            username=doc["username"],
+            imap=ServerOut.model_validate(doc["imap"]),
+            smtp=ServerOut.model_validate(doc["smtp"]),
+            sync=SyncOut.model_validate(doc["sync"]),
+            status=doc["status"],
+            state=doc.get("state", "ok"),
+            last_synced_at=doc.get("last_synced_at"),
+            last_error=LastError.model_validate(last_error) if last_error else None,
+            credential_expires_at=expires,
+            credential_expiring=bool(expires and expires - now_utc() <= self.limits.expiry_warning),
+            verified_at=doc.get("verified_at"),
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+        )
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _email(raw: str) -> str:
+    try:
+        local, domain = split_email(raw)
+    except ValueError:
+        raise errors.invalid_email(raw) from None
+    return f"{local}@{domain}".lower()
+
+
+def _sync(sync: SyncIn) -> SyncSettings:
+    if sync.interval_seconds < MIN_SYNC_INTERVAL_SECONDS:
+        raise errors.interval_too_short(MIN_SYNC_INTERVAL_SECONDS, sync.interval_seconds)
+    return SyncSettings(
+        enabled=sync.enabled,
+        interval_seconds=sync.interval_seconds,
+        initial_window_days=sync.initial_window_days,
+    )
+
+
+def _provider(
+    provider_id: str | None, email: str, imap: ServerIn | None, smtp: ServerIn | None
+) -> Provider | None:
+    """The catalog entry to use: the one named, else the one serving the domain, else None (custom servers,
+    which must then both be given)."""
+    provider: Provider | None
+    if provider_id:
+        try:
+            provider = get_provider(provider_id)
+        except KeyError:
+            raise errors.unknown_provider(provider_id) from None
+    else:
+        provider = provider_for_domain(email.rpartition("@")[2])
+    if provider is None and (imap is None or smtp is None):
+        raise errors.servers_required(email)
+    if provider is not None and provider.auth is AuthMethod.OAUTH2:
+        raise errors.from_mail_error(make_error(ErrorCode.OAUTH_REQUIRED, provider_id=provider.id))
+    return provider
+
+
+def _endpoint(server: ServerIn | None) -> Endpoint | None:
+    if server is None:
+        return None
+    return Endpoint(server.host.lower().rstrip("."), server.port, Security(server.security))
+
+
+def _server_in(stored: dict[str, Any]) -> ServerIn:
+    return ServerIn(host=stored["host"], port=stored["port"], security=stored["security"])
+
+
+def _request(
+    email: str,
+    password: str,
+    provider: Provider | None,
+    imap: ServerIn | None,
+    smtp: ServerIn | None,
+    incoming_protocol: str,
+) -> VerifyRequest:
+    try:
+        return VerifyRequest.build(
+            email,
+            password,
+            provider=provider,
+            imap=_endpoint(imap),
+            smtp=_endpoint(smtp),
+            incoming_protocol=incoming_protocol,
+        )
+    except MailServerError as exc:  # POP3, refused before any connection
+        raise errors.from_mail_error(exc.error) from None
+    except ValueError as exc:
+        raise errors.invalid_request(str(exc)) from None
+
+
+def _verified_fields(
+    verification: Verification,
+    request: VerifyRequest,
+    provider: Provider | None,
+    credential: EncryptedCredential,
+    at: datetime,
+) -> dict[str, Any]:
+    imap, smtp = verification.imap, verification.smtp
+    return {
+        "provider_id": provider.id if provider else CUSTOM_PROVIDER,
+        "username": imap.username,
+        "smtp_username": smtp.username,
+        "imap": {
+            "host": imap.endpoint.host,
+            "port": imap.endpoint.port,
+            "security": imap.endpoint.security.value,
+        },
+        "smtp": {
+            "host": smtp.endpoint.host,
+            "port": smtp.endpoint.port,
+            "security": smtp.endpoint.security.value,
+        },
+        "imap_id_required": request.imap_id_required or imap.id_sent,
+        "credential": credential.model_dump(),
+        "status": NORMAL,
+        "state": "ok",
+        "status_at": at,
+        "last_error": None,
+        "verified_at": at,
+        "updated_at": at,
+    }
+
+
+def _last_error_dict(data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {k: data.get(k, "") for k in ("code", "message", "fix", "message_zh", "fix_zh")} | {"at": at}
+
+
+def _retry_after(times: list[datetime], limits: Limits, at: datetime) -> int:
+    oldest = times[0]
+    return max(1, int((oldest + limits.window - at).total_seconds()) + 1)
+
+
+def mail_error_summary(error: MailError) -> dict[str, Any]:
+    """A log-safe summary (code, protocol, rule) of a verification failure."""
+    return {"code": error.code.value, "protocol": error.protocol, "rule": error.rule}

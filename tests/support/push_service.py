@@ -169,7 +169,9 @@ class PushService:
         if len(body) > self.max_body:
             return self._reject(sub_id, 413, "payload too large")
         payload = http_ece.decrypt(body, private_key=sub.key, auth_secret=sub.auth, version="aes128gcm")
-        self.received.append(ReceivedPush(sub_id, payload, dict(request.headers), claims))
+        self.received.append(
+            ReceivedPush(sub_id, payload, {k.lower(): v for k, v in request.headers.items()}, claims)
+        )
         return web.Response(
             status=201, headers={"Location": f"{self.base_url}/message/{secrets.token_hex(8)}", "TTL": ttl}
         )

@@ -1,0 +1,128 @@
+"""Alert email through the real local SMTP relay (AUTH, TLS verified), and 4xx/5xx replies from an aiosmtpd
+relay that refuses recipients on demand."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from laifaxin_notify.channels.email import EmailSender
+from laifaxin_notify.store import Binding, Store
+from tests.conftest import MailAccount
+from tests.integration.notify.conftest import classified
+
+pytestmark = pytest.mark.integration
+
+
+def received(account: MailAccount, marker: str) -> list[dict[str, Any]]:
+    index = Path(str(account.servers.mail["smtp_received_index"]))
+    records = [json.loads(line) for line in index.read_text().splitlines()] if index.exists() else []
+    return [r for r in records if marker in Path(str(r["file"])).read_text(errors="replace")]
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+async def test_alert_mail_through_the_relay(
+    store: Store, make_notifier: Any, mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
+) -> None:
+    sender = EmailSender(
+        host=mail_account.host,
+        port=mail_account.smtps_port if security == "ssl" else mail_account.smtp_port,
+        security=security,
+        sender=mail_account.email,
+        username=mail_account.email,
+        password=mail_account.password,
+        tls_context=tls_context,
+    )
+    notifier, _ = make_notifier({"email": sender})
+    marker = uuid.uuid4().hex
+    ev = classified(subject=f"Quotation {marker}")
+    await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "owner@example.com", {}))
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["sent"]
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["duplicate"]
+    [record] = received(mail_account, marker)
+    assert record["rcpt_tos"] == ["owner@example.com"] and record["tls"] is True
+    text = Path(record["file"]).read_text()
+    assert "Category: inquiry" in text and f"/{ev.ref.uid}" in text
+
+
+async def test_untrusted_relay_certificate_is_not_sent_to(
+    store: Store, make_notifier: Any, mail_account: MailAccount
+) -> None:
+    sender = EmailSender(
+        host=mail_account.host,
+        port=mail_account.smtps_port,
+        security="ssl",
+        sender=mail_account.email,
+        username=mail_account.email,
+        password=mail_account.password,
+        tls_context=ssl.create_default_context(),
+    )
+    notifier, queue = make_notifier({"email": sender})
+    ev = classified()
+    await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "owner@example.com", {}))
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["retry"]
+    assert "transport" in queue.items[0][1].last_error
+
+
+class RefusingHandler:
+    """Refuses RCPT for addresses starting with 'temp' (451) or 'perm' (550)."""
+
+    async def handle_RCPT(  # aiosmtpd's hook name
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("temp"):
+            return "451 4.3.0 try again later"
+        if address.startswith("perm"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        return "250 OK"
+
+
+@pytest.fixture
+def refusing_relay() -> Iterator[tuple[int, ssl.SSLContext]]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(RefusingHandler(), hostname="127.0.0.1", port=port, ssl_context=server_ctx)
+    controller.start()
+    try:
+        yield port, client_ctx
+    finally:
+        controller.stop()
+
+
+async def test_4xx_is_retried_and_5xx_is_permanent(
+    store: Store, make_notifier: Any, refusing_relay: tuple[int, ssl.SSLContext]
+) -> None:
+    port, ctx = refusing_relay
+    sender = EmailSender(
+        host="127.0.0.1", port=port, security="ssl", sender="alerts@laifaxin.test", tls_context=ctx
+    )
+    notifier, queue = make_notifier({"email": sender})
+    ev = classified()
+    for address in ("temp@example.com", "perm@example.com", "fine@example.com"):
+        await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", address, {}))
+    results = {t.target_id: r for t, r in await notifier.handle_classified(ev)}
+    assert results == {"temp@example.com": "retry", "perm@example.com": "failed", "fine@example.com": "sent"}
+    [(topic, task)] = queue.items
+    assert topic == "notify.retry.0" and "451" in task.last_error
+    history = {h["target_id"]: h for h in await store.history(ev.tenant_id, ev.user_id)}
+    assert "550" in history["perm@example.com"]["last_error"]

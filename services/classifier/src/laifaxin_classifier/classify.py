@@ -11,7 +11,8 @@ Order (each layer can decide; ``reasons`` names every rule that fired and the on
 5. list and bulk headers (RFC 2369/2919, Precedence), no-reply senders, and "do not reply to this message"
    wording in a message that is not a reply -> ``notification``;
 6. opt-out phrases -> ``rejection``;
-7. the model (:mod:`.model`); below :data:`CONFIDENCE_THRESHOLD` the answer is ``to_reply`` so a person looks.
+7. the model (:mod:`.model`); below the card's threshold (:func:`model_threshold`) the answer is ``to_reply``
+   so a person looks.
 """
 
 from __future__ import annotations
@@ -51,7 +52,14 @@ __all__ = [
 ]
 
 CONFIDENCE_THRESHOLD = 0.5
-"""Model probability under which the answer falls back to ``to_reply`` (a person should look)."""
+"""Model probability under which the answer falls back to ``to_reply`` (a person should look), when the
+artifact's card does not carry the threshold chosen at training time."""
+
+
+def model_threshold(model: TrainedModel) -> float:
+    """The threshold in the model card (chosen on validation data by train.py), else the default."""
+    return float(model.card.get("threshold", CONFIDENCE_THRESHOLD))
+
 
 SILENT_THRESHOLD = {"ooo": 0.6, "bounce": 0.9, "notification": 0.7}
 """Higher bars for the categories that do not alert when the model alone decides: hiding a person's mail
@@ -148,10 +156,10 @@ class Classifier:
     missing. :meth:`classify` is pure given the loaded model and never raises on message content.
     """
 
-    def __init__(self, artifact: Path = DEFAULT_ARTIFACT, threshold: float = CONFIDENCE_THRESHOLD) -> None:
+    def __init__(self, artifact: Path = DEFAULT_ARTIFACT, threshold: float | None = None) -> None:
         self.model = load_model(artifact)
         self.version = str(self.model.card.get("version", artifact.stem))
-        self.threshold = threshold
+        self.threshold = threshold if threshold is not None else model_threshold(self.model)
 
     def classify(self, msg: ClassifierInput) -> Classification:
         """Category, confidence, reasons, language, flags, bounce details and OOO return date of ``msg``."""

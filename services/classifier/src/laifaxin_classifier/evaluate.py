@@ -16,7 +16,7 @@ from typing import Any
 
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .classify import CONFIDENCE_THRESHOLD, _classify
+from .classify import _classify, model_threshold
 from .datagen import DEFAULT_OUT, Row, read_jsonl
 from .message import ClassifierInput
 from .model import DEFAULT_ARTIFACT, TrainedModel, load_model
@@ -31,7 +31,8 @@ def evaluate_rows(rows: list[Row], model: TrainedModel) -> dict[str, Any]:
     """Classify every row with the full pipeline; per-class, macro and per-language figures."""
     version = str(model.card.get("version", "clf-v1"))
     y_true = [r.label for r in rows]
-    y_pred = [_classify(row_input(r), model, version, CONFIDENCE_THRESHOLD).category for r in rows]
+    threshold = model_threshold(model)
+    y_pred = [_classify(row_input(r), model, version, threshold).category for r in rows]
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=CLASSES, zero_division=0)
     per_lang: dict[str, dict[str, float]] = {}
     by_lang: dict[str, list[int]] = defaultdict(list)
@@ -141,7 +142,7 @@ def evaluate_real_mail(root: Path, model: TrainedModel) -> dict[str, Any]:
     for path, accepted, group in real_mail_labels(root):
         raw = path.read_bytes()
         msg = _plain_text_input(raw) if path.suffix == ".txt" else ClassifierInput.from_bytes(raw)
-        c = _classify(msg, model, version, CONFIDENCE_THRESHOLD)
+        c = _classify(msg, model, version, model_threshold(model))
         g = groups.setdefault(group, {"n": 0, "hits": 0, "misses": [], "categories": Counter()})
         g["n"] += 1
         g["categories"][c.category] += 1

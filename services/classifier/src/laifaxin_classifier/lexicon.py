@@ -96,7 +96,12 @@ CONCEPTS: dict[str, str] = {
     "notice": r"do not reply|don't reply|no-reply|noreply|unsubscribe here|click here|manage (?:your )?preferences|"
     r"newsletter|webinar|password|sign-in|log in|login|account|your order|invoice inv|verify|"
     r"请勿回复|系统自动|送信専用|automatisch generiert|passwort|boletín|votre facture|espace client|"
-    r"公告|账单|賬單|お知らせ|メンテナンス",
+    r"公告|账单|賬單|帳單|お知らせ|メンテナンス|verification code|one-time code|\botp\b|código de verifica|"
+    r"code de vérification|bestätigungscode|код подтверждения|验证码|驗證碼|認証コード|رمز التحقق|doğrulama kod|"
+    r"kod weryfikacyjny|mã xác minh|codice di verifica|verificatiecode|has shipped|out for delivery|"
+    r"track your (?:package|parcel|order)|已发货|已發貨|発送いたしました|تم شحن|kargoya verildi|paczka|"
+    r"pakket|spedizion|ha sido enviado|expédiée?|versandt|sendungsverfolgung|отправлен|đã được giao|物流|"
+    r"statement|extracto|relevé|kontoauszug|明細|فاتورة هذا الشهر",
 }
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"

@@ -145,13 +145,16 @@ class _Composer:
             body = "\n".join("> " + line for line in body.split("\n"))
         return f"{header}\n\n{body}"
 
-    def reply(self, lang: str, cls: str, cores: list[str], split: str) -> tuple[str, str, dict[str, str]]:
+    def reply(
+        self, lang: str, cls: str, cores: list[tuple[int, str]], split: str
+    ) -> tuple[str, str, dict[str, str], int]:
         rng = self.rng
         s = self.slots(lang, split)
         frame_lang = "en" if lang != "en" and rng.random() < 0.15 else lang  # mixed-language replies
-        core = [rng.choice(cores).format(**s)]
+        group, first = rng.choice(cores)
+        core = [first.format(**s)]
         if rng.random() < 0.3 and len(cores) > 1:
-            second = rng.choice(cores).format(**s)
+            second = rng.choice(cores)[1].format(**s)
             if second != core[0]:
                 core.append(second)
         lines: list[str] = []
@@ -191,7 +194,7 @@ class _Composer:
         text = "\n".join(lines)
         if not fresh and rng.random() < 0.65:
             text += "\n\n" + self.quote(lang, split, s, outreach_subject)
-        return subject, text, headers
+        return subject, text, headers, group
 
 
 def generate(seed: int = 20261121) -> list[Row]:
@@ -204,16 +207,16 @@ def generate(seed: int = 20261121) -> list[Row]:
             bank = CORE[lang][cls]
             test_idx = held_out(bank, f"{lang}|{cls}")
             for split in ("train", "test"):
-                cores = [c for i, c in enumerate(bank) if (i in test_idx) == (split == "test")]
+                cores = [(i, c) for i, c in enumerate(bank) if (i in test_idx) == (split == "test")]
                 n = round(ROWS_PER_LANG_CLASS * (TEST_FRACTION if split == "test" else 1 - TEST_FRACTION))
                 for k in range(n):
-                    subject, text, headers = comp.reply(lang, cls, cores, split)
+                    subject, text, headers, core_index = comp.reply(lang, cls, cores, split)
                     s = comp.slots(lang, split)
                     rows.append(
                         Row(
                             id=f"{lang}-{cls}-{split}-{k:03d}",
                             split=split,
-                            group=f"{lang}|{cls}|{split}",
+                            group=f"{lang}|{cls}|{core_index}",
                             label=cls,
                             language=lang,
                             subject=subject,

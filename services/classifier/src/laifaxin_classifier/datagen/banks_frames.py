@@ -489,6 +489,19 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "Action required: verify your email",
             "Please confirm your email address by clicking the link below. The link expires in 24 hours.",
         ),
+        (
+            "Your verification code",
+            "Your one-time code is {q}. It expires in 10 minutes. Do not share it with anyone.",
+        ),
+        (
+            "Reminder: subscription renews on {d}",
+            "Your annual plan renews automatically. Manage billing in your account settings.",
+        ),
+        ("Your parcel is out for delivery", "Parcel {q} will be delivered today between 9:00 and 13:00."),
+        (
+            "Monthly account statement",
+            "Your statement for November is ready. Sign in to online banking to view it.",
+        ),
     ],
     "zh-Hans": [
         (
@@ -500,6 +513,8 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
         ("您的订单已发货", "您的订单{q}已发货，预计3-5天送达，可在个人中心查看物流信息。"),
         ("密码修改提醒", "您的账户密码已于{dt}修改，如非本人操作请及时联系客服。"),
         ("展会邀请函", "诚邀您参加2027春季广交会，点击链接免费预登记。"),
+        ("【验证码】", "您的验证码是{q}，10分钟内有效，请勿泄露给他人。"),
+        ("会员到期提醒", "您的会员将于{d}到期，请及时续费以免影响使用。"),
     ],
     "de": [
         ("Ihr Newsletter", "Neuigkeiten aus unserem Unternehmen. Zum Abmelden klicken Sie bitte hier."),
@@ -509,6 +524,7 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "Ihre Bestellung wurde versandt",
             "Bestellung {q} ist unterwegs. Sendungsverfolgung im Kundenkonto.",
         ),
+        ("Ihr Bestätigungscode", "Ihr Code lautet {q}. Er ist 10 Minuten gültig."),
     ],
     "es": [
         ("Boletín mensual", "Novedades del mes. Si no desea recibir más correos, haga clic aquí."),
@@ -520,6 +536,7 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "Cambio de contraseña",
             "Se ha cambiado la contraseña de su cuenta. Si no fue usted, contacte con soporte.",
         ),
+        ("Su código de verificación", "Su código es {q}. Caduca en 10 minutos."),
     ],
     "fr": [
         ("Votre facture est disponible", "Votre facture du mois est disponible dans votre espace client."),
@@ -531,6 +548,7 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "Lettre d'information - novembre",
             "Découvrez nos nouveautés du mois. Pour vous désinscrire, cliquez ici.",
         ),
+        ("Votre code de vérification", "Votre code est {q}. Il expire dans 10 minutes."),
     ],
     "ja": [
         (
@@ -545,6 +563,8 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "パスワード変更のお知らせ",
             "アカウントのパスワードが変更されました。お心当たりがない場合はサポートまでご連絡ください。",
         ),
+        ("認証コードのお知らせ", "認証コードは{q}です。有効期限は10分です。"),
+        ("ご利用明細のお知らせ", "今月のご利用明細が確定しました。会員サイトでご確認ください。"),
     ],
     "pt": [
         (
@@ -552,6 +572,7 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "A fatura deste mês já está disponível na sua área de cliente. Valor: R$ {q}.",
         ),
         ("Newsletter semanal", "As novidades da semana. Para cancelar o recebimento, clique aqui."),
+        ("Seu código de verificação", "Seu código é {q}. Ele expira em 10 minutos."),
     ],
     "ru": [
         (
@@ -559,28 +580,47 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
             "Заказ №{q} передан в службу доставки. Отследить посылку можно в личном кабинете.",
         ),
         ("Новости недели", "Главные новости отрасли за неделю. Отписаться от рассылки можно по ссылке."),
+        ("Код подтверждения", "Ваш код подтверждения: {q}. Он действует 10 минут."),
     ],
     "it": [
         ("La tua fattura è disponibile", "La fattura del mese è disponibile nella tua area riservata."),
         ("Newsletter di novembre", "Le novità del mese. Per annullare l'iscrizione clicca qui."),
+        ("Il tuo codice di verifica", "Il tuo codice è {q}. Scade tra 10 minuti."),
     ],
-    "nl": [("Uw bestelling is verzonden", "Bestelling {q} is onderweg. Volg uw pakket via de link.")],
+    "nl": [
+        ("Uw bestelling is verzonden", "Bestelling {q} is onderweg. Volg uw pakket via de link."),
+        ("Uw verificatiecode", "Uw code is {q}. Deze verloopt over 10 minuten."),
+        ("Nieuwsbrief november", "Het laatste nieuws van deze maand. Afmelden kan via de link onderaan."),
+    ],
     "tr": [
         (
             "Siparişiniz kargoya verildi",
             "{q} numaralı siparişiniz kargoya verildi. Takip numarası hesabınızda.",
-        )
+        ),
+        ("Doğrulama kodunuz", "Doğrulama kodunuz {q}. 10 dakika geçerlidir."),
+        ("Aylık bülten", "Bu ayın haberleri. Abonelikten çıkmak için tıklayın."),
     ],
-    "pl": [("Twoja faktura jest dostępna", "Faktura za ten miesiąc jest dostępna w panelu klienta.")],
+    "pl": [
+        ("Twoja faktura jest dostępna", "Faktura za ten miesiąc jest dostępna w panelu klienta."),
+        ("Twój kod weryfikacyjny", "Twój kod to {q}. Wygasa za 10 minut."),
+        ("Twoja paczka została wysłana", "Przesyłka {q} jest w drodze. Śledź ją w aplikacji."),
+    ],
     "vi": [
         (
             "Đơn hàng của bạn đã được giao",
             "Đơn hàng {q} đã được giao cho đơn vị vận chuyển. Theo dõi trong tài khoản.",
-        )
+        ),
+        ("Mã xác minh của bạn", "Mã của bạn là {q}. Mã hết hạn sau 10 phút."),
+        ("Bản tin tháng 11", "Tin tức mới nhất trong tháng. Nhấn vào đây để hủy đăng ký nhận tin."),
     ],
-    "ar": [("تم شحن طلبك", "تم شحن طلبك رقم {q} وسيصل خلال 3-5 أيام عمل. تتبع شحنتك عبر الرابط.")],
+    "ar": [
+        ("تم شحن طلبك", "تم شحن طلبك رقم {q} وسيصل خلال 3-5 أيام عمل. تتبع شحنتك عبر الرابط."),
+        ("رمز التحقق الخاص بك", "رمز التحقق هو {q}. صالح لمدة 10 دقائق."),
+        ("فاتورتك جاهزة", "فاتورة هذا الشهر متاحة الآن في حسابك."),
+    ],
     "zh-Hant": [
         ("【通知】系統維護公告", "親愛的用戶，系統將於{dt}進行維護。此郵件為系統自動發送，請勿回覆。"),
         ("您的帳單已產生", "您本月的帳單已產生，應付金額{q}元，請登入查看。"),
+        ("您的驗證碼", "您的驗證碼是{q}，10分鐘內有效。"),
     ],
 }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import uvicorn
 
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
 from laifaxin_notify.channels.wechat import WeChatSender
@@ -93,3 +97,25 @@ async def bind_push(store: Store, event: MailClassified, subscription: dict[str,
     b = Binding(event.tenant_id, event.user_id, "webpush", push_target_id(subscription["endpoint"]), data)
     await store.put_binding(b)
     return b
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run an ASGI app with uvicorn on a free loopback port in this event loop; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(30):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("uvicorn stopped before starting")
+                await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -152,6 +152,15 @@ def _binding_out(b: Binding) -> BindingOut:
     return BindingOut(channel=b.channel, target_id=b.target_id, active=b.active, endpoint_origin=origin)
 
 
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+User = Annotated[Principal, Depends(principal)]
+Rt = Annotated[Runtime, Depends(_runtime)]
+
+
 def create_app(
     settings: NotifySettings | None = None,
     *,
@@ -195,13 +204,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    User = Annotated[Principal, Depends(principal)]
-
-    def rt(request: Request) -> Runtime:
-        runtime: Runtime = request.app.state.runtime
-        return runtime
-
-    Rt = Annotated[Runtime, Depends(rt)]
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Kafka wiring: thin handlers that decode and call :class:`~.pipeline.Notifier`.
 
-Subscribers (consumer group ``notify``, explicit ack policy ``NACK_ON_ERROR``: the offset is committed after the
+Subscribers (consumer group ``notify`` for mail.classified; ``notify-lifecycle`` and ``notify-<topic>`` for the
+others, one group per subscriber so that joining one never rebalances another; explicit ack policy ``NACK_ON_ERROR``: the offset is committed after the
 handler returns; an exception seeks back so the records are redelivered):
 
 - ``mail.classified`` in batches (up to ``batch_max_records``), each record validated; a poison record goes to
@@ -78,7 +79,7 @@ def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[
         n = notifier()
         await asyncio.gather(*(n.handle_classified(e) for e in events))
 
-    @broker.subscriber(prefix + "mailbox.removed", **subscriber_options(group))
+    @broker.subscriber(prefix + "mailbox.removed", **subscriber_options(f"{group}-lifecycle"))
     async def on_removed(event: MailboxRemoved) -> None:
         """Drop notify's state for a removed mailbox."""
         cancelled = await notifier().handle_removed(event)
@@ -112,5 +113,7 @@ def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[
 
     for level in range(min(len(settings.retry_delays_s), NOTIFY_RETRY_LEVELS)):
         name = RETRY_TOPIC.format(level=level)
-        broker.subscriber(prefix + name, **subscriber_options(group))(delay_handler(name))
-    broker.subscriber(prefix + DEFERRED_TOPIC, **subscriber_options(group))(delay_handler(DEFERRED_TOPIC))
+        broker.subscriber(prefix + name, **subscriber_options(f"{group}-{name}"))(delay_handler(name))
+    broker.subscriber(prefix + DEFERRED_TOPIC, **subscriber_options(f"{group}-{DEFERRED_TOPIC}"))(
+        delay_handler(DEFERRED_TOPIC)
+    )

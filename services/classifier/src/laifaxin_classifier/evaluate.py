@@ -153,10 +153,8 @@ def evaluate_real_mail(root: Path, model: TrainedModel) -> dict[str, Any]:
     return groups
 
 
-def _print_report(rep: dict[str, Any]) -> None:
-    print(
-        f"held-out split: {rep['n']} messages, accuracy {rep['accuracy']:.4f}, macro-F1 {rep['macro_f1']:.4f}"
-    )
+def _print_report(rep: dict[str, Any], per_language: bool = True) -> None:
+    print(f"{rep['n']} messages, accuracy {rep['accuracy']:.4f}, macro-F1 {rep['macro_f1']:.4f}")
     print(f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c in CLASSES:
         print(
@@ -166,6 +164,8 @@ def _print_report(rep: dict[str, Any]) -> None:
     print(" " * 14 + "".join(f"{c[:11]:>12}" for c in CLASSES))
     for c, row in zip(CLASSES, rep["confusion"], strict=True):
         print(f"{c:<14}" + "".join(f"{v:>12}" for v in row))
+    if not per_language:
+        return
     print("\nper language:")
     print(f"{'language':<10}{'n':>6}{'accuracy':>10}{'macro-F1':>10}")
     for lang, v in rep["per_language"].items():
@@ -182,10 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(args.model)
     rows = [r for r in read_jsonl(args.data) if r.split == "test"]
     rep = evaluate_rows(rows, model)
+    print(f"held-out split ({args.data.name}, split=test, phrase groups never trained on):")
     _print_report(rep)
     if args.errors:
         for e in rep["errors"]:
             print("  miss:", *e)
+    probe_path = args.data.with_name("probe.jsonl")
+    if probe_path.exists():
+        probe = evaluate_rows(read_jsonl(probe_path), model)
+        print(f"\nprobe set ({probe_path.name}: hand-written after all tuning, never used for a choice):")
+        _print_report(probe, per_language=False)
+        if args.errors:
+            for e in probe["errors"]:
+                print("  miss:", *e)
     if not args.real_mail.is_dir():
         print(f"\nreal mail: {args.real_mail} not present, skipped")
         return 0

@@ -465,7 +465,9 @@ class Verifier:
     async def _imap_login(self, client: aioimaplib.IMAP4, request: VerifyRequest) -> str:
         error: MailServerError | None = None
         for username in request.imap_usernames:
-            response = await client.login(username, request.password)
+            # Bounded by the protocol's whole budget, not the per-command timeout: servers delay failed
+            # logins on purpose (Dovecot's auth penalty doubles up to 15 s), and that is not a dead network.
+            response = await client.protocol.login(username, request.password)
             if response.result == "OK":
                 return username
             error = self._imap_reply_error(response, request)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,18 @@ async def create(api: Api, account: MailAccount, tenant: str = "tenant-a") -> di
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
     return data
+
+
+async def poll(
+    current: Callable[[], Awaitable[dict[str, Any]]], status: str, seconds: float = 30
+) -> dict[str, Any]:
+    """The mailbox once its status is ``status`` (the consumer applies events asynchronously)."""
+    for _ in range(int(seconds / 0.2)):
+        data = await current()
+        if data["status"] == status:
+            return data
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"status never became {status!r}: {data}")
 
 
 def topic(api: Api, name: str) -> str:
@@ -254,10 +267,7 @@ async def test_sync_status_keeps_status_and_last_sync_current(api: Api, mail_acc
         ).json()
         return data
 
-    async with asyncio.timeout(30):
-        while (await current())["status"] != "auth_failed":
-            await asyncio.sleep(0.2)
-    mailbox = await current()
+    mailbox = await poll(current, "auth_failed")
     assert mailbox["state"] == "auth_failed"
     assert (
         mailbox["last_error"]["code"] == "auth_failed"
@@ -274,10 +284,7 @@ async def test_sync_status_keeps_status_and_last_sync_current(api: Api, mail_acc
     async with broker:
         await broker.start()
         await publish_event(broker, recovered, prefix=api.settings.topic_prefix)
-    async with asyncio.timeout(30):
-        while (await current())["status"] != "normal":
-            await asyncio.sleep(0.2)
-    mailbox = await current()
+    mailbox = await poll(current, "normal")
     assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced + timedelta(minutes=5)
     assert mailbox["last_error"]["code"] == "auth_failed"  # the last error stays visible after recovery
 

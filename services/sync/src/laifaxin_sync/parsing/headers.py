@@ -29,10 +29,12 @@ __all__ = [
     "decode_header_bytes",
     "first_msg_id",
     "msg_ids",
+    "one_line",
     "parse_addresses",
     "parse_date",
     "raw_to_bytes",
     "sanitize",
+    "unfold",
 ]
 
 log = logging.getLogger(__name__)

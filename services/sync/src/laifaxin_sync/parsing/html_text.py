@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from bs4 import BeautifulSoup
+from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
 __all__ = ["html_to_text"]
 
@@ -25,8 +27,42 @@ _BR_AT_BLOCK_END = re.compile(r"\ue001\ue000")
 _LINE_EDGES = re.compile(r"[ ]*\n[ ]*")
 _BLANK_RUNS = re.compile(r"\n{3,}")
 
-INPUT_FACTOR = 16
-"""HTML characters read per character of text cap (at least 1 MiB): markup outweighs text, but not without bound."""
+INPUT_FACTOR = 8
+"""HTML characters parsed per character of text cap, at least :data:`INPUT_FLOOR`: markup outweighs text,
+but BeautifulSoup builds its tree at roughly 0.3 MB/s, so the input is bounded (worst case about 1 s)."""
+INPUT_FLOOR = 256 * 1024
+
+
+def _render(soup: BeautifulSoup) -> str:
+    """Text of the tree with break markers, in one linear pass (no tree edits: bs4 inserts are O(siblings))."""
+    out: list[str] = []
+    levels: list[Iterator[PageElement]] = [iter(soup.contents)]
+    tails: list[str] = [""]
+    while levels:
+        node = next(levels[-1], None)
+        if node is None:
+            levels.pop()
+            out.append(tails.pop())
+            continue
+        if isinstance(node, NavigableString):
+            if not isinstance(node, PreformattedString):  # comments, doctype, CDATA, processing instructions
+                out.append(node)
+            continue
+        if not isinstance(node, Tag) or node.name in _DROP:
+            continue
+        name = node.name
+        if name == "br":
+            out.append(_BR)
+            continue
+        tail = ""
+        if name in _BLOCKS:
+            out.append(_BLOCK)
+            tail = _BLOCK
+        elif name in _CELLS:
+            tail = " "
+        levels.append(iter(node.contents))
+        tails.append(tail)
+    return "".join(out)
 
 
 def html_to_text(html: str, cap: int) -> tuple[str, bool]:
@@ -35,27 +71,14 @@ def html_to_text(html: str, cap: int) -> tuple[str, bool]:
     Drops script/style/title/noscript/template content, keeps line breaks for ``<br>`` and block elements
     (adjacent block edges give one break, so ``<br><br>`` is the way to a blank line),
     separates table cells with spaces, collapses HTML whitespace and blank-line runs. Input beyond
-    ``max(cap * 16, 1 MiB)`` characters is not parsed (then ``truncated`` is True).
+    ``max(cap * 8, 256 Ki)`` characters is not parsed (then ``truncated`` is True).
     """
     truncated = False
-    limit = max(cap * INPUT_FACTOR, 1 << 20)
+    limit = max(cap * INPUT_FACTOR, INPUT_FLOOR)
     if len(html) > limit:
         html, truncated = html[:limit], True
     soup = BeautifulSoup(html, "html.parser")
-    for tag in soup.find_all(True):  # one pass over the elements, in document order
-        if tag.decomposed:  # inside an element dropped earlier in this pass
-            continue
-        name = tag.name
-        if name in _DROP:
-            tag.decompose()
-        elif name == "br":
-            tag.replace_with(_BR)
-        elif name in _BLOCKS:
-            tag.insert_before(_BLOCK)
-            tag.insert_after(_BLOCK)
-        elif name in _CELLS:
-            tag.insert_after(" ")
-    text = _WS.sub(" ", soup.get_text())
+    text = _WS.sub(" ", _render(soup))
     text = _BR_AT_BLOCK_END.sub(_BR, _BLOCK_RUNS.sub(_BLOCK, text))  # adjacent block edges make one break
     text = _LINE_EDGES.sub("\n", text.replace(_BLOCK, "\n").replace(_BR, "\n"))
     text = _BLANK_RUNS.sub("\n\n", text).strip()

@@ -16,7 +16,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from laifaxin_shared.events.base import EmailAddress
+from laifaxin_shared.events.base import EmailAddress, UtcDatetime
 from laifaxin_shared.events.mail import (
     TEXT_CAP_CHARS,
     AttachmentMeta,
@@ -36,6 +36,7 @@ from .headers import (
     parse_addresses,
     parse_date,
     sanitize,
+    unfold,
 )
 from .html_text import html_to_text
 
@@ -118,8 +119,8 @@ _BLANK_RUNS = re.compile(r"\n{4,}")
 class _TolerantHeaderRegistry(HeaderRegistry):
     """``policy.default``'s header factory, made tolerant and cached.
 
-    Tolerant: the stdlib header parsers raise on some malformed values (IndexError on a Content-Type that
-    ends in ``;``, ValueError on a NUL inside an RFC 2231 charset), and the feed parser reads Content-Type
+    Tolerant: the stdlib header parsers raise on some malformed values (IndexError on a parameter
+    like ``charset*`` without a value, ValueError on a NUL inside an RFC 2231 charset), and the feed parser reads Content-Type
     while it parses, so one such header would lose the whole message. A value that fails its structured
     parser is kept as an unstructured header (its text unchanged, so the legacy string-based accessors
     ``get_content_type``/``get_param`` still work) and the defect ``header_unparseable`` is recorded.
@@ -196,7 +197,7 @@ class ParsedMessage(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     message_id: str = ""
-    date: datetime | None = None
+    date: UtcDatetime | None = None
     subject: str = ""
     from_: EmailAddress | None = Field(default=None, alias="from")
     reply_to: list[EmailAddress] = Field(default_factory=list)
@@ -300,7 +301,7 @@ def _raw_fields(part: Message) -> dict[str, str]:
     """First raw value of each field name (lowercased) of one part."""
     fields: dict[str, str] = {}
     for name, value in part.raw_items():
-        fields.setdefault(name.lower(), value)
+        fields.setdefault(name.lower().strip(), value)
     return fields
 
 
@@ -313,7 +314,7 @@ def _legacy(raw: dict[str, str]) -> Message:
     view = Message(policy=policy.compat32)
     for name in ("content-type", "content-disposition"):
         if name in raw:
-            view[name] = raw[name]
+            view[name] = unfold(raw[name])
     return view
 
 
@@ -469,7 +470,8 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
         legacy = _legacy(raw)
         disposition = _guard(defects, "content_disposition_invalid", None, legacy.get_content_disposition)
         named = _param(legacy, "filename", defects, "content-disposition") or _param(legacy, "name", defects)
-        if disposition != "attachment" and not named:
+        # A named text part is an attachment, except as the whole message (some clients name the body).
+        if disposition != "attachment" and (not named or depth == 0):
             if role == "body":
                 (walk.plain if subtype == "plain" else walk.html).append(part)
             return

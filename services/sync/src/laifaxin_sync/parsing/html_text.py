@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
-__all__ = ["html_to_text"]
+__all__ = ["html_input_limit", "html_to_text"]
 
 # Elements that start a new line when rendered (HTML Living Standard, "flow content" that is not phrasing).
 _BLOCKS = {
@@ -65,6 +65,11 @@ def _render(soup: BeautifulSoup) -> str:
     return "".join(out)
 
 
+def html_input_limit(cap: int) -> int:
+    """Most HTML characters parsed for a text cap of ``cap`` characters."""
+    return max(cap * INPUT_FACTOR, INPUT_FLOOR)
+
+
 def html_to_text(html: str, cap: int) -> tuple[str, bool]:
     """Reduce an HTML body to text of at most ``cap`` characters; returns (text, truncated).
 
@@ -74,7 +79,7 @@ def html_to_text(html: str, cap: int) -> tuple[str, bool]:
     ``max(cap * 8, 256 Ki)`` characters is not parsed (then ``truncated`` is True).
     """
     truncated = False
-    limit = max(cap * INPUT_FACTOR, INPUT_FLOOR)
+    limit = html_input_limit(cap)
     if len(html) > limit:
         html, truncated = html[:limit], True
     soup = BeautifulSoup(html, "html.parser")

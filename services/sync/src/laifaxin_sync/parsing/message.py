@@ -38,7 +38,7 @@ from .headers import (
     sanitize,
     unfold,
 )
-from .html_text import html_to_text
+from .html_text import html_input_limit, html_to_text
 
 __all__ = [
     "CLASSIFICATION_HEADERS",
@@ -478,35 +478,48 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
     _attachment(part, ctype, raw, walk, inline_default=in_related)
 
 
-def _part_text(part: Message, walk: _Walk) -> str:
+def _part_text(part: Message, walk: _Walk, max_chars: int) -> tuple[str, bool]:
+    """Decoded text of one text part, at most about ``max_chars`` characters; (text, cut).
+
+    A payload longer than 4 bytes per wanted character is cut before decoding, at a line end so that no
+    multibyte character is split (LF never occurs inside a GBK, Big5, Shift_JIS or UTF-8 sequence).
+    """
     data = _guard(walk.defects, "payload_undecodable", None, lambda: part.get_payload(decode=True))
     if not isinstance(data, bytes):
-        return ""
+        return "", False
     charset = one_line(_param_str(_legacy(_raw_fields(part)), "charset", walk.defects))
+    cut = False
+    limit = max_chars * 4 + 1024
+    if len(data) > limit and not any(wide in charset for wide in ("16", "32")):
+        end = data.rfind(b"\n", limit - 1024, limit)
+        data, cut = data[: end + 1 if end >= 0 else limit], True
     decoded = decode_bytes(data, charset or None, walk.hint)
     if decoded.defect is not None:
         walk.defects.add("body_" + decoded.defect)
-    return sanitize(_NEWLINES.sub("\n", decoded.text))
+    return sanitize(_NEWLINES.sub("\n", decoded.text)), cut
 
 
 def _body_text(walk: _Walk, cap: int) -> tuple[str, bool, bool]:
     """(text, truncated, html_only): text/plain parts joined, else the HTML parts reduced to text."""
     pieces: list[str] = []
     total = 0
+    truncated = False
     for part in walk.plain:
-        piece = _part_text(part, walk).strip("\n")
+        piece, cut = _part_text(part, walk, cap)
+        truncated = truncated or cut
+        piece = piece.strip("\n")
         if piece.strip():
             pieces.append(piece)
             total += len(piece) + 2
             if total > cap:
                 break
     html_only = not walk.plain and bool(walk.html)
-    truncated = False
     if not pieces and walk.html:  # no text/plain, or only blank ones: reduce the HTML (RFC 2046 5.1.4)
         budget = cap
         for part in walk.html:
-            piece, cut = html_to_text(_part_text(part, walk), budget)
-            truncated = truncated or cut
+            html, cut = _part_text(part, walk, html_input_limit(budget))
+            piece, reduced_cut = html_to_text(html, budget)
+            truncated = truncated or cut or reduced_cut
             if piece:
                 pieces.append(piece)
                 budget -= len(piece) + 2
@@ -532,7 +545,7 @@ def _dsn_text(part: Message, walk: _Walk) -> str:
                 blocks.append("\n".join(lines))
         text = "\n\n".join(b for b in blocks if b)
     else:
-        text = _part_text(part, walk)
+        text = _part_text(part, walk, TEXT_CAP_CHARS)[0]
     return text.strip()[:TEXT_CAP_CHARS]
 
 

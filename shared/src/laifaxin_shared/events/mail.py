@@ -7,6 +7,7 @@ A message is identified by :class:`MessageRef`: (mailbox, folder, UIDVALIDITY, U
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from typing import Literal
 
@@ -33,6 +34,21 @@ class MessageRef(EventModel):
         description="Message-ID header without angle brackets; empty when the message has none.",
         examples=["CAFk2u7x+abc@mail.gmail.com"],
     )
+
+    def natural_key(self) -> str:
+        """``mailbox_id/folder/UIDVALIDITY/UID``: the message's identity on its server (RFC 3501 2.3.1.1)."""
+        return f"{self.mailbox_id}/{self.folder}/{self.uidvalidity}/{self.uid}"
+
+    def derived_event_id(self, topic: str) -> uuid.UUID:
+        """A deterministic event id for the event ``topic`` emits about this message (UUID5).
+
+        Re-publishing after a crash or a redelivery then yields the same ``event_id``, so consumers that are
+        idempotent on ``event_id`` see one event per message.
+        """
+        return uuid.uuid5(_EVENT_NAMESPACE, f"{topic}|{self.natural_key()}")
+
+
+_EVENT_NAMESPACE = uuid.UUID("6f1c2a9e-2f6b-5f0e-9a51-3b7c5e1d4a20")
 
 
 class AttachmentMeta(EventModel):

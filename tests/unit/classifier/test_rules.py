@@ -152,3 +152,17 @@ def test_return_dates(text: str, lang: str, expected: date) -> None:
 
 def test_no_return_date_without_a_date() -> None:
     assert extract_return_date("I am out of the office with limited access to email.", REF, "en") is None
+
+
+def test_ambiguous_numeric_date_takes_the_nearest_reading_ahead() -> None:
+    # 03/01/2012 written on 30 Dec 2011: 3 January (UK reading) is near, 1 March is not.
+    assert extract_return_date("out of the office (returning 03/01/2012)", date(2011, 12, 30), "en") == date(
+        2012, 1, 3
+    )
+    assert extract_return_date("back on 12/03/2026", REF, "en") == date(2026, 12, 3)
+
+
+def test_day_of_month_wording() -> None:
+    assert extract_return_date("I am out of the office till the 12th of February.", REF, "en") == date(
+        2027, 2, 12
+    )

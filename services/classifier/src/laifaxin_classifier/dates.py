@@ -1,7 +1,7 @@
 """Return date of an out-of-office reply ("back on 2 December", "bis 15.12.2026", "12月3日返回", ...).
 
 Formats: ISO 8601 dates (2026-12-01, also with / or .), CJK 2026年12月1日 / 12月1日, numeric d.m.yyyy and
-d/m/yyyy (month first only for English when the day-first reading is impossible or the text is en-US style),
+d/m/yyyy (when both d/m and m/d readings are dates, the one nearest after the message date wins),
 German d.m. without year, and month names in English, German, French, Spanish, Portuguese, Italian, Dutch,
 Polish, Russian and Turkish, Vietnamese "ngày 1 tháng 12". A date counts when a return/until word in the same
 language stands within 80 characters before it (or, for CJK and Turkish, "まで/までに/前/kadar" after it).
@@ -47,7 +47,7 @@ _CJK = re.compile(r"(?:(20\d\d)\s*年\s*)?(\d{1,2})\s*月\s*(\d{1,2})\s*[日号�
 _NUM = re.compile(r"\b(\d{1,2})[./](\d{1,2})[./](20\d\d|\d\d)\b")
 _NUM_NOYEAR = re.compile(r"\b(\d{1,2})\.(\d{1,2})\.(?!\d)")
 _DAY_MONTH = re.compile(
-    rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:de\s+)?({_MONTH_RE})\.?(?:\s+(?:de\s+)?(20\d\d))?",
+    rf"\b(\d{{1,2}})(?:st|nd|rd|th|er|\.|º)?\s+(?:(?:de|of)\s+)?({_MONTH_RE})\.?(?:\s+(?:de\s+)?(20\d\d))?",
     re.IGNORECASE,
 )
 _MONTH_DAY = re.compile(
@@ -74,7 +74,7 @@ def _make(year: int | None, month: int, day: int, ref: date) -> date | None:
     return found
 
 
-def _candidates(text: str, ref: date, language: str) -> list[tuple[int, int, date]]:
+def _candidates(text: str, ref: date) -> list[tuple[int, int, date]]:
     out: list[tuple[int, int, date]] = []
 
     def add(m: re.Match[str], d: date | None) -> None:
@@ -89,8 +89,14 @@ def _candidates(text: str, ref: date, language: str) -> list[tuple[int, int, dat
         add(m, _make(int(m.group(3)) if m.group(3) else None, int(m.group(2)), int(m.group(1)), ref))
     for m in _NUM.finditer(text):
         a, b, y = int(m.group(1)), int(m.group(2)), int(m.group(3))
-        month_first = (language == "en" and b > 12) or (language == "en" and a <= 12 and "/" in m.group(0))
-        add(m, _make(y, a, b, ref) if month_first else _make(y, b, a, ref))
+        if a > 12 or b > 12:  # only one reading is a date
+            add(m, _make(y, b, a, ref) if a > 12 else _make(y, a, b, ref))
+            continue
+        # Ambiguous d/m vs m/d: take the reading nearest after the message date (an OOO points ahead).
+        readings = [d for d in (_make(y, b, a, ref), _make(y, a, b, ref)) if d is not None]
+        ahead = [d for d in readings if d >= ref]
+        if readings:
+            add(m, min(ahead) if ahead else max(readings))
     for m in _NUM_NOYEAR.finditer(text):
         if not any(s <= m.start() < e for s, e, _ in out):
             add(m, _make(None, int(m.group(2)), int(m.group(1)), ref))
@@ -109,13 +115,14 @@ def extract_return_date(text: str, ref: date, language: str = "und") -> date | N
     """The date an out-of-office text says the sender is back (or is away until), or ``None``.
 
     ``text`` is the new reply text (and subject); ``ref`` is the message date, used to fill a missing year
-    (a date more than 60 days before ``ref`` moves to the next year); ``language`` (BCP 47 primary tag)
-    only decides month-first reading of numeric dates. When several dates qualify, the latest one wins
-    ("from 1 to 15 December" gives 15 December). Pure; never raises.
+    (a date more than 60 days before ``ref`` moves to the next year) and to settle d/m versus m/d;
+    ``language`` (BCP 47) is the reply's language, kept in the signature for language-specific formats (all
+    current patterns are tried for every language). When several dates qualify, the latest one wins ("from 1
+    to 15 December" gives 15 December). Pure; never raises.
     """
     text = text[:4000]
     best: date | None = None
-    for start, end, found in _candidates(text, ref, language.split("-")[0]):
+    for start, end, found in _candidates(text, ref):
         before = text[max(0, start - 80) : start]
         after = text[end : end + 12]
         if _TRIGGER_BEFORE.search(before) or _TRIGGER_AFTER.search(after):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -199,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nreal mail: {args.real_mail} not present, skipped")
         return 0
     print(f"\nreal mail ({args.real_mail}, read in place):")
-    print((real_mail_labels.__doc__ or "").split("Labelling,")[1].rstrip())
+    print(
+        "how they are labelled"
+        + textwrap.dedent((real_mail_labels.__doc__ or "").split("Labelling")[1]).rstrip()
+    )
     groups = evaluate_real_mail(args.real_mail, model)
     for name, g in sorted(groups.items()):
         cats = ", ".join(f"{k}={v}" for k, v in g["categories"].most_common())

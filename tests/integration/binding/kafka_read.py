@@ -11,10 +11,11 @@ from aiokafka import AIOKafkaConsumer
 async def read_topic(
     bootstrap: str, topic: str, *, expect: int | None = None, wait: float = 10.0
 ) -> list[Any]:
-    """Records of ``topic`` from offset 0: stops once ``expect`` records arrived, or after ``wait`` seconds
+    """Records of ``topic`` (or several) from offset 0: stops once ``expect`` records arrived, or after ``wait`` seconds
     (``expect=None`` reads for a short quiet period and returns everything seen)."""
+    topics = [topic] if isinstance(topic, str) else topic
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
     )
     await consumer.start()
     records: list[Any] = []

@@ -86,6 +86,49 @@ async def bench_publish(n: int) -> None:
     figure("publish_event_overhead_vs_bare_aiokafka", ours / bare, "x")
 
 
+async def bench_imap_connections(n: int) -> None:
+    """Hold ``n`` concurrent authenticated IMAP connections to Dovecot (its process limits allow 2,000)."""
+    import importlib.util
+    import secrets
+    from pathlib import Path
+
+    from laifaxin_shared.imap import client_tls_context, connect_imap
+
+    ep = infra()
+    spec_ = importlib.util.spec_from_file_location(
+        "infra_mod", Path(__file__).parents[1] / "deploy/local/infra.py"
+    )
+    assert spec_ and spec_.loader
+    mod = importlib.util.module_from_spec(spec_)
+    sys.modules["infra_mod"] = mod
+    spec_.loader.exec_module(mod)
+    email, password = f"bench{uuid.uuid4().hex[:6]}@{ep['mail_domain']}", secrets.token_urlsafe(12)
+    mod.add_user(email, password, Path(ep["passwd_file"]))
+    await asyncio.sleep(1.1)  # Dovecot re-reads the passwd-file at most once a second
+    ctx = client_tls_context(ep["ca_file"])
+    limit = asyncio.Semaphore(100)  # bound concurrent handshakes, not connections
+
+    async def open_one() -> object:
+        async with limit:
+            client = await connect_imap(ep["imap_host"], ep["imaps_port"], "ssl", ssl_context=ctx, timeout=60)
+            response = await client.login(email, password)
+            if response.result != "OK":
+                raise RuntimeError(f"login failed: {response.lines[-1:]!r}")
+            return client
+
+    t0 = time.perf_counter()
+    results = await asyncio.gather(*(open_one() for _ in range(n)), return_exceptions=True)
+    elapsed = time.perf_counter() - t0
+    clients = [r for r in results if not isinstance(r, BaseException)]
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        print(f"first failure: {failures[0]!r}", flush=True)
+    figure("imap_concurrent_connections_held", len(clients), "connections")
+    figure("imap_concurrent_connections_failed", len(failures), "connections")
+    figure("imap_connect_login_rate", len(clients) / elapsed, "connections/s")
+    await asyncio.gather(*(c.logout() for c in clients), return_exceptions=True)  # type: ignore[attr-defined]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -94,6 +137,7 @@ def main() -> None:
     bench_crypto(2_000 * scale)
     bench_validation(2_000 * scale)
     asyncio.run(bench_publish(200 * scale))
+    asyncio.run(bench_imap_connections(200 if args.quick else 1000))
 
 
 if __name__ == "__main__":

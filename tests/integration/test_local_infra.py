@@ -1,0 +1,81 @@
+"""deploy/local itself: a second, isolated stack starts, reports status, and stops leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.infra import INFRA, Servers
+
+pytestmark = pytest.mark.integration
+
+
+def processes_naming(marker: str) -> list[str]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"{d.name}: {cmdline[:120]}")
+    return found
+
+
+def processes_in_sessions(sids: set[int]) -> list[str]:
+    """Processes whose session id is one of ``sids`` (each server is started as its own session)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[3]) in sids and fields[0] != "Z":
+                found.append(f"{d.name} (sid {fields[3]})")
+    return found
+
+
+def test_up_status_down_leaves_no_process(tmp_path: Path, real_servers: Servers) -> None:
+    state = tmp_path / "state"
+    env = dict(
+        os.environ,
+        LAIFAXIN_STATE_DIR=str(state),
+        LAIFAXIN_KAFKA_PORT="39092",
+        LAIFAXIN_KAFKA_CONTROLLER_PORT="39093",
+        LAIFAXIN_MONGODB_PORT="37117",
+        LAIFAXIN_IMAP_PORT="30143",
+        LAIFAXIN_IMAPS_PORT="30993",
+        LAIFAXIN_SMTP_PORT="30587",
+        LAIFAXIN_SMTPS_PORT="30465",
+    )
+    env.pop("MONGODB_URL", None)
+
+    def infra(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(INFRA), *args], env=env, capture_output=True, text=True, timeout=240
+        )
+
+    try:
+        up = infra("up")
+        assert up.returncode == 0, up.stderr
+        status = infra("status")
+        assert status.returncode == 0, status.stdout
+        for name in ("kafka", "ferretdb", "dovecot", "smtp"):
+            assert f"{name}" in status.stdout and "running" in status.stdout
+        assert processes_naming(str(state)), "the stack's processes should name its state folder"
+        sids = {int(p.read_text()) for p in (state / "run").glob("*.pid")}
+        assert len(sids) == 4
+        assert len(processes_in_sessions(sids)) > 4, "Dovecot runs child processes in its session"
+    finally:
+        down = infra("down")
+    assert down.returncode == 0, down.stderr
+    assert processes_naming(str(state)) == []
+    assert processes_in_sessions(sids) == []
+    stopped = infra("status")
+    assert stopped.returncode == 1 and "running" not in stopped.stdout

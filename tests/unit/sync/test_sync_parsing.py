@@ -498,3 +498,17 @@ def test_content_type_that_makes_the_stdlib_parser_raise_keeps_the_message() -> 
     assert parsed.content_type == "multipart/mixed"
     assert parsed.text == "still here"
     assert "header_unparseable" in parsed.defects
+
+
+def test_html_reduction_edge_cases() -> None:
+    from laifaxin_sync.parsing.html_text import html_to_text
+
+    assert html_to_text("<div>a<br></div><div>b</div><br><br>c", 100) == ("a\nb\n\nc", False)
+    assert html_to_text("<noscript><style>x</style><p>hidden</p></noscript><p>shown</p>", 100)[0] == "shown"
+    assert (
+        html_to_text("<!DOCTYPE html><p>&lt;ok&gt; &amp; 你好&#33;</p><![CDATA[x]]>", 100)[0]
+        == "<ok> & 你好!"
+    )
+    flat = "<div>row</div>" * 20_000  # many siblings: rendering must stay linear (bs4 inserts are not)
+    text, cut = html_to_text(flat, 100)
+    assert text.startswith("row\nrow") and cut

@@ -14,7 +14,7 @@ import logging
 import re
 from datetime import UTC, datetime
 from email import policy
-from email.errors import HeaderParseError, MessageError
+from email.errors import MessageError
 from email.header import decode_header
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -120,7 +120,7 @@ def decode_header_bytes(data: bytes, hint: str | None, defects: DefectLog) -> st
         return decoded.text
     try:
         chunks = decode_header(latin)
-    except HeaderParseError:
+    except STDLIB_PARSE_ERRORS:  # HeaderParseError for bad base64 in a word
         defects.add("encoded_word_invalid")
         text = decode_bytes(data, None, hint).text
         try:

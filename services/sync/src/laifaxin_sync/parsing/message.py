@@ -68,7 +68,10 @@ CLASSIFICATION_HEADERS: frozenset[str] = frozenset(
         "x-ms-exchange-inbox-rules-loop",  # Exchange/Outlook inbox-rule (OOF) replies
         "x-ms-exchange-generated-message-source",
         "x-ms-exchange-message-is-ndr",
-        "x-post-messageclass",  # "9; Autoresponder" from some vacation systems
+        "x-post-messageclass",  # "9; Autoresponder" (Mailtraq)
+        "x-fc-machinegenerated",  # FirstClass
+        "x-apple-action",  # iCloud vacation replies
+        "x-amazon-auto-reply",
         "x-loop",  # procmail/vacation loop guard
         "precedence",  # bulk / list / junk / auto_reply (RFC 3834 section 5 discusses it)
         "x-precedence",

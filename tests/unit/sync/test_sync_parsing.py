@@ -512,3 +512,31 @@ def test_html_reduction_edge_cases() -> None:
     flat = "<div>row</div>" * 20_000  # many siblings: rendering must stay linear (bs4 inserts are not)
     text, cut = html_to_text(flat, 100)
     assert text.startswith("row\nrow") and cut
+
+
+FLOWED = (
+    "Dear Sir, we can offer 500 pcs at \n"
+    "USD 1.25 each, delivery in 30 \n"
+    "days.\n"
+    "\n"
+    "> On Monday you wrote: please \n"
+    "> quote.\n"
+    ">> older \n"
+    ">> text\n"
+    " >From the stuffed line\n"
+    "-- \n"
+    "Li Wei\n"
+)
+
+
+def test_format_flowed_soft_breaks_are_joined() -> None:
+    ctype = "Content-Type: text/plain; charset=utf-8; format=flowed"
+    parsed = parse_message(raw(f"{BASIC}\n{ctype}", FLOWED))
+    assert parsed.text == (
+        "Dear Sir, we can offer 500 pcs at USD 1.25 each, delivery in 30 days.\n\n"
+        "> On Monday you wrote: please quote.\n>> older text\n>From the stuffed line\n-- \nLi Wei"
+    )
+    delsp = parse_message(raw(f"{BASIC}\n{ctype}; delsp=yes", "価格は \n500円です。\n"))
+    assert delsp.text == "価格は500円です。"
+    fixed = parse_message(raw(f"{BASIC}\nContent-Type: text/plain; charset=utf-8", FLOWED))
+    assert fixed.text.startswith("Dear Sir, we can offer 500 pcs at \nUSD")

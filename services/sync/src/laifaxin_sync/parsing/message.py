@@ -26,6 +26,7 @@ from laifaxin_shared.events.mail import (
 )
 
 from .charsets import decode_bytes
+from .flowed import unflow
 from .headers import (
     STDLIB_PARSE_ERRORS,
     DefectLog,
@@ -481,8 +482,10 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
     _attachment(part, ctype, raw, walk, inline_default=in_related)
 
 
-def _part_text(part: Message, walk: _Walk, max_chars: int) -> tuple[str, bool]:
+def _part_text(part: Message, walk: _Walk, max_chars: int, *, flowed: bool = False) -> tuple[str, bool]:
     """Decoded text of one text part, at most about ``max_chars`` characters; (text, cut).
+
+    With ``flowed``, text/plain labelled ``format=flowed`` has its soft line breaks joined (RFC 3676).
 
     A payload longer than 4 bytes per wanted character is cut before decoding, at a line end so that no
     multibyte character is split (LF never occurs inside a GBK, Big5, Shift_JIS or UTF-8 sequence).
@@ -490,7 +493,8 @@ def _part_text(part: Message, walk: _Walk, max_chars: int) -> tuple[str, bool]:
     data = _guard(walk.defects, "payload_undecodable", None, lambda: part.get_payload(decode=True))
     if not isinstance(data, bytes):
         return "", False
-    charset = one_line(_param_str(_legacy(_raw_fields(part)), "charset", walk.defects))
+    legacy = _legacy(_raw_fields(part))
+    charset = one_line(_param_str(legacy, "charset", walk.defects))
     cut = False
     limit = max_chars * 4 + 1024
     if len(data) > limit and not any(wide in charset for wide in ("16", "32")):
@@ -499,7 +503,11 @@ def _part_text(part: Message, walk: _Walk, max_chars: int) -> tuple[str, bool]:
     decoded = decode_bytes(data, charset or None, walk.hint)
     if decoded.defect is not None:
         walk.defects.add("body_" + decoded.defect)
-    return sanitize(_NEWLINES.sub("\n", decoded.text)), cut
+    text = sanitize(_NEWLINES.sub("\n", decoded.text))
+    if flowed and _param_str(legacy, "format", walk.defects).strip().lower() == "flowed":
+        delsp = _param_str(legacy, "delsp", walk.defects).strip().lower() == "yes"
+        text = unflow(text, delsp=delsp)
+    return text, cut
 
 
 def _body_text(walk: _Walk, cap: int) -> tuple[str, bool, bool]:
@@ -508,7 +516,7 @@ def _body_text(walk: _Walk, cap: int) -> tuple[str, bool, bool]:
     total = 0
     truncated = False
     for part in walk.plain:
-        piece, cut = _part_text(part, walk, cap)
+        piece, cut = _part_text(part, walk, cap, flowed=True)
         truncated = truncated or cut
         piece = piece.strip("\n")
         if piece.strip():

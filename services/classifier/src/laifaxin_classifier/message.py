@@ -125,14 +125,20 @@ class ClassifierInput:
             raise TypeError("email.policy.default did not produce an EmailMessage")
         headers = {name: _header(msg, name) for name in RELEVANT_HEADERS if name in msg}
         from_name, from_addr = _first_address(msg)
-        text, html_only, text_defects = _body_text(msg)
+        content_type = msg.get_content_type()  # policy.default re-parses the field on every call: once
+        multipart = msg.is_multipart()
+        text, html_only, text_defects = _body_text(msg, content_type, multipart)
         defects.extend(text_defects)
         truncated = len(text) > TEXT_CAP_CHARS
         text = text[:TEXT_CAP_CHARS]
-        report_type = msg.get_param("report-type", header="content-type")
-        dsn = _delivery_status(msg)
+        report_type = (
+            msg.get_param("report-type", header="content-type")
+            if content_type == "multipart/report"
+            else None
+        )
+        dsn = _delivery_status(msg) if multipart else None
         failed = [a.strip() for a in headers.get("x-failed-recipients", "").split(",") if a.strip()]
-        if not failed and _looks_like_bounce(msg, from_addr, dsn):
+        if not failed and (dsn or content_type == "multipart/report" or _BOUNCE_SENDER.match(from_addr)):
             failed = _flufl_recipients(raw)
         return cls(
             subject=_header(msg, "subject"),
@@ -140,10 +146,10 @@ class ClassifierInput:
             from_name=from_name,
             headers=headers,
             text=text,
-            content_type=msg.get_content_type(),
+            content_type=content_type,
             report_type=report_type.lower() if isinstance(report_type, str) else None,
             delivery_status=dsn[:TEXT_CAP_CHARS] if dsn else None,
-            attachments=tuple(_attachments(msg)),
+            attachments=tuple(_attachments(msg)) if multipart else (),
             html_only=html_only,
             text_truncated=truncated,
             in_reply_to=_header(msg, "in-reply-to").strip().strip("<>"),
@@ -219,24 +225,26 @@ def html_to_text(html: str) -> str:
     return soup.get_text("\n")
 
 
-def _body_text(msg: EmailMessage) -> tuple[str, bool, list[str]]:
+def _body_text(msg: EmailMessage, content_type: str, multipart: bool) -> tuple[str, bool, list[str]]:
     defects: list[str] = []
-    try:
-        body = msg.get_body(preferencelist=("plain", "html"))
-    except (KeyError, ValueError, TypeError, AttributeError, IndexError):
-        body = None
-        defects.append("mime-structure")
-    if body is None:
-        if msg.get_content_maintype() == "text" or not msg.is_multipart():
-            body = msg
-        else:
+    body: Message = msg
+    body_type = content_type
+    if multipart:
+        try:
+            found = msg.get_body(preferencelist=("plain", "html"))
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError):
+            found = None
+            defects.append("mime-structure")
+        if found is None:
             return "", False, [*defects, "no-text-part"]
+        body = found
+        body_type = body.get_content_type()
     text, part_defects = _decode_part(body)
     defects.extend(part_defects)
-    html_only = body.get_content_subtype() == "html"
+    html_only = body_type == "text/html"
     if html_only:
         text = html_to_text(text)
-    elif body.get_content_maintype() != "text":
+    elif not body_type.startswith("text/"):
         text = ""
         defects.append("no-text-part")
     if text and len(_GARBAGE_CHARS.findall(text[:4000])) > 0.1 * min(len(text), 4000):
@@ -264,10 +272,6 @@ def _delivery_status(msg: EmailMessage) -> str | None:
 
 
 _BOUNCE_SENDER = re.compile(r"^(mailer[-_]?daemon|post[-_]?master)@", re.IGNORECASE)
-
-
-def _looks_like_bounce(msg: EmailMessage, from_addr: str, dsn: str | None) -> bool:
-    return bool(dsn) or msg.get_content_type() == "multipart/report" or bool(_BOUNCE_SENDER.match(from_addr))
 
 
 def _flufl_recipients(raw: bytes) -> list[str]:

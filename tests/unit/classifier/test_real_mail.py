@@ -1,0 +1,40 @@
+"""Regression on the public real messages in ../shared/data/real-mail (read in place, never copied); skipped
+when that folder is absent. The full measurement is ``python -m laifaxin_classifier.evaluate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from laifaxin_classifier.classify import Classifier
+from laifaxin_classifier.evaluate import REAL_MAIL, real_mail_labels
+from laifaxin_classifier.message import ClassifierInput
+
+pytestmark = pytest.mark.skipif(not REAL_MAIL.is_dir(), reason="../shared/data/real-mail not present")
+
+
+def _labelled(group_prefix: str) -> list[tuple[Path, set[str]]]:
+    return [(p, ok) for p, ok, group in real_mail_labels(REAL_MAIL) if group.startswith(group_prefix)]
+
+
+def test_every_out_of_office_is_ooo(classifier: Classifier) -> None:
+    cases = _labelled("alaveteli-ooo") + _labelled("sisimai-rfc3834")
+    assert len(cases) >= 13
+    for path, accepted in cases:
+        c = classifier.classify(ClassifierInput.from_bytes(path.read_bytes()))
+        assert c.category in accepted, (path.name, c.reasons)
+
+
+def test_bounce_recall_on_a_sample(classifier: Classifier) -> None:
+    cases = _labelled("sisimai-bounce")[::10] + _labelled("alaveteli-bounce")
+    hits = sum(
+        classifier.classify(ClassifierInput.from_bytes(p.read_bytes())).category in ok for p, ok in cases
+    )
+    assert hits / len(cases) >= 0.95
+
+
+def test_people_are_not_silenced(classifier: Classifier) -> None:
+    for path, accepted in _labelled("alaveteli-human"):
+        c = classifier.classify(ClassifierInput.from_bytes(path.read_bytes()))
+        assert c.category in accepted, (path.name, c.reasons)

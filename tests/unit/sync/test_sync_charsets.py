@@ -84,3 +84,25 @@ def test_undecodable_bytes_become_replacement_characters() -> None:
 def test_never_raises_on_arbitrary_bytes(label: str | None) -> None:
     data = bytes(range(256)) * 3
     assert isinstance(decode_bytes(data, label).text, str)
+
+
+def test_unlabelled_japanese_is_not_read_as_chinese() -> None:
+    text = "次のあて先へのメッセージはエラーのため送信できませんでした。"
+    assert decode_bytes(text.encode("euc_jp")).text == text
+    assert decode_bytes(text.encode("cp932")).text == text
+
+
+def test_eight_bit_euc_jp_under_an_iso2022jp_label() -> None:
+    text = "メールアドレスをご確認の上、再送信してください。"
+    decoded = decode_bytes(text.encode("euc_jp"), "ISO-2022-JP")
+    assert (decoded.text, decoded.defect) == (text, "charset_mislabel")
+
+
+@pytest.mark.parametrize("name", ["朱镕基", "吉喆", "张伟", "您好，请报价。"])
+def test_unlabelled_gbk_names_with_rare_characters(name: str) -> None:
+    assert decode_bytes(name.encode("gbk")).text == name
+
+
+@pytest.mark.parametrize("text", ["très bien", "Grüße aus Köln", "señor, ¿qué tal?", "Zoë Ørsted"])
+def test_unlabelled_latin1_stays_latin1(text: str) -> None:
+    assert decode_bytes(text.encode("latin-1")).text == text

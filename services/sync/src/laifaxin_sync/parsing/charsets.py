@@ -37,6 +37,8 @@ _EXTRAS: dict[str, tuple[str, ...]] = {
     "big5hkscs": ("cp950",),
     "cp932": ("shift_jis_2004",),
     "euc_jp": ("euc_jis_2004", "cp932"),
+    # 8-bit text under an ISO-2022-JP label is EUC-JP or Shift_JIS (seen from Japanese carriers' MTAs).
+    "iso2022_jp": ("euc_jp", "euc_jis_2004", "cp932"),
 }
 
 # Labels Python does not know under that spelling.
@@ -132,14 +134,31 @@ def _decode_iso2022jp(data: bytes) -> str | None:
     return _strict(widened, "iso2022_jp_2004")
 
 
-_CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
+_KANA = re.compile(r"[\u3040-\u30ff]")
+
+
+def _plausible_japanese(data: bytes) -> tuple[str, str] | None:
+    """Unlabelled 8-bit Japanese: EUC-JP or CP932 that decodes strictly and has kana (Chinese text has none).
+
+    Needed before the GB18030 guess, because EUC-JP bytes also decode as GB2312-area characters.
+    """
+    for codec in ("euc_jp", "cp932"):
+        text = _strict(data, codec)
+        if text is None:
+            continue
+        sample = [c for c in text[:4096] if ord(c) > 0x7F]
+        kana = sum(1 for c in sample if _KANA.match(c))
+        if sample and kana >= 0.1 * len(sample):
+            return text, codec
+    return None
 
 
 def _plausible_gb18030(data: bytes) -> str | None:
     """GB18030 decodes many Latin-1 byte pairs too; accept it unlabelled only when it reads as Chinese.
 
-    Real Chinese text sits mostly in the GB2312 area (both bytes >= 0xA1); Latin-1 accents followed by ASCII
-    letters land in GBK extension rows instead.
+    Real Chinese text sits mostly in the GB2312 area (both bytes >= 0xA1; names may add a rarer GBK
+    character such as 镕); a Latin-1 accent followed by an ASCII letter lands in the GBK extension rows
+    (trail byte < 0xA1), so Latin-1 text scores near zero. At least half must be GB2312 characters.
     """
     text = _strict(data, "gb18030")
     if text is None:
@@ -154,7 +173,7 @@ def _plausible_gb18030(data: bytes) -> str | None:
             common += 1
         except UnicodeEncodeError:
             continue
-    return text if common >= 0.8 * len(sample) else None
+    return text if common >= 0.5 * len(sample) else None
 
 
 def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None) -> Decoded:
@@ -162,9 +181,10 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
 
     Order: (1) pure ASCII with an ASCII-compatible label is returned as is; (2) ISO-2022-JP escapes are
     tried as ISO-2022-JP (also when unlabelled, common in Japanese bounces); (3) for single-byte labels,
-    valid UTF-8 wins, then the label's superset codec; for multibyte labels the superset codec first, then
-    UTF-8; (4) ``hint`` (another charset seen in the message, e.g. the body's for 8-bit headers); (5)
-    GB18030 when the result reads as Chinese; (6) the label's codec, else windows-1252, with U+FFFD for
+    valid UTF-8 wins, then the label's superset codec; for multibyte labels the superset codec and its
+    vendor variants first, then UTF-8; (4) ``hint`` (another charset seen in the message, e.g. the body's
+    for 8-bit headers); (5) EUC-JP/CP932 when the result has kana, then GB18030 when it reads as Chinese;
+    (6) the label's codec, else windows-1252, with U+FFFD for
     undecodable bytes. ``label`` is a MIME charset name (RFC 2045/2046/2047/2231).
     """
     codec = codec_for(label)
@@ -199,6 +219,10 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
         if text is not None:
             mislabel = codec is not None and candidate != codec and not codec.startswith("utf_8")
             return Decoded(text, candidate, "charset_mislabel" if mislabel else defect)
+
+    japanese = _plausible_japanese(data)
+    if japanese is not None:
+        return Decoded(japanese[0], japanese[1], "charset_mislabel" if codec is not None else defect)
 
     text = _plausible_gb18030(data)
     if text is not None:

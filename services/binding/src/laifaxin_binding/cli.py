@@ -7,19 +7,36 @@
 - ``errors explain --protocol imap|smtp [--provider ID] REPLY|-``: one JSON object with ``code``, ``message``,
   ``fix`` and their Chinese versions (``-`` reads the reply from stdin, as bytes, so GBK replies work).
 
-Exit codes: 0 on success, 2 on bad input (argparse convention), 1 when the provider id is unknown.
+- ``mailbox add EMAIL [--provider ID] [--imap HOST:PORT:ssl|starttls] [--smtp ...] [--nickname N]
+  [--interval SECONDS]``: verify and save through the API; the password is read from a prompt (no echo) or,
+  when stdin is not a terminal, from its first line; never from the command line.
+- ``mailbox list`` / ``mailbox verify ID`` / ``mailbox remove ID``: the API's list, re-verify and delete.
+- ``mailbox token --tenant T --user U``: mint a bearer token with ``BINDING_JWT_SECRET`` (local use).
+
+The ``mailbox`` commands talk to the binding API at ``--api`` (env ``LAIFAXIN_API_URL``, default
+``http://127.0.0.1:8080``) with ``--token`` (env ``LAIFAXIN_TOKEN``) and print the JSON answer; an API error
+prints its JSON (code, message, fix) and ``code: message / fix`` on stderr.
+
+Exit codes: 0 on success, 2 on bad input (argparse convention), 1 when the provider id is unknown or the API
+refused the request, 3 when the API cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
+from typing import Any
 
 import dns.asyncresolver
+import httpx
 
+from laifaxin_binding.auth import issue_token
 from laifaxin_binding.detect import Detector
+from laifaxin_binding.settings import BindingSettings
 from laifaxin_shared.providers.catalog import get_provider, load_catalog
 from laifaxin_shared.providers.errors import explain
 
@@ -85,6 +102,120 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server(spec: str) -> dict[str, Any]:
+    """``HOST:PORT[:ssl|starttls]`` (security defaults to ssl) -> the API's server object."""
+    parts = spec.rsplit(":", 2) if spec.count(":") >= 2 else [*spec.rsplit(":", 1), "ssl"]
+    if len(parts) != 3 or not parts[1].isdigit() or parts[2] not in ("ssl", "starttls"):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT[:ssl|starttls], got {spec!r}")
+    return {"host": parts[0], "port": int(parts[1]), "security": parts[2]}
+
+
+def _read_password(email: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(f"App password / authorization code for {email}: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _api(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("LAIFAXIN_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=args.api, headers=headers, timeout=args.timeout)
+
+
+def _answer(response: httpx.Response) -> int:
+    try:
+        data = response.json() if response.content else None
+    except ValueError:
+        data = {"code": "bad_response", "message": response.text[:500], "fix": ""}
+    if data is not None:
+        _print_json(data)
+    if response.is_success:
+        return 0
+    if isinstance(data, dict):
+        sys.stderr.write(
+            f"laifaxin-mail: {data.get('code')}: {data.get('message')}\n  fix: {data.get('fix')}\n"
+        )
+    return 1
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
+    try:
+        with _api(args) as client:
+            return _answer(client.request(method, path, **kwargs))
+    except httpx.TransportError as exc:
+        sys.stderr.write(f"laifaxin-mail: cannot reach the binding API at {args.api}: {type(exc).__name__}\n")
+        return 3
+
+
+def _mailbox_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "email": args.email,
+        "password": _read_password(args.email),
+        "nickname": args.nickname,
+    }
+    if args.provider:
+        body["provider_id"] = args.provider
+    if args.imap:
+        body["imap"] = args.imap
+    if args.smtp:
+        body["smtp"] = args.smtp
+    if args.interval is not None:
+        body["sync"] = {"interval_seconds": args.interval}
+    return _call(args, "POST", "/v1/mailboxes", json=body)
+
+
+def _mailbox_list(args: argparse.Namespace) -> int:
+    return _call(args, "GET", "/v1/mailboxes")
+
+
+def _mailbox_verify(args: argparse.Namespace) -> int:
+    return _call(args, "POST", f"/v1/mailboxes/{args.mailbox_id}/verify")
+
+
+def _mailbox_remove(args: argparse.Namespace) -> int:
+    return _call(args, "DELETE", f"/v1/mailboxes/{args.mailbox_id}")
+
+
+def _mailbox_token(args: argparse.Namespace) -> int:
+    sys.stdout.write(issue_token(BindingSettings(), args.tenant, args.user, args.ttl) + "\n")
+    return 0
+
+
+def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mailbox = subparsers.add_parser("mailbox", help="bind, list, re-verify and remove mailboxes via the API")
+    mailbox.add_argument(
+        "--api",
+        default=os.environ.get("LAIFAXIN_API_URL", "http://127.0.0.1:8080"),
+        help="binding API base URL (env LAIFAXIN_API_URL)",
+    )
+    mailbox.add_argument("--token", help="bearer token (env LAIFAXIN_TOKEN)")
+    mailbox.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    sub = mailbox.add_subparsers(dest="mailbox_command", required=True)
+
+    add = sub.add_parser("add", help="verify and bind a mailbox (password from a prompt or stdin)")
+    add.add_argument("email")
+    add.add_argument("--provider", help="catalog id (detected from the domain when absent)")
+    add.add_argument("--imap", type=_server, help="HOST:PORT[:ssl|starttls], overrides the catalog")
+    add.add_argument("--smtp", type=_server, help="HOST:PORT[:ssl|starttls], overrides the catalog")
+    add.add_argument("--nickname", default="")
+    add.add_argument("--interval", type=int, help="sync interval in seconds (minimum 180, default 300)")
+    add.set_defaults(handler=_mailbox_add)
+
+    sub.add_parser("list", help="list bound mailboxes with status").set_defaults(handler=_mailbox_list)
+    verify = sub.add_parser("verify", help="re-verify a mailbox's stored settings")
+    verify.add_argument("mailbox_id")
+    verify.set_defaults(handler=_mailbox_verify)
+    remove = sub.add_parser("remove", help="unbind a mailbox")
+    remove.add_argument("mailbox_id")
+    remove.set_defaults(handler=_mailbox_remove)
+
+    token = sub.add_parser("token", help="mint a bearer token with BINDING_JWT_SECRET (local use)")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.set_defaults(handler=_mailbox_token)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this service's sub-commands; each sets ``handler=callable(args) -> int``."""
     providers = subparsers.add_parser("providers", help="provider catalog and autodetection")
@@ -120,3 +251,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     explain_parser.add_argument("reply", help="the server's reply text, or - to read it from stdin")
     explain_parser.set_defaults(handler=_explain)
+
+    _register_mailbox(subparsers)

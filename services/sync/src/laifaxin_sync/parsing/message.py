@@ -592,7 +592,9 @@ def parse_message(
     :mod:`.charsets`; threading ids per RFC 5322 section 3.6.4; ``report_type`` and ``delivery_status`` per
     RFC 6522 and RFC 3464; the header selection is :data:`CLASSIFICATION_HEADERS` (RFC 3834, 2369, 2919).
     Body text: the text/plain parts (the plain branch of multipart/alternative; inline text parts of
-    multipart/mixed, joined), else the HTML reduced to text; attached messages and reports are metadata.
+    multipart/mixed, joined; ``format=flowed`` joined per RFC 3676), else the HTML reduced to text
+    (BeautifulSoup runs only then); attached messages, text/rfc822-headers and named text parts are
+    attachment metadata, never body text. Charsets: :func:`.charsets.decode_bytes`.
     """
     if text_cap < 0:
         raise ValueError("text_cap must be >= 0")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.specification import AsyncAPI
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from pydantic import Field
@@ -146,12 +147,12 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     async def shutdown() -> None:
         await mongo.close()
 
-    @get
+    @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
         alive = "rt" in state and broker.running
         return AsgiResponse(b"ok" if alive else b"not running", status_code=200 if alive else 503)
 
-    @get
+    @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
         try:
             ok = "rt" in state and await broker.ping(timeout=2.0) and await ping(mongo)
@@ -159,7 +160,7 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
             return AsgiResponse(f"not ready: {type(exc).__name__}".encode(), status_code=503)
         return AsgiResponse(b"ready" if ok else b"not ready", status_code=200 if ok else 503)
 
-    @get
+    @get(include_in_schema=False)
     async def metrics(scope: Any) -> AsgiResponse:
         return AsgiResponse(
             generate_latest(REGISTRY), status_code=200, headers={"content-type": CONTENT_TYPE_LATEST}
@@ -171,6 +172,11 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
         on_startup=[startup],
         on_shutdown=[shutdown],
         asyncapi_path="/asyncapi",
+        specification=AsyncAPI(
+            title="Laifaxin classifier",
+            version="1.0.0",
+            description="Consumes mail.received, publishes mail.classified (keyed by mailbox_id).",
+        ),
     )
 
 

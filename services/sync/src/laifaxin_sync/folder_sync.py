@@ -1,0 +1,380 @@
+"""Syncing one selected folder: cursor, baseline, UIDVALIDITY, bounded UID FETCH, store -> publish -> cursor.
+
+The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 6, 7, 9):
+
+- **Cheap change detection.** A folder is fetched only when SELECT/EXAMINE or STATUS shows a change against
+  the cursor: UIDNEXT moved, or (with CONDSTORE, RFC 7162 3.1) HIGHESTMODSEQ moved.
+- **Baseline.** The first sync of a folder records UIDNEXT as ``baseline_uidnext``; messages below it are
+  history: published (with ``initial_sync=true``) only when their INTERNALDATE is inside the mailbox's
+  ``initial_window_days``, found with ``UID SEARCH SINCE`` (RFC 3501 6.4.4) and checked exactly per message.
+- **UIDVALIDITY change** (RFC 3501 2.3.1.1): re-baseline quietly at the new UIDNEXT, nothing is replayed, and
+  the caller reports ``uidvalidity_reset`` once. A UIDNEXT that went backwards without a UIDVALIDITY change
+  is a server fault (Delta Chat): the cursor is pulled back so the folder is re-read; the index keeps
+  anything already published from being published twice.
+- **Bounded batches.** ``UID FETCH`` of at most ``batch`` UIDs with ``(UID INTERNALDATE RFC822.SIZE
+  BODY.PEEK[])`` (PEEK leaves ``\\Seen`` alone, RFC 3501 6.4.5).
+- **Order of effects per batch**: index claim (unique location + unique Message-ID/hash) -> raw bytes stored
+  -> ``mail.received`` (or the DLQ for quarantined bytes) acknowledged with acks=all -> index marked published
+  -> cursor advanced. A crash anywhere leaves the cursor behind; the retry finds ``pending`` entries and
+  republishes them under the same ``event_id``, skips ``published`` ones: at-least-once publish, one index
+  entry per message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import aioimaplib
+from bson import Binary
+
+from laifaxin_shared.events import MailReceived
+from laifaxin_shared.events.base import utc_now
+from laifaxin_shared.logging import get_logger
+from laifaxin_sync.imap_parse import FetchedMessage, FolderStatus, parse_fetch, parse_search, uid_set
+from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.parsing import QuarantineError, parse_message
+from laifaxin_sync.publisher import Publisher
+from laifaxin_sync.store import Cursor, IndexEntry, SyncStore, dedupe_key, message_key
+
+log = get_logger(__name__)
+
+FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class ImapCommandError(RuntimeError):
+    """The server answered NO/BAD to a sync command; ``text`` is its reply (no credentials in it)."""
+
+    def __init__(self, command: str, text: str) -> None:
+        super().__init__(f"{command}: {text}")
+        self.command = command
+        self.text = text
+
+
+@dataclass(frozen=True)
+class MailboxIdentity:
+    """Who a folder belongs to: the envelope fields of its events."""
+
+    mailbox_id: str
+    tenant_id: str
+    user_id: str
+    initial_window_days: int
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A synced folder: decoded name (as in ``MessageRef.folder``), the name for commands, and its role."""
+
+    name: str
+    command_name: str
+    role: Literal["inbox", "junk", "other"]
+
+
+def imap_date(day: datetime) -> str:
+    """A SEARCH date (RFC 3501 9 ``date``): ``1-Feb-2026``."""
+    return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
+
+
+def _check(response: aioimaplib.Response, command: str) -> aioimaplib.Response:
+    if response.result != "OK":
+        text = b" ".join(x for x in response.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+        raise ImapCommandError(command, text[:500])
+    return response
+
+
+class FolderSync:
+    """Sync of the folders of one mailbox over one authenticated connection.
+
+    ``guard`` is awaited before each batch: it raises to abandon the sync (stop requested, lease lost), so no
+    cursor moves after that point. ``on_reset`` is awaited once per UIDVALIDITY change with the folder name.
+    """
+
+    def __init__(
+        self,
+        *,
+        identity: MailboxIdentity,
+        store: SyncStore,
+        publisher: Publisher,
+        metrics: SyncMetrics,
+        batch: int,
+        raw_max_bytes: int,
+        guard: Callable[[], None],
+        on_reset: Callable[[Folder, int, int], Awaitable[None]],
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+        self.batch = batch
+        self.raw_max_bytes = raw_max_bytes
+        self.guard = guard
+        self.on_reset = on_reset
+        self.cursors: dict[str, Cursor] = {}
+
+    async def cursor(self, folder: Folder) -> Cursor | None:
+        """The folder's cursor (cached after the first read)."""
+        cur = self.cursors.get(folder.name)
+        if cur is None:
+            cur = await self.store.load_cursor(self.identity.mailbox_id, folder.name)
+            if cur is not None:
+                self.cursors[folder.name] = cur
+        return cur
+
+    async def changed(self, folder: Folder, status: FolderStatus) -> bool:
+        """True when STATUS/EXAMINE counters differ from the cursor (or there is no cursor yet)."""
+        cur = await self.cursor(folder)
+        if cur is None or status.uidvalidity != cur.uidvalidity:
+            return True
+        if status.highestmodseq is not None and cur.highestmodseq is not None:
+            if status.highestmodseq != cur.highestmodseq:
+                return True
+            return status.uidnext is not None and cur.last_uid < status.uidnext - 1
+        return status.uidnext is None or status.uidnext != cur.uidnext or cur.last_uid < status.uidnext - 1
+
+    async def sync_selected(self, client: aioimaplib.IMAP4, folder: Folder, status: FolderStatus) -> int:
+        """Sync ``folder``, which ``client`` has just SELECTed/EXAMINEd with the reply ``status``.
+
+        Returns the number of ``mail.received`` events published. Raises ImapCommandError, aioimaplib and
+        network errors, Kafka and Mongo errors; whatever was acknowledged before stays acknowledged.
+        """
+        if status.uidvalidity is None or status.uidnext is None:
+            raise ImapCommandError("EXAMINE", f"{folder.name}: no UIDVALIDITY/UIDNEXT in the reply")
+        cur = await self.cursor(folder)
+        if cur is None:
+            cur = await self._baseline(client, folder, status, self.identity.initial_window_days)
+        elif status.uidvalidity != cur.uidvalidity:
+            old = cur.uidvalidity
+            cur = await self._baseline(client, folder, status, None, resets=cur.resets + 1)
+            log.warning(
+                "uidvalidity changed: re-baselined without replay",
+                mailbox_id=self.identity.mailbox_id,
+                folder=folder.name,
+                old=old,
+                new=status.uidvalidity,
+            )
+            await self.on_reset(folder, old, status.uidvalidity)
+        elif status.uidnext < cur.uidnext:
+            log.warning(
+                "UIDNEXT went backwards: resync",
+                mailbox_id=self.identity.mailbox_id,
+                folder=folder.name,
+                cursor_uidnext=cur.uidnext,
+                server_uidnext=status.uidnext,
+            )
+            cur.last_uid = min(cur.last_uid, status.uidnext - 1, cur.baseline_uidnext - 1)
+        published = 0
+        if await self.changed(folder, status) or cur.last_uid < status.uidnext - 1:
+            published = await self.fetch_new(client, folder)
+        cur.uidnext = max(status.uidnext, cur.last_uid + 1)
+        cur.highestmodseq = status.highestmodseq
+        cur.messages = status.messages
+        await self.store.save_cursor(cur)
+        return published
+
+    async def _baseline(
+        self,
+        client: aioimaplib.IMAP4,
+        folder: Folder,
+        status: FolderStatus,
+        window_days: int | None,
+        resets: int = 0,
+    ) -> Cursor:
+        assert status.uidvalidity is not None and status.uidnext is not None
+        last_uid = status.uidnext - 1
+        window_start = None
+        if window_days:
+            window_start = utc_now() - timedelta(days=window_days)
+            reply = _check(
+                await client.uid_search(f"SINCE {imap_date(window_start)}", charset=None), "UID SEARCH"
+            )
+            in_window = [u for u in parse_search(reply.lines) if u < status.uidnext]
+            if in_window:
+                last_uid = min(in_window) - 1
+        cur = Cursor(
+            mailbox_id=self.identity.mailbox_id,
+            folder=folder.name,
+            uidvalidity=status.uidvalidity,
+            uidnext=status.uidnext,
+            last_uid=last_uid,
+            baseline_uidnext=status.uidnext,
+            window_start=window_start,
+            highestmodseq=None,  # unknown until the first pass completes: forces a fetch check
+            messages=status.messages,
+            resets=resets,
+        )
+        await self.store.save_cursor(cur)
+        self.cursors[folder.name] = cur
+        return cur
+
+    async def fetch_new(self, client: aioimaplib.IMAP4, folder: Folder) -> int:
+        """Fetch and publish every UID above the cursor, batch by batch, until none is left.
+
+        The folder must be selected. Returns the number of ``mail.received`` events published.
+        """
+        cur = await self.cursor(folder)
+        if cur is None:
+            raise RuntimeError(f"no cursor for {folder.name}")
+        published = 0
+        while True:
+            reply = _check(await client.uid_search(f"UID {cur.last_uid + 1}:*", charset=None), "UID SEARCH")
+            # "n:*" with n above the largest UID still matches the last message (RFC 3501 6.4.8): filter.
+            uids = [u for u in parse_search(reply.lines) if u > cur.last_uid]
+            if not uids:
+                return published
+            if cur.last_uid + 1 < cur.baseline_uidnext and cur.window_start is not None:
+                history = _check(
+                    await client.uid_search(
+                        f"UID {cur.last_uid + 1}:{cur.baseline_uidnext - 1} SINCE {imap_date(cur.window_start)}",
+                        charset=None,
+                    ),
+                    "UID SEARCH",
+                )
+                wanted = set(parse_search(history.lines))
+                uids = [u for u in uids if u >= cur.baseline_uidnext or u in wanted]
+            elif cur.last_uid + 1 < cur.baseline_uidnext:
+                uids = [u for u in uids if u >= cur.baseline_uidnext]
+            if not uids:
+                cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
+                await self.store.save_cursor(cur)
+                continue
+            for start in range(0, len(uids), self.batch):
+                self.guard()
+                published += await self._batch(client, folder, cur, uids[start : start + self.batch])
+
+    async def _batch(self, client: aioimaplib.IMAP4, folder: Folder, cur: Cursor, uids: list[int]) -> int:
+        reply = _check(await client.uid("fetch", uid_set(uids), FETCH_ITEMS), "UID FETCH")
+        wanted = set(uids)
+        fetched = sorted((m for m in parse_fetch(reply.lines) if m.uid in wanted), key=lambda m: m.uid)
+        missing = wanted - {m.uid for m in fetched}
+        if missing:
+            log.info(
+                "uids expunged before fetch", mailbox_id=cur.mailbox_id, folder=folder.name, n=len(missing)
+            )
+        arrived = utc_now()
+        events: list[tuple[str, MailReceived]] = []
+        quarantines: list[tuple[str, FetchedMessage, str, str]] = []
+        raw_docs: list[dict[str, Any]] = []
+        duplicates = 0
+        for msg in fetched:
+            initial = msg.uid < cur.baseline_uidnext
+            if (
+                initial
+                and cur.window_start is not None
+                and msg.internal_date is not None
+                and msg.internal_date < cur.window_start
+            ):
+                continue
+            if msg.body is None:
+                continue
+            outcome = await self._index_one(folder, cur, msg, initial, arrived)
+            if outcome is None:
+                duplicates += 1
+                continue
+            kind, key, payload = outcome
+            raw_docs.append(self._raw_doc(key, msg))
+            if kind == "event":
+                assert isinstance(payload, MailReceived)
+                events.append((key, payload))
+            else:
+                assert isinstance(payload, tuple)
+                quarantines.append((key, msg, payload[0], payload[1]))
+        await self.store.store_raw(raw_docs)
+        self.guard()
+        sends = [self.publisher.received([e for _, e in events])] if events else []
+        for key, msg, reason, detail in quarantines:
+            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": msg.uid, "index_key": key}
+            sends.append(
+                self.publisher.quarantine(
+                    msg.body or b"", mailbox_id=cur.mailbox_id, reason=reason, detail=detail, ref=ref
+                )
+            )
+        for send in sends:
+            await send
+        acked = utc_now()
+        await self.store.mark_published([k for k, _ in events] + [k for k, *_ in quarantines], acked)
+        for _, event in events:
+            self.metrics.published.labels(event.folder_role, str(event.initial_sync).lower()).inc()
+            if not event.initial_sync and event.internal_date is not None:
+                self.metrics.lag.observe(max(0.0, (acked - event.internal_date).total_seconds()))
+        for _, _, reason, _ in quarantines:
+            self.metrics.quarantined.labels(reason).inc()
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        cur.last_uid = max(cur.last_uid, max(uids))
+        await self.store.save_cursor(cur)
+        return len(events)
+
+    def _raw_doc(self, key: str, msg: FetchedMessage) -> dict[str, Any]:
+        body = msg.body or b""
+        return {
+            "_id": f"sync:raw_messages/{key}",
+            "mailbox_id": self.identity.mailbox_id,
+            "size_bytes": len(body),
+            "truncated": len(body) > self.raw_max_bytes,
+            "data": Binary(body[: self.raw_max_bytes]),
+            "stored_at": utc_now(),
+        }
+
+    async def _index_one(
+        self, folder: Folder, cur: Cursor, msg: FetchedMessage, initial: bool, arrived: datetime
+    ) -> tuple[str, str, MailReceived | tuple[str, str]] | None:
+        """Claim the index for one message; None when it is already indexed and published (or a duplicate)."""
+        body = msg.body or b""
+        key = message_key(cur.mailbox_id, folder.name, cur.uidvalidity, msg.uid)
+        common: dict[str, Any] = {
+            "mailbox_id": cur.mailbox_id,
+            "folder": folder.name,
+            "uidvalidity": cur.uidvalidity,
+            "uid": msg.uid,
+        }
+        try:
+            parsed = parse_message(body)
+        except QuarantineError as exc:
+            entry = IndexEntry(
+                key=key,
+                dedupe_key=dedupe_key(cur.mailbox_id, "", hashlib.sha256(body).hexdigest()),
+                state="pending",
+                reason=exc.reason,
+                extra={"detail": exc.detail[:500]},
+                **common,
+            )
+            existing = await self.store.index(entry)
+            if existing is None or (existing["_id"] == key and existing.get("state") == "pending"):
+                log.warning("message quarantined", reason=exc.reason, **common)
+                return "quarantine", key, (exc.reason, exc.detail)
+            return None
+        event = parsed.to_event(
+            tenant_id=self.identity.tenant_id,
+            user_id=self.identity.user_id,
+            mailbox_id=cur.mailbox_id,
+            folder=folder.name,
+            uidvalidity=cur.uidvalidity,
+            uid=msg.uid,
+            raw_ref=f"sync:raw_messages/{key}",
+            folder_role=folder.role,
+            initial_sync=initial,
+            internal_date=msg.internal_date,
+            arrived_at=arrived,
+        )
+        entry = IndexEntry(
+            key=key,
+            dedupe_key=dedupe_key(cur.mailbox_id, parsed.message_id, parsed.content_hash),
+            state="pending",
+            event_id=str(event.event_id),
+            **common,
+        )
+        existing = await self.store.index(entry)
+        if existing is None:
+            return "event", key, event
+        if existing["_id"] == key and existing.get("state") == "pending":
+            # A retried batch: publish again under the event_id first chosen (consumers dedupe on it).
+            if existing.get("reason"):
+                return "quarantine", key, (existing["reason"], existing.get("detail", ""))
+            event = event.model_copy(update={"event_id": uuid.UUID(existing["event_id"])})
+            return "event", key, event
+        return None

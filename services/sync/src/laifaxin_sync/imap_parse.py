@@ -1,0 +1,255 @@
+"""Reading aioimaplib responses: SELECT/EXAMINE/STATUS counters, LIST entries, FETCH items, UID sets.
+
+aioimaplib returns a response as ``lines``: ``bytes`` for each response line (the leading ``* `` removed) and
+``bytearray`` for each literal. These functions turn those into typed values; they never raise on odd server
+output, they skip what they cannot read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+from imapclient import imap_utf7
+
+JUNK_NAMES = frozenset(
+    {
+        "junk",
+        "spam",
+        "junk e-mail",
+        "junk email",
+        "junk mail",
+        "bulk mail",
+        "bulk",
+        "垃圾邮件",
+        "垃圾邮件箱",
+        "垃圾箱",
+        "广告邮件",
+        "垃圾郵件",
+        "courrier indésirable",
+        "spam-verdacht",
+        "junk-e-mail",
+        "spamverdacht",
+        "correo no deseado",
+        "迷惑メール",
+        "posta indesiderata",
+    }
+)
+"""Usual (localized) names of the Junk folder, case-folded, for servers without SPECIAL-USE (RFC 6154)."""
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    """What SELECT/EXAMINE (RFC 3501 7.3.1, 7.1) or STATUS (RFC 3501 6.3.10) report about a folder.
+
+    ``highestmodseq`` only with CONDSTORE enabled (RFC 7162 3.1.2.1); any field may be None when the server
+    omits it (some servers leave UIDNEXT out of SELECT: use STATUS then).
+    """
+
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    messages: int | None = None
+    highestmodseq: int | None = None
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One LIST reply: attributes (``\\Junk`` per RFC 6154), hierarchy delimiter, wire (modified UTF-7) name."""
+
+    flags: frozenset[str]
+    delimiter: str | None
+    wire_name: str
+
+    @property
+    def name(self) -> str:
+        """The folder name decoded from modified UTF-7 (RFC 3501 5.1.3)."""
+        try:
+            return str(imap_utf7.decode(self.wire_name.encode("ascii")))
+        except (UnicodeError, ValueError):
+            return self.wire_name
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    """One message of a UID FETCH reply."""
+
+    uid: int
+    internal_date: datetime | None
+    size: int | None
+    body: bytes | None
+
+
+def _text(lines: Iterable[bytes | bytearray]) -> str:
+    return " ".join(x.decode("utf-8", "replace") for x in lines if isinstance(x, bytes))
+
+
+_NUM = {
+    "uidvalidity": re.compile(r"\bUIDVALIDITY (\d+)", re.IGNORECASE),
+    "uidnext": re.compile(r"\bUIDNEXT (\d+)", re.IGNORECASE),
+    "messages": re.compile(r"\bMESSAGES (\d+)", re.IGNORECASE),
+    "highestmodseq": re.compile(r"\bHIGHESTMODSEQ (\d+)", re.IGNORECASE),
+}
+_EXISTS = re.compile(rb"^(\d+) EXISTS\b", re.IGNORECASE)
+
+
+def parse_select(lines: Sequence[bytes | bytearray]) -> FolderStatus:
+    """Counters of a SELECT/EXAMINE reply (``N EXISTS`` gives ``messages``)."""
+    text = _text(lines)
+    found = {
+        k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _NUM.items() if k != "messages"
+    }
+    exists = next((int(e.group(1)) for x in lines if isinstance(x, bytes) and (e := _EXISTS.match(x))), None)
+    return FolderStatus(messages=exists, **found)
+
+
+def parse_status(lines: Sequence[bytes | bytearray]) -> FolderStatus:
+    """Counters of a STATUS reply: ``name (MESSAGES n UIDNEXT n UIDVALIDITY n HIGHESTMODSEQ n)``."""
+    text = _text(lines)
+    found = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _NUM.items()}
+    return FolderStatus(**found)
+
+
+def has_exists(lines: Sequence[bytes | bytearray]) -> bool:
+    """True when an untagged ``N EXISTS`` (new mail, RFC 3501 7.3.1) is among the lines."""
+    return any(isinstance(x, bytes) and _EXISTS.match(x.lstrip(b"* ")) for x in lines)
+
+
+_LIST = re.compile(
+    rb'^(?:LIST )?\((?P<flags>[^)]*)\) (?P<delim>"(?:[^"\\]|\\.)*"|NIL) (?P<name>.+)$', re.IGNORECASE
+)
+
+
+def _unquote(value: bytes) -> str:
+    text = value.decode("utf-8", "replace").strip()
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return text
+
+
+def parse_list(lines: Sequence[bytes | bytearray]) -> list[ListEntry]:
+    """LIST entries (RFC 3501 7.2.2); a name sent as a literal is taken from the following literal."""
+    entries: list[ListEntry] = []
+    items = list(lines)
+    for i, line in enumerate(items):
+        if not isinstance(line, bytes):
+            continue
+        m = _LIST.match(line)
+        if not m:
+            continue
+        name_raw = m.group("name")
+        if re.fullmatch(rb"\{\d+\}", name_raw.strip()) and i + 1 < len(items):
+            name = bytes(items[i + 1]).decode("utf-8", "replace")
+        else:
+            name = _unquote(name_raw)
+        delim = None if m.group("delim").upper() == b"NIL" else _unquote(m.group("delim"))
+        flags = frozenset(f.decode("ascii", "replace").lower() for f in m.group("flags").split())
+        entries.append(ListEntry(flags=flags, delimiter=delim, wire_name=name))
+    return entries
+
+
+def find_junk(entries: Sequence[ListEntry]) -> ListEntry | None:
+    """The Junk folder: the one with the ``\\Junk`` attribute (RFC 6154), else the first with a usual name
+    (last hierarchy level compared case-folded, e.g. ``INBOX.Spam``, ``[Gmail]/Spam``, ``垃圾邮件``)."""
+    for entry in entries:
+        if "\\junk" in entry.flags:
+            return entry
+    for entry in entries:
+        if "\\noselect" in entry.flags or "\\nonexistent" in entry.flags:
+            continue
+        leaf = entry.name.rsplit(entry.delimiter, 1)[-1] if entry.delimiter else entry.name
+        if leaf.casefold() in JUNK_NAMES:
+            return entry
+    return None
+
+
+_UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)", re.IGNORECASE)
+_IDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"', re.IGNORECASE)
+_FETCH_START = re.compile(rb"^\d+ FETCH \(", re.IGNORECASE)
+
+
+def parse_internaldate(value: str) -> datetime | None:
+    """An INTERNALDATE (``21-Nov-2026 08:29:41 +0000``, RFC 3501 9 date-time) as an aware datetime."""
+    try:
+        day, month, rest = value.strip().split("-", 2)
+        year, time, zone = rest.split(" ")
+        return parsedate_to_datetime(f"{int(day):02d} {month} {year} {time} {zone}")
+    except (ValueError, TypeError, IndexError):
+        return None
+
+
+def parse_fetch(lines: Sequence[bytes | bytearray]) -> list[FetchedMessage]:
+    """Messages of a ``UID FETCH ... (UID INTERNALDATE RFC822.SIZE BODY.PEEK[])`` reply, in reply order.
+
+    Items may come before or after the literal (``... BODY[] {n}``, literal, ``UID 5)``); unsolicited FETCH
+    replies without a UID (flag updates) are dropped.
+    """
+    out: list[FetchedMessage] = []
+    uid: int | None = None
+    idate: datetime | None = None
+    size: int | None = None
+    body: bytes | None = None
+
+    def flush() -> None:
+        if uid is not None:
+            out.append(FetchedMessage(uid, idate, size, body))
+
+    for line in lines:
+        if isinstance(line, bytearray):
+            body = bytes(line)
+            continue
+        if _FETCH_START.match(line):
+            flush()
+            uid, idate, size, body = None, None, None, None
+        elif uid is None and body is None:
+            continue
+        if found := _UID.search(line):
+            uid = int(found.group(1))
+        if found := _SIZE.search(line):
+            size = int(found.group(1))
+        if found := _IDATE.search(line):
+            idate = parse_internaldate(found.group(1).decode("ascii", "replace"))
+    flush()
+    return out
+
+
+def parse_search(lines: Sequence[bytes | bytearray]) -> list[int]:
+    """UIDs of a (UID) SEARCH reply (aioimaplib strips the ``SEARCH`` word; tolerated if present)."""
+    uids: list[int] = []
+    for line in lines[:-1] if lines else ():
+        if not isinstance(line, bytes):
+            continue
+        words = line.split()
+        if words and words[0].upper() == b"SEARCH":
+            words = words[1:]
+        if words and all(w.isdigit() for w in words):
+            uids.extend(int(w) for w in words)
+    return sorted(set(uids))
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """A compact sequence-set (RFC 3501 9 ``sequence-set``) of UIDs: ``1:3,7,9:10``."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        raise ValueError("empty UID set")
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for u in ordered[1:]:
+        if u == prev + 1:
+            prev = u
+            continue
+        parts.append(f"{start}:{prev}" if start != prev else str(start))
+        start = prev = u
+    parts.append(f"{start}:{prev}" if start != prev else str(start))
+    return ",".join(parts)
+
+
+def quote_mailbox(name: str) -> str:
+    """A folder name for a command: modified UTF-7 (RFC 3501 5.1.3), quoted when needed."""
+    wire = imap_utf7.encode(name).decode("ascii")
+    if re.fullmatch(r"[A-Za-z0-9&._/+-]+", wire):
+        return wire
+    return '"' + wire.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -1,0 +1,507 @@
+"""The loop of one mailbox: lease, connect, log in, IDLE or poll, sync INBOX and Junk, back off on failure.
+
+One IMAP connection per mailbox (providers cap connections per user: Gmail 15, Dovecot ~10 per user+IP): it
+IDLEs on INBOX (RFC 2177) when the server advertises IDLE, leaves IDLE (DONE) to sync when an ``EXISTS``
+arrives, to poll the Junk folder at the mailbox's interval with STATUS (RFC 3501 6.3.10), and to re-issue IDLE
+before the 29-minute limit. Without IDLE both folders are polled at the interval. ``ENABLE CONDSTORE``
+(RFC 7162 3.1) makes SELECT/STATUS report HIGHESTMODSEQ; ``ID`` (RFC 2971) is sent when the provider requires
+it (NetEase refuses SELECT without it).
+
+Failures never stop the mailbox: each is classified with the shared error taxonomy, reported on
+``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import aioimaplib
+from pymongo.errors import PyMongoError
+
+from laifaxin_shared.crypto import CredentialError, KeyRing
+from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
+from laifaxin_shared.events.base import utc_now
+from laifaxin_shared.imap import connect_imap
+from laifaxin_shared.logging import get_logger
+from laifaxin_shared.providers.errors import (
+    ErrorCode,
+    MailError,
+    MailServerError,
+    explain,
+    explain_exception,
+    make_error,
+)
+from laifaxin_sync.backoff import Backoff, Kind
+from laifaxin_sync.folder_sync import Folder, FolderSync, ImapCommandError, MailboxIdentity
+from laifaxin_sync.imap_parse import (
+    find_junk,
+    has_exists,
+    parse_list,
+    parse_select,
+    parse_status,
+    quote_mailbox,
+)
+from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.publisher import Publisher
+from laifaxin_sync.settings import SyncSettings
+from laifaxin_sync.store import SyncStore
+
+log = get_logger(__name__)
+
+INBOX = Folder("INBOX", "INBOX", "inbox")
+_THROTTLE_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.TOO_MANY_CONNECTIONS})
+
+
+class Stopping(Exception):  # a control-flow signal, not an error
+    """The loop must end now (stop requested or lease lost): abandon the batch, keep the cursor behind."""
+
+
+class WorkerContext:
+    """What every mailbox loop of a worker shares."""
+
+    def __init__(
+        self,
+        settings: SyncSettings,
+        store: SyncStore,
+        publisher: Publisher,
+        metrics: SyncMetrics,
+        keyring: KeyRing,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+        self.keyring = keyring
+        self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        if settings.tls_ca_file:
+            self.ssl_context.load_verify_locations(cafile=settings.tls_ca_file)
+        self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.allow_hosts, self.allow_nets = _parse_allowlist(settings.host_allowlist)
+
+
+def _parse_allowlist(
+    spec: str,
+) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
+    hosts: set[str] = set()
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            hosts.add(item.lower().rstrip("."))
+    return frozenset(hosts), tuple(nets)
+
+
+async def check_host(ctx: WorkerContext, host: str, port: int) -> None:
+    """Refuse a server whose name resolves to a non-public address unless allowlisted (ARCHITECTURE.md
+    "Credentials and tenancy": no private, loopback, link-local or metadata targets).
+
+    Raises:
+        MailServerError: ``host_not_allowed``; ``socket.gaierror`` when the name does not resolve.
+    """
+    if host.lower().rstrip(".") in ctx.allow_hosts:
+        return
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if address.is_global or any(address in net for net in ctx.allow_nets):
+            continue
+        raise MailServerError(ErrorCode.HOST_NOT_ALLOWED, protocol="imap", server_text=f"{host} -> {address}")
+
+
+class MailboxLoop:
+    """The sync loop of one mailbox, started and stopped by the supervisor.
+
+    ``config`` is the ``mailboxes`` document (a stored ``mailbox.verified`` plus ``partition`` and ``status``).
+    """
+
+    def __init__(self, config: dict[str, Any], ctx: WorkerContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.mailbox_id: str = config["_id"]
+        self.partition: int = int(config["partition"])
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.has_lease = False
+        self.lease_lost = False
+        self._last_status: dict[str, Any] | None = config.get("status")
+        s = ctx.settings
+        self.backoff = Backoff(
+            min_s=s.backoff_min_seconds,
+            max_s=s.backoff_max_seconds,
+            throttle_min_s=s.throttle_min_seconds,
+            throttle_max_s=s.throttle_max_seconds,
+            auth_retry_s=s.auth_retry_seconds,
+            stable_s=s.stable_connection_seconds,
+        )
+        self.last_synced_at: datetime | None = None
+
+    # ------------------------------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        """Start the loop task (the supervisor keeps this object, and so the task reference)."""
+        self._task = asyncio.create_task(self._run(), name=f"mailbox:{self.mailbox_id}")
+
+    @property
+    def done(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    async def stop(self, grace: float) -> None:
+        """Ask the loop to end after the batch in flight; cancel it after ``grace`` seconds."""
+        self._stop.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def lose_lease(self) -> None:
+        """Called when the lease was found taken by another worker: stop at the next checkpoint."""
+        self.lease_lost = True
+        self._stop.set()
+
+    def update_settings(self, sync: dict[str, Any]) -> None:
+        """Apply a ``mailbox.updated`` interval change (takes effect at the next wait)."""
+        self.config["sync"] = sync
+
+    def guard(self) -> None:
+        """Raise :class:`Stopping` when the loop must not start another batch."""
+        if self._stop.is_set() or self.lease_lost:
+            raise Stopping
+
+    @property
+    def interval(self) -> float:
+        override = self.ctx.settings.poll_interval_seconds
+        return float(override or self.config.get("sync", {}).get("interval_seconds", 300))
+
+    # ------------------------------------------------------------------------------------------ run
+
+    async def _run(self) -> None:
+        try:
+            await self._claim()
+            spread = self.ctx.settings.start_spread_seconds
+            if spread:
+                await self._sleep(spread * (hash(self.mailbox_id) % 1000) / 1000)
+            while not self._stop.is_set():
+                delay = await self._attempt()
+                if delay is None:
+                    break
+                await self._sleep(delay)
+        except Stopping:
+            pass
+        finally:
+            if self.has_lease and not self.lease_lost:
+                try:
+                    await self.ctx.store.release_lease(self.mailbox_id, self.ctx.settings.worker_id)
+                except PyMongoError as exc:  # an unreleased lease simply expires after its TTL
+                    log.warning("lease not released", mailbox_id=self.mailbox_id, error=type(exc).__name__)
+            self.has_lease = False
+
+    async def _claim(self) -> None:
+        s = self.ctx.settings
+        while not self._stop.is_set():
+            if await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id, s.lease_ttl_seconds):
+                self.has_lease = True
+                self.lease_lost = False
+                return
+            log.info("lease held by another worker; waiting", mailbox_id=self.mailbox_id)
+            await self._sleep(max(1.0, s.lease_ttl_seconds / 3))
+        raise Stopping
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _attempt(self) -> float | None:
+        """One connection's life; returns the delay before the next attempt, or None to end."""
+        connected_at: float | None = None
+
+        def on_connected() -> None:
+            nonlocal connected_at
+            connected_at = time.monotonic()
+
+        password: str | None = None
+        try:
+            password = self._password()
+            await self._session(password, on_connected)
+            return None
+        except Stopping:
+            return None
+        except (CredentialError, KeyError) as exc:
+            log.error("credential cannot be opened", mailbox_id=self.mailbox_id, error=type(exc).__name__)
+            error = make_error(ErrorCode.AUTH_FAILED, protocol="imap")
+            return await self._failed(error, "auth", connected_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  # any failure of one mailbox is classified, reported and backed off
+            if isinstance(exc, ImapCommandError):
+                error = explain("imap", exc.text, self.config.get("provider_id"), secrets=[password])
+            else:
+                error = explain_exception(
+                    exc,
+                    "imap",
+                    host=self.config["imap"]["host"],
+                    port=self.config["imap"]["port"],
+                    security=self.config["imap"]["security"],
+                    provider_id=self.config.get("provider_id"),
+                    secrets=[password],
+                )
+            kind: Kind
+            if error.sync_state == "auth_failed" or (
+                not error.retryable and error.code is not ErrorCode.UNKNOWN
+            ):
+                kind = "auth"
+            elif error.code in _THROTTLE_CODES or error.sync_state == "throttled":
+                kind = "throttled"
+            else:
+                kind = "error"
+            log.warning(
+                "mailbox loop failed",
+                mailbox_id=self.mailbox_id,
+                code=error.code.value,
+                rule=error.rule,
+                exc_type=type(exc).__name__,
+                server_text=error.server_text,
+            )
+            return await self._failed(error, kind, connected_at)
+
+    async def _failed(self, error: MailError, kind: Kind, connected_at: float | None) -> float:
+        self.ctx.metrics.errors.labels(error.code.value).inc()
+        if connected_at is not None:
+            self.backoff.connection_lasted(time.monotonic() - connected_at)
+        delay = self.backoff.next_delay(kind)
+        retry_at = utc_now() + timedelta(seconds=delay)
+        await self.report(error.sync_state, error=error, retry_at=retry_at)
+        return delay
+
+    def _password(self) -> str:
+        envelope = EncryptedCredential.model_validate(self.config["credential"])
+        return self.ctx.keyring.open(envelope, tenant_id=self.config["tenant_id"], mailbox_id=self.mailbox_id)
+
+    async def report(
+        self,
+        state: str,
+        *,
+        error: MailError | None = None,
+        folder: str | None = None,
+        retry_at: Any = None,
+        force: bool = False,
+    ) -> None:
+        """Send ``mailbox.sync_status`` when the state (or error code) differs from the last one sent."""
+        current = {"state": state, "error_code": error.code.value if error else None}
+        if (
+            not force
+            and self._last_status is not None
+            and all(self._last_status.get(k) == v for k, v in current.items())
+        ):
+            return
+        fields: dict[str, Any] = error.sync_status_fields() if error else {"state": state}
+        fields["state"] = state
+        event = MailboxSyncStatus(
+            tenant_id=self.config["tenant_id"],
+            mailbox_id=self.mailbox_id,
+            folder=folder,
+            last_synced_at=self.last_synced_at,
+            retry_at=retry_at,
+            **fields,
+        )
+        await self.ctx.publisher.status(event)
+        self.ctx.metrics.status_events.labels(state).inc()
+        self._last_status = current
+        await self.ctx.store.set_state(self.mailbox_id, {**current, "at": utc_now()})
+
+    # ------------------------------------------------------------------------------------------ session
+
+    async def _session(self, password: str, on_connected: Callable[[], None]) -> None:
+        imap = self.config["imap"]
+        s = self.ctx.settings
+        await check_host(self.ctx, imap["host"], int(imap["port"]))
+        client = await connect_imap(
+            imap["host"],
+            int(imap["port"]),
+            imap["security"],
+            ssl_context=self.ctx.ssl_context,
+            timeout=s.imap_timeout,
+        )
+        self.ctx.metrics.connections.inc()
+        try:
+            login = await client.login(self.config["username"], password)
+            if login.result != "OK":
+                text = b" ".join(x for x in login.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+                raise MailServerError.from_error(
+                    explain("imap", text or "NO", self.config.get("provider_id"), secrets=[password])
+                )
+            on_connected()
+            if self.config.get("imap_id_required") and client.has_capability("ID"):
+                await client.id(name="Laifaxin", version="1.0", vendor="Laifaxin")  # RFC 2971
+            if client.has_capability("CONDSTORE") and client.has_capability("ENABLE"):
+                await client.enable("CONDSTORE")
+            await self._loop(client)
+        finally:
+            self.ctx.metrics.connections.dec()
+            await _close(client, s.imap_timeout)
+
+    async def _list_junk(self, client: aioimaplib.IMAP4) -> Folder | None:
+        reply = await client.list('""', "*")
+        if reply.result != "OK":
+            return None
+        entry = find_junk(parse_list(reply.lines))
+        if entry is None:
+            return None
+        return Folder(entry.name, quote_mailbox(entry.name), "junk")
+
+    def _folder_sync(self) -> FolderSync:
+        cfg = self.config
+
+        async def on_reset(folder: Folder, old: int, new: int) -> None:
+            await self.report("uidvalidity_reset", folder=folder.name, force=True)
+
+        return FolderSync(
+            identity=MailboxIdentity(
+                mailbox_id=self.mailbox_id,
+                tenant_id=cfg["tenant_id"],
+                user_id=cfg["user_id"],
+                initial_window_days=int(cfg.get("sync", {}).get("initial_window_days", 30)),
+            ),
+            store=self.ctx.store,
+            publisher=self.ctx.publisher,
+            metrics=self.ctx.metrics,
+            batch=self.ctx.settings.fetch_batch,
+            raw_max_bytes=self.ctx.settings.raw_max_bytes,
+            guard=self.guard,
+            on_reset=on_reset,
+        )
+
+    async def _examine(self, client: aioimaplib.IMAP4, folder: Folder, sync: FolderSync) -> None:
+        reply = await examine(client, folder.command_name, self.ctx.settings.imap_timeout)
+        if reply.result != "OK":
+            text = b" ".join(x for x in reply.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+            raise ImapCommandError("EXAMINE", text[:500])
+        await sync.sync_selected(client, folder, parse_select(reply.lines))
+
+    async def _loop(self, client: aioimaplib.IMAP4) -> None:
+        s = self.ctx.settings
+        sync = self._folder_sync()
+        junk = await self._list_junk(client)
+        use_idle = s.idle_enabled and client.has_capability("IDLE")
+        loop = asyncio.get_running_loop()
+        junk_due = loop.time()
+        inbox_due = loop.time()
+        while True:
+            self.guard()
+            now = loop.time()
+            if now >= inbox_due or use_idle:
+                await self._examine(client, INBOX, sync)
+                inbox_due = now + self.interval
+            self.last_synced_at = utc_now()
+            await self.report("ok")
+            if now >= junk_due:
+                junk_due = now + self.interval
+                if junk is None:
+                    junk = await self._list_junk(client)
+                if junk is not None:
+                    await self._poll_junk(client, junk, sync)
+                    if use_idle:
+                        continue  # re-EXAMINE INBOX before IDLE
+            self.guard()
+            if not use_idle:
+                await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
+                continue
+            deadline = min(junk_due, loop.time() + s.idle_reissue_seconds)
+            while True:
+                wake = await self._idle(client, deadline)
+                if wake != "exists":
+                    break
+                self.guard()
+                await sync.fetch_new(client, INBOX)
+                self.last_synced_at = utc_now()
+            # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
+
+    async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> None:
+        items = "(UIDNEXT UIDVALIDITY MESSAGES" + (
+            " HIGHESTMODSEQ)" if client.has_capability("CONDSTORE") else ")"
+        )
+        reply = await client.status(junk.command_name, items)
+        if reply.result != "OK":
+            log.info(
+                "junk folder status failed; will list again", mailbox_id=self.mailbox_id, folder=junk.name
+            )
+            return
+        if await sync.changed(junk, parse_status(reply.lines)):
+            await self._examine(client, junk, sync)
+
+    async def _idle(self, client: aioimaplib.IMAP4, deadline: float) -> str:
+        """IDLE (RFC 2177) until new mail (``exists``), ``deadline`` (loop time) or a stop; then DONE."""
+        loop = asyncio.get_running_loop()
+        timeout = max(0.05, deadline - loop.time())
+        idle = await client.idle_start(timeout=timeout)
+        self.ctx.metrics.idle_connections.inc()
+        stop = asyncio.ensure_future(self._stop.wait())
+        push: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                push = asyncio.ensure_future(client.wait_server_push(timeout=timeout + 5))
+                done, _ = await asyncio.wait({push, stop, idle}, return_when=asyncio.FIRST_COMPLETED)
+                if stop in done:
+                    return "stop"
+                if idle in done:
+                    raise ConnectionError("IDLE ended by the server")
+                try:
+                    lines = push.result()
+                except TimeoutError:
+                    return "deadline"
+                if lines == aioimaplib.STOP_WAIT_SERVER_PUSH or loop.time() >= deadline:
+                    return "deadline"
+                if has_exists(lines):
+                    return "exists"
+        finally:
+            self.ctx.metrics.idle_connections.dec()
+            for fut in (push, stop):
+                if fut is not None and not fut.done():
+                    fut.cancel()
+            if not idle.done():
+                client.idle_done()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(idle, self.ctx.settings.imap_timeout)
+
+
+async def examine(client: aioimaplib.IMAP4, mailbox: str, timeout: float) -> aioimaplib.Response:
+    """EXAMINE (RFC 3501 6.3.2: SELECT read-only, so nothing we do can change flags).
+
+    aioimaplib's ``examine()`` does not move its state machine to SELECTED (its ``select()`` does), so later
+    UID commands would be refused locally; this runs the command the way ``select()`` does.
+    """
+    protocol = client.protocol
+    command = aioimaplib.Command("EXAMINE", protocol.new_tag(), mailbox, loop=protocol.loop)
+    reply: aioimaplib.Response = await asyncio.wait_for(protocol.execute(command), timeout)
+    if reply.result == "OK":
+        protocol.state = aioimaplib.SELECTED
+    return reply
+
+
+async def _close(client: aioimaplib.IMAP4, timeout: float) -> None:
+    """LOGOUT politely; on failure or cancellation close the socket (never leave it open)."""
+    try:
+        await asyncio.wait_for(client.logout(), min(timeout, 5.0))
+    except (TimeoutError, OSError, aioimaplib.AioImapException):
+        _abort(client)
+    except asyncio.CancelledError:
+        _abort(client)
+        raise
+
+
+def _abort(client: aioimaplib.IMAP4) -> None:
+    transport = client.protocol.transport if client.protocol is not None else None
+    if transport is not None:
+        transport.close()

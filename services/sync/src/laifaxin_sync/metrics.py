@@ -1,0 +1,50 @@
+"""Prometheus metrics of a sync worker, in one registry served on ``/metrics``."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class SyncMetrics:
+    """The worker's metrics. A fresh registry per instance keeps tests that build several workers apart."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.mailboxes_owned = Gauge(
+            "sync_mailboxes_owned", "Mailboxes whose loop runs in this worker.", registry=r
+        )
+        self.partitions_owned = Gauge("sync_partitions_owned", "mailbox.* partitions assigned.", registry=r)
+        self.idle_connections = Gauge(
+            "sync_idle_connections", "IMAP connections currently in IDLE.", registry=r
+        )
+        self.connections = Gauge("sync_imap_connections", "Open IMAP connections.", registry=r)
+        self.published = Counter(
+            "sync_messages_published_total",
+            "mail.received events acknowledged by Kafka.",
+            ["folder_role", "initial_sync"],
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "sync_messages_quarantined_total", "Messages sent to mail.received.dlq.", ["reason"], registry=r
+        )
+        self.duplicates = Counter(
+            "sync_messages_duplicate_total",
+            "Messages skipped as already indexed (Message-ID or hash).",
+            registry=r,
+        )
+        self.lag = Histogram(
+            "sync_arrival_to_publish_seconds",
+            "INTERNALDATE to mail.received acknowledged, for new (not initial) mail.",
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.errors = Counter(
+            "sync_errors_total", "Mailbox loop failures by taxonomy code.", ["code"], registry=r
+        )
+        self.status_events = Counter(
+            "sync_status_events_total", "mailbox.sync_status transitions sent.", ["state"], registry=r
+        )
+        self.heartbeat = Gauge(
+            "sync_supervisor_heartbeat_timestamp", "Last supervisor beat (unix s).", registry=r
+        )

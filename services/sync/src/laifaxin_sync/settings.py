@@ -1,0 +1,114 @@
+"""Sync worker settings: infrastructure from the shared names, the worker's own knobs with the ``SYNC_`` prefix.
+
+Durations are seconds unless the name says otherwise. Defaults are production values; tests and benchmarks
+shorten the lease, the backoff and the polling interval through the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from laifaxin_shared.settings import ServiceSettings
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class SyncSettings(ServiceSettings):
+    """Settings of one sync worker process (``python -m laifaxin_sync``)."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNC_", extra="ignore", populate_by_name=True)
+
+    service_name: str = Field(default="sync", description="Name in logs, Kafka client ids and metrics.")
+    mongodb_database: str = Field(default="laifaxin_sync", description="The sync service's own database.")
+    group_id: str = Field(default="sync", description="Kafka consumer group that allocates mailbox shards.")
+    worker_id: str = Field(
+        default_factory=_default_worker_id,
+        description="Unique id of this process: owner of its mailbox leases (host-pid-random by default).",
+    )
+    http_host: str = Field(default="0.0.0.0", description="Bind address of /healthz, /readyz, /metrics.")  # noqa: S104  # a pod's probes and Prometheus reach it from outside the container
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of the HTTP server; 0 disables it."
+    )
+    tls_ca_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("tls_ca_file", "SYNC_TLS_CA_FILE", "LAIFAXIN_TLS_CA_FILE"),
+        description="Extra PEM CA bundle to trust for IMAP besides the system roots (never disables checks).",
+    )
+    host_allowlist: str = Field(
+        default="",
+        description="Comma-separated host names or CIDR networks allowed although not public "
+        "(e.g. '127.0.0.0/8' for local servers). Others resolving to private addresses are refused.",
+    )
+    imap_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds for connecting and for each command."
+    )
+    idle_enabled: bool = Field(default=True, description="Use IDLE (RFC 2177) on INBOX where advertised.")
+    idle_reissue_seconds: float = Field(
+        default=25 * 60,
+        gt=0,
+        le=29 * 60,
+        description="Re-issue IDLE after this long (RFC 2177: servers may log out clients idle for 30 min).",
+    )
+    poll_interval_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Override of the mailboxes' polling interval (tests, benchmarks); None: each "
+        "mailbox's own interval_seconds.",
+    )
+    fetch_batch: int = Field(default=50, ge=1, le=1000, description="UIDs per UID FETCH of bodies.")
+    raw_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=15 * 1024 * 1024,
+        description="Most bytes of a raw message stored in Mongo (a document is capped at 16 MiB).",
+    )
+    lease_ttl_seconds: float = Field(
+        default=30.0, gt=1, description="Mailbox lease lifetime; renewed every third of it by the supervisor."
+    )
+    backoff_min_seconds: float = Field(default=2.0, gt=0, description="First reconnect delay.")
+    backoff_max_seconds: float = Field(default=300.0, gt=0, description="Longest reconnect delay.")
+    throttle_min_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="First delay after a throttling reply (too many connections, rate limit).",
+    )
+    throttle_max_seconds: float = Field(default=1800.0, gt=0, description="Longest delay after throttling.")
+    auth_retry_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="Delay before retrying after an authentication failure (providers ban IPs after ~10).",
+    )
+    stable_connection_seconds: float = Field(
+        default=300.0, gt=0, description="A connection up this long resets the backoff (EmailEngine: 5 min)."
+    )
+    start_spread_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="Mailbox loops start at a random delay within this many seconds (spreads logins).",
+    )
+    stop_grace_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a stopping mailbox may finish its batch before cancellation.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6000,
+        description="Consumer group session timeout (a dead worker's shards move after it).",
+    )
+    kafka_heartbeat_interval_ms: int = Field(default=3000, ge=500, description="Consumer group heartbeat.")
+    liveness_max_age_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/healthz fails when the supervisor loop has not beaten for this long.",
+    )
+    create_topics: bool = Field(
+        default=False, description="Create missing registry topics at start (local runs; replication 1)."
+    )

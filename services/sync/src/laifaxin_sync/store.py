@@ -1,0 +1,272 @@
+"""The sync service's own MongoDB database: mailbox registry, leases, folder cursors, message index, raw bytes.
+
+Collections (ARCHITECTURE.md "Storage"):
+
+- ``mailboxes``: ``_id`` = mailbox id; the latest ``mailbox.verified`` config (credential still sealed),
+  ``partition`` (Kafka's murmur2 partition of the id), ``sync`` settings and the last reported ``state``.
+- ``leases``: ``_id`` = mailbox id, ``owner`` (worker id), ``expires_at``: the fence that keeps two workers off
+  one mailbox while a rebalance is under way.
+- ``cursors``: ``_id`` = ``mailbox:folder``; UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MESSAGES, ``last_uid`` (highest
+  UID handled: published, quarantined, deduplicated or outside the window) and ``baseline_uidnext``.
+- ``messages``: the index; ``_id`` = ``mailbox:folder:uidvalidity:uid`` (unique by construction) and a unique
+  ``dedupe_key`` (mailbox + Message-ID, or + SHA-256 of the raw bytes when there is none), so a message is
+  indexed once across folders and retries. ``state`` is ``pending`` -> ``published`` or ``quarantined``.
+- ``raw_messages``: ``_id`` = raw_ref; the raw RFC 5322 bytes, cut at ``raw_max_bytes``.
+
+FerretDB v1 (local, CI) has no transactions, TTL or partial indexes and reports unique violations only on insert:
+every claim inserts first and handles ``DuplicateKeyError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from laifaxin_shared.events import MailboxVerified
+from laifaxin_shared.events.base import utc_now
+from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "mailboxes": [IndexModel([("partition", ASCENDING)], name="partition")],
+    "leases": [IndexModel([("owner", ASCENDING)], name="owner")],
+    "cursors": [IndexModel([("mailbox_id", ASCENDING)], name="mailbox")],
+    "messages": [
+        IndexModel([("dedupe_key", ASCENDING)], name="dedupe_key_unique", unique=True),
+        IndexModel([("mailbox_id", ASCENDING), ("folder", ASCENDING)], name="mailbox_folder"),
+    ],
+    "raw_messages": [IndexModel([("mailbox_id", ASCENDING)], name="mailbox")],
+}
+
+
+def message_key(mailbox_id: str, folder: str, uidvalidity: int, uid: int) -> str:
+    """The index ``_id`` and raw_ref suffix of one message: ``mailbox:folder:UIDVALIDITY:UID`` (RFC 3501 2.3.1.1)."""
+    return f"{mailbox_id}:{folder}:{uidvalidity}:{uid}"
+
+
+def dedupe_key(mailbox_id: str, message_id: str, content_hash: str) -> str:
+    """Identity of a message within a mailbox: its Message-ID (RFC 5322 3.6.4), else its SHA-256."""
+    return f"{mailbox_id}:mid:{message_id}" if message_id else f"{mailbox_id}:sha:{content_hash}"
+
+
+@dataclass
+class Cursor:
+    """Per-folder sync position (RFC 3501 UIDVALIDITY/UIDNEXT, RFC 7162 HIGHESTMODSEQ).
+
+    ``last_uid``: every UID up to it has been handled (published and acknowledged, quarantined, indexed
+    already, or outside the initial window). ``baseline_uidnext``: UIDNEXT when the folder was first seen (or
+    re-baselined); messages below it are history, published only inside the window with ``initial_sync``.
+    """
+
+    mailbox_id: str
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    last_uid: int
+    baseline_uidnext: int
+    window_start: datetime | None
+    highestmodseq: int | None = None
+    messages: int | None = None
+    resets: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.mailbox_id}:{self.folder}"
+
+    def to_doc(self) -> Document:
+        return {
+            "_id": self.id,
+            "mailbox_id": self.mailbox_id,
+            "folder": self.folder,
+            "uidvalidity": self.uidvalidity,
+            "uidnext": self.uidnext,
+            "last_uid": self.last_uid,
+            "baseline_uidnext": self.baseline_uidnext,
+            "window_start": self.window_start,
+            "highestmodseq": self.highestmodseq,
+            "messages": self.messages,
+            "resets": self.resets,
+            "updated_at": utc_now(),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Document) -> Cursor:
+        return cls(
+            mailbox_id=doc["mailbox_id"],
+            folder=doc["folder"],
+            uidvalidity=int(doc["uidvalidity"]),
+            uidnext=int(doc["uidnext"]),
+            last_uid=int(doc["last_uid"]),
+            baseline_uidnext=int(doc["baseline_uidnext"]),
+            window_start=doc.get("window_start"),
+            highestmodseq=doc.get("highestmodseq"),
+            messages=doc.get("messages"),
+            resets=int(doc.get("resets", 0)),
+        )
+
+
+@dataclass
+class IndexEntry:
+    """One message about to be indexed (``messages`` collection)."""
+
+    key: str
+    mailbox_id: str
+    folder: str
+    uidvalidity: int
+    uid: int
+    dedupe_key: str
+    state: Literal["pending", "quarantined"]
+    event_id: str | None = None
+    reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_doc(self) -> Document:
+        return {
+            "_id": self.key,
+            "mailbox_id": self.mailbox_id,
+            "folder": self.folder,
+            "uidvalidity": self.uidvalidity,
+            "uid": self.uid,
+            "dedupe_key": self.dedupe_key,
+            "state": self.state,
+            "event_id": self.event_id,
+            "reason": self.reason,
+            "indexed_at": utc_now(),
+            **self.extra,
+        }
+
+
+class SyncStore:
+    """Typed access to the sync database. Methods raise ``pymongo.errors.PyMongoError`` when Mongo fails."""
+
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+        self.mailboxes = db["mailboxes"]
+        self.leases = db["leases"]
+        self.cursors = db["cursors"]
+        self.messages = db["messages"]
+        self.raw = db["raw_messages"]
+
+    async def ensure_indexes(self) -> None:
+        """Create the collections' indexes (idempotent)."""
+        await ensure_indexes(self.db, INDEXES)
+
+    # ------------------------------------------------------------------------------------------ registry
+
+    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> None:
+        """Store the full config of ``mailbox.verified`` (credential sealed), keeping the reported state."""
+        doc = event.model_dump(
+            mode="json", by_alias=True, exclude={"event_id", "occurred_at", "schema_version"}
+        )
+        doc.update(
+            {"partition": partition, "verified_event_id": str(event.event_id), "updated_at": utc_now()}
+        )
+        doc.pop("mailbox_id")
+        await self.mailboxes.update_one({"_id": event.mailbox_id}, {"$set": doc}, upsert=True)
+
+    async def update_sync_settings(self, mailbox_id: str, sync: dict[str, Any], nickname: str) -> bool:
+        """Apply ``mailbox.updated``; False when the mailbox is unknown (not verified yet, or removed)."""
+        result = await self.mailboxes.update_one(
+            {"_id": mailbox_id}, {"$set": {"sync": sync, "nickname": nickname, "updated_at": utc_now()}}
+        )
+        return result.matched_count == 1
+
+    async def remove_mailbox(self, mailbox_id: str) -> None:
+        """Drop every trace of a mailbox (``mailbox.removed``): config, lease, cursors, index, raw bytes."""
+        await self.mailboxes.delete_one({"_id": mailbox_id})
+        await self.cursors.delete_many({"mailbox_id": mailbox_id})
+        await self.messages.delete_many({"mailbox_id": mailbox_id})
+        await self.raw.delete_many({"mailbox_id": mailbox_id})
+        await self.leases.delete_one({"_id": mailbox_id})
+
+    async def mailboxes_in(self, partitions: Iterable[int]) -> list[Document]:
+        """Configs of the mailboxes whose partition is in ``partitions``."""
+        return [d async for d in self.mailboxes.find({"partition": {"$in": sorted(partitions)}})]
+
+    async def get_mailbox(self, mailbox_id: str) -> Document | None:
+        """One mailbox config, or None."""
+        return await self.mailboxes.find_one({"_id": mailbox_id})
+
+    async def set_state(self, mailbox_id: str, state: Document) -> None:
+        """Remember the last state reported on ``mailbox.sync_status`` (so restarts report transitions only)."""
+        await self.mailboxes.update_one({"_id": mailbox_id}, {"$set": {"status": state}})
+
+    # ------------------------------------------------------------------------------------------ leases
+
+    async def claim_lease(self, mailbox_id: str, owner: str, ttl: float) -> bool:
+        """Take the mailbox's lease if it is free, expired or already ours; False when another worker holds it."""
+        now = utc_now()
+        expires = now + timedelta(seconds=ttl)
+        if await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner, "expires_at": expires}):
+            return True
+        result = await self.leases.update_one(
+            {"_id": mailbox_id, "$or": [{"owner": owner}, {"expires_at": {"$lt": now}}]},
+            {"$set": {"owner": owner, "expires_at": expires}},
+        )
+        return result.matched_count == 1
+
+    async def renew_leases(self, owner: str, ttl: float) -> set[str]:
+        """Extend every lease ``owner`` holds; returns the mailbox ids it still holds."""
+        await self.leases.update_many(
+            {"owner": owner}, {"$set": {"expires_at": utc_now() + timedelta(seconds=ttl)}}
+        )
+        return {d["_id"] async for d in self.leases.find({"owner": owner}, {"_id": 1})}
+
+    async def release_lease(self, mailbox_id: str, owner: str) -> None:
+        """Give the lease up (only if still ours)."""
+        await self.leases.delete_one({"_id": mailbox_id, "owner": owner})
+
+    # ------------------------------------------------------------------------------------------ cursors
+
+    async def load_cursor(self, mailbox_id: str, folder: str) -> Cursor | None:
+        """The folder's cursor, or None before its first sync."""
+        doc = await self.cursors.find_one({"_id": f"{mailbox_id}:{folder}"})
+        return Cursor.from_doc(doc) if doc else None
+
+    async def save_cursor(self, cursor: Cursor) -> None:
+        """Write the cursor (whole document)."""
+        await self.cursors.replace_one({"_id": cursor.id}, cursor.to_doc(), upsert=True)
+
+    # ------------------------------------------------------------------------------------------ messages
+
+    async def store_raw(self, docs: Sequence[Document]) -> None:
+        """Insert raw messages; ones already stored (a retried batch) are kept as they are."""
+        if not docs:
+            return
+        try:
+            await self.raw.insert_many(list(docs), ordered=False)
+        except BulkWriteError as exc:
+            others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
+
+    async def index(self, entry: IndexEntry) -> Document | None:
+        """Claim the index slot of one message.
+
+        Returns None when it is new (inserted as ``entry.state``), else the document that already holds it:
+        the same ``_id`` (a retried batch: republish if still ``pending``, skip if ``published``), or another
+        location with the same ``dedupe_key`` (a duplicate across folders or a re-delivered copy: skip).
+        """
+        try:
+            await self.messages.insert_one(entry.to_doc())
+        except DuplicateKeyError:
+            existing = await self.messages.find_one({"_id": entry.key})
+            if existing is not None:
+                return existing
+            other = await self.messages.find_one({"dedupe_key": entry.dedupe_key})
+            if other is None:  # the holder vanished between the insert and the read (mailbox removed)
+                raise
+            return other
+        return None
+
+    async def mark_published(self, keys: Sequence[str], at: datetime) -> None:
+        """Mark index entries published (after Kafka acknowledged them)."""
+        if keys:
+            await self.messages.update_many(
+                {"_id": {"$in": list(keys)}}, {"$set": {"state": "published", "published_at": at}}
+            )

@@ -362,6 +362,16 @@ def test_addresses_with_encoded_names_commas_and_groups() -> None:
     assert [a.email for a in parsed.reply_to] == ["reply@example.cn"]
 
 
+def test_malformed_addresses_keep_the_addr_spec() -> None:
+    parsed = parse_message(
+        raw('From: "A Person" email@example.com>\nTo: <bar@example.org\nCc: baz@example.org>')
+    )
+    assert parsed.from_ is not None
+    assert (parsed.from_.name, parsed.from_.email) == ("A Person", "email@example.com")
+    assert [a.email for a in parsed.to] == ["bar@example.org"]
+    assert [a.email for a in parsed.cc] == ["baz@example.org"]
+
+
 def test_headers_that_make_policy_default_raise_fall_back_to_the_raw_value() -> None:
     # In CPython 3.11 reading these through policy.default raises IndexError.
     parsed = parse_message(raw('From: a@example.com\nTo: "\nCc: <\nMessage-ID: <@>\nSubject: ok'))

@@ -60,6 +60,8 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 _FOLD = re.compile(r"\r?\n|\r")
 _LINE_WS = re.compile(r"[\r\n\t\x00]+")
 _MSG_ID = re.compile(r"<([^<>]*)>")
+_NOT_ADDR_SPEC = re.compile(r"[\s<>\"]")
+_ADDR_SPEC = re.compile(r"[^\s<>\"(),;:]+@[^\s<>\"(),;:]+")
 _DEFECT_NAME = re.compile(r"(?<!^)(?=[A-Z])")
 _FALLBACK_POLICY = policy.default
 
@@ -170,6 +172,13 @@ def parse_addresses(
             continue
         email = one_line(sanitize(decode_bytes(addr.encode("latin-1"), None, hint).text))
         display = one_line(sanitize(decode_header_bytes(name.encode("latin-1"), hint, defects)))
+        if _NOT_ADDR_SPEC.search(email):
+            # Malformed field such as `"A Person" a@example.com>`: keep the addr-spec, the rest is the name.
+            found = _ADDR_SPEC.search(email)
+            if found is not None:
+                defects.add("address_malformed")
+                rest = (email[: found.start()] + email[found.end() :]).strip(" \t<>\"'")
+                email, display = found.group(0), display or rest
         if not email:
             continue
         if len(out) >= limit:

@@ -50,7 +50,10 @@ def resource_name(topic: str) -> str:
         ValueError: the topic name cannot be mapped to a valid object name.
     """
     name = topic.lower().replace("_", "-")
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name) or len(name) > 253:
+    if (
+        not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", name)
+        or len(name) > 253
+    ):
         raise ValueError(f"topic {topic!r} has no valid Kubernetes object name")
     return name
 

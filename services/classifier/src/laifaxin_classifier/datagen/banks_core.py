@@ -696,3 +696,191 @@ CORE: dict[str, dict[str, list[str]]] = {
         ],
     },
 }
+
+# Second round of sentences (written after the first measurement): polite declines without the obvious
+# keywords, and people's questions that are not purchase intent.
+MORE: dict[str, dict[str, list[str]]] = {
+    "en": {
+        "rejection": [
+            "Thanks, but {p} is not something we carry.",
+            "We're covered for {p}, no need to follow up.",
+            "Not a fit for us right now, maybe next year. Please don't chase.",
+            "Our budget for this year is closed and we will not be buying.",
+        ],
+        "to_reply": [
+            "Which trade shows are you attending next spring?",
+            "Do you have customer references in our region?",
+            "What are your usual payment terms with new customers?",
+            "I'm not the right contact; {n} in sourcing may be.",
+        ],
+    },
+    "zh-Hans": {
+        "rejection": [
+            "我们不经营这类产品，不用再联系了。",
+            "今年预算已经用完，不会采购。",
+            "暂时不合适，有需要我们会主动找你。",
+            "我们一直和老供应商合作，不考虑换。",
+        ],
+        "to_reply": [
+            "你们明年参加哪些展会？",
+            "能安排我们去工厂看看吗？",
+            "你们一般的付款方式是什么？",
+            "这个不归我管，你可以问问{n}。",
+        ],
+    },
+    "zh-Hant": {
+        "rejection": [
+            "我們不經營這類產品，不用再聯繫了。",
+            "今年預算已經用完，不會採購。",
+            "目前不合適，有需要會再找您。",
+        ],
+        "to_reply": ["你們明年會參加哪些展覽？", "可以安排參觀工廠嗎？", "這不歸我負責，您可以問{n}。"],
+    },
+    "es": {
+        "rejection": [
+            "Gracias, pero no trabajamos con {p}.",
+            "Por ahora no, quizás el año que viene. No insistan.",
+            "Este año no tenemos presupuesto para compras nuevas.",
+        ],
+        "to_reply": [
+            "¿A qué ferias van a ir el próximo año?",
+            "¿Qué condiciones de pago manejan con clientes nuevos?",
+            "No soy la persona indicada, hable con {n}.",
+        ],
+    },
+    "de": {
+        "rejection": [
+            "Danke, aber {p} passt nicht in unser Sortiment.",
+            "Derzeit kein Thema, vielleicht nächstes Jahr.",
+            "Unser Budget für dieses Jahr ist ausgeschöpft, wir kaufen nichts.",
+        ],
+        "to_reply": [
+            "Auf welchen Messen sind Sie im Frühjahr?",
+            "Welche Zahlungsbedingungen bieten Sie Neukunden?",
+            "Da bin ich nicht zuständig, fragen Sie bitte {n}.",
+        ],
+    },
+    "fr": {
+        "rejection": [
+            "Merci, mais nous ne distribuons pas de {p}.",
+            "Pas pour le moment, peut-être l'an prochain.",
+            "Notre budget de l'année est bouclé, nous n'achèterons pas.",
+        ],
+        "to_reply": [
+            "Sur quels salons serez-vous au printemps ?",
+            "Quelles conditions de paiement proposez-vous ?",
+            "Je ne suis pas la bonne personne, voyez avec {n}.",
+        ],
+    },
+    "pt": {
+        "rejection": [
+            "Obrigado, mas não trabalhamos com {p}.",
+            "Agora não, talvez no próximo ano.",
+            "Nosso orçamento deste ano já fechou, não vamos comprar.",
+        ],
+        "to_reply": [
+            "Em quais feiras vocês estarão no próximo ano?",
+            "Quais são as condições de pagamento para novos clientes?",
+            "Não sou a pessoa certa, fale com {n}.",
+        ],
+    },
+    "ru": {
+        "rejection": [
+            "Спасибо, но {p} мы не продаём.",
+            "Сейчас не актуально, может быть в следующем году.",
+            "Бюджет на этот год закрыт, закупать не будем.",
+        ],
+        "to_reply": [
+            "На каких выставках вы будете весной?",
+            "Какие условия оплаты для новых клиентов?",
+            "Это не ко мне, обратитесь к {n}.",
+        ],
+    },
+    "ja": {
+        "rejection": [
+            "申し訳ありませんが、{p}は取り扱っておりません。",
+            "現時点では検討しておりません。",
+            "今年度の予算がないため、購入の予定はありません。",
+        ],
+        "to_reply": [
+            "来年はどの展示会に出展されますか。",
+            "新規取引の支払条件を教えてください。",
+            "私は担当ではありませんので、{n}にお問い合わせください。",
+        ],
+    },
+    "it": {
+        "rejection": [
+            "Grazie, ma non trattiamo {p}.",
+            "Per ora no, forse l'anno prossimo.",
+            "Il budget di quest'anno è chiuso, non acquisteremo.",
+        ],
+        "to_reply": [
+            "A quali fiere partecipate in primavera?",
+            "Quali condizioni di pagamento offrite ai nuovi clienti?",
+            "Non sono la persona giusta, chieda a {n}.",
+        ],
+    },
+    "nl": {
+        "rejection": [
+            "Bedankt, maar {p} voeren wij niet.",
+            "Op dit moment niet, misschien volgend jaar.",
+            "Ons budget voor dit jaar is op, we kopen niets.",
+        ],
+        "to_reply": [
+            "Op welke beurzen staat u dit voorjaar?",
+            "Wat zijn uw betalingsvoorwaarden voor nieuwe klanten?",
+            "Daar ga ik niet over, vraag het aan {n}.",
+        ],
+    },
+    "tr": {
+        "rejection": [
+            "Teşekkürler ama {p} satmıyoruz.",
+            "Şu an için düşünmüyoruz, belki seneye.",
+            "Bu yılın bütçesi kapandı, alım yapmayacağız.",
+        ],
+        "to_reply": [
+            "Gelecek bahar hangi fuarlara katılıyorsunuz?",
+            "Yeni müşteriler için ödeme koşullarınız nedir?",
+            "Bu konu benim sorumluluğumda değil, {n} ile görüşün.",
+        ],
+    },
+    "ar": {
+        "rejection": [
+            "شكرا، لكننا لا نتعامل في {p}.",
+            "ليس الآن، ربما العام القادم.",
+            "ميزانية هذا العام مغلقة ولن نشتري.",
+        ],
+        "to_reply": [
+            "ما المعارض التي ستشاركون فيها الربيع القادم؟",
+            "ما شروط الدفع للعملاء الجدد؟",
+            "لست الشخص المناسب، تواصل مع {n}.",
+        ],
+    },
+    "pl": {
+        "rejection": [
+            "Dziękujemy, ale nie prowadzimy {p}.",
+            "Na razie nie, może w przyszłym roku.",
+            "Budżet na ten rok jest zamknięty, nie będziemy kupować.",
+        ],
+        "to_reply": [
+            "Na jakich targach będą Państwo wiosną?",
+            "Jakie są warunki płatności dla nowych klientów?",
+            "To nie mój dział, proszę pytać {n}.",
+        ],
+    },
+    "vi": {
+        "rejection": [
+            "Cảm ơn, nhưng bên tôi không kinh doanh {p}.",
+            "Hiện tại chưa cần, có thể năm sau.",
+            "Ngân sách năm nay đã hết, chúng tôi không mua.",
+        ],
+        "to_reply": [
+            "Mùa xuân tới bên bạn tham gia hội chợ nào?",
+            "Điều kiện thanh toán cho khách mới thế nào?",
+            "Việc này không phải tôi phụ trách, bạn hỏi {n} nhé.",
+        ],
+    },
+}
+for _lang, _classes in MORE.items():
+    for _cls, _items in _classes.items():
+        CORE[_lang][_cls].extend(_items)

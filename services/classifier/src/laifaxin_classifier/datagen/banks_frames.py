@@ -624,3 +624,32 @@ NOTIFICATION: dict[str, list[tuple[str, str]]] = {
         ("您的驗證碼", "您的驗證碼是{q}，10分鐘內有效。"),
     ],
 }
+
+# Second round of notification templates (written after the first measurement).
+NOTIFICATION_MORE: dict[str, list[tuple[str, str]]] = {
+    "en": [
+        (
+            "Payment confirmation",
+            "We received your payment of USD {q}. A receipt is attached to your account.",
+        ),
+        ("Your account summary", "Here is your monthly activity summary. Visit your dashboard for details."),
+        ("Event reminder", "Your registered session starts tomorrow at 10:00. Add it to your calendar."),
+    ],
+    "zh-Hans": [
+        ("付款成功通知", "您已成功支付{q}元，感谢您的使用。"),
+        ("登录提醒", "您的账号在新设备上登录，如非本人操作请修改密码。"),
+    ],
+    "de": [
+        ("Zahlungsbestätigung", "Wir haben Ihre Zahlung über {q} EUR erhalten."),
+        ("Neue Anmeldung", "Es gab eine Anmeldung von einem neuen Gerät."),
+    ],
+    "es": [("Nuevo inicio de sesión", "Detectamos un inicio de sesión desde un dispositivo nuevo.")],
+    "fr": [("Confirmation de paiement", "Nous avons bien reçu votre paiement de {q} EUR.")],
+    "ja": [("お支払い完了のお知らせ", "{q}円のお支払いを確認しました。ご利用ありがとうございます。")],
+    "ru": [("Новый вход в аккаунт", "В ваш аккаунт выполнен вход с нового устройства.")],
+    "pt": [("Pagamento confirmado", "Recebemos seu pagamento de R$ {q}. Obrigado!")],
+    "it": [("Nuovo accesso al tuo account", "Abbiamo rilevato un accesso da un nuovo dispositivo.")],
+    "tr": [("Ödemeniz alındı", "{q} TL tutarındaki ödemeniz alınmıştır. Teşekkür ederiz.")],
+}
+for _lang, _items in NOTIFICATION_MORE.items():
+    NOTIFICATION.setdefault(_lang, []).extend(_items)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from laifaxin_shared.settings import ServiceSettings
@@ -83,6 +83,12 @@ class BindingSettings(ServiceSettings):
     def secret_fields(self) -> dict[str, SecretStr]:
         """Secrets refused as placeholders outside development/test: the key ring and the JWT key."""
         return {**super().secret_fields(), "BINDING_JWT_SECRET": self.jwt_secret}
+
+    @model_validator(mode="after")
+    def _strong_jwt_secret(self) -> BindingSettings:
+        if self.environment == "production" and len(self.jwt_secret.get_secret_value().encode()) < 32:
+            raise ValueError("BINDING_JWT_SECRET must be at least 32 bytes for HS256 (RFC 7518 section 3.2)")
+        return self
 
     def allowlist(self) -> tuple[tuple[Network, ...], frozenset[str]]:
         """The parsed :attr:`host_allowlist`: (networks, lower-case host names).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,9 @@ from bs4 import BeautifulSoup
 from flufl.bounce import all_failures
 
 from laifaxin_shared.events.mail import TEXT_CAP_CHARS, AttachmentMeta, MailReceived
+from laifaxin_shared.logging import get_logger
+
+log = get_logger(__name__)
 
 RAW_CAP_BYTES = 4 * 1024 * 1024
 """Most bytes of a raw message parsed; the rest (usually attachments) is ignored and noted in ``defects``."""
@@ -277,10 +281,18 @@ _BOUNCE_SENDER = re.compile(r"^(mailer[-_]?daemon|post[-_]?master)@", re.IGNOREC
 def _flufl_recipients(raw: bytes) -> list[str]:
     """Failed recipients found by flufl.bounce's per-MTA detectors (Mailman's bounce library)."""
     compat = email.message_from_bytes(raw, policy=email.policy.compat32)
+    # flufl.bounce logs a full traceback (log.exception) before re-raising when a detector chokes on a
+    # malformed bounce; we handle that case below, so its logger is held at CRITICAL for the call.
+    flufl_log = logging.getLogger("flufl.bounce")
+    previous = flufl_log.level
+    flufl_log.setLevel(logging.CRITICAL)
     try:
         temporary, permanent = all_failures(compat)
-    except (ValueError, TypeError, LookupError, IndexError, AttributeError, UnicodeError):
-        return []  # a detector choked on a malformed bounce; the rules still see the text
+    except (ValueError, TypeError, LookupError, IndexError, AttributeError, UnicodeError) as exc:
+        log.debug("flufl_bounce_detector_failed", error=type(exc).__name__, detail=str(exc)[:200])
+        return []  # the rules still see the text and the delivery-status part
+    finally:
+        flufl_log.setLevel(previous)
     found = sorted({*permanent, *temporary})
     return [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in found][:20]
 

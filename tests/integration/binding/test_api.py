@@ -167,7 +167,17 @@ async def test_nickname_and_sync_edit_needs_no_verification(
     assert response.status_code == 200, response.text
     assert response.json()["nickname"] == "Support" and response.json()["sync"]["interval_seconds"] == 600
     assert await mongo_db.verification_attempts.count_documents({}) == attempts
-    [record] = await read_topic(api.settings.kafka_bootstrap_servers, topic(api, "mailbox.updated"), expect=1)
+    assert response.json()["credential_expiring"] is False
+    # An authorization password that lapses in 5 days (NetEase Enterprise shows the date) is reported.
+    soon = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    expiring = await api.client.patch(
+        f"/v1/mailboxes/{created['id']}", json={"credential_expires_at": soon}, headers=api.auth()
+    )
+    assert expiring.json()["credential_expiring"] is True
+    assert await mongo_db.verification_attempts.count_documents({}) == attempts
+    record, _expiry = await read_topic(
+        api.settings.kafka_bootstrap_servers, topic(api, "mailbox.updated"), expect=2
+    )
     event = json.loads(record.value)
     assert event["nickname"] == "Support" and event["sync"]["enabled"] is False
 
@@ -341,3 +351,24 @@ async def test_provider_lookup_detection_health_and_openapi(api: Api) -> None:
 
 def test_verifier_type_is_exported() -> None:
     assert Verifier.__name__ == "Verifier"
+
+
+async def test_edit_address_reverifies_with_the_new_account_and_refuses_a_duplicate(
+    api: Api, new_mail_account: Any
+) -> None:
+    first: MailAccount = new_mail_account()
+    second: MailAccount = new_mail_account()
+    a = await create(api, first)
+    response = await api.client.patch(
+        f"/v1/mailboxes/{a['id']}",
+        json={"email": second.email, "password": second.password},
+        headers=api.auth(),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["email"] == second.email and response.json()["username"] == second.email
+    assert response.json()["imap"]["port"] == first.imaps_port  # same provider: the servers are kept
+    b = await create(api, first)
+    clash = await api.client.patch(
+        f"/v1/mailboxes/{b['id']}", json={"email": second.email}, headers=api.auth()
+    )
+    assert clash.status_code == 409 and clash.json()["code"] == "mailbox_exists"

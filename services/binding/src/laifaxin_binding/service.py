@@ -217,12 +217,15 @@ class MailboxService:
         if email != doc["email"] and await self.store.find_by_email(who.tenant_id, email) is not None:
             raise errors.mailbox_exists(email)
         password = patch.password.get_secret_value() if patch.password is not None else self._open(doc)
-        provider_changed = patch.provider_id is not None or email != doc["email"]
+        # Same domain and no new provider: keep the stored provider and servers (a colleague's address on the
+        # same company server); another domain starts from the catalog unless servers are given.
+        same_domain = email.rpartition("@")[2] == doc["email"].rpartition("@")[2]
+        keep = same_domain and patch.provider_id is None
         stored_provider = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
-        imap_in = patch.imap or (None if provider_changed else _server_in(doc["imap"]))
-        smtp_in = patch.smtp or (None if provider_changed else _server_in(doc["smtp"]))
+        imap_in = patch.imap or (_server_in(doc["imap"]) if keep else None)
+        smtp_in = patch.smtp or (_server_in(doc["smtp"]) if keep else None)
         provider = _provider(
-            patch.provider_id or (None if email != doc["email"] else stored_provider), email, imap_in, smtp_in
+            patch.provider_id or (stored_provider if keep else None), email, imap_in, smtp_in
         )
         request = _request(email, password, provider, imap_in, smtp_in, patch.incoming_protocol or "imap")
         verification = await self._verify(who, request)

@@ -509,11 +509,13 @@ def check_rules(objs: list[dict[str, Any]], *, base_names: set[str]) -> list[str
         if not any(_selects(p["spec"].get("selector", {}).get("matchLabels", {}), labels) for p in pdbs):
             errs.append(f"{_kn(d)}: no PodDisruptionBudget selects its pods")
 
-    deployments = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
     for so in by_kind.get("ScaledObject", []):
         target = so["spec"]["scaleTargetRef"]["name"]
         if target not in deployments:
             errs.append(f"{_kn(so)}: scales {target!r}, which is not a rendered Deployment")
+        elif "replicas" in deployments[target]["spec"]:
+            errs.append(f"Deployment/{target}: sets spec.replicas although {_kn(so)} owns its replica count")
         groups = {
             t["metadata"].get("consumerGroup") for t in so["spec"].get("triggers", []) if t["type"] == "kafka"
         }

@@ -139,7 +139,9 @@ def test_rules_tie_names_and_bounds(prod: list[dict[str, Any]]) -> None:
     objs = [o for o in objs if not (o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == "notify")]
     _one(objs, "ServiceMonitor", "classifier")["spec"]["endpoints"][0]["port"] = "metrics"
     objs = [o for o in objs if o["metadata"]["name"] != "mail.received"]
+    _one(objs, "Deployment", "sync")["spec"]["replicas"] = 3
     errors = "\n".join(_rules(objs))
+    assert "Deployment/sync: sets spec.replicas although ScaledObject/sync owns" in errors
     assert "maxReplicaCount must equal the partition count" in errors
     assert "Deployment/notify: no PodDisruptionBudget" in errors
     assert "endpoint port 'metrics'" in errors

@@ -168,6 +168,13 @@ def test_alternative_uses_the_plain_part_without_running_the_html_reducer(
     assert parsed.attachments == []
 
 
+def test_blank_plain_alternative_falls_back_to_the_html_branch() -> None:
+    body = ALTERNATIVE.replace("Plain version.", "  ")
+    parsed = parse_message(raw(f'{BASIC}\nContent-Type: multipart/alternative; boundary="b1"', body))
+    assert parsed.text == "HTML version."
+    assert not parsed.html_only
+
+
 def test_text_cap_truncates_and_flags() -> None:
     long = raw(BASIC, "x" * 5000)
     parsed = parse_message(long, text_cap=1000)

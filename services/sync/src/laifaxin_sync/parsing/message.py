@@ -285,6 +285,7 @@ class _Walk:
         self.hint: str | None = None
         self.plain: list[Message] = []
         self.html: list[Message] = []
+        self.alternative_html: list[Message] = []  # HTML branches not chosen: used when the plain is blank
         self.attachments: list[AttachmentMeta] = []
         self.dsn: Message | None = None
         self.report_type: str | None = None
@@ -478,6 +479,8 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
         if disposition != "attachment" and (not named or depth == 0):
             if role == "body":
                 (walk.plain if subtype == "plain" else walk.html).append(part)
+            elif subtype == "html":
+                walk.alternative_html.append(part)
             return
     _attachment(part, ctype, raw, walk, inline_default=in_related)
 
@@ -525,9 +528,10 @@ def _body_text(walk: _Walk, cap: int) -> tuple[str, bool, bool]:
             if total > cap:
                 break
     html_only = not walk.plain and bool(walk.html)
-    if not pieces and walk.html:  # no text/plain, or only blank ones: reduce the HTML (RFC 2046 5.1.4)
+    html_parts = walk.html or walk.alternative_html
+    if not pieces and html_parts:  # no text/plain, or only blank ones: reduce the HTML (RFC 2046 5.1.4)
         budget = cap
-        for part in walk.html:
+        for part in html_parts:
             html, cut = _part_text(part, walk, html_input_limit(budget))
             piece, reduced_cut = html_to_text(html, budget)
             truncated = truncated or cut or reduced_cut

@@ -73,7 +73,7 @@ def test_mutated_messages_parse_or_quarantine_with_a_known_reason(seed: int) -> 
     rng = random.Random(seed)
     failures: list[str] = []
     for base in seeds():
-        for _ in range(25):
+        for _ in range(15):
             data = mutate(base, rng)
             try:
                 result = parse_message(data)

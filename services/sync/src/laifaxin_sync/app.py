@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
+from pymongo.errors import PyMongoError
 
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.kafka import ensure_topics, make_broker
@@ -70,7 +71,15 @@ class SyncWorker:
     async def start(self) -> None:
         """Connect, create indexes (and topics when configured), join the group, start the probes."""
         s = self.settings
-        await self.store.ensure_indexes()
+        for attempt in range(1, 11):  # Mongo may come up after the pod: retry before giving up
+            try:
+                await self.store.ensure_indexes()
+                break
+            except PyMongoError as exc:
+                if attempt == 10:
+                    raise
+                log.warning("mongo not ready; retrying", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(min(2.0 * attempt, 10.0))
         if s.create_topics:
             await ensure_topics(
                 s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1

@@ -176,18 +176,22 @@ def _strict(schema: Any) -> Any:
     """A copy of an OpenAPI v3 schema where objects with declared properties refuse undeclared ones.
 
     The API server prunes or (with strict field validation) rejects unknown fields; a typo must fail here too.
+    Structural CRD schemas declare every property in the main schema (never only in an anyOf/oneOf branch), so
+    closing each object that declares properties is safe.
     """
-    if isinstance(schema, list):
-        return [_strict(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _strict(v) for k, v in schema.items()}
-    if (
-        "properties" in out
-        and "additionalProperties" not in out
-        and not out.get("x-kubernetes-preserve-unknown-fields")
-    ):
-        out["additionalProperties"] = False
+    out = dict(schema)
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {name: _strict(sub) for name, sub in out["properties"].items()}
+        if "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    for key in ("items", "additionalProperties", "not"):
+        if isinstance(out.get(key), dict):
+            out[key] = _strict(out[key])
+    for key in ("allOf", "anyOf", "oneOf"):
+        if isinstance(out.get(key), list):
+            out[key] = [_strict(sub) for sub in out[key]]
     return out
 
 

@@ -5,7 +5,7 @@ Usage::
     uv run python deploy/k8s/check.py            # exit 0 when every combination renders and validates
     uv run python deploy/k8s/check.py --verbose  # also list each object
 
-Combinations: the base alone, the base with each component, the base with every component, and each overlay
+First, the files gen_topics.py generates must match the topic registry. Combinations: the base alone, the base with each component, the base with every component, and each overlay
 (components and overlays are discovered from their folders, so a new one is checked without editing this file).
 
 Each rendered object is validated, offline:
@@ -34,6 +34,7 @@ skip.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -593,6 +594,7 @@ def check_rules(objs: list[dict[str, Any]], *, base_names: set[str]) -> list[str
 class Report:
     combination: str
     objects: int = 0
+    unit: str = "objects"
     against: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
@@ -611,7 +613,12 @@ def check(verbose: bool = False, out: Any = sys.stdout) -> tuple[list[Report], d
         for o in build(kustomize, Combination("base", path=BASE))
         if o["kind"] == "Deployment"
     }
-    reports = []
+    generated = Report("generated", objects=2, unit="files", against={"compared with the topic registry": 2})
+    generated.errors = [
+        f"{path.relative_to(HERE)} drifted from the topic registry; run: uv run python deploy/k8s/gen_topics.py"
+        for path in _gen_topics().drifted()
+    ]
+    reports = [generated]
     for combo in combinations():
         report = Report(combo.name)
         objs = build(kustomize, combo)
@@ -627,6 +634,15 @@ def check(verbose: bool = False, out: Any = sys.stdout) -> tuple[list[Report], d
     return reports, schemas.crd_sources
 
 
+def _gen_topics() -> Any:
+    """deploy/k8s/gen_topics.py, loaded by path (this file runs as a script and as ``deploy.k8s.check``)."""
+    spec = importlib.util.spec_from_file_location("laifaxin_deploy_gen_topics", HERE / "gen_topics.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="list every object and what validated it")
@@ -640,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in reports:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(r.against.items()))
         status = "ok  " if not r.errors else "FAIL"
-        print(f"{status} {r.combination}: {r.objects} objects ({kinds})")
+        print(f"{status} {r.combination}: {r.objects} {r.unit} ({kinds})")
         for e in r.errors:
             print(f"     {e}")
     print(f"Kubernetes schemas: kubernetes-validate, Kubernetes {KUBERNETES_VERSION}, strict")

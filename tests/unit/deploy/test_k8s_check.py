@@ -55,6 +55,7 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     components = sorted(p.name for p in check.COMPONENTS.iterdir() if p.is_dir())
     assert components == ["kafka-topics", "keda-sync", "monitoring", "network-policies"]
     assert names == [
+        "generated",
         "base",
         *(f"base+{c}" for c in components),
         "base+all-components",

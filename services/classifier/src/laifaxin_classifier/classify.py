@@ -61,6 +61,9 @@ def model_threshold(model: TrainedModel) -> float:
     return float(model.card.get("threshold", CONFIDENCE_THRESHOLD))
 
 
+MIN_MODEL_LETTERS = 4
+"""Replies with fewer letters ("Hi,", "OK", "No.") carry too little for the model: a person looks."""
+
 SILENT_THRESHOLD = {"ooo": 0.6, "bounce": 0.9, "notification": 0.7}
 """Higher bars for the categories that do not alert when the model alone decides: hiding a person's mail
 costs more than an extra alert. Model-only ``ooo`` also needs an away / return / left / auto-ack cue."""
@@ -223,10 +226,13 @@ def _classify(msg: ClassifierInput, model: TrainedModel, version: str, threshold
     if optout is not None and not _FOOTER_UNSUB.search(reply_text):
         return result("rejection", 0.95, optout)
 
-    if not reply_text.strip() and not (subject and not is_reply):
+    letters = len(_LETTER.findall(reply_text[:200]))
+    if letters == 0:
         if msg.attachments:
             return result("to_reply", 0.5, "input:attachments-only")
         return result("to_reply", 0.5, "input:empty-text")
+    if letters < MIN_MODEL_LETTERS:
+        return result("to_reply", 0.5, "input:too-short-for-model")
 
     if p < threshold:
         return result("to_reply", 1.0 - p, f"model:{version}", f"model:below-threshold:{category}={p:.2f}")

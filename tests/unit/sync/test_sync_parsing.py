@@ -121,6 +121,15 @@ def test_latin1_label_on_utf8_bytes_and_missing_label_on_gbk_bytes() -> None:
     assert latin.text == "Grüße"
 
 
+def test_nul_bytes_and_undecodable_bytes_leave_storable_text() -> None:
+    parsed = parse_message(raw(f"{BASIC}\nContent-Type: text/plain; charset=utf-8", b"a\x00b \xff\xfe c"))
+    assert "\x00" not in parsed.text and parsed.text.startswith("ab ")
+    parsed.to_event(
+        tenant_id="t", user_id="u", mailbox_id="m", folder="INBOX", uidvalidity=1, uid=1, raw_ref="r"
+    )
+    assert "body_charset_replacement" in parsed.defects
+
+
 def test_unknown_body_charset_never_raises() -> None:
     parsed = parse_message(raw(f"{BASIC}\nContent-Type: text/plain; charset=x-nonsense", b"\xff\xfe\x80 ok"))
     assert parsed.text.endswith("ok")

@@ -87,7 +87,13 @@ class DefectLog:
 
 
 def sanitize(text: str) -> str:
-    """Replace lone surrogates (undecodable bytes that escaped decoding) with U+FFFD, so JSON encoding works."""
+    """Replace lone surrogates (undecodable bytes that escaped decoding) with U+FFFD and drop NULs.
+
+    Lone surrogates cannot be encoded as UTF-8 (JSON, Kafka); NUL is refused by PostgreSQL-backed stores
+    (FerretDB) and carries no text.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "")
     return _SURROGATES.sub("\ufffd", text) if _SURROGATES.search(text) else text
 
 

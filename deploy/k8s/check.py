@@ -618,7 +618,7 @@ def check(verbose: bool = False, out: Any = sys.stdout) -> tuple[list[Report], d
         f"{path.relative_to(HERE)} drifted from the topic registry; run: uv run python deploy/k8s/gen_topics.py"
         for path in _gen_topics().drifted()
     ]
-    reports = [generated]
+    reports = [generated, scan_tree()]
     for combo in combinations():
         report = Report(combo.name)
         objs = build(kustomize, combo)
@@ -632,6 +632,23 @@ def check(verbose: bool = False, out: Any = sys.stdout) -> tuple[list[Report], d
         report.errors += check_rules(objs, base_names=base_names)
         reports.append(report)
     return reports, schemas.crd_sources
+
+
+def scan_tree() -> Report:
+    """Every YAML file under deploy/k8s, rendered or not: no Secret object, no secretGenerator."""
+    files = sorted(HERE.rglob("*.yaml"))
+    report = Report("tree", objects=len(files), unit="files", against={"scanned for Secrets": len(files)})
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not isinstance(doc, dict):
+                continue
+            if doc.get("kind") == "Secret":
+                report.errors.append(f"{path.relative_to(HERE)}: a Secret object is committed")
+            if doc.get("secretGenerator"):
+                report.errors.append(
+                    f"{path.relative_to(HERE)}: secretGenerator (Secrets are created in the cluster)"
+                )
+    return report
 
 
 def _gen_topics() -> Any:

@@ -56,6 +56,7 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     assert components == ["kafka-topics", "keda-sync", "monitoring", "network-policies"]
     assert names == [
         "generated",
+        "tree",
         "base",
         *(f"base+{c}" for c in components),
         "base+all-components",
@@ -147,6 +148,21 @@ def test_rules_tie_names_and_bounds(prod: list[dict[str, Any]]) -> None:
     assert "Deployment/notify: no PodDisruptionBudget" in errors
     assert "endpoint port 'metrics'" in errors
     assert "differ from the registry" in errors
+
+
+def test_tree_scan_finds_a_committed_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    (tmp_path / "leak.yaml").write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n", encoding="utf-8"
+    )
+    (tmp_path / "kustomization.yaml").write_text(
+        "secretGenerator: [{name: y, literals: [a=b]}]\n", encoding="utf-8"
+    )
+    monkeypatch.setattr(check, "HERE", tmp_path)
+    errors = check.scan_tree().errors
+    assert errors == [
+        "kustomization.yaml: secretGenerator (Secrets are created in the cluster)",
+        "leak.yaml: a Secret object is committed",
+    ]
 
 
 def test_rules_want_a_default_deny_with_policies(prod: list[dict[str, Any]]) -> None:

@@ -50,9 +50,7 @@ def iter_messages(path: str) -> Iterator[tuple[dict[str, Any], bytes]]:
             for key in sorted(md.iterkeys()):
                 yield {"path": str(p), "key": key}, md.get_bytes(key)
             return
-        for f in sorted(
-            x for x in p.iterdir() if x.is_file() and x.suffix.lower() in (".eml", ".msg", ".txt")
-        ):
+        for f in sorted(x for x in p.iterdir() if x.is_file() and x.suffix.lower() == ".eml"):
             yield {"path": str(f)}, f.read_bytes()
         return
     if not p.exists():

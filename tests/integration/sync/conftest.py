@@ -74,6 +74,7 @@ class Env:
         self._collector: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
         self.workers: list[SyncWorker] = []
+        self.partitions: dict[str, int] = {}
 
     def env(self, **extra: Any) -> dict[str, str]:
         """Environment of a worker for this test (also used for subprocess workers)."""
@@ -133,7 +134,7 @@ class Env:
         """A worker process: ``python -m laifaxin_sync`` with this test's environment; log in ``log_dir``."""
         env = {**os.environ, **self.env(SYNC_WORKER_ID=name, **extra)}
         out = (log_dir / f"{name}.log").open("wb")
-        return subprocess.Popen(  # noqa: S603  # our own interpreter and module
+        return subprocess.Popen(  # our own interpreter and module
             [sys.executable, "-m", "laifaxin_sync"], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
         )
 
@@ -216,9 +217,10 @@ class Env:
             ),
             sync=SyncSettings(enabled=enabled, interval_seconds=180, initial_window_days=window_days),
         )
-        await self._producer.send_and_wait(
+        meta = await self._producer.send_and_wait(
             self.prefix + "mailbox.verified", serialize(event), key=mailbox_id.encode()
         )
+        self.partitions[mailbox_id] = meta.partition
         return mailbox_id
 
     async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
@@ -292,5 +294,5 @@ async def imap_factory(tls_context: Any) -> AsyncIterator[Callable[[MailAccount]
 
     yield open_
     for client in opened:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError, OSError, aioimaplib.AioImapException):
             await asyncio.wait_for(client.logout(), 5)

@@ -106,3 +106,23 @@ def test_unlabelled_gbk_names_with_rare_characters(name: str) -> None:
 @pytest.mark.parametrize("text", ["très bien", "Grüße aus Köln", "señor, ¿qué tal?", "Zoë Ørsted"])
 def test_unlabelled_latin1_stays_latin1(text: str) -> None:
     assert decode_bytes(text.encode("latin-1")).text == text
+
+
+def test_chinese_and_japanese_under_a_latin1_label_are_recovered() -> None:
+    chinese = decode_bytes("您好，请报价。".encode("gbk"), "iso-8859-1")
+    assert (chinese.text, chinese.defect) == ("您好，请报价。", "charset_mislabel")
+    japanese = decode_bytes("お見積もりをお願いします".encode("shift_jis"), "us-ascii")
+    assert japanese.text == "お見積もりをお願いします"
+
+
+@pytest.mark.parametrize("label", ["iso-8859-1", None])
+def test_portuguese_with_adjacent_accents_is_not_read_as_chinese(label: str | None) -> None:
+    text = "Coordenação de Relacionamento, Pesquisa e Informação; informações são"
+    assert decode_bytes(text.encode("latin-1"), label).text == text
+
+
+@pytest.mark.parametrize(
+    ("text", "label"), [("Ваше сообщение не доставлено", "koi8-r"), ("Ваше сообщение", "windows-1251")]
+)
+def test_cyrillic_single_byte_labels_are_trusted(text: str, label: str) -> None:
+    assert decode_bytes(text.encode(label), label).text == text

@@ -137,8 +137,27 @@ def _decode_iso2022jp(data: bytes) -> str | None:
 _KANA = re.compile(r"[\u3040-\u30ff]")
 
 
-def _plausible_japanese(data: bytes) -> tuple[str, str] | None:
-    """Unlabelled 8-bit Japanese: EUC-JP or CP932 that decodes strictly and has kana (Chinese text has none).
+def _in_runs(text: str, min_chars: int) -> list[str] | None:
+    """The non-ASCII characters of ``text`` (first 4096 characters) if they mostly come in runs.
+
+    CJK text has its characters next to each other; Latin text misread as a double-byte charset leaves
+    isolated characters between ASCII letters ("Coordena玢o" from "Coordenação"). One character alone is
+    accepted when ``min_chars`` is 1. None when there are fewer than ``min_chars`` or most are isolated.
+    """
+    sample = text[:4096]
+    positions = [i for i, c in enumerate(sample) if ord(c) > 0x7F]
+    if len(positions) < min_chars:
+        return None
+    if len(positions) > 1:
+        wide = set(positions)
+        paired = sum(1 for i in positions if i - 1 in wide or i + 1 in wide)
+        if paired < 0.5 * len(positions):
+            return None
+    return [sample[i] for i in positions]
+
+
+def _plausible_japanese(data: bytes, min_chars: int) -> tuple[str, str] | None:
+    """8-bit Japanese: EUC-JP or CP932 that decodes strictly, in runs, with kana (Chinese text has none).
 
     Needed before the GB18030 guess, because EUC-JP bytes also decode as GB2312-area characters.
     """
@@ -146,26 +165,25 @@ def _plausible_japanese(data: bytes) -> tuple[str, str] | None:
         text = _strict(data, codec)
         if text is None:
             continue
-        sample = [c for c in text[:4096] if ord(c) > 0x7F]
-        kana = sum(1 for c in sample if _KANA.match(c))
-        if sample and kana >= 0.1 * len(sample):
+        sample = _in_runs(text, min_chars)
+        if sample and sum(1 for c in sample if _KANA.match(c)) >= 0.1 * len(sample):
             return text, codec
     return None
 
 
-def _plausible_gb18030(data: bytes) -> str | None:
-    """GB18030 decodes many Latin-1 byte pairs too; accept it unlabelled only when it reads as Chinese.
+def _plausible_gb18030(data: bytes, min_chars: int) -> tuple[str, str] | None:
+    """GB18030 decodes many Latin byte pairs too; accept it only when the result reads as Chinese.
 
-    Real Chinese text sits mostly in the GB2312 area (both bytes >= 0xA1; names may add a rarer GBK
-    character such as 镕); a Latin-1 accent followed by an ASCII letter lands in the GBK extension rows
-    (trail byte < 0xA1), so Latin-1 text scores near zero. At least half must be GB2312 characters.
+    Real Chinese text comes in runs and sits mostly in the GB2312 area (both bytes >= 0xA1; names may add
+    a rarer GBK character such as 镕); a Latin-1 accent followed by an ASCII letter lands in the GBK
+    extension rows (trail byte < 0xA1), and two adjacent accents give an isolated character.
     """
     text = _strict(data, "gb18030")
     if text is None:
         return None
-    sample = [c for c in text[:4096] if ord(c) > 0x7F]
+    sample = _in_runs(text, min_chars)
     if not sample:
-        return text
+        return None
     common = 0
     for c in sample:
         try:
@@ -173,7 +191,7 @@ def _plausible_gb18030(data: bytes) -> str | None:
             common += 1
         except UnicodeEncodeError:
             continue
-    return text if common >= 0.5 * len(sample) else None
+    return (text, "gb18030") if common >= 0.5 * len(sample) else None
 
 
 def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None) -> Decoded:
@@ -181,11 +199,13 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
 
     Order: (1) pure ASCII with an ASCII-compatible label is returned as is; (2) ISO-2022-JP escapes are
     tried as ISO-2022-JP (also when unlabelled, common in Japanese bounces); (3) for single-byte labels,
-    valid UTF-8 wins, then the label's superset codec; for multibyte labels the superset codec and its
-    vendor variants first, then UTF-8; (4) ``hint`` (another charset seen in the message, e.g. the body's
-    for 8-bit headers); (5) EUC-JP/CP932 when the result has kana, then GB18030 when it reads as Chinese;
-    (6) the label's codec, else windows-1252, with U+FFFD for
-    undecodable bytes. ``label`` is a MIME charset name (RFC 2045/2046/2047/2231).
+    valid UTF-8 wins; for multibyte labels the superset codec and its vendor variants first, then UTF-8;
+    (4) ``hint`` (another charset seen in the message, e.g. the body's for 8-bit headers); (5) EUC-JP/CP932
+    when the result has kana, then GB18030 when it reads as Chinese; (6) a Latin-1 family label's codec
+    (windows-1252); (7) the label's codec, else windows-1252, with U+FFFD for undecodable bytes.
+
+    ``label`` is a MIME charset name (RFC 2045/2046/2047/2231). ``defect`` in the result says when the
+    label was unknown, overruled (``charset_mislabel``) or replacement characters were needed.
     """
     codec = codec_for(label)
     defect = None if codec is not None or label is None else "charset_unknown"
@@ -203,30 +223,41 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
             jp_defect = defect if codec is not None and codec.startswith("iso2022_jp") else "charset_mislabel"
             return Decoded(text, "iso2022_jp", jp_defect)
 
-    candidates: list[str] = []
+    # Strict candidates before and after the CJK guesses. A Latin-1 family label comes after them: Chinese
+    # and Japanese mail is often labelled ISO-8859-1 or US-ASCII by misconfigured clients, and real Latin
+    # text does not pass the guesses (see _in_runs and _plausible_gb18030).
+    before: list[str] = []
+    after: list[str] = []
     if codec is None:
-        candidates.append("utf_8")
-    elif codec.startswith(_SINGLE_BYTE_PREFIXES):
-        candidates += ["utf_8", codec]
+        before.append("utf_8")
+    elif codec == "cp1252":  # ISO-8859-1, US-ASCII, windows-1252: what misconfigured CJK clients write
+        before.append("utf_8")
+        after.append(codec)
+    elif codec.startswith(_SINGLE_BYTE_PREFIXES):  # Cyrillic, Greek ... text would look like CJK runs
+        before += ["utf_8", codec]
     else:
-        candidates += [codec, *_EXTRAS.get(codec, ()), "utf_8"]
+        before += [codec, *_EXTRAS.get(codec, ()), "utf_8"]
     hint_codec = codec_for(hint)
-    if hint_codec is not None and hint_codec not in candidates and hint_codec not in _SEVEN_BIT:
-        candidates.append(hint_codec)
+    if hint_codec is not None and hint_codec not in before and hint_codec not in _SEVEN_BIT:
+        (after if hint_codec.startswith(_SINGLE_BYTE_PREFIXES) else before).append(hint_codec)
 
-    for candidate in candidates:
+    def found(text: str, candidate: str) -> Decoded:
+        mislabel = codec is not None and candidate != codec
+        return Decoded(text, candidate, "charset_mislabel" if mislabel else defect)
+
+    for candidate in before:
         text = _strict(data, candidate)
         if text is not None:
-            mislabel = codec is not None and candidate != codec and not codec.startswith("utf_8")
-            return Decoded(text, candidate, "charset_mislabel" if mislabel else defect)
-
-    japanese = _plausible_japanese(data)
-    if japanese is not None:
-        return Decoded(japanese[0], japanese[1], "charset_mislabel" if codec is not None else defect)
-
-    text = _plausible_gb18030(data)
-    if text is not None:
-        return Decoded(text, "gb18030", "charset_mislabel" if codec is not None else defect)
+            return found(text, candidate)
+    # One character is too little evidence to overrule a label, enough when there is none.
+    min_chars = 1 if codec is None else 2
+    guessed = _plausible_japanese(data, min_chars) or _plausible_gb18030(data, min_chars)
+    if guessed is not None:
+        return found(*guessed)
+    for candidate in after:
+        text = _strict(data, candidate)
+        if text is not None:
+            return found(text, candidate)
 
     final = codec if codec is not None and codec not in _SEVEN_BIT else "cp1252"
     try:

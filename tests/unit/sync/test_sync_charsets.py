@@ -126,3 +126,7 @@ def test_portuguese_with_adjacent_accents_is_not_read_as_chinese(label: str | No
 )
 def test_cyrillic_single_byte_labels_are_trusted(text: str, label: str) -> None:
     assert decode_bytes(text.encode(label), label).text == text
+
+
+def test_a_cyrillic_hint_is_trusted_for_unlabelled_bytes() -> None:
+    assert decode_bytes("Ваше сообщение".encode("koi8-r"), None, hint="KOI8-R").text == "Ваше сообщение"

@@ -239,7 +239,7 @@ def decode_bytes(data: bytes, label: str | None = None, hint: str | None = None)
         before += [codec, *_EXTRAS.get(codec, ()), "utf_8"]
     hint_codec = codec_for(hint)
     if hint_codec is not None and hint_codec not in before and hint_codec not in _SEVEN_BIT:
-        (after if hint_codec.startswith(_SINGLE_BYTE_PREFIXES) else before).append(hint_codec)
+        (after if hint_codec == "cp1252" else before).append(hint_codec)
 
     def found(text: str, candidate: str) -> Decoded:
         mislabel = codec is not None and candidate != codec

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
-from faststream.specification import AsyncAPI
 from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict

@@ -32,7 +32,7 @@ from laifaxin_shared.logging import get_logger
 from .channels.base import Outcome, Sender
 from .models import DeliveryStatus, DeliveryTask, dedupe_key
 from .planning import decide, digest_content, quiet_until, render, window_start
-from .store import Store
+from .store import Binding, Store
 
 log = get_logger(__name__)
 
@@ -157,7 +157,7 @@ class Notifier:
             return [(t, await self._defer(t, quiet_end)) for t in tasks]
         if prefs.digest and await self._over_limit(event.tenant_id, event.user_id, now):
             return await self._digest(tasks, now)
-        results = await asyncio.gather(*(self.deliver(t) for t in tasks))
+        results = await asyncio.gather(*(self.deliver(t, b) for t, b in zip(tasks, bindings, strict=True)))
         return list(zip(tasks, results, strict=True))
 
     async def _record(self, task: DeliveryTask, status: str, detail: str) -> str:
@@ -206,15 +206,24 @@ class Notifier:
         return out
 
     # one delivery ------------------------------------------------------------------------------------------
-    async def deliver(self, task: DeliveryTask) -> str:
+    async def deliver(self, task: DeliveryTask, binding: Binding | None = None) -> str:
         """Claim, send once, and route the outcome; returns ``sent``/``retry``/``failed``/``skipped``/
-        ``duplicate`` (already handled elsewhere)/``busy`` (another worker holds it: re-queued)."""
-        if task.mailbox_id and await self.store.mailbox_removed(task.tenant_id, task.mailbox_id):
+        ``duplicate`` (already handled elsewhere)/``busy`` (another worker holds it: re-queued).
+
+        ``binding`` is passed when the caller just read it (fresh event); tasks from retry topics re-read it,
+        so a binding disabled or deleted meanwhile is honoured.
+        """
+        fresh = binding is not None
+        if (
+            not fresh
+            and task.mailbox_id
+            and await self.store.mailbox_removed(task.tenant_id, task.mailbox_id)
+        ):
             await self.store.finish(
                 task.dedupe_key, "skipped", attempts=task.attempt, detail="mailbox removed"
             )
             return "skipped"
-        acquired = await self.store.acquire(task, self.lease_s)
+        acquired = await self.store.acquire(task, self.lease_s, resume=not fresh)
         if not acquired.owned:
             if acquired.status == "pending" and acquired.lease_until is not None:
                 # Another worker is sending it (or died doing so): look again when its lease ends.
@@ -222,7 +231,8 @@ class Notifier:
                 await self.queue.put(self._retry_topic(0), task.model_copy(update={"due_at": lease_until}))
                 return "busy"
             return "duplicate"
-        binding = await self.store.get_binding(task.tenant_id, task.user_id, task.channel, task.target_id)
+        if binding is None:
+            binding = await self.store.get_binding(task.tenant_id, task.user_id, task.channel, task.target_id)
         sender = self.senders.get(task.channel)
         if binding is None or not binding.active or sender is None:
             await self.store.finish(
@@ -244,9 +254,9 @@ class Notifier:
             outcome = await self._send(sender, task, binding)
         return await self._route(task.model_copy(update={"attempt": attempt}), outcome)
 
-    async def _send(self, sender: Sender, task: DeliveryTask, binding: object) -> Outcome:
+    async def _send(self, sender: Sender, task: DeliveryTask, binding: Binding) -> Outcome:
         try:
-            return await sender.send(task, binding)  # type: ignore[arg-type]
+            return await sender.send(task, binding)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a sender bug must not lose the task: logged and retried

@@ -11,7 +11,9 @@ Collections:
 - ``removed_mailboxes``: tombstones from ``mailbox.removed``, so in-flight tasks for it are dropped.
 
 No transactions, TTL or partial indexes (FerretDB v1): keys are claimed with
-:func:`laifaxin_shared.mongo.insert_unique`.
+:func:`laifaxin_shared.mongo.insert_unique`. Hot lookups go by ``_id`` (a delivery's ``_id`` is its dedupe key,
+a preference's ``tenant|user``, a binding's ``tenant|user|channel|target``): FerretDB's SQLite backend pushes
+only ``_id`` filters down to an index, other filters scan, and ``_id`` is unique on every server.
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ class Acquired:
     lease_until: datetime | None = None
 
 
+def _user_key(tenant_id: str, user_id: str) -> str:
+    return f"{tenant_id}|{user_id}"
+
+
+def _binding_key(tenant_id: str, user_id: str, channel: str, target_id: str) -> str:
+    return f"{tenant_id}|{user_id}|{channel}|{target_id}"
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -106,7 +116,7 @@ class Store:
     # preferences -------------------------------------------------------------------------------------------
     async def get_preferences(self, tenant_id: str, user_id: str) -> Preferences:
         """The user's preferences, or the defaults when none were saved."""
-        doc = await self.preferences.find_one({"tenant_id": tenant_id, "user_id": user_id})
+        doc = await self.preferences.find_one({"_id": _user_key(tenant_id, user_id)})
         if doc is None:
             return Preferences()
         return Preferences.model_validate(doc["prefs"])
@@ -114,26 +124,28 @@ class Store:
     async def put_preferences(self, tenant_id: str, user_id: str, prefs: Preferences) -> None:
         """Save (replace) the user's preferences."""
         body = prefs.model_dump(mode="json")
-        if not await insert_unique(
-            self.preferences, {"tenant_id": tenant_id, "user_id": user_id, "prefs": body}
-        ):
-            await self.preferences.update_one(
-                {"tenant_id": tenant_id, "user_id": user_id}, {"$set": {"prefs": body}}
-            )
+        key = _user_key(tenant_id, user_id)
+        doc = {"_id": key, "tenant_id": tenant_id, "user_id": user_id, "prefs": body}
+        if not await insert_unique(self.preferences, doc):
+            await self.preferences.update_one({"_id": key}, {"$set": {"prefs": body}})
 
     # bindings ----------------------------------------------------------------------------------------------
     async def put_binding(self, binding: Binding) -> None:
         """Create or replace a binding (re-activates a disabled one)."""
-        key = {
+        key = _binding_key(binding.tenant_id, binding.user_id, binding.channel, binding.target_id)
+        doc = {
+            "_id": key,
             "tenant_id": binding.tenant_id,
             "user_id": binding.user_id,
             "channel": binding.channel,
             "target_id": binding.target_id,
+            "data": binding.data,
+            "active": True,
+            "updated_at": _now(),
         }
-        doc = {**key, "data": binding.data, "active": True, "updated_at": _now()}
         if not await insert_unique(self.bindings, {**doc, "created_at": _now()}):
             await self.bindings.update_one(
-                key, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
+                {"_id": key}, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
             )
 
     async def list_bindings(
@@ -159,9 +171,7 @@ class Store:
 
     async def get_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> Binding | None:
         """One binding, active or not; None when deleted."""
-        d = await self.bindings.find_one(
-            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id}
-        )
+        d = await self.bindings.find_one({"_id": _binding_key(tenant_id, user_id, channel, target_id)})
         if d is None:
             return None
         return Binding(d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"])
@@ -171,20 +181,19 @@ class Store:
     ) -> None:
         """Disable (WeChat 43004: the user unfollowed) or re-enable a binding."""
         await self.bindings.update_one(
-            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id},
+            {"_id": _binding_key(tenant_id, user_id, channel, target_id)},
             {"$set": {"active": active, "updated_at": _now()}},
         )
 
     async def delete_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> bool:
         """Remove a binding (Web Push 404/410, or the user unbinding); True when one was removed."""
-        result = await self.bindings.delete_one(
-            {"tenant_id": tenant_id, "user_id": user_id, "channel": channel, "target_id": target_id}
-        )
+        result = await self.bindings.delete_one({"_id": _binding_key(tenant_id, user_id, channel, target_id)})
         return result.deleted_count > 0
 
     # deliveries --------------------------------------------------------------------------------------------
     def _delivery_doc(self, task: DeliveryTask, status: DeliveryStatus, now: datetime) -> Document:
         return {
+            "_id": task.dedupe_key,
             "dedupe_key": task.dedupe_key,
             "kind": task.kind,
             "tenant_id": task.tenant_id,
@@ -210,12 +219,13 @@ class Store:
         doc["last_error"] = detail
         return await insert_unique(self.deliveries, doc)
 
-    async def acquire(self, task: DeliveryTask, lease_s: float) -> Acquired:
+    async def acquire(self, task: DeliveryTask, lease_s: float, *, resume: bool = True) -> Acquired:
         """Own the delivery for ``lease_s`` seconds before sending: the dedupe claim.
 
-        First sight: insert ``pending`` under the unique ``dedupe_key``. Already there: take it over only when
-        it waits for us (``retrying``/``deferred``) or its sender's lease expired (a worker died mid-send);
-        otherwise report the existing status (``sent`` ... means: never send again).
+        First sight: insert ``pending`` under the unique ``dedupe_key``. Already there: take it over when its
+        sender's lease expired (a worker died mid-send) or, for a task coming back from a retry or deferral
+        topic (``resume``), when it waits (``retrying``/``deferred``); otherwise report the existing status
+        (``sent`` ... means: never send again). A redelivered event (``resume=False``) never jumps a wait.
         """
         now = _now()
         lease_until = now + timedelta(seconds=lease_s)
@@ -225,9 +235,9 @@ class Store:
             return Acquired(True, "pending", lease_until)
         taken = await self.deliveries.find_one_and_update(
             {
-                "dedupe_key": task.dedupe_key,
+                "_id": task.dedupe_key,
                 "$or": [
-                    {"status": {"$in": ["retrying", "deferred"]}},
+                    {"status": {"$in": ["retrying", "deferred"] if resume else []}},
                     {"status": "pending", "lease_until": {"$lt": now}},
                 ],
             },
@@ -236,7 +246,7 @@ class Store:
         )
         if taken is not None:
             return Acquired(True, "pending", lease_until)
-        existing = await self.deliveries.find_one({"dedupe_key": task.dedupe_key})
+        existing = await self.deliveries.find_one({"_id": task.dedupe_key})
         if existing is None:  # deleted in between (mailbox removed)
             return Acquired(False, "gone")
         return Acquired(False, existing["status"], existing.get("lease_until"))
@@ -252,7 +262,7 @@ class Store:
     ) -> None:
         """Record the outcome of an attempt and release the lease."""
         await self.deliveries.update_one(
-            {"dedupe_key": dedupe_key},
+            {"_id": dedupe_key},
             {
                 "$set": {
                     "status": status,

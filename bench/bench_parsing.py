@@ -1,4 +1,4 @@
-"""Throughput and memory of the sync service's MIME parser (laifaxin_sync.parsing.parse_message).
+"""Throughput and memory of the sync service's MIME parser (laifaxin_shared.mime.parse_message).
 
 Feeds N messages (default 10,000) through parse_message: the real-mail corpus (../shared/data/real-mail and
 CPython's test_email/data, read in place) cycled to N, and a generated mix (plain, HTML-only, GBK labelled
@@ -24,7 +24,7 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from laifaxin_sync.parsing import QuarantineError, parse_message
+from laifaxin_shared.mime import QuarantineError, parse_message
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MAIL = ROOT.parent / "shared" / "data" / "real-mail"

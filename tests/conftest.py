@@ -20,6 +20,17 @@ from laifaxin_shared.mongo import Document, make_mongo_client
 from tests.support.infra import INFRA, Servers, ServersUnavailable, servers
 
 REAL_MAIL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-mail"
+"""The real public emails beside the repository (../shared/data/real-mail); read in place, never copied."""
+
+
+def require_corpus(path: Path) -> Path:
+    """``path`` if it is a folder; otherwise fail under ``CI`` (where ../shared is always beside the repository)
+    and skip elsewhere."""
+    if path.is_dir():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{path} is required in CI")
+    pytest.skip(f"{path} is not present")
 
 
 @pytest.fixture(scope="session")

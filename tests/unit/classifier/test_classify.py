@@ -132,7 +132,7 @@ def test_below_threshold_falls_back_to_to_reply() -> None:
         ),
         (
             b"From: a@b.c\nContent-Type: text/plain; charset=nonsense-8\n\n\xe4\xbd\xa0\xe5\xa5\xbd",
-            "input:charset-fallback",
+            "input:body-charset-unknown",
         ),
         (make_eml("", html="<p>Please send the <b>catalogue</b></p>"), None),
         (make_eml("quote " * 1_000_000), "input:raw-truncated"),

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import random
-from pathlib import Path
 
 import pytest
 
-from laifaxin_sync.parsing import ParsedMessage, QuarantineError, parse_message
-
-REAL_MAIL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real-mail"
+from laifaxin_shared.mime import ParsedMessage, QuarantineError, parse_message
+from tests.conftest import REAL_MAIL
 
 SEED_MESSAGE = (
     "From: =?gb2312?B?" + base64.b64encode("张伟".encode("gbk")).decode() + "?= <zw@example.cn>\n"

@@ -21,6 +21,10 @@ _CELLS = {"td", "th"}
 # Private-use code points mark rendered line breaks through whitespace collapsing: block edges and <br>.
 _BLOCK = "\ue000"
 _BR = "\ue001"
+# <blockquote> edges: its lines are rendered "> "-quoted, as mail clients do when they turn HTML into text, so
+# quoted history stays recognisable as quoted (RFC 3676 section 4.5 style) for whoever reads the text.
+_QUOTE_START = "\ue002"
+_QUOTE_END = "\ue003"
 _WS = re.compile(r"[^\S\ue000\ue001]+")
 _BLOCK_RUNS = re.compile(r"[ ]*\ue000(?:[ ]*\ue000)*[ ]*")
 _BR_AT_BLOCK_END = re.compile(r"\ue001\ue000")
@@ -55,7 +59,10 @@ def _render(soup: BeautifulSoup) -> str:
             out.append(_BR)
             continue
         tail = ""
-        if name in _BLOCKS:
+        if name == "blockquote":
+            out.append(_BLOCK + _QUOTE_START)
+            tail = _QUOTE_END + _BLOCK
+        elif name in _BLOCKS:
             out.append(_BLOCK)
             tail = _BLOCK
         elif name in _CELLS:
@@ -63,6 +70,26 @@ def _render(soup: BeautifulSoup) -> str:
         levels.append(iter(node.contents))
         tails.append(tail)
     return "".join(out)
+
+
+def _quote_lines(text: str) -> str:
+    """Prefix the lines inside blockquote markers with ``>`` per nesting level, and drop the markers."""
+    if _QUOTE_START not in text:
+        return text
+    out: list[str] = []
+    depth = 0
+    for line in text.split("\n"):
+        i = 0
+        while i < len(line) and line[i] in (_QUOTE_START, _QUOTE_END, " "):
+            if line[i] != " ":
+                depth += 1 if line[i] == _QUOTE_START else -1
+            i += 1
+        body = line[i:]
+        level = max(depth, 0)
+        depth += body.count(_QUOTE_START) - body.count(_QUOTE_END)
+        body = body.replace(_QUOTE_START, "").replace(_QUOTE_END, "").strip()
+        out.append(f"{'>' * level} {body}" if level and body else body)
+    return "\n".join(out)
 
 
 def html_input_limit(cap: int) -> int:
@@ -73,7 +100,8 @@ def html_input_limit(cap: int) -> int:
 def html_to_text(html: str, cap: int) -> tuple[str, bool]:
     """Reduce an HTML body to text of at most ``cap`` characters; returns (text, truncated).
 
-    Drops script/style/title/noscript/template content, keeps line breaks for ``<br>`` and block elements
+    Drops script/style/title/noscript/template content, renders ``<blockquote>`` lines ``> ``-quoted (one ``>``
+    per level), keeps line breaks for ``<br>`` and block elements
     (adjacent block edges give one break, so ``<br><br>`` is the way to a blank line),
     separates table cells with spaces, collapses HTML whitespace and blank-line runs. Input beyond
     ``max(cap * 8, 256 Ki)`` characters is not parsed (then ``truncated`` is True).
@@ -86,7 +114,7 @@ def html_to_text(html: str, cap: int) -> tuple[str, bool]:
     text = _WS.sub(" ", _render(soup))
     text = _BR_AT_BLOCK_END.sub(_BR, _BLOCK_RUNS.sub(_BLOCK, text))  # adjacent block edges make one break
     text = _LINE_EDGES.sub("\n", text.replace(_BLOCK, "\n").replace(_BR, "\n"))
-    text = _BLANK_RUNS.sub("\n\n", text).strip()
+    text = _BLANK_RUNS.sub("\n\n", _quote_lines(text)).strip()
     if len(text) > cap:
         text, truncated = text[:cap], True
     return text, truncated

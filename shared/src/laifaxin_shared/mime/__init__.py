@@ -1,4 +1,4 @@
-"""MIME parsing for the sync service: raw RFC 5322 bytes -> ``mail.received`` content fields or quarantine.
+"""MIME parsing shared by sync and the classifier: raw RFC 5322 bytes -> ``mail.received`` content fields or quarantine.
 
 Public API: :func:`parse_message`, :class:`ParsedMessage`, :class:`QuarantineError`,
 :data:`CLASSIFICATION_HEADERS`, :data:`MAX_MESSAGE_BYTES`, and :func:`decode_bytes` (charset rules).

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from email import policy
 from email.headerregistry import BaseHeader, HeaderRegistry
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any, Literal, TypeVar, cast
 
@@ -634,7 +634,7 @@ def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
     start = len(raw) - len(raw.lstrip(b"\r\n"))
     if start:
         defects.add("leading_blank_lines")
-    msg = cast(EmailMessage, _PARSER.parsebytes(raw[start:]))
+    msg = _PARSER.parsebytes(raw[start:])
     fields: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         fields.setdefault(name.lower().strip(), []).append(value)

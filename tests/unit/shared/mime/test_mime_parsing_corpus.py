@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from laifaxin_shared.events.mail import MailReceived
-from laifaxin_sync.parsing import ParsedMessage, QuarantineError, parse_message
+from laifaxin_shared.mime import ParsedMessage, QuarantineError, parse_message
+from tests.conftest import REAL_MAIL, require_corpus
 
-REAL_MAIL = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real-mail"
 CPYTHON_EMAIL_DATA = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 
 # Fragments that are bodies only (email_reply_parser fixtures, a digest body, images and sounds in the
@@ -57,9 +57,7 @@ def event_for(parsed: ParsedMessage) -> MailReceived:
 
 @pytest.mark.parametrize("root", [REAL_MAIL, CPYTHON_EMAIL_DATA], ids=["real-mail", "cpython-email-data"])
 def test_every_corpus_file_parses_or_is_quarantined_with_a_reason(root: Path) -> None:
-    files = corpus(root)
-    if not files:
-        pytest.skip(f"{root} is not present")
+    files = corpus(require_corpus(root))
     unexpected: list[str] = []
     parsed_count = 0
     for path in files:
@@ -80,9 +78,7 @@ def test_every_corpus_file_parses_or_is_quarantined_with_a_reason(root: Path) ->
 
 
 def test_real_bounces_carry_report_type_and_delivery_status() -> None:
-    bsd = REAL_MAIL / "sisimai" / "maildir" / "bsd"
-    if not bsd.is_dir():
-        pytest.skip("real-mail corpus not present")
+    bsd = require_corpus(REAL_MAIL / "sisimai" / "maildir" / "bsd")
     reports = [r for r in (outcome(p) for p in sorted(bsd.glob("*.eml"))) if isinstance(r, ParsedMessage)]
     with_status = [r for r in reports if r.report_type == "delivery-status"]
     assert len(with_status) > 100
@@ -92,9 +88,8 @@ def test_real_bounces_carry_report_type_and_delivery_status() -> None:
 
 
 def test_real_auto_replies_expose_auto_submitted() -> None:
-    replies = sorted((REAL_MAIL / "sisimai" / "maildir" / "bsd").glob("rfc3834-*.eml"))
-    if not replies:
-        pytest.skip("real-mail corpus not present")
+    replies = sorted(require_corpus(REAL_MAIL / "sisimai" / "maildir" / "bsd").glob("rfc3834-*.eml"))
+    assert replies
     parsed = [outcome(p) for p in replies]
     assert all(isinstance(p, ParsedMessage) for p in parsed)
     assert any("auto-submitted" in p.headers for p in parsed if isinstance(p, ParsedMessage))

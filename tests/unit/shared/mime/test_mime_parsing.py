@@ -11,8 +11,8 @@ from email.message import EmailMessage
 import pytest
 
 from laifaxin_shared.events.mail import TEXT_CAP_CHARS, MailReceived
-from laifaxin_sync.parsing import CLASSIFICATION_HEADERS, ParsedMessage, QuarantineError, parse_message
-from laifaxin_sync.parsing import message as message_module
+from laifaxin_shared.mime import CLASSIFICATION_HEADERS, ParsedMessage, QuarantineError, parse_message
+from laifaxin_shared.mime import message as message_module
 
 
 def raw(headers: str, body: str | bytes = "Hello.\n", *, crlf: bool = False) -> bytes:
@@ -527,7 +527,7 @@ def test_content_type_that_makes_the_stdlib_parser_raise_keeps_the_message() -> 
 
 
 def test_html_reduction_edge_cases() -> None:
-    from laifaxin_sync.parsing.html_text import html_to_text
+    from laifaxin_shared.mime.html_text import html_to_text
 
     assert html_to_text("<div>a<br></div><div>b</div><br><br>c", 100) == ("a\nb\n\nc", False)
     assert html_to_text("<noscript><style>x</style><p>hidden</p></noscript><p>shown</p>", 100)[0] == "shown"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from laifaxin_sync.parsing import decode_bytes
-from laifaxin_sync.parsing.charsets import codec_for
+from laifaxin_shared.mime import decode_bytes
+from laifaxin_shared.mime.charsets import codec_for
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,7 @@ class SyncWorker:
                 s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
             )
         await self.broker.connect()
+        await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()
         self.tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
         self.tasks.append(asyncio.create_task(self.supervisor.run(), name="supervisor"))
@@ -151,6 +152,10 @@ class SyncWorker:
         await self.supervisor.stop_all()
         await self.registry.stop()
         await self.broker.stop()
+        try:
+            await self.store.retire(self.settings.worker_id)
+        except PyMongoError as exc:  # the heartbeat then simply expires
+            log.warning("heartbeat not retired", error=type(exc).__name__)
         if self.http is not None:
             self.http.should_exit = True
         await asyncio.gather(*self.tasks, return_exceptions=True)

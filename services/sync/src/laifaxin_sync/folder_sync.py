@@ -14,14 +14,16 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
 - **Bounded batches.** ``UID FETCH`` of at most ``batch`` UIDs with ``(UID INTERNALDATE RFC822.SIZE
   BODY.PEEK[])`` (PEEK leaves ``\\Seen`` alone, RFC 3501 6.4.5).
 - **Order of effects per batch**: index claim (unique location + unique Message-ID/hash) -> raw bytes stored
-  -> ``mail.received`` (or the DLQ for quarantined bytes) acknowledged with acks=all -> index marked published
-  -> cursor advanced. A crash anywhere leaves the cursor behind; the retry finds ``pending`` entries and
-  republishes them under the same ``event_id``, skips ``published`` ones: at-least-once publish, one index
-  entry per message.
+  -> ``mail.received`` (or the DLQ for quarantined bytes) acknowledged with acks=all -> cursor advanced (the
+  commit point). A crash anywhere leaves the cursor behind; the retry finds the entries it had claimed at the
+  same location and republishes them under the same ``event_id`` (consumers dedupe on it), and skips copies
+  indexed at another location: at-least-once publish, one index entry per message.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,9 +37,9 @@ from bson import Binary
 from laifaxin_shared.events import MailReceived
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.logging import get_logger
+from laifaxin_shared.mime import QuarantineError, parse_message
 from laifaxin_sync.imap_parse import FetchedMessage, FolderStatus, parse_fetch, parse_search, uid_set
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.parsing import QuarantineError, parse_message
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.store import Cursor, IndexEntry, SyncStore, dedupe_key, message_key
 
@@ -242,24 +244,47 @@ class FolderSync:
                 cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
                 await self.store.save_cursor(cur)
                 continue
-            for start in range(0, len(uids), self.batch):
-                self.guard()
-                published += await self._batch(client, folder, cur, uids[start : start + self.batch])
+            chunks = [uids[i : i + self.batch] for i in range(0, len(uids), self.batch)]
+            published += await self._batches(client, folder, cur, chunks)
 
-    async def _batch(self, client: aioimaplib.IMAP4, folder: Folder, cur: Cursor, uids: list[int]) -> int:
+    async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[FetchedMessage]:
         reply = _check(await client.uid("fetch", uid_set(uids), FETCH_ITEMS), "UID FETCH")
         wanted = set(uids)
-        fetched = sorted((m for m in parse_fetch(reply.lines) if m.uid in wanted), key=lambda m: m.uid)
-        missing = wanted - {m.uid for m in fetched}
+        return sorted((m for m in parse_fetch(reply.lines) if m.uid in wanted), key=lambda m: m.uid)
+
+    async def _batches(
+        self, client: aioimaplib.IMAP4, folder: Folder, cur: Cursor, chunks: list[list[int]]
+    ) -> int:
+        """Process ``chunks`` in order; the UID FETCH of the next chunk runs while this one is stored and
+        published (it has no side effect), so the IMAP round trip overlaps Mongo and Kafka."""
+        published = 0
+        self.guard()
+        pending: asyncio.Task[list[FetchedMessage]] = asyncio.create_task(self._fetch(client, chunks[0]))
+        try:
+            for i, chunk in enumerate(chunks):
+                fetched = await pending
+                if i + 1 < len(chunks):
+                    self.guard()
+                    pending = asyncio.create_task(self._fetch(client, chunks[i + 1]))
+                published += await self._process(folder, cur, chunk, fetched)
+        finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aioimaplib.AioImapException, OSError):
+                    await pending
+        return published
+
+    async def _process(
+        self, folder: Folder, cur: Cursor, uids: list[int], fetched: list[FetchedMessage]
+    ) -> int:
+        """Index -> store raw -> publish -> mark published -> advance the cursor, for one fetched batch."""
+        missing = set(uids) - {m.uid for m in fetched}
         if missing:
             log.info(
                 "uids expunged before fetch", mailbox_id=cur.mailbox_id, folder=folder.name, n=len(missing)
             )
         arrived = utc_now()
-        events: list[tuple[str, MailReceived]] = []
-        quarantines: list[tuple[str, FetchedMessage, str, str]] = []
-        raw_docs: list[dict[str, Any]] = []
-        duplicates = 0
+        candidates: list[tuple[FetchedMessage, IndexEntry, MailReceived | None]] = []
         for msg in fetched:
             initial = msg.uid < cur.baseline_uidnext
             if (
@@ -267,36 +292,45 @@ class FolderSync:
                 and cur.window_start is not None
                 and msg.internal_date is not None
                 and msg.internal_date < cur.window_start
-            ):
+            ) or msg.body is None:
                 continue
-            if msg.body is None:
+            candidates.append(self._prepare(folder, cur, msg, initial, arrived))
+        existing = await self.store.index_many([entry for _, entry, _ in candidates])
+        events: list[tuple[str, MailReceived]] = []
+        quarantines: list[tuple[str, FetchedMessage, str, str]] = []
+        raw_docs: list[dict[str, Any]] = []
+        duplicates = 0
+        for (msg, entry, event), held in zip(candidates, existing, strict=True):
+            if held is not None and not (held["_id"] == entry.key and held["dedupe_key"] == entry.dedupe_key):
+                duplicates += 1  # the same message at another location (Message-ID or content hash)
                 continue
-            outcome = await self._index_one(folder, cur, msg, initial, arrived)
-            if outcome is None:
-                duplicates += 1
+            raw_docs.append(self._raw_doc(entry.key, msg))
+            if event is None:  # quarantined (a retry keeps the reason first recorded)
+                source = held or entry.to_doc()
+                quarantines.append((entry.key, msg, source["reason"], source.get("detail", "")))
                 continue
-            kind, key, payload = outcome
-            raw_docs.append(self._raw_doc(key, msg))
-            if kind == "event":
-                assert isinstance(payload, MailReceived)
-                events.append((key, payload))
-            else:
-                assert isinstance(payload, tuple)
-                quarantines.append((key, msg, payload[0], payload[1]))
+            if (
+                held is not None
+            ):  # the cursor never passed it: a retried batch, publish again under the same event_id
+                event = event.model_copy(update={"event_id": uuid.UUID(held["event_id"])})
+            events.append((entry.key, event))
         await self.store.store_raw(raw_docs)
         self.guard()
-        sends = [self.publisher.received([e for _, e in events])] if events else []
+        if events:
+            await self.publisher.received([e for _, e in events])
         for key, msg, reason, detail in quarantines:
-            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": msg.uid, "index_key": key}
-            sends.append(
-                self.publisher.quarantine(
-                    msg.body or b"", mailbox_id=cur.mailbox_id, reason=reason, detail=detail, ref=ref
-                )
+            log.warning(
+                "message quarantined",
+                mailbox_id=cur.mailbox_id,
+                folder=folder.name,
+                uid=msg.uid,
+                reason=reason,
             )
-        for send in sends:
-            await send
+            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": msg.uid, "index_key": key}
+            await self.publisher.quarantine(
+                msg.body or b"", mailbox_id=cur.mailbox_id, reason=reason, detail=detail, ref=ref
+            )
         acked = utc_now()
-        await self.store.mark_published([k for k, _ in events] + [k for k, *_ in quarantines], acked)
         for _, event in events:
             self.metrics.published.labels(event.folder_role, str(event.initial_sync).lower()).inc()
             if not event.initial_sync and event.internal_date is not None:
@@ -320,34 +354,27 @@ class FolderSync:
             "stored_at": utc_now(),
         }
 
-    async def _index_one(
+    def _prepare(
         self, folder: Folder, cur: Cursor, msg: FetchedMessage, initial: bool, arrived: datetime
-    ) -> tuple[str, str, MailReceived | tuple[str, str]] | None:
-        """Claim the index for one message; None when it is already indexed and published (or a duplicate)."""
+    ) -> tuple[FetchedMessage, IndexEntry, MailReceived | None]:
+        """Parse one message into its index entry and event (None for a quarantined one)."""
         body = msg.body or b""
         key = message_key(cur.mailbox_id, folder.name, cur.uidvalidity, msg.uid)
-        common: dict[str, Any] = {
-            "mailbox_id": cur.mailbox_id,
-            "folder": folder.name,
-            "uidvalidity": cur.uidvalidity,
-            "uid": msg.uid,
-        }
+        where = IndexEntry(
+            key=key,
+            mailbox_id=cur.mailbox_id,
+            folder=folder.name,
+            uidvalidity=cur.uidvalidity,
+            uid=msg.uid,
+            dedupe_key="",
+        )
         try:
             parsed = parse_message(body)
         except QuarantineError as exc:
-            entry = IndexEntry(
-                key=key,
-                dedupe_key=dedupe_key(cur.mailbox_id, "", hashlib.sha256(body).hexdigest()),
-                state="pending",
-                reason=exc.reason,
-                extra={"detail": exc.detail[:500]},
-                **common,
-            )
-            existing = await self.store.index(entry)
-            if existing is None or (existing["_id"] == key and existing.get("state") == "pending"):
-                log.warning("message quarantined", reason=exc.reason, **common)
-                return "quarantine", key, (exc.reason, exc.detail)
-            return None
+            where.dedupe_key = dedupe_key(cur.mailbox_id, "", hashlib.sha256(body).hexdigest())
+            where.reason = exc.reason
+            where.extra = {"detail": exc.detail[:500]}
+            return msg, where, None
         event = parsed.to_event(
             tenant_id=self.identity.tenant_id,
             user_id=self.identity.user_id,
@@ -361,20 +388,6 @@ class FolderSync:
             internal_date=msg.internal_date,
             arrived_at=arrived,
         )
-        entry = IndexEntry(
-            key=key,
-            dedupe_key=dedupe_key(cur.mailbox_id, parsed.message_id, parsed.content_hash),
-            state="pending",
-            event_id=str(event.event_id),
-            **common,
-        )
-        existing = await self.store.index(entry)
-        if existing is None:
-            return "event", key, event
-        if existing["_id"] == key and existing.get("state") == "pending":
-            # A retried batch: publish again under the event_id first chosen (consumers dedupe on it).
-            if existing.get("reason"):
-                return "quarantine", key, (existing["reason"], existing.get("detail", ""))
-            event = event.model_copy(update={"event_id": uuid.UUID(existing["event_id"])})
-            return "event", key, event
-        return None
+        where.dedupe_key = dedupe_key(cur.mailbox_id, parsed.message_id, parsed.content_hash)
+        where.event_id = str(event.event_id)
+        return msg, where, event

@@ -211,7 +211,7 @@ class MailboxLoop:
     async def _claim(self) -> None:
         s = self.ctx.settings
         while not self._stop.is_set():
-            if await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id, s.lease_ttl_seconds):
+            if await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id):
                 self.has_lease = True
                 self.lease_lost = False
                 return
@@ -404,16 +404,20 @@ class MailboxLoop:
             if now >= inbox_due or use_idle:
                 await self._examine(client, INBOX, sync)
                 inbox_due = now + self.interval
-            self.last_synced_at = utc_now()
-            await self.report("ok")
+            junk_selected = False
             if now >= junk_due:
                 junk_due = now + self.interval
                 if junk is None:
                     junk = await self._list_junk(client)
                 if junk is not None:
-                    await self._poll_junk(client, junk, sync)
-                    if use_idle:
-                        continue  # re-EXAMINE INBOX before IDLE
+                    outcome = await self._poll_junk(client, junk, sync)
+                    junk_selected = outcome == "selected"
+                    if outcome == "missing":
+                        junk = None  # deleted or renamed: LIST again at the next poll
+            self.last_synced_at = utc_now()
+            await self.report("ok")  # after both folders have their baseline
+            if use_idle and junk_selected:
+                continue  # re-EXAMINE INBOX before IDLE
             self.guard()
             if not use_idle:
                 await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
@@ -428,7 +432,8 @@ class MailboxLoop:
                 self.last_synced_at = utc_now()
             # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
 
-    async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> None:
+    async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> str:
+        """STATUS the Junk folder; EXAMINE and sync it when changed. Returns selected, unchanged or missing."""
         items = "(UIDNEXT UIDVALIDITY MESSAGES" + (
             " HIGHESTMODSEQ)" if client.has_capability("CONDSTORE") else ")"
         )
@@ -437,9 +442,11 @@ class MailboxLoop:
             log.info(
                 "junk folder status failed; will list again", mailbox_id=self.mailbox_id, folder=junk.name
             )
-            return
+            return "missing"
         if await sync.changed(junk, parse_status(reply.lines)):
             await self._examine(client, junk, sync)
+            return "selected"
+        return "unchanged"
 
     async def _idle(self, client: aioimaplib.IMAP4, deadline: float) -> str:
         """IDLE (RFC 2177) until new mail (``exists``), ``deadline`` (loop time) or a stop; then DONE."""

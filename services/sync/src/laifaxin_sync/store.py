@@ -4,13 +4,18 @@ Collections (ARCHITECTURE.md "Storage"):
 
 - ``mailboxes``: ``_id`` = mailbox id; the latest ``mailbox.verified`` config (credential still sealed),
   ``partition`` (Kafka's murmur2 partition of the id), ``sync`` settings and the last reported ``state``.
-- ``leases``: ``_id`` = mailbox id, ``owner`` (worker id), ``expires_at``: the fence that keeps two workers off
-  one mailbox while a rebalance is under way.
+- ``leases``: ``_id`` = mailbox id, ``owner`` (worker id): the fence that keeps two workers off one mailbox
+  while a rebalance is under way. A lease is valid while its owner's ``workers`` document is unexpired.
+- ``workers``: ``_id`` = worker id, ``expires_at``: one heartbeat per worker (one write per beat, whatever
+  the number of mailboxes it holds).
 - ``cursors``: ``_id`` = ``mailbox:folder``; UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MESSAGES, ``last_uid`` (highest
   UID handled: published, quarantined, deduplicated or outside the window) and ``baseline_uidnext``.
 - ``messages``: the index; ``_id`` = ``mailbox:folder:uidvalidity:uid`` (unique by construction) and a unique
   ``dedupe_key`` (mailbox + Message-ID, or + SHA-256 of the raw bytes when there is none), so a message is
-  indexed once across folders and retries. ``state`` is ``pending`` -> ``published`` or ``quarantined``.
+  indexed once across folders and retries; ``event_id`` (the id its ``mail.received`` carries, kept on
+  retries) or ``reason`` for a quarantined message. An entry is published once the folder cursor's
+  ``last_uid`` has passed its UID (the cursor is the commit point; FerretDB's multi-document updates are too
+  slow to mark entries one by one).
 - ``raw_messages``: ``_id`` = raw_ref; the raw RFC 5322 bytes, cut at ``raw_max_bytes``.
 
 FerretDB v1 (local, CI) has no transactions, TTL or partial indexes and reports unique violations only on insert:
@@ -22,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from laifaxin_shared.events import MailboxVerified
 from laifaxin_shared.events.base import utc_now
@@ -35,6 +40,7 @@ from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
 INDEXES: dict[str, list[IndexModel]] = {
     "mailboxes": [IndexModel([("partition", ASCENDING)], name="partition")],
     "leases": [IndexModel([("owner", ASCENDING)], name="owner")],
+    "workers": [],
     "cursors": [IndexModel([("mailbox_id", ASCENDING)], name="mailbox")],
     "messages": [
         IndexModel([("dedupe_key", ASCENDING)], name="dedupe_key_unique", unique=True),
@@ -120,7 +126,6 @@ class IndexEntry:
     uidvalidity: int
     uid: int
     dedupe_key: str
-    state: Literal["pending", "quarantined"]
     event_id: str | None = None
     reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -133,7 +138,6 @@ class IndexEntry:
             "uidvalidity": self.uidvalidity,
             "uid": self.uid,
             "dedupe_key": self.dedupe_key,
-            "state": self.state,
             "event_id": self.event_id,
             "reason": self.reason,
             "indexed_at": utc_now(),
@@ -148,6 +152,7 @@ class SyncStore:
         self.db = db
         self.mailboxes = db["mailboxes"]
         self.leases = db["leases"]
+        self.workers = db["workers"]
         self.cursors = db["cursors"]
         self.messages = db["messages"]
         self.raw = db["raw_messages"]
@@ -208,23 +213,39 @@ class SyncStore:
 
     # ------------------------------------------------------------------------------------------ leases
 
-    async def claim_lease(self, mailbox_id: str, owner: str, ttl: float) -> bool:
-        """Take the mailbox's lease if it is free, expired or already ours; False when another worker holds it."""
-        now = utc_now()
-        expires = now + timedelta(seconds=ttl)
-        if await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner, "expires_at": expires}):
+    async def heartbeat(self, owner: str, ttl: float) -> None:
+        """Keep ``owner``'s leases valid for ``ttl`` more seconds (one write)."""
+        await self.workers.update_one(
+            {"_id": owner}, {"$set": {"expires_at": utc_now() + timedelta(seconds=ttl)}}, upsert=True
+        )
+
+    async def retire(self, owner: str) -> None:
+        """Drop ``owner``'s heartbeat (graceful stop): whatever lease it still holds is free at once."""
+        await self.workers.delete_one({"_id": owner})
+
+    async def claim_lease(self, mailbox_id: str, owner: str) -> bool:
+        """Take the mailbox's lease if it is free, ours, or held by a worker whose heartbeat expired.
+
+        Returns False while another live worker holds it. Insert first (FerretDB reports duplicates only on
+        insert), then take over with a conditional update on the previous owner (compare-and-set).
+        """
+        if await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner}):
             return True
+        lease = await self.leases.find_one({"_id": mailbox_id})
+        if lease is None:
+            return await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner})
+        if lease["owner"] == owner:
+            return True
+        holder = await self.workers.find_one({"_id": lease["owner"]})
+        if holder is not None and holder["expires_at"] > utc_now():
+            return False
         result = await self.leases.update_one(
-            {"_id": mailbox_id, "$or": [{"owner": owner}, {"expires_at": {"$lt": now}}]},
-            {"$set": {"owner": owner, "expires_at": expires}},
+            {"_id": mailbox_id, "owner": lease["owner"]}, {"$set": {"owner": owner}}
         )
         return result.matched_count == 1
 
-    async def renew_leases(self, owner: str, ttl: float) -> set[str]:
-        """Extend every lease ``owner`` holds; returns the mailbox ids it still holds."""
-        await self.leases.update_many(
-            {"owner": owner}, {"$set": {"expires_at": utc_now() + timedelta(seconds=ttl)}}
-        )
+    async def held_leases(self, owner: str) -> set[str]:
+        """The mailbox ids whose lease ``owner`` holds."""
         return {d["_id"] async for d in self.leases.find({"owner": owner}, {"_id": 1})}
 
     async def release_lease(self, mailbox_id: str, owner: str) -> None:
@@ -255,28 +276,29 @@ class SyncStore:
             if others:
                 raise
 
-    async def index(self, entry: IndexEntry) -> Document | None:
-        """Claim the index slot of one message.
+    async def index_many(self, entries: Sequence[IndexEntry]) -> list[Document | None]:
+        """Claim the index slots of a batch of messages (one unordered insert); results in ``entries`` order.
 
-        Returns None when it is new (inserted as ``entry.state``), else the document that already holds it:
-        the same ``_id`` (a retried batch: republish if still ``pending``, skip if ``published``), or another
-        location with the same ``dedupe_key`` (a duplicate across folders or a re-delivered copy: skip).
+        Each result is None when the entry is new (inserted as given), else the document that already holds
+        it: the same ``_id`` (a retried batch: republish if still ``pending``, skip if ``published``), or
+        another location with the same ``dedupe_key`` (a duplicate across folders, a re-delivered copy, or an
+        earlier entry of this batch: skip). Only the refused entries are looked up, one by one.
         """
+        if not entries:
+            return []
+        results: list[Document | None] = [None] * len(entries)
         try:
-            await self.messages.insert_one(entry.to_doc())
-        except DuplicateKeyError:
-            existing = await self.messages.find_one({"_id": entry.key})
-            if existing is not None:
-                return existing
-            other = await self.messages.find_one({"dedupe_key": entry.dedupe_key})
-            if other is None:  # the holder vanished between the insert and the read (mailbox removed)
+            await self.messages.insert_many([e.to_doc() for e in entries], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
                 raise
-            return other
-        return None
-
-    async def mark_published(self, keys: Sequence[str], at: datetime) -> None:
-        """Mark index entries published (after Kafka acknowledged them)."""
-        if keys:
-            await self.messages.update_many(
-                {"_id": {"$in": list(keys)}}, {"$set": {"state": "published", "published_at": at}}
-            )
+            for err in errors:
+                entry = entries[int(err["index"])]
+                existing = await self.messages.find_one({"_id": entry.key})
+                if existing is None:
+                    existing = await self.messages.find_one({"dedupe_key": entry.dedupe_key})
+                if existing is None:  # the holder vanished meanwhile (mailbox removed): let the batch retry
+                    raise
+                results[int(err["index"])] = existing
+        return results

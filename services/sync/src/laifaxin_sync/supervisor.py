@@ -8,6 +8,8 @@ loops; on revocation it stops them (the batch in flight finishes or is abandoned
 acknowledged) before the partitions are handed over. A per-mailbox lease in Mongo fences the overlap a
 rebalance or a dead worker could otherwise cause; the supervisor renews its leases every third of their TTL
 and stops a loop whose lease another worker took.
+
+Leases are renewed through one heartbeat document per worker (``workers``), not per mailbox.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class Supervisor:
         """One supervisor beat: renew leases, stop loops whose lease was lost, restart loops that ended."""
         s = self.ctx.settings
         try:
-            held = await self.ctx.store.renew_leases(s.worker_id, s.lease_ttl_seconds)
+            await self.ctx.store.heartbeat(s.worker_id, s.lease_ttl_seconds)
+            held = await self.ctx.store.held_leases(s.worker_id)
         except PyMongoError as exc:
             log.warning("lease renewal failed", error=type(exc).__name__)
             return

@@ -24,6 +24,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import datetime
@@ -87,7 +88,10 @@ class Accounts:
         self.infra = _infra_module()
 
     def make(self, n: int, tag: str) -> list[tuple[str, str]]:
-        users = [(f"bs{tag}{i}x{uuid.uuid4().hex[:6]}@{self.info['mail_domain']}", secrets.token_urlsafe(12)) for i in range(n)]
+        users = [
+            (f"bs{tag}{i}x{uuid.uuid4().hex[:6]}@{self.info['mail_domain']}", secrets.token_urlsafe(12))
+            for i in range(n)
+        ]
         path = Path(self.info["passwd_file"])
         lines = path.read_text().splitlines() if path.exists() else []
         lines += [f"{email}:{{PLAIN}}{pw}::::::" for email, pw in users]
@@ -176,8 +180,12 @@ class World:
             "PYTHONPATH": str(ROOT),
             **{k: str(v) for k, v in env.items()},
         }
-        log = open(f"/tmp/bench_sync_{self.prefix.strip('.')}.log", "wb")  # noqa: SIM115, ASYNC230  # lives as long as the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "laifaxin_sync"], env=full, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        log = (Path(tempfile.gettempdir()) / f"bench_sync_{self.prefix.strip('.')}.log").open(
+            "wb"
+        )  # lives as long as the process
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "laifaxin_sync"], env=full, stdout=log, stderr=subprocess.STDOUT
+        )
 
     def stop_worker(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -220,7 +228,11 @@ class World:
 
 async def login(info: dict[str, Any], email: str, password: str) -> aioimaplib.IMAP4:
     client = await connect_imap(
-        info["imap_host"], info["imaps_port"], "ssl", ssl_context=client_tls_context(info["ca_file"]), timeout=60
+        info["imap_host"],
+        info["imaps_port"],
+        "ssl",
+        ssl_context=client_tls_context(info["ca_file"]),
+        timeout=60,
     )
     reply = await client.login(email, password)
     assert reply.result == "OK", reply
@@ -235,7 +247,9 @@ async def wait(predicate: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def measure_latency(world: World, clients: list[tuple[aioimaplib.IMAP4, str]], n: int, gap: float, timeout: float) -> list[float]:
+async def measure_latency(
+    world: World, clients: list[tuple[aioimaplib.IMAP4, str]], n: int, gap: float, timeout: float
+) -> list[float]:
     """APPEND ``n`` messages round-robin over ``clients``; seconds from APPEND to the event, per message."""
     sent: dict[str, float] = {}
     for i in range(n):
@@ -289,7 +303,11 @@ async def bench_latency(info: dict[str, Any], accounts: Accounts, quick: bool) -
         await watcher.logout()
         figure("idle_latency_p50", percentile(total, 50) * 1000, "ms")
         figure("idle_latency_p99", percentile(total, 99) * 1000, "ms")
-        figure("idle_dovecot_push_delay_p50", percentile([t - a for t, a in zip(total, after_push, strict=True)], 50) * 1000, "ms")
+        figure(
+            "idle_dovecot_push_delay_p50",
+            percentile([t - a for t, a in zip(total, after_push, strict=True)], 50) * 1000,
+            "ms",
+        )
         figure("idle_worker_after_push_p50", percentile(after_push, 50) * 1000, "ms")
         figure("idle_worker_after_push_p99", percentile(after_push, 99) * 1000, "ms")
         figure("idle_latency_n", len(total), "messages")
@@ -324,7 +342,7 @@ async def bare_fetch_rate(info: dict[str, Any], email: str, pw: str, batch: int 
 
 async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -> None:
     n = 1000 if quick else 10_000
-    [(email, pw)] = accounts.make(1, "cu")
+    (email, pw), (warm_email, warm_pw) = accounts.make(2, "cu")
     t0 = time.monotonic()
     await _append_many(info, email, pw, n, "cu")
     print(f"appended {n} messages in {time.monotonic() - t0:.1f} s", flush=True)
@@ -332,7 +350,8 @@ async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -
     assert bare_n == n, (bare_n, n)
     async with World(info) as world:
         world.start_worker()
-        await asyncio.sleep(3.0)  # the worker joins its group before the clock starts
+        warm = await world.register(warm_email, warm_pw)  # the clock starts once the worker runs a mailbox
+        await wait(lambda: warm in world.ok, 120, "warm-up mailbox ok")
         t1 = time.monotonic()
         await world.register(email, pw, window_days=30)
         await wait(lambda: world.received >= n, 600, "catch-up events")
@@ -361,7 +380,7 @@ async def bench_scale(info: dict[str, Any], accounts: Accounts, quick: bool) -> 
                 t0 = time.monotonic()
                 ids = [await world.register(e, p, window_days=0) for e, p in chosen]
                 await world.producer.flush()
-                await wait(lambda: len(world.ok) >= size, 300, f"{size} mailboxes ok")
+                await wait(lambda n=size: len(world.ok) >= n, 300, f"{size} mailboxes ok")
                 figure(f"scale_{mode}_{size}_startup", time.monotonic() - t0, "s")
                 await asyncio.sleep(3.0)
                 c0, w0 = world.cpu_seconds(), time.monotonic()
@@ -372,7 +391,9 @@ async def bench_scale(info: dict[str, Any], accounts: Accounts, quick: bool) -> 
                 sample = rng.sample(range(size), min(8 if mode == "idle" else 4, size))
                 clients = [(await login(info, *chosen[i]), ids[i]) for i in sample]
                 c1, w1 = world.cpu_seconds(), time.monotonic()
-                lat = await measure_latency(world, clients, len(clients) * (3 if mode == "idle" else 1), 0.3, 90)
+                lat = await measure_latency(
+                    world, clients, len(clients) * (3 if mode == "idle" else 1), 0.3, 90
+                )
                 cpu_load = (world.cpu_seconds() - c1) / (time.monotonic() - w1)
                 for client, _ in clients:
                     await client.logout()
@@ -386,7 +407,9 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--only", default="latency,catchup,scale")
-    parser.add_argument("--scale-sizes", default="", help="comma-separated mailbox counts (overrides the defaults)")
+    parser.add_argument(
+        "--scale-sizes", default="", help="comma-separated mailbox counts (overrides the defaults)"
+    )
     args = parser.parse_args()
     info = infra()
     accounts = Accounts(info)

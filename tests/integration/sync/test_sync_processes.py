@@ -141,7 +141,7 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_indexes_once(
     for i in range(total):
         await imap.append(mail(f"catch-up {i:03d}"))
     mailbox_id = await sync_env.register(mail_account)
-    procs.append(sync_env.spawn("victim", tmp_path, SYNC_FETCH_BATCH=10))
+    procs.append(sync_env.spawn("victim", tmp_path, SYNC_FETCH_BATCH=10, SYNC_CATCHUP_BATCH=10))
     await sync_env.wait_for(lambda: len(sync_env.received) >= 35, timeout=40, what="first batches")
     procs[0].kill()  # SIGKILL: no cleanup, the lease and group membership are left to expire
     procs[0].wait(timeout=10)
@@ -149,7 +149,7 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_indexes_once(
     assert seen_at_kill < total, "the worker finished before it could be killed; make the mailbox larger"
     for i in range(total, total + 10):  # mail that arrives while nobody syncs
         await imap.append(mail(f"catch-up {i:03d}"))
-    procs.append(sync_env.spawn("survivor", tmp_path, SYNC_FETCH_BATCH=10))
+    procs.append(sync_env.spawn("survivor", tmp_path, SYNC_FETCH_BATCH=10, SYNC_CATCHUP_BATCH=10))
     expected = {f"catch-up {i:03d}" for i in range(total + 10)}
     await sync_env.wait_for(
         lambda: expected <= set(sync_env.subjects(mailbox_id)), timeout=60, what="every message published"

@@ -105,6 +105,7 @@ class FolderSync:
         metrics: SyncMetrics,
         batch: int,
         raw_max_bytes: int,
+        catchup_batch: int | None = None,
         guard: Callable[[], None],
         on_reset: Callable[[Folder, int, int], Awaitable[None]],
     ) -> None:
@@ -113,6 +114,7 @@ class FolderSync:
         self.publisher = publisher
         self.metrics = metrics
         self.batch = batch
+        self.catchup_batch = catchup_batch or batch
         self.raw_max_bytes = raw_max_bytes
         self.guard = guard
         self.on_reset = on_reset
@@ -244,7 +246,8 @@ class FolderSync:
                 cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
                 await self.store.save_cursor(cur)
                 continue
-            chunks = [uids[i : i + self.batch] for i in range(0, len(uids), self.batch)]
+            size = self.catchup_batch if len(uids) > self.catchup_batch else self.batch
+            chunks = [uids[i : i + size] for i in range(0, len(uids), size)]
             published += await self._batches(client, folder, cur, chunks)
 
     async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[FetchedMessage]:
@@ -295,16 +298,19 @@ class FolderSync:
             ) or msg.body is None:
                 continue
             candidates.append(self._prepare(folder, cur, msg, initial, arrived))
-        existing = await self.store.index_many([entry for _, entry, _ in candidates])
+        # Raw bytes go in while the index slots are claimed (both must precede the publish; a duplicate's raw
+        # copy under its own location is harmless). Raw documents are keyed by location, so retries rewrite none.
+        existing, _ = await asyncio.gather(
+            self.store.index_many([entry for _, entry, _ in candidates]),
+            self.store.store_raw([self._raw_doc(entry.key, msg) for msg, entry, _ in candidates]),
+        )
         events: list[tuple[str, MailReceived]] = []
         quarantines: list[tuple[str, FetchedMessage, str, str]] = []
-        raw_docs: list[dict[str, Any]] = []
         duplicates = 0
         for (msg, entry, event), held in zip(candidates, existing, strict=True):
             if held is not None and not (held["_id"] == entry.key and held["dedupe_key"] == entry.dedupe_key):
                 duplicates += 1  # the same message at another location (Message-ID or content hash)
                 continue
-            raw_docs.append(self._raw_doc(entry.key, msg))
             if event is None:  # quarantined (a retry keeps the reason first recorded)
                 source = held or entry.to_doc()
                 quarantines.append((entry.key, msg, source["reason"], source.get("detail", "")))
@@ -314,7 +320,6 @@ class FolderSync:
             ):  # the cursor never passed it: a retried batch, publish again under the same event_id
                 event = event.model_copy(update={"event_id": uuid.UUID(held["event_id"])})
             events.append((entry.key, event))
-        await self.store.store_raw(raw_docs)
         self.guard()
         if events:
             await self.publisher.received([e for _, e in events])

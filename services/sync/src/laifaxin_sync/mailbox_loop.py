@@ -378,6 +378,7 @@ class MailboxLoop:
             publisher=self.ctx.publisher,
             metrics=self.ctx.metrics,
             batch=self.ctx.settings.fetch_batch,
+            catchup_batch=self.ctx.settings.catchup_batch,
             raw_max_bytes=self.ctx.settings.raw_max_bytes,
             guard=self.guard,
             on_reset=on_reset,

@@ -63,6 +63,13 @@ class SyncSettings(ServiceSettings):
         "mailbox's own interval_seconds.",
     )
     fetch_batch: int = Field(default=50, ge=1, le=1000, description="UIDs per UID FETCH of bodies.")
+    catchup_batch: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="UIDs per UID FETCH when more than this many are waiting (catch-up after downtime or "
+        "the initial window): fewer round trips to Mongo and Kafka per message.",
+    )
     raw_max_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=1024,

@@ -9,10 +9,16 @@ from aiokafka import AIOKafkaConsumer
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, expect: int | None = None, wait: float = 10.0
+    bootstrap: str,
+    topic: str | list[str],
+    *,
+    expect: int | None = None,
+    wait: float = 10.0,
+    key: bytes | None = None,
 ) -> list[Any]:
     """Records of ``topic`` (or several) from offset 0: stops once ``expect`` records arrived, or after ``wait`` seconds
-    (``expect=None`` reads for a short quiet period and returns everything seen)."""
+    (``expect=None`` reads for a short quiet period and returns everything seen); with ``key``, only
+    records with that key count."""
     topics = [topic] if isinstance(topic, str) else topic
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
@@ -25,7 +31,7 @@ async def read_topic(
         while loop.time() < deadline and (expect is None or len(records) < expect):
             batch = await consumer.getmany(timeout_ms=300)
             for recs in batch.values():
-                records.extend(recs)
+                records.extend(r for r in recs if key is None or r.key == key)
     finally:
         await consumer.stop()
     return records

@@ -16,7 +16,6 @@ from laifaxin_shared.events import MailboxSyncStatus, MailboxVerified
 from laifaxin_shared.kafka import make_broker, publish_event
 from tests.conftest import MailAccount
 from tests.integration.binding.conftest import Api
-from tests.integration.binding.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +31,7 @@ def body(account: MailAccount, password: str | None = None, **extra: Any) -> dic
     }
 
 
-async def create(api: Api, account: MailAccount, tenant: str = "tenant-a") -> dict[str, Any]:
+async def create(api: Api, account: MailAccount, tenant: str | None = None) -> dict[str, Any]:
     response = await api.client.post("/v1/mailboxes", json=body(account), headers=api.auth(tenant))
     assert response.status_code == 201, response.text
     data: dict[str, Any] = response.json()
@@ -51,33 +50,27 @@ async def poll(
     raise AssertionError(f"status never became {status!r}: {data}")
 
 
-def topic(api: Api, name: str) -> str:
-    return api.settings.topic(name)
-
-
 async def test_create_verifies_saves_and_emits_only_the_sealed_credential(
-    api: Api, mail_account: MailAccount
+    api: Api, shared_account: MailAccount
 ) -> None:
-    created = await create(api, mail_account)
+    created = await create(api, shared_account)
     assert created["status"] == "normal"
-    assert created["email"] == mail_account.email
+    assert created["email"] == shared_account.email
     assert created["provider_id"] == "custom"
-    assert created["username"] == mail_account.email
+    assert created["username"] == shared_account.email
     assert created["sync"]["interval_seconds"] == 300  # default 5 minutes
     assert "password" not in json.dumps(created) and "credential" not in created
-    [record] = await read_topic(
-        api.settings.kafka_bootstrap_servers, topic(api, "mailbox.verified"), expect=1
-    )
+    [record] = await api.events("mailbox.verified", created["id"], expect=1)
     assert record.key == created["id"].encode()
-    assert mail_account.password.encode() not in record.value
+    assert shared_account.password.encode() not in record.value
     event = MailboxVerified.model_validate_json(record.value)
-    assert event.tenant_id == "tenant-a" and event.user_id == "u_1"
-    assert event.imap.port == mail_account.imaps_port and event.smtp.security == "starttls"
+    assert event.tenant_id == api.tenant and event.user_id == "u_1"
+    assert event.imap.port == shared_account.imaps_port and event.smtp.security == "starttls"
     ring = KeyRing.parse(
         api.settings.credential_keys.get_secret_value(), api.settings.credential_active_key_id
     )
     assert (
-        ring.open(event.credential, tenant_id="tenant-a", mailbox_id=created["id"]) == mail_account.password
+        ring.open(event.credential, tenant_id=api.tenant, mailbox_id=created["id"]) == shared_account.password
     )
 
     listed = (await api.client.get("/v1/mailboxes", headers=api.auth())).json()
@@ -101,64 +94,60 @@ async def test_wrong_password_is_refused_and_nothing_saved(api: Api, mail_accoun
 
 
 async def test_tenant_b_can_neither_read_edit_nor_delete_tenant_a_mailbox(
-    api: Api, mail_account: MailAccount
+    api: Api, shared_account: MailAccount
 ) -> None:
-    created = await create(api, mail_account, tenant="tenant-a")
+    created = await create(api, shared_account)
     url = f"/v1/mailboxes/{created['id']}"
-    b = api.auth("tenant-b", "u_2")
+    b = api.auth(api.tenant + "-b", "u_2")
     assert (await api.client.get(url, headers=b)).status_code == 404
     assert (await api.client.patch(url, json={"nickname": "mine"}, headers=b)).status_code == 404
     assert (await api.client.post(f"{url}/verify", headers=b)).status_code == 404
     assert (await api.client.delete(url, headers=b)).status_code == 404
     assert (await api.client.get("/v1/mailboxes", headers=b)).json()["items"] == []
-    still = (await api.client.get(url, headers=api.auth("tenant-a"))).json()
+    still = (await api.client.get(url, headers=api.auth())).json()
     assert still["nickname"] == "Sales"
 
 
-async def test_edit_with_a_bad_password_changes_nothing(
-    api: Api, mail_account: MailAccount, mongo_db: Any
-) -> None:
+async def test_edit_with_a_bad_password_changes_nothing(api: Api, mail_account: MailAccount) -> None:
     created = await create(api, mail_account)
-    before = await mongo_db.mailboxes.find_one({"_id": created["id"]})
+    before = await api.db.mailboxes.find_one({"_id": created["id"]})
     response = await api.client.patch(
         f"/v1/mailboxes/{created['id']}",
         json={"password": "bad-password-1", "nickname": "changed"},
         headers=api.auth(),
     )
     assert response.status_code == 422 and response.json()["code"] == "auth_failed"
-    after = await mongo_db.mailboxes.find_one({"_id": created["id"]})
+    after = await api.db.mailboxes.find_one({"_id": created["id"]})
     assert after == before
-    records = await read_topic(api.settings.kafka_bootstrap_servers, topic(api, "mailbox.verified"))
+    records = await api.events("mailbox.verified", created["id"])
     assert len(records) == 1  # only the create
 
 
 async def test_edit_password_and_server_reverifies_and_emits_verified(
-    api: Api, mail_account: MailAccount
+    api: Api, shared_account: MailAccount
 ) -> None:
-    created = await create(api, mail_account)
+    created = await create(api, shared_account)
     response = await api.client.patch(
         f"/v1/mailboxes/{created['id']}",
         json={
-            "password": f"  {mail_account.password}  ",
-            "imap": {"host": mail_account.host, "port": mail_account.imap_port, "security": "starttls"},
+            "password": f"  {shared_account.password}  ",
+            "imap": {"host": shared_account.host, "port": shared_account.imap_port, "security": "starttls"},
         },
         headers=api.auth(),
     )
     assert response.status_code == 200, response.text
     assert response.json()["imap"] == {
-        "host": mail_account.host,
-        "port": mail_account.imap_port,
+        "host": shared_account.host,
+        "port": shared_account.imap_port,
         "security": "starttls",
     }
-    records = await read_topic(api.settings.kafka_bootstrap_servers, topic(api, "mailbox.verified"), expect=2)
+    records = await api.events("mailbox.verified", created["id"], expect=2)
     assert MailboxVerified.model_validate_json(records[-1].value).imap.security == "starttls"
 
 
-async def test_nickname_and_sync_edit_needs_no_verification(
-    api: Api, mail_account: MailAccount, mongo_db: Any
-) -> None:
-    created = await create(api, mail_account)
-    attempts = await mongo_db.verification_attempts.count_documents({})
+async def test_nickname_and_sync_edit_needs_no_verification(api: Api, shared_account: MailAccount) -> None:
+    created = await create(api, shared_account)
+    attempts = await api.db.verification_attempts.count_documents({"tenant_id": api.tenant})
     response = await api.client.patch(
         f"/v1/mailboxes/{created['id']}",
         json={"nickname": "Support", "sync": {"enabled": False, "interval_seconds": 600}},
@@ -166,7 +155,7 @@ async def test_nickname_and_sync_edit_needs_no_verification(
     )
     assert response.status_code == 200, response.text
     assert response.json()["nickname"] == "Support" and response.json()["sync"]["interval_seconds"] == 600
-    assert await mongo_db.verification_attempts.count_documents({}) == attempts
+    assert await api.db.verification_attempts.count_documents({"tenant_id": api.tenant}) == attempts
     assert response.json()["credential_expiring"] is False
     # An authorization password that lapses in 5 days (NetEase Enterprise shows the date) is reported.
     soon = (datetime.now(UTC) + timedelta(days=5)).isoformat()
@@ -174,25 +163,23 @@ async def test_nickname_and_sync_edit_needs_no_verification(
         f"/v1/mailboxes/{created['id']}", json={"credential_expires_at": soon}, headers=api.auth()
     )
     assert expiring.json()["credential_expiring"] is True
-    assert await mongo_db.verification_attempts.count_documents({}) == attempts
-    record, _expiry = await read_topic(
-        api.settings.kafka_bootstrap_servers, topic(api, "mailbox.updated"), expect=2
-    )
+    assert await api.db.verification_attempts.count_documents({"tenant_id": api.tenant}) == attempts
+    record, _expiry = await api.events("mailbox.updated", created["id"], expect=2)
     event = json.loads(record.value)
     assert event["nickname"] == "Support" and event["sync"]["enabled"] is False
 
 
 async def test_sync_interval_under_three_minutes_is_refused_with_the_reason(
-    api: Api, mail_account: MailAccount
+    api: Api, shared_account: MailAccount
 ) -> None:
     response = await api.client.post(
-        "/v1/mailboxes", json=body(mail_account, sync={"interval_seconds": 120}), headers=api.auth()
+        "/v1/mailboxes", json=body(shared_account, sync={"interval_seconds": 120}), headers=api.auth()
     )
     assert response.status_code == 422
     error = response.json()
     assert error["code"] == "sync_interval_too_short" and error["minimum_seconds"] == 180
     assert "rate-limit" in error["message"] and "限制" in error["message_zh"]
-    created = await create(api, mail_account)
+    created = await create(api, shared_account)
     edit = await api.client.patch(
         f"/v1/mailboxes/{created['id']}", json={"sync": {"interval_seconds": 179}}, headers=api.auth()
     )
@@ -200,56 +187,58 @@ async def test_sync_interval_under_three_minutes_is_refused_with_the_reason(
 
 
 async def test_failed_verifications_are_rate_limited_per_address(
-    api: Api, mail_account: MailAccount, mongo_db: Any
+    api: Api, shared_account: MailAccount
 ) -> None:
     # Any failed verification counts; a refused IMAP port fails fast (Dovecot delays repeated bad logins).
-    refused = body(mail_account, imap={"host": "127.0.0.1", "port": 1, "security": "ssl"})
+    refused = body(shared_account, imap={"host": "127.0.0.1", "port": 1, "security": "ssl"})
     for _ in range(3):  # BINDING_RATE_MAX_FAILURES_PER_ADDRESS=3 in these tests
         response = await api.client.post("/v1/mailboxes", json=refused, headers=api.auth())
         assert response.json()["code"] == "connection_refused"
-    limited = await api.client.post("/v1/mailboxes", json=body(mail_account), headers=api.auth())
+    limited = await api.client.post("/v1/mailboxes", json=body(shared_account), headers=api.auth())
     assert limited.status_code == 429
     assert limited.json()["code"] == "verification_rate_limited"
     assert int(limited.headers["Retry-After"]) > 0
-    assert await mongo_db.verification_attempts.count_documents({}) == 3  # the 4th never reached the server
+    assert (
+        await api.db.verification_attempts.count_documents({"tenant_id": api.tenant}) == 3
+    )  # the 4th never reached the server
     other_tenant = await api.client.post(
-        "/v1/mailboxes", json=body(mail_account), headers=api.auth("tenant-c")
+        "/v1/mailboxes", json=body(shared_account), headers=api.auth(api.tenant + "-c")
     )
     assert other_tenant.status_code == 201
 
 
-async def test_mailbox_limit_per_tenant(api: Api, mail_account: MailAccount, mongo_db: Any) -> None:
+async def test_mailbox_limit_per_tenant(api: Api, shared_account: MailAccount) -> None:
     now = datetime.now(UTC)
     for i in range(3):
-        await mongo_db.mailboxes.insert_one(
-            {"_id": f"mbx_fill{i}", "tenant_id": "tenant-a", "email": f"f{i}@x.test", "created_at": now}
+        await api.db.mailboxes.insert_one(
+            {"_id": f"mbx_fill{i}", "tenant_id": api.tenant, "email": f"f{i}@x.test", "created_at": now}
         )
-    response = await api.client.post("/v1/mailboxes", json=body(mail_account), headers=api.auth())
+    response = await api.client.post("/v1/mailboxes", json=body(shared_account), headers=api.auth())
     assert response.status_code == 403 and response.json()["code"] == "mailbox_limit_reached"
 
 
-async def test_delete_emits_removed(api: Api, mail_account: MailAccount) -> None:
-    created = await create(api, mail_account)
+async def test_delete_emits_removed(api: Api, shared_account: MailAccount) -> None:
+    created = await create(api, shared_account)
     response = await api.client.delete(f"/v1/mailboxes/{created['id']}", headers=api.auth())
     assert response.status_code == 204
     assert (await api.client.get(f"/v1/mailboxes/{created['id']}", headers=api.auth())).status_code == 404
-    [record] = await read_topic(api.settings.kafka_bootstrap_servers, topic(api, "mailbox.removed"), expect=1)
+    [record] = await api.events("mailbox.removed", created["id"], expect=1)
     assert json.loads(record.value)["mailbox_id"] == created["id"]
 
 
-async def test_reverify_after_the_sync_reported_a_failure(api: Api, mail_account: MailAccount) -> None:
-    created = await create(api, mail_account)
+async def test_reverify_after_the_sync_reported_a_failure(api: Api, shared_account: MailAccount) -> None:
+    created = await create(api, shared_account)
     response = await api.client.post(f"/v1/mailboxes/{created['id']}/verify", headers=api.auth())
     assert response.status_code == 200 and response.json()["status"] == "normal"
-    await read_topic(api.settings.kafka_bootstrap_servers, topic(api, "mailbox.verified"), expect=2)
+    await api.events("mailbox.verified", created["id"], expect=2)
 
 
-async def test_sync_status_keeps_status_and_last_sync_current(api: Api, mail_account: MailAccount) -> None:
-    created = await create(api, mail_account)
+async def test_sync_status_keeps_status_and_last_sync_current(api: Api, shared_account: MailAccount) -> None:
+    created = await create(api, shared_account)
     broker = make_broker(api.settings, client_id="fake-sync")
     synced = datetime.now(UTC).replace(microsecond=0)
     failed = MailboxSyncStatus(
-        tenant_id="tenant-a",
+        tenant_id=api.tenant,
         mailbox_id=created["id"],
         state="auth_failed",
         error_code="auth_failed",
@@ -260,16 +249,12 @@ async def test_sync_status_keeps_status_and_last_sync_current(api: Api, mail_acc
         last_synced_at=synced,
     )
     stale = MailboxSyncStatus(
-        tenant_id="tenant-a",
+        tenant_id=api.tenant,
         mailbox_id=created["id"],
         state="ok",
         occurred_at=failed.occurred_at - timedelta(minutes=5),
     )
-    other_tenant = MailboxSyncStatus(tenant_id="tenant-b", mailbox_id=created["id"], state="stopped")
-    async with broker:
-        await broker.start()
-        for event in (failed, stale, other_tenant):
-            await publish_event(broker, event, prefix=api.settings.topic_prefix)
+    other_tenant = MailboxSyncStatus(tenant_id=api.tenant + "-b", mailbox_id=created["id"], state="stopped")
 
     async def current() -> dict[str, Any]:
         data: dict[str, Any] = (
@@ -277,24 +262,24 @@ async def test_sync_status_keeps_status_and_last_sync_current(api: Api, mail_acc
         ).json()
         return data
 
-    mailbox = await poll(current, "auth_failed")
-    assert mailbox["state"] == "auth_failed"
-    assert (
-        mailbox["last_error"]["code"] == "auth_failed"
-        and mailbox["last_error"]["fix_zh"] == "请重新生成授权码。"
-    )
-    assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced
-
-    recovered = MailboxSyncStatus(
-        tenant_id="tenant-a",
-        mailbox_id=created["id"],
-        state="ok",
-        last_synced_at=synced + timedelta(minutes=5),
-    )
     async with broker:
         await broker.start()
+        for event in (failed, stale, other_tenant):
+            await publish_event(broker, event, prefix=api.settings.topic_prefix)
+        mailbox = await poll(current, "auth_failed")
+        assert mailbox["state"] == "auth_failed"
+        assert mailbox["last_error"]["code"] == "auth_failed"
+        assert mailbox["last_error"]["fix_zh"] == "请重新生成授权码。"
+        assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced
+
+        recovered = MailboxSyncStatus(
+            tenant_id=api.tenant,
+            mailbox_id=created["id"],
+            state="ok",
+            last_synced_at=synced + timedelta(minutes=5),
+        )
         await publish_event(broker, recovered, prefix=api.settings.topic_prefix)
-    mailbox = await poll(current, "normal")
+        mailbox = await poll(current, "normal")
     assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced + timedelta(minutes=5)
     assert mailbox["last_error"]["code"] == "auth_failed"  # the last error stays visible after recovery
 

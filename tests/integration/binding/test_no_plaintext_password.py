@@ -27,7 +27,7 @@ def forms(secret: str) -> list[str]:
 
 
 async def test_no_plaintext_password_in_kafka_mongo_logs_or_responses(
-    api: Api, new_mail_account: Any, mongo_db: Any
+    api: Api, new_mail_account: Any
 ) -> None:
     account: MailAccount = new_mail_account()
     other: MailAccount = new_mail_account()
@@ -72,8 +72,8 @@ async def test_no_plaintext_password_in_kafka_mongo_logs_or_responses(
     assert len(records) >= 3  # verified (create), verified (re-verify), updated
 
     documents: list[str] = []
-    for collection in await mongo_db.list_collection_names():
-        documents.extend([json_util.dumps(doc) async for doc in mongo_db[collection].find({})])
+    for collection in await api.db.list_collection_names():
+        documents.extend([json_util.dumps(doc) async for doc in api.db[collection].find({})])
     assert any(account.email in d for d in documents)
 
     logs = captured.getvalue()

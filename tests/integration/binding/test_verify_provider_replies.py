@@ -50,10 +50,10 @@ def build(account: MailAccount, imap: tuple[Endpoint, ...], provider_id: str | N
     )
 
 
-async def test_163_select_unsafe_login_without_id(verifier: Verifier, mail_account: MailAccount) -> None:
-    async with responder(mail_account, select_needs_id=True) as server:
+async def test_163_select_unsafe_login_without_id(verifier: Verifier, shared_account: MailAccount) -> None:
+    async with responder(shared_account, select_needs_id=True) as server:
         outcome = await verifier.verify(
-            build(mail_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), None)
+            build(shared_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), None)
         )
     assert outcome.imap.error is not None
     assert outcome.imap.error.code is ErrorCode.UNSAFE_LOGIN
@@ -63,22 +63,22 @@ async def test_163_select_unsafe_login_without_id(verifier: Verifier, mail_accou
 
 
 async def test_163_catalog_quirk_sends_id_so_select_works(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
     # The responder does not advertise ID; the NetEase catalog entry (imap_id_required) makes us send it.
-    async with responder(mail_account, select_needs_id=True) as server:
+    async with responder(shared_account, select_needs_id=True) as server:
         outcome = await verifier.verify(
-            build(mail_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease")
+            build(shared_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease")
         )
     assert outcome.ok, outcome.errors()
     assert outcome.imap.id_sent
     assert server.commands.index("ID") < server.commands.index("SELECT")
 
 
-async def test_netease_qiye_ipdeny_is_ip_denied(verifier: Verifier, mail_account: MailAccount) -> None:
-    async with responder(mail_account, login=refuse("NO ERR.LOGIN.IPDENY")) as server:
+async def test_netease_qiye_ipdeny_is_ip_denied(verifier: Verifier, shared_account: MailAccount) -> None:
+    async with responder(shared_account, login=refuse("NO ERR.LOGIN.IPDENY")) as server:
         outcome = await verifier.verify(
-            build(mail_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease_qiye")
+            build(shared_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease_qiye")
         )
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.IP_DENIED
     assert "not a wrong password" in outcome.imap.error.message.en
@@ -86,57 +86,57 @@ async def test_netease_qiye_ipdeny_is_ip_denied(verifier: Verifier, mail_account
 
 
 async def test_domainnotexist_switches_to_the_backup_server(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
     async with (
-        responder(mail_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as primary,
-        responder(mail_account) as backup,
+        responder(shared_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as primary,
+        responder(shared_account) as backup,
     ):
         pair = (
             Endpoint("127.0.0.1", primary.port, Security.SSL),
             Endpoint("127.0.0.1", backup.port, Security.SSL),
         )
-        outcome = await verifier.verify(build(mail_account, pair, "netease_qiye"))
+        outcome = await verifier.verify(build(shared_account, pair, "netease_qiye"))
     assert outcome.ok, outcome.errors()
     assert outcome.imap.endpoint == pair[1]
     assert outcome.imap.attempts == pair
-    assert primary.usernames == [mail_account.email] and backup.usernames == [mail_account.email]
+    assert primary.usernames == [shared_account.email] and backup.usernames == [shared_account.email]
 
 
 async def test_domainnotexist_on_both_servers_is_reported(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
     async with (
-        responder(mail_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as primary,
-        responder(mail_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as backup,
+        responder(shared_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as primary,
+        responder(shared_account, login=refuse("NO ERR.LOGIN.DOMAINNOTEXIST")) as backup,
     ):
         pair = (
             Endpoint("127.0.0.1", primary.port, Security.SSL),
             Endpoint("127.0.0.1", backup.port, Security.SSL),
         )
-        outcome = await verifier.verify(build(mail_account, pair, "netease_qiye"))
+        outcome = await verifier.verify(build(shared_account, pair, "netease_qiye"))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.BACKUP_SERVER_NEEDED
     assert outcome.imap.attempts == pair
 
 
-async def test_username_fallback_to_the_local_part(verifier: Verifier, mail_account: MailAccount) -> None:
-    local = mail_account.email.split("@")[0]
-    async with responder(mail_account, login=accept(local, mail_account.password)) as server:
+async def test_username_fallback_to_the_local_part(verifier: Verifier, shared_account: MailAccount) -> None:
+    local = shared_account.email.split("@")[0]
+    async with responder(shared_account, login=accept(local, shared_account.password)) as server:
         outcome = await verifier.verify(
-            build(mail_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "qq")
+            build(shared_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "qq")
         )
     assert outcome.ok, outcome.errors()
     assert outcome.imap.username == local
-    assert server.usernames == [mail_account.email, local]  # one connection, full address first
+    assert server.usernames == [shared_account.email, local]  # one connection, full address first
 
 
 async def test_no_username_fallback_where_the_catalog_does_not_allow_it(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
-    local = mail_account.email.split("@")[0]
-    async with responder(mail_account, login=accept(local, mail_account.password)) as server:
+    local = shared_account.email.split("@")[0]
+    async with responder(shared_account, login=accept(local, shared_account.password)) as server:
         outcome = await verifier.verify(
-            build(mail_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease_qiye")
+            build(shared_account, (Endpoint("127.0.0.1", server.port, Security.SSL),), "netease_qiye")
         )
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.AUTH_FAILED
-    assert server.usernames == [mail_account.email]
+    assert server.usernames == [shared_account.email]

@@ -47,13 +47,13 @@ def good(account: MailAccount, security: Security = SSL) -> tuple[Endpoint, Endp
 
 @pytest.mark.parametrize("security", [SSL, STARTTLS])
 async def test_good_mailbox_verifies_over_tls_and_starttls(
-    verifier: Verifier, mail_account: MailAccount, security: Security
+    verifier: Verifier, shared_account: MailAccount, security: Security
 ) -> None:
-    imap, smtp = good(mail_account, security)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    imap, smtp = good(shared_account, security)
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.ok, outcome.errors()
-    assert outcome.imap.username == mail_account.email
-    assert outcome.smtp.username == mail_account.email
+    assert outcome.imap.username == shared_account.email
+    assert outcome.smtp.username == shared_account.email
     assert outcome.imap.id_sent  # Dovecot advertises ID (RFC 2971)
     assert outcome.imap.endpoint == imap and outcome.smtp.endpoint == smtp
 
@@ -75,107 +75,107 @@ async def test_wrong_password_is_auth_failed_with_the_fix(
         assert wrong not in str(error.to_dict())
 
 
-async def test_app_password_whitespace_is_stripped(verifier: Verifier, mail_account: MailAccount) -> None:
-    spaced = " ".join(mail_account.password[i : i + 4] for i in range(0, len(mail_account.password), 4))
+async def test_app_password_whitespace_is_stripped(verifier: Verifier, shared_account: MailAccount) -> None:
+    spaced = " ".join(shared_account.password[i : i + 4] for i in range(0, len(shared_account.password), 4))
     # Gmail's catalog entry says app password: the groups of four are joined again before LOGIN.
     outcome = await verifier.verify(
-        request(mail_account, *good(mail_account), password=spaced, provider_id="gmail")
+        request(shared_account, *good(shared_account), password=spaced, provider_id="gmail")
     )
     assert outcome.ok, outcome.errors()
-    assert outcome.password == mail_account.password
+    assert outcome.password == shared_account.password
 
 
 async def test_implicit_tls_on_the_starttls_port_is_tls_mismatch(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
-    imap = Endpoint(mail_account.host, mail_account.imap_port, SSL)
-    smtp = Endpoint(mail_account.host, mail_account.smtp_port, SSL)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    imap = Endpoint(shared_account.host, shared_account.imap_port, SSL)
+    smtp = Endpoint(shared_account.host, shared_account.smtp_port, SSL)
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.TLS_MISMATCH
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.TLS_MISMATCH
     assert "993" in outcome.imap.error.fix.en
 
 
 async def test_starttls_on_the_implicit_tls_port_is_tls_mismatch(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
-    imap = Endpoint(mail_account.host, mail_account.imaps_port, STARTTLS)
-    smtp = Endpoint(mail_account.host, mail_account.smtps_port, STARTTLS)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    imap = Endpoint(shared_account.host, shared_account.imaps_port, STARTTLS)
+    smtp = Endpoint(shared_account.host, shared_account.smtps_port, STARTTLS)
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.TLS_MISMATCH
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.TLS_MISMATCH
 
 
-async def test_wrong_port_names_the_other_protocol(verifier: Verifier, mail_account: MailAccount) -> None:
+async def test_wrong_port_names_the_other_protocol(verifier: Verifier, shared_account: MailAccount) -> None:
     # IMAP pointed at the SMTP port and SMTP at the IMAP port.
-    imap = Endpoint(mail_account.host, mail_account.smtps_port, SSL)
-    smtp = Endpoint(mail_account.host, mail_account.imaps_port, SSL)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    imap = Endpoint(shared_account.host, shared_account.smtps_port, SSL)
+    smtp = Endpoint(shared_account.host, shared_account.imaps_port, SSL)
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.WRONG_PORT
     assert "220" in (outcome.imap.error.server_text or "")
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.WRONG_PORT
     assert "* OK" in (outcome.smtp.error.server_text or "")
 
 
-async def test_refused_port_is_connection_refused(verifier: Verifier, mail_account: MailAccount) -> None:
+async def test_refused_port_is_connection_refused(verifier: Verifier, shared_account: MailAccount) -> None:
     imap = Endpoint("127.0.0.1", 1, SSL)
     smtp = Endpoint("127.0.0.1", 2, SSL)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.CONNECTION_REFUSED
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.CONNECTION_REFUSED
 
 
-async def test_unresolvable_host_is_dns_failed(verifier: Verifier, mail_account: MailAccount) -> None:
+async def test_unresolvable_host_is_dns_failed(verifier: Verifier, shared_account: MailAccount) -> None:
     imap = Endpoint("imap.no-such-host.invalid", 993, SSL)
     smtp = Endpoint("smtp.no-such-host.invalid", 465, SSL)
-    outcome = await verifier.verify(request(mail_account, imap, smtp))
+    outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.DNS_FAILED
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.DNS_FAILED
 
 
 async def test_untrusted_certificate_is_certificate_invalid(
-    verifier: Verifier, mail_account: MailAccount
+    verifier: Verifier, shared_account: MailAccount
 ) -> None:
-    mail = mail_account.servers.mail
+    mail = shared_account.servers.mail
     async with ImapResponder(
-        mail["untrusted_cert"], mail["untrusted_key"], accept(mail_account.email, mail_account.password)
+        mail["untrusted_cert"], mail["untrusted_key"], accept(shared_account.email, shared_account.password)
     ) as responder:
         imap = Endpoint("127.0.0.1", responder.port, SSL)
-        outcome = await verifier.verify(request(mail_account, imap, good(mail_account)[1]))
+        outcome = await verifier.verify(request(shared_account, imap, good(shared_account)[1]))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.CERTIFICATE_INVALID
     assert responder.usernames == []  # no credentials were sent to the untrusted server
     assert outcome.smtp.ok
 
 
-async def test_port_that_never_answers_is_timeout(verifier: Verifier, mail_account: MailAccount) -> None:
+async def test_port_that_never_answers_is_timeout(verifier: Verifier, shared_account: MailAccount) -> None:
     async with SilentServer() as silent:
         imap = Endpoint("127.0.0.1", silent.port, SSL)
         smtp = Endpoint("127.0.0.1", silent.port, STARTTLS)
-        outcome = await verifier.verify(request(mail_account, imap, smtp))
+        outcome = await verifier.verify(request(shared_account, imap, smtp))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.TIMEOUT
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.TIMEOUT
     assert "firewall" in outcome.imap.error.fix.en.lower()
 
 
 async def test_loopback_is_refused_without_the_allowlist(
-    tls_context: object, mail_account: MailAccount
+    tls_context: object, shared_account: MailAccount
 ) -> None:
     guarded = Verifier(ssl_context=tls_context, guard=HostGuard(), timeout=2)  # type: ignore[arg-type]
-    outcome = await guarded.verify(request(mail_account, *good(mail_account)))
+    outcome = await guarded.verify(request(shared_account, *good(shared_account)))
     assert outcome.imap.error is not None and outcome.imap.error.code is ErrorCode.HOST_NOT_ALLOWED
     assert outcome.smtp.error is not None and outcome.smtp.error.code is ErrorCode.HOST_NOT_ALLOWED
     assert guarded.peak_connections == {}  # refused before connecting
 
 
-def test_pop3_is_refused_before_any_connection(mail_account: MailAccount) -> None:
+def test_pop3_is_refused_before_any_connection(shared_account: MailAccount) -> None:
     with pytest.raises(MailServerError) as info:
-        VerifyRequest.build(mail_account.email, "x", provider=None, incoming_protocol="pop3")
+        VerifyRequest.build(shared_account.email, "x", provider=None, incoming_protocol="pop3")
     assert info.value.code is ErrorCode.POP3_UNSUPPORTED
     assert "IMAP" in info.value.error.fix.en
 
 
 async def test_hundred_concurrent_verifications_keep_connections_bounded(
-    tls_context: object, mail_account: MailAccount
+    tls_context: object, shared_account: MailAccount
 ) -> None:
     bounded = Verifier(
         ssl_context=tls_context,  # type: ignore[arg-type]
@@ -183,8 +183,10 @@ async def test_hundred_concurrent_verifications_keep_connections_bounded(
         timeout=30,
         max_connections_per_host=4,
     )
-    imap, smtp = good(mail_account)
-    outcomes = await asyncio.gather(*(bounded.verify(request(mail_account, imap, smtp)) for _ in range(100)))
+    imap, smtp = good(shared_account)
+    outcomes = await asyncio.gather(
+        *(bounded.verify(request(shared_account, imap, smtp)) for _ in range(100))
+    )
     assert all(o.ok for o in outcomes), [o.errors() for o in outcomes if not o.ok][:3]
     # IMAP and SMTP share the host name here, so the bound covers both.
-    assert bounded.peak_connections[mail_account.host] == 4
+    assert bounded.peak_connections[shared_account.host] == 4

@@ -37,6 +37,7 @@ import ipaddress
 import socket
 import ssl
 import time
+import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from laifaxin_shared.providers.errors import (
     ErrorCode,
     MailError,
     MailServerError,
+    decode_reply,
     explain,
     explain_exception,
     make_error,
@@ -73,6 +75,9 @@ BACKUP_TRIGGERS = frozenset(
     }
 )
 """Errors after which the next server of the pair is tried (LF 204: "switch to backup if connection fails")."""
+
+MAX_TRACKED_HOSTS = 10_000
+"""``peak_connections`` is reset when it tracks more hosts than this."""
 
 IMAP_ID = {"name": "Laifaxin", "version": "1.0", "vendor": "Laifaxin"}
 """What we tell servers in the IMAP ``ID`` command (RFC 2971 field names)."""
@@ -344,7 +349,8 @@ class Verifier:
         self.command_timeout = min(command_timeout, timeout)
         self.max_connections_per_host = max_connections_per_host
         self.probe_timeout = probe_timeout
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        # Weak values: a host's semaphore lives while someone holds or waits for it, then goes away.
+        self._limits: weakref.WeakValueDictionary[str, asyncio.Semaphore] = weakref.WeakValueDictionary()
         self._active: Counter[str] = Counter()
         self.peak_connections: Counter[str] = Counter()
 
@@ -421,6 +427,8 @@ class Verifier:
             return ProtocolResult(
                 protocol, endpoint, error=await self._diagnose(exc, protocol, request, endpoint)
             )
+        except aiosmtplib.SMTPNotSupported as exc:
+            return ProtocolResult(protocol, endpoint, error=self._smtp_not_supported(exc, request))
         except (OSError, EOFError, aioimaplib.AioImapException, aiosmtplib.SMTPException) as exc:
             cause = _root_cause(exc)
             if isinstance(cause, TimeoutError):
@@ -477,7 +485,10 @@ class Verifier:
         raise error
 
     def _imap_reply_error(self, response: aioimaplib.Response, request: VerifyRequest) -> MailServerError:
-        text = " ".join(_text(line) for line in response.lines)
+        text = " ".join(
+            decode_reply(bytes(line) if isinstance(line, bytes | bytearray) else line)
+            for line in response.lines
+        )
         reply = f"{response.result} {text}".strip()
         return MailServerError.from_error(
             explain("imap", reply, request.provider_id, secrets=(request.password,))
@@ -523,6 +534,19 @@ class Verifier:
         if exc.code == -1 and _greeting_protocol(exc.message.removeprefix("Malformed SMTP response line:")):
             return self._wrong_port("smtp", request, endpoint, exc.message)
         return explain("smtp", f"{exc.code} {exc.message}", request.provider_id, secrets=(request.password,))
+
+    def _smtp_not_supported(self, exc: aiosmtplib.SMTPNotSupported, request: VerifyRequest) -> MailError:
+        """The server lacks an extension we need: STARTTLS (RFC 3207) on a port configured for it means the
+        encryption setting is wrong; no AUTH (RFC 4954) after TLS means client submission is switched off."""
+        text = str(exc)
+        code = ErrorCode.TLS_MISMATCH if "STARTTLS" in text.upper() else ErrorCode.PROTOCOL_DISABLED
+        return make_error(
+            code,
+            protocol="smtp",
+            provider_id=request.provider_id,
+            server_text=redact(text, (request.password,)),
+            rule="smtp:extension_missing",
+        )
 
     # ------------------------------------------------------------------ diagnosis
 
@@ -618,7 +642,10 @@ class Verifier:
         key = host.lower().rstrip(".")
         semaphore = self._limits.get(key)
         if semaphore is None:
-            semaphore = self._limits[key] = asyncio.Semaphore(self.max_connections_per_host)
+            semaphore = asyncio.Semaphore(self.max_connections_per_host)
+            self._limits[key] = semaphore
+        if len(self.peak_connections) > MAX_TRACKED_HOSTS:
+            self.peak_connections.clear()  # a metric, not state: keep a long-running process bounded
         async with semaphore:
             self._active[key] += 1
             self.peak_connections[key] = max(self.peak_connections[key], self._active[key])
@@ -626,24 +653,8 @@ class Verifier:
                 yield
             finally:
                 self._active[key] -= 1
-
-
-def _text(line: bytes | bytearray | str) -> str:
-    if isinstance(line, bytes | bytearray):
-        return (
-            bytes(line).decode("utf-8", "replace")
-            if _is_utf8(bytes(line))
-            else bytes(line).decode("gbk", "replace")
-        )
-    return line
-
-
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+                if not self._active[key]:
+                    del self._active[key]
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -12,7 +12,7 @@ PY := $(UV) run --locked python
 INFRA := $(PY) deploy/local/infra.py
 PYTEST_ARGS ?=
 
-.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo train eval k8s-check clean
+.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval k8s-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -65,6 +65,15 @@ bench-quick: install  ## every benchmark at small size, in under ten minutes
 
 demo: install  ## the main job: real servers, a corpus through the platform, a summary (JSON on the last line)
 	$(PY) -m laifaxin_cli.demo
+
+up: install  ## the platform running on the local servers until `make down` (URLs and a token in deploy/local/state/platform.json)
+	$(PY) -m laifaxin_cli.platform up
+
+down: uv  ## stop the platform and the local servers
+	$(PY) -m laifaxin_cli.platform down
+
+status-platform: uv  ## what `make up` started
+	$(PY) -m laifaxin_cli.platform status
 
 train: install  ## train the classifier model artifact (reproducible)
 	$(PY) -m laifaxin_classifier.train

@@ -121,3 +121,12 @@ def test_mailbox_ids_fit_the_event_pattern() -> None:
 
     assert re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", new_mailbox_id())
     assert new_mailbox_id() != new_mailbox_id()
+
+
+def test_audience_is_checked_only_when_configured() -> None:
+    claims = {"tenant": "t", "sub": "u", "aud": "laifaxin", "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert decode_token(token, settings()).tenant_id == "t"
+    assert decode_token(token, settings(jwt_audience="laifaxin")).user_id == "u"
+    with pytest.raises(errors.BindingError):
+        decode_token(token, settings(jwt_audience="another-service"))

@@ -31,13 +31,16 @@ from laifaxin_binding.verify import HostGuard, Verifier
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import Envelope, MailboxSyncStatus
 from laifaxin_shared.imap import client_tls_context
-from laifaxin_shared.kafka import make_broker, publish_event, subscriber_options
+from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event, subscriber_options
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import make_mongo_client, ping
+from laifaxin_shared.topics import spec
 
 log = get_logger(__name__)
 
 CONSUMER_GROUP = "binding"
+BINDING_TOPICS = ("mailbox.verified", "mailbox.updated", "mailbox.removed", "mailbox.sync_status")
+"""Topics binding produces or consumes (with ``BINDING_CREATE_TOPICS`` they are created at start)."""
 
 
 def build_verifier(settings: BindingSettings) -> Verifier:
@@ -101,6 +104,13 @@ def create_app(settings: BindingSettings | None = None, *, start_broker: bool = 
             ),
         )
         if start_broker:
+            if settings.create_topics:
+                await ensure_topics(
+                    settings.kafka_bootstrap_servers,
+                    [spec(name) for name in BINDING_TOPICS],
+                    prefix=settings.topic_prefix,
+                    replication_factor=settings.topic_replication_factor,
+                )
             await broker.start()
         log.info("binding started", topic_prefix=settings.topic_prefix, database=settings.mongodb_database)
         try:

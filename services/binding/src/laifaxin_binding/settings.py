@@ -77,6 +77,13 @@ class BindingSettings(ServiceSettings):
     credential_expiry_warning_days: int = Field(
         default=14, ge=0, description="Report an authorization password as expiring this many days ahead."
     )
+    create_topics: bool = Field(
+        default=False,
+        description="Create the mailbox topics at start when missing (local runs; production uses Strimzi).",
+    )
+    topic_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor for topics created by create_topics."
+    )
     http_host: str = Field(default="0.0.0.0", description="Listen address of the HTTP API.")  # noqa: S104  # a pod listens on all interfaces
     http_port: int = Field(default=8080, ge=1, le=65535, description="Listen port of the HTTP API.")
 

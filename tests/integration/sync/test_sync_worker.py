@@ -231,3 +231,36 @@ async def test_removed_mailbox_stops_and_its_state_is_dropped(
     await sync_env.send_raw("mailbox.verified", b'{"not": "an event"}', b"mbx_poison")
     other = await sync_env.register(mail_account)
     await sync_env.wait_for(lambda: other in worker.supervisor.loops, what="consumer still running")
+
+
+async def test_disabling_and_enabling_through_mailbox_updated(
+    sync_env: Env, mail_account: MailAccount, imap_factory: Any
+) -> None:
+    from laifaxin_shared.events import MailboxUpdated
+    from laifaxin_shared.events.mailbox import SyncSettings
+    from laifaxin_shared.kafka import serialize
+
+    worker = await sync_env.start_worker()
+    mailbox_id = await sync_env.register(mail_account)
+    await sync_env.wait_for(lambda: any(s.mailbox_id == mailbox_id for s in sync_env.statuses), what="ok")
+
+    async def update(enabled: bool) -> None:
+        event = MailboxUpdated(
+            tenant_id="tenant-test",
+            mailbox_id=mailbox_id,
+            sync=SyncSettings(enabled=enabled, interval_seconds=600),
+        )
+        await sync_env.send_raw("mailbox.updated", serialize(event), mailbox_id.encode())
+
+    await update(False)
+    await sync_env.wait_for(lambda: mailbox_id not in worker.supervisor.loops, what="stopped loop")
+    await sync_env.wait_for(
+        lambda: [s.state for s in sync_env.statuses if s.mailbox_id == mailbox_id] == ["ok", "stopped"],
+        what="stopped status",
+    )
+    imap = await imap_factory(mail_account)
+    await imap.append(mail("while disabled"))
+    await update(True)
+    await sync_env.wait_subjects(mailbox_id, {"while disabled"})  # the cursor kept its place: nothing is lost
+    stored = await worker.store.get_mailbox(mailbox_id)
+    assert stored is not None and stored["sync"]["interval_seconds"] == 600

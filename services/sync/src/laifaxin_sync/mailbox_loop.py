@@ -154,6 +154,12 @@ class MailboxLoop:
     def done(self) -> bool:
         return self._task is not None and self._task.done()
 
+    def crash(self) -> BaseException | None:
+        """The exception that ended the loop task, if it ended by one (a bug: failures are handled inside)."""
+        if self._task is None or not self._task.done() or self._task.cancelled():
+            return None
+        return self._task.exception()
+
     async def stop(self, grace: float) -> None:
         """Ask the loop to end after the batch in flight; cancel it after ``grace`` seconds."""
         self._stop.set()

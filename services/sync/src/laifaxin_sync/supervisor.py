@@ -117,6 +117,8 @@ class Supervisor:
             loop = self.loops.get(event.mailbox_id)
             if not event.sync.enabled:
                 await self._stop_many([event.mailbox_id])
+                if loop is not None:
+                    await loop.report("stopped")
             elif loop is not None:
                 loop.update_settings(sync)
             elif partition in self.partitions:
@@ -150,6 +152,8 @@ class Supervisor:
                     loop.lose_lease()
                 if loop.done:
                     # A loop ends by itself only on a lost lease or a crash: start it again (it waits for the lease).
+                    if (crashed := loop.crash()) is not None:
+                        log.error("mailbox loop crashed; restarting", mailbox_id=mid, error=repr(crashed))
                     self.loops.pop(mid)
                     doc = await self.ctx.store.get_mailbox(mid)
                     if doc is not None and loop.partition in self.partitions:

@@ -162,7 +162,7 @@ class FolderSync:
                 new=status.uidvalidity,
             )
             await self.on_reset(folder, old, status.uidvalidity)
-        elif status.uidnext < cur.uidnext:
+        elif status.uidnext < cur.uidnext or status.uidnext <= cur.high_water:
             log.warning(
                 "UIDNEXT went backwards: resync",
                 mailbox_id=self.identity.mailbox_id,
@@ -170,7 +170,9 @@ class FolderSync:
                 cursor_uidnext=cur.uidnext,
                 server_uidnext=status.uidnext,
             )
-            cur.last_uid = min(cur.last_uid, status.uidnext - 1, cur.baseline_uidnext - 1)
+            # UIDs above the baseline may have been reused for new mail: read them again. high_water keeps what
+            # was published from being published again; a reused location is re-indexed (FolderSync._process).
+            cur.last_uid = min(cur.last_uid, cur.baseline_uidnext - 1)
         published = 0
         if await self.changed(folder, status) or cur.last_uid < status.uidnext - 1:
             published = await self.fetch_new(client, folder)
@@ -244,6 +246,7 @@ class FolderSync:
                 uids = [u for u in uids if u >= cur.baseline_uidnext]
             if not uids:
                 cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
+                cur.high_water = max(cur.high_water, cur.last_uid)
                 await self.store.save_cursor(cur)
                 continue
             size = self.catchup_batch if len(uids) > self.catchup_batch else self.batch
@@ -308,8 +311,14 @@ class FolderSync:
         quarantines: list[tuple[str, FetchedMessage, str, str]] = []
         duplicates = 0
         for (msg, entry, event), held in zip(candidates, existing, strict=True):
-            if held is not None and not (held["_id"] == entry.key and held["dedupe_key"] == entry.dedupe_key):
-                duplicates += 1  # the same message at another location (Message-ID or content hash)
+            if held is not None and held["_id"] == entry.key and held["dedupe_key"] != entry.dedupe_key:
+                # Another message at an indexed location: the server reused a UID (UIDNEXT went backwards).
+                if not await self.store.reindex(entry, self._raw_doc(entry.key, msg)):
+                    duplicates += 1
+                    continue
+                held = None
+            elif held is not None and (held["_id"] != entry.key or entry.uid <= cur.high_water):
+                duplicates += 1  # the same message at another location, or published before a resync
                 continue
             if event is None:  # quarantined (a retry keeps the reason first recorded)
                 source = held or entry.to_doc()
@@ -345,6 +354,8 @@ class FolderSync:
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         cur.last_uid = max(cur.last_uid, max(uids))
+        cur.high_water = max(cur.high_water, cur.last_uid)
+        cur.uidnext = max(cur.uidnext, cur.last_uid + 1)
         await self.store.save_cursor(cur)
         return len(events)
 

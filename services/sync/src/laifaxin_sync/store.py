@@ -65,7 +65,8 @@ class Cursor:
     """Per-folder sync position (RFC 3501 UIDVALIDITY/UIDNEXT, RFC 7162 HIGHESTMODSEQ).
 
     ``last_uid``: every UID up to it has been handled (published and acknowledged, quarantined, indexed
-    already, or outside the initial window). ``baseline_uidnext``: UIDNEXT when the folder was first seen (or
+    already, or outside the initial window). ``high_water``: the highest ``last_uid`` ever committed under this
+    UIDVALIDITY; it stays when a resync pulls ``last_uid`` back, so what was published is not published again. ``baseline_uidnext``: UIDNEXT when the folder was first seen (or
     re-baselined); messages below it are history, published only inside the window with ``initial_sync``.
     """
 
@@ -79,6 +80,10 @@ class Cursor:
     highestmodseq: int | None = None
     messages: int | None = None
     resets: int = 0
+    high_water: int = 0
+
+    def __post_init__(self) -> None:
+        self.high_water = max(self.high_water, self.last_uid)
 
     @property
     def id(self) -> str:
@@ -97,6 +102,7 @@ class Cursor:
             "highestmodseq": self.highestmodseq,
             "messages": self.messages,
             "resets": self.resets,
+            "high_water": self.high_water,
             "updated_at": utc_now(),
         }
 
@@ -113,6 +119,7 @@ class Cursor:
             highestmodseq=doc.get("highestmodseq"),
             messages=doc.get("messages"),
             resets=int(doc.get("resets", 0)),
+            high_water=int(doc.get("high_water", 0)),
         )
 
 
@@ -302,3 +309,18 @@ class SyncStore:
                     raise
                 results[int(err["index"])] = existing
         return results
+
+    async def reindex(self, entry: IndexEntry, raw_doc: Document) -> bool:
+        """Give a location to another message: its UID was reused (UIDNEXT went backwards without a UIDVALIDITY
+        change, a server fault). False when the new message is already indexed elsewhere (a duplicate).
+
+        Checks the ``dedupe_key`` first, then deletes and re-inserts (FerretDB would not report a unique
+        violation on a replace); the raw bytes at the location are replaced too.
+        """
+        if await self.messages.find_one({"dedupe_key": entry.dedupe_key}) is not None:
+            return False
+        await self.messages.delete_one({"_id": entry.key})
+        if not await insert_unique(self.messages, entry.to_doc()):
+            return False
+        await self.raw.replace_one({"_id": raw_doc["_id"]}, raw_doc, upsert=True)
+        return True

@@ -171,12 +171,9 @@ class Notifier:
         return "deferred"
 
     async def _over_limit(self, tenant_id: str, user_id: str, now: datetime) -> bool:
-        minute = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
+        window = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
         hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
-        per_minute, per_hour = await asyncio.gather(
-            self.store.count_alert(tenant_id, user_id, minute),
-            self.store.count_alert(tenant_id, user_id, hour),
-        )
+        per_minute, per_hour = await self.store.count_alert(tenant_id, user_id, hour, window)
         return (
             per_minute > self.limits.digest_threshold_per_minute or per_hour > self.limits.rate_limit_per_hour
         )

@@ -6,10 +6,11 @@ refused as placeholders outside development/test (:meth:`ServiceSettings.secret_
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from laifaxin_shared.settings import ServiceSettings
+from laifaxin_shared.topics import NOTIFY_RETRY_LEVELS
 
 
 class NotifySettings(ServiceSettings):
@@ -87,6 +88,20 @@ class NotifySettings(ServiceSettings):
     vapid_subject: str = Field(default="mailto:alerts@laifa.xin", description="VAPID `sub` claim (RFC 8292).")
     push_ttl_s: int = Field(default=86_400, description="Web Push TTL header, seconds (RFC 8030 5.2).")
     http_timeout_s: float = Field(default=10.0, description="Timeout of provider HTTP calls, seconds.")
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _ladder_fits_the_topics(cls, value: list[float]) -> list[float]:
+        if not 1 <= len(value) <= NOTIFY_RETRY_LEVELS or any(d < 0 for d in value):
+            raise ValueError(f"retry_delays_s needs 1..{NOTIFY_RETRY_LEVELS} non-negative delays")
+        return value
+
+    @field_validator("digest_window_s")
+    @classmethod
+    def _window_divides_the_hour(cls, value: int) -> int:
+        if value <= 0 or 3600 % value:
+            raise ValueError("digest_window_s must divide 3600 (counters are kept per hour)")
+        return value
 
     def secret_fields(self) -> dict[str, SecretStr]:
         """Secrets that must be real outside development/test."""

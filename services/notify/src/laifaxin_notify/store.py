@@ -310,23 +310,27 @@ class Store:
         return [AlertContent.model_validate(d["content"]) async for d in cursor]
 
     # rate limit and digest ---------------------------------------------------------------------------------
-    async def count_alert(self, tenant_id: str, user_id: str, window: str) -> int:
-        """Add one to the user's counter for ``window`` and return the new count.
+    async def count_alert(self, tenant_id: str, user_id: str, hour: str, window: str) -> tuple[int, int]:
+        """Count one alert for the user; returns (count in ``window``, count in ``hour``).
 
-        ``_id`` is unique by nature, so two workers creating the same counter at once conflict; the loser
-        retries as an update.
+        One document per user and hour holds the hour's total and one counter per digest window, so one
+        ``findAndModify`` serves both the digest threshold and the hourly rate limit. ``_id`` is unique by
+        nature: two workers creating the same counter at once conflict and the loser retries as an update.
         """
-        key = f"{tenant_id}|{user_id}|{window}"
+        key = f"{tenant_id}|{user_id}|{hour}"
         for _ in range(3):
             try:
                 doc = await self.counters.find_one_and_update(
-                    {"_id": key}, {"$inc": {"n": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                    {"_id": key},
+                    {"$inc": {"n": 1, f"w.{window}": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
                 )
             except DuplicateKeyError:
                 continue
             if doc is not None:
-                return int(doc["n"])
-        raise RuntimeError(f"counter {window} could not be incremented")
+                return int(doc["w"][window]), int(doc["n"])
+        raise RuntimeError(f"counter {hour} could not be incremented")
 
     async def claim_digest(self, tenant_id: str, user_id: str, window: str) -> bool:
         """True for the first caller per (user, window): that caller schedules the digest."""

@@ -264,3 +264,22 @@ async def test_a_stop_request_abandons_before_the_next_batch() -> None:
         await sync.fetch_new(folder, INBOX)  # type: ignore[arg-type]
     last = store.cursors["mbx_1:INBOX"].last_uid
     assert len(pub.events) == last  # the cursor never passes what was published
+
+
+async def test_a_uid_the_server_refuses_to_fetch_is_skipped_not_retried_forever() -> None:
+    folder = FakeFolder()
+    sync, store, pub, _ = make_sync(batch=10)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    for s in ("a", "broken", "c"):
+        folder.add(raw(s))
+    original = folder.uid
+
+    async def refusing(command: str, spec: str, items: str) -> aioimaplib.Response:
+        if folder._in(2, spec, max(folder.messages)):
+            return aioimaplib.Response("NO", [b"[SERVERBUG] Internal error occurred."])
+        return await original(command, spec, items)
+
+    folder.uid = refusing  # type: ignore[method-assign]
+    assert await sync.fetch_new(folder, INBOX) == 2  # type: ignore[arg-type]
+    assert [e.subject for e in pub.events] == ["a", "c"]
+    assert store.cursors["mbx_1:INBOX"].last_uid == 3

@@ -254,7 +254,20 @@ class FolderSync:
             published += await self._batches(client, folder, cur, chunks)
 
     async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[FetchedMessage]:
-        reply = _check(await client.uid("fetch", uid_set(uids), FETCH_ITEMS), "UID FETCH")
+        """UID FETCH a batch. When the server refuses the batch (NO/BAD), the UIDs are fetched one by one and
+        a UID refused alone is skipped with a log line and an error count: one broken message must not hold the
+        folder (Nylas #288/#396)."""
+        reply = await client.uid("fetch", uid_set(uids), FETCH_ITEMS)
+        if reply.result != "OK":
+            if len(uids) == 1:
+                text = b" ".join(x for x in reply.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+                log.warning("UID FETCH refused; message skipped", uid=uids[0], server_text=text[:300])
+                self.metrics.errors.labels("fetch_refused").inc()
+                return []
+            out: list[FetchedMessage] = []
+            for uid in uids:
+                out.extend(await self._fetch(client, [uid]))
+            return out
         wanted = set(uids)
         return sorted((m for m in parse_fetch(reply.lines) if m.uid in wanted), key=lambda m: m.uid)
 

@@ -132,6 +132,7 @@ class MailboxLoop:
         self._task: asyncio.Task[None] | None = None
         self.has_lease = False
         self.lease_lost = False
+        self.lease_claimed_at = 0.0
         self._last_status: dict[str, Any] | None = config.get("status")
         s = ctx.settings
         self.backoff = Backoff(
@@ -220,6 +221,7 @@ class MailboxLoop:
             if await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id):
                 self.has_lease = True
                 self.lease_lost = False
+                self.lease_claimed_at = time.monotonic()
                 return
             log.info("lease held by another worker; waiting", mailbox_id=self.mailbox_id)
             await self._sleep(max(1.0, s.lease_ttl_seconds / 3))

@@ -141,13 +141,14 @@ class Supervisor:
         s = self.ctx.settings
         try:
             await self.ctx.store.heartbeat(s.worker_id, s.lease_ttl_seconds)
+            read_at = time.monotonic()
             held = await self.ctx.store.held_leases(s.worker_id)
         except PyMongoError as exc:
             log.warning("lease renewal failed", error=type(exc).__name__)
             return
         async with self._lock:
             for mid, loop in list(self.loops.items()):
-                if loop.has_lease and mid not in held:
+                if loop.has_lease and loop.lease_claimed_at < read_at and mid not in held:
                     log.warning("lease lost; stopping mailbox", mailbox_id=mid)
                     loop.lose_lease()
                 if loop.done:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import aioimaplib
+from aiokafka.errors import KafkaError
 from pymongo.errors import PyMongoError
 
 from laifaxin_shared.crypto import CredentialError, KeyRing
@@ -252,6 +253,17 @@ class MailboxLoop:
             return await self._failed(error, "auth", connected_at)
         except asyncio.CancelledError:
             raise
+        except (PyMongoError, KafkaError) as exc:
+            # Our own store or broker failed, not the mailbox: back off and retry, but tell the user nothing.
+            log.warning(
+                "store or broker unavailable",
+                mailbox_id=self.mailbox_id,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            self.ctx.metrics.errors.labels("infrastructure").inc()
+            if connected_at is not None:
+                self.backoff.connection_lasted(time.monotonic() - connected_at)
+            return self.backoff.next_delay("error")
         except Exception as exc:  # noqa: BLE001  # any failure of one mailbox is classified, reported and backed off
             if isinstance(exc, ImapCommandError):
                 error = explain("imap", exc.text, self.config.get("provider_id"), secrets=[password])

@@ -31,7 +31,7 @@ from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.imap import connect_imap
-from laifaxin_shared.logging import get_logger
+from laifaxin_shared.logging import get_logger, redact_text
 from laifaxin_shared.providers.errors import (
     ErrorCode,
     MailError,
@@ -258,7 +258,7 @@ class MailboxLoop:
             log.warning(
                 "store or broker unavailable",
                 mailbox_id=self.mailbox_id,
-                error=f"{type(exc).__name__}: {exc}"[:300],
+                error=redact_text(f"{type(exc).__name__}: {exc}")[:300],
             )
             self.ctx.metrics.errors.labels("infrastructure").inc()
             if connected_at is not None:

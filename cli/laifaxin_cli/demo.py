@@ -108,8 +108,8 @@ def percentile(values: list[float], p: float) -> float | None:
 class Observed:
     """What the demo saw on Kafka and at the loopback services."""
 
-    received: dict[int, MailReceived] = field(default_factory=dict)
-    classified: dict[int, MailClassified] = field(default_factory=dict)
+    received: dict[str, MailReceived] = field(default_factory=dict)  # by MessageRef.natural_key()
+    classified: dict[str, MailClassified] = field(default_factory=dict)
     quarantined: list[dict[str, str]] = field(default_factory=list)
     alerts: dict[str, dict[str, float]] = field(
         default_factory=lambda: {"wechat": {}, "email": {}, "push": {}}
@@ -134,10 +134,10 @@ async def watch_topics(bootstrap: str, prefix: str, seen: Observed, stop: asynci
                 for r in records:
                     if tp.topic.endswith("mail.received"):
                         ev = MailReceived.model_validate_json(r.value)
-                        seen.received[ev.ref.uid] = ev
+                        seen.received[ev.ref.natural_key()] = ev
                     elif tp.topic.endswith("mail.classified"):
                         c = MailClassified.model_validate_json(r.value)
-                        seen.classified[c.ref.uid] = c
+                        seen.classified[c.ref.natural_key()] = c
                     else:
                         headers = {k: v.decode(errors="replace") for k, v in r.headers}
                         seen.quarantined.append(headers)
@@ -145,9 +145,10 @@ async def watch_topics(bootstrap: str, prefix: str, seen: Observed, stop: asynci
         await consumer.stop()
 
 
-def smtp_alerts(index: Path, since: float) -> dict[str, float]:
-    """Message-ID local part (the dedupe key) -> received time, for alert emails the SMTP server accepted."""
-    out: dict[str, float] = {}
+def alert_emails(index: Path, since: float) -> list[tuple[str, float]]:
+    """(dedupe key, received time) of every alert email the local SMTP server accepted since ``since``, in
+    arrival order; notify's alert emails carry ``Message-ID: <dedupe key@notify.laifaxin>``."""
+    out: list[tuple[str, float]] = []
     if not index.exists():
         return out
     for line in index.read_text().splitlines():
@@ -157,7 +158,7 @@ def smtp_alerts(index: Path, since: float) -> dict[str, float]:
         msg = email.message_from_bytes(Path(rec["file"]).read_bytes(), policy=email.policy.default)
         mid = str(msg.get("Message-ID", "")).strip("<>")
         if mid.endswith("@notify.laifaxin"):
-            out[mid.split("@", 1)[0]] = rec["received_at"]
+            out.append((mid.split("@", 1)[0], rec["received_at"]))
     return out
 
 
@@ -299,18 +300,16 @@ async def drive(
         await imap.logout()
 
         duplicates = duplicate_count(corpus)
-        expected_alert_uids: set[int] = set()
+        expected_alerts: set[str] = set()
         deadline = time.monotonic() + timeout_s
         last = ""
         while time.monotonic() < deadline:
             dlq = len(seen.quarantined)
-            expected_alert_uids = {
-                uid for uid, c in seen.classified.items() if c.category in ALERT_CATEGORIES
-            }
+            expected_alerts = {k for k, c in seen.classified.items() if c.category in ALERT_CATEGORIES}
             wanted = {
                 ch: {
-                    dedupe_key(str(seen.classified[u].event_id), USER, ch, targets[ch]): u
-                    for u in expected_alert_uids
+                    dedupe_key(str(seen.classified[k].event_id), USER, ch, targets[ch]): k
+                    for k in expected_alerts
                 }
                 for ch in ("wechat", "email", "webpush")
                 if ch in targets
@@ -322,19 +321,19 @@ async def drive(
                 tag = p.json().get("tag")
                 if tag in wanted.get("webpush", {}):
                     seen.alerts["push"].setdefault(tag, getattr(p, "at", time.time()))
-            for key, at in smtp_alerts(Path(mail["smtp_received_index"]), started).items():
+            for key, at in alert_emails(Path(mail["smtp_received_index"]), started):
                 if key in wanted.get("email", {}):
                     seen.alerts["email"].setdefault(key, at)
             done_msgs = len(seen.received) + dlq + duplicates >= len(corpus) and len(seen.classified) >= len(
                 seen.received
             )
             done_alerts = all(
-                len(seen.alerts[k]) >= len(expected_alert_uids) for k in ("wechat", "email", "push")
+                len(seen.alerts[k]) >= len(expected_alerts) for k in ("wechat", "email", "push")
             )
             line = (
                 f"appended {len(appended)}/{len(corpus)}  received {len(seen.received)}  "
                 f"classified {len(seen.classified)}  quarantined {dlq}  duplicates {duplicates}  alerts wechat {len(seen.alerts['wechat'])}"
-                f" email {len(seen.alerts['email'])} push {len(seen.alerts['push'])} / {len(expected_alert_uids)}"
+                f" email {len(seen.alerts['email'])} push {len(seen.alerts['push'])} / {len(expected_alerts)}"
             )
             if line != last:
                 progress(line)
@@ -349,8 +348,9 @@ async def drive(
     latencies = []
     by_key: dict[tuple[str, str], int] = {}
     for ch, keys in (("wechat", "wechat"), ("email", "email"), ("push", "webpush")):
-        for uid in expected_alert_uids:
-            by_key[(ch, dedupe_key(str(seen.classified[uid].event_id), USER, keys, targets[keys]))] = uid
+        for k in expected_alerts:
+            c = seen.classified[k]
+            by_key[(ch, dedupe_key(str(c.event_id), USER, keys, targets[keys]))] = c.ref.uid
     for ch, got in seen.alerts.items():
         for key, at in got.items():
             alert_uid = by_key.get((ch, key))

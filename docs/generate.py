@@ -41,10 +41,41 @@ def _classifier_asyncapi() -> dict[str, Any]:
     return spec
 
 
+def _broker_asyncapi(broker: Any, title: str, description: str) -> dict[str, Any]:
+    from faststream.specification import AsyncAPI
+
+    spec: dict[str, Any] = (
+        AsyncAPI(broker, title=title, version="1.0.0", description=description).to_specification().to_jsonable()
+    )
+    return spec
+
+
+def _binding_app() -> Any:
+    from laifaxin_binding.app import create_app
+
+    return create_app(_settings("laifaxin_binding.settings", "BindingSettings"), start_broker=False)
+
+
+def _binding_asyncapi() -> dict[str, Any]:
+    return _broker_asyncapi(
+        _binding_app().state.broker,
+        "Laifaxin binding",
+        "Publishes mailbox.verified, mailbox.updated and mailbox.removed; consumes mailbox.sync_status.",
+    )
+
+
+def _binding_openapi() -> dict[str, Any]:
+    spec: dict[str, Any] = _binding_app().openapi()
+    return spec
+
+
 ASYNCAPI: dict[str, Callable[[], dict[str, Any]]] = {
+    "binding": _binding_asyncapi,
     "classifier": _classifier_asyncapi,
 }
-OPENAPI: dict[str, Callable[[], dict[str, Any]]] = {}
+OPENAPI: dict[str, Callable[[], dict[str, Any]]] = {
+    "binding": _binding_openapi,
+}
 
 
 def _type_of(prop: dict[str, Any]) -> str:

@@ -99,6 +99,21 @@ def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kw
     )
 
 
+def declare_publishers(broker: KafkaBroker, settings: ServiceSettings, *topics: str) -> None:
+    """Register the topics this service publishes, with their registry model and description, so they appear
+    in its AsyncAPI document. Events are still sent with :func:`publish_event` (keyed, acks=all); these
+    publishers are never called (used as a decorator, a publisher would also send the handler's return value).
+
+    Raises:
+        KeyError: a topic is not in the registry.
+    """
+    for name in topics:
+        topic_spec = TOPICS[name]
+        broker.publisher(
+            settings.topic(name), title=name, description=topic_spec.description, schema=topic_spec.model
+        )
+
+
 def subscriber_options(
     group_id: str,
     *,

@@ -31,7 +31,13 @@ from laifaxin_binding.verify import HostGuard, Verifier
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import Envelope, MailboxSyncStatus
 from laifaxin_shared.imap import client_tls_context
-from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event, subscriber_options
+from laifaxin_shared.kafka import (
+    declare_publishers,
+    ensure_topics,
+    make_broker,
+    publish_event,
+    subscriber_options,
+)
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import make_mongo_client, ping
 from laifaxin_shared.topics import spec
@@ -74,6 +80,7 @@ def create_app(settings: BindingSettings | None = None, *, start_broker: bool = 
     """
     settings = settings or BindingSettings()
     broker = make_broker(settings, client_id=settings.service_name)
+    declare_publishers(broker, settings, "mailbox.verified", "mailbox.updated", "mailbox.removed")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

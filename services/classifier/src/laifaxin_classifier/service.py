@@ -26,7 +26,7 @@ from pydantic_settings import SettingsConfigDict
 from pymongo import ASCENDING, IndexModel
 
 from laifaxin_shared.events import MailClassified, MailReceived
-from laifaxin_shared.kafka import make_broker, publish_event, subscriber_options
+from laifaxin_shared.kafka import declare_publishers, make_broker, publish_event, subscriber_options
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique, make_mongo_client, ping
 from laifaxin_shared.settings import ServiceSettings
@@ -118,14 +118,7 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     db = mongo[settings.mongodb_database]
     state: dict[str, Runtime] = {}
 
-    # Declared for the AsyncAPI document only; events are sent by publish_event (keyed, acks=all). As a
-    # decorator it would also publish the handler's return value.
-    broker.publisher(
-        settings.topic("mail.classified"),
-        title="mail.classified",
-        description="The category of one message.",
-        schema=MailClassified,
-    )
+    declare_publishers(broker, settings, "mail.classified")  # for the AsyncAPI document
 
     @broker.subscriber(
         settings.topic("mail.received"),

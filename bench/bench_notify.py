@@ -3,6 +3,8 @@
 Against the real Kafka and FerretDB and the loopback WeChat API and Web Push service (tests/support), in one
 process that is one notify worker:
 
+- ``notify_senders_rate``: the channel layer alone, no database (half WeChat, half Web Push), concurrency 128;
+  the loopback servers run in the same process and share its CPU.
 - ``notify_domain_deliveries_rate``: the domain path alone (preferences, bindings, digest counters, dedupe claim,
   WeChat template/send over HTTP with its token cache, Web Push with VAPID + aes128gcm, status update), events
   handled concurrently as the batch consumer does.
@@ -31,8 +33,8 @@ from common import figure, infra, percentile
 from pydantic import SecretStr
 
 from laifaxin_notify.app import create_app
-from laifaxin_notify.channels.wechat import WeChatSender
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
+from laifaxin_notify.channels.wechat import WeChatSender
 from laifaxin_notify.consumer import KafkaQueue, register
 from laifaxin_notify.pipeline import Limits, MemoryQueue, Notifier
 from laifaxin_notify.settings import NotifySettings
@@ -70,7 +72,9 @@ async def bind_all(store: Store, tenant: str, users: int, push: PushService | No
         if push is not None:
             sub = push.subscribe()
             data = {"endpoint": sub["endpoint"], "keys": sub["keys"]}
-            await store.put_binding(Binding(tenant, f"u{u}", "webpush", push_target_id(sub["endpoint"]), data))
+            await store.put_binding(
+                Binding(tenant, f"u{u}", "webpush", push_target_id(sub["endpoint"]), data)
+            )
 
 
 async def bench_domain(mongo_url: str, n: int) -> None:
@@ -107,7 +111,11 @@ async def bench_domain(mongo_url: str, n: int) -> None:
                 results += chunk
             elapsed = time.perf_counter() - t0
             sent = sum(1 for rs in results for _, r in rs if r == "sent")
-            assert sent == len(wx.sent) + len(push.received) == 2 * n, (sent, len(wx.sent), len(push.received))
+            assert sent == len(wx.sent) + len(push.received) == 2 * n, (
+                sent,
+                len(wx.sent),
+                len(push.received),
+            )
             figure("notify_domain_deliveries_rate", sent / elapsed, "deliveries/s")
             figure("notify_domain_events_rate", n / elapsed, "events/s")
             await wechat.aclose()
@@ -115,6 +123,50 @@ async def bench_domain(mongo_url: str, n: int) -> None:
     finally:
         await client.drop_database(db_name)
         await client.close()
+
+
+async def bench_senders(n: int) -> None:
+    """The channel layer alone (no database): WeChat template/send and Web Push with VAPID + aes128gcm."""
+    from laifaxin_notify.models import AlertContent, DeliveryTask, dedupe_key
+
+    async with WeChatServer(apps={APPID: SECRET}, templates={TEMPLATE}) as wx, PushService() as push:
+        wechat = WeChatSender(base_url=wx.base_url, appid=APPID, secret=SECRET, template_id=TEMPLATE)
+        webpush = WebPushSender(vapid=load_vapid(""), subject="mailto:bench@laifa.xin")
+        subs = [push.subscribe() for _ in range(50)]
+        content = AlertContent(
+            title="新询盘 New inquiry", sender="Buyer", subject="Quotation", url="https://x/1"
+        )
+        jobs = []
+        for i in range(n):
+            key = dedupe_key(str(i), "u", "x", "t")
+            task = DeliveryTask(
+                dedupe_key=key,
+                tenant_id="t",
+                user_id="u",
+                channel="wechat",
+                target_id="o",
+                event_id=str(i),
+                content=content,
+            )
+            if i % 2:
+                sub = subs[i % len(subs)]
+                b = Binding("t", "u", "webpush", "p", {"endpoint": sub["endpoint"], "keys": sub["keys"]})
+                jobs.append((webpush, task, b))
+            else:
+                jobs.append((wechat, task, Binding("t", "u", "wechat", f"o{i}", {})))
+        sem = asyncio.Semaphore(128)
+
+        async def one(sender: Any, task: Any, b: Binding) -> str:
+            async with sem:
+                return str((await sender.send(task, b)).kind)
+
+        t0 = time.perf_counter()
+        kinds = await asyncio.gather(*(one(*j) for j in jobs))
+        elapsed = time.perf_counter() - t0
+        assert kinds.count("sent") == n, kinds[:5]
+        figure("notify_senders_rate", n / elapsed, "deliveries/s")
+        await wechat.aclose()
+        await webpush.aclose()
 
 
 def settings_for(kafka: str, mongo_url: str, prefix: str, wx: WeChatServer) -> NotifySettings:
@@ -137,7 +189,9 @@ def settings_for(kafka: str, mongo_url: str, prefix: str, wx: WeChatServer) -> N
 
 async def bench_kafka(kafka: str, mongo_url: str, n: int, latency_n: int, rate: float) -> None:
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    topics = [t for name, t in TOPICS.items() if name.startswith(("notify.", "mail.classified", "mailbox.removed"))]
+    topics = [
+        t for name, t in TOPICS.items() if name.startswith(("notify.", "mail.classified", "mailbox.removed"))
+    ]
     await ensure_topics(kafka, topics, prefix=prefix, replication_factor=1)
     async with WeChatServer(apps={APPID: SECRET}, templates={TEMPLATE}) as wx:
         settings = settings_for(kafka, mongo_url, prefix, wx)
@@ -170,7 +224,7 @@ async def bench_kafka(kafka: str, mongo_url: str, n: int, latency_n: int, rate: 
         t0 = time.perf_counter()
         await worker.start()
         async with asyncio.timeout(300):
-            while len(wx.sent) < n:
+            while len(wx.sent) < n:  # noqa: ASYNC110  # polling the loopback server's record, 10 ms
                 await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - t0
         figure("notify_kafka_deliveries_rate", n / elapsed, "deliveries/s")
@@ -187,7 +241,7 @@ async def bench_kafka(kafka: str, mongo_url: str, n: int, latency_n: int, rate: 
             await publish_event(producer, e, prefix=prefix)
             await asyncio.sleep(1 / rate)
         async with asyncio.timeout(60):
-            while sum(1 for m in wx.sent if m.openid.startswith("olat")) < latency_n:
+            while sum(1 for m in wx.sent if m.openid.startswith("olat")) < latency_n:  # noqa: ASYNC110  # polling
                 await asyncio.sleep(0.01)
         # SentMessage.at is time.monotonic(); perf_counter and monotonic share a clock on Linux
         lat_ms = [(m.at - published[m.openid]) * 1000 for m in wx.sent if m.openid in published]
@@ -208,6 +262,7 @@ async def main() -> None:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or servers["kafka_bootstrap_servers"]
     mongo_url = os.environ.get("MONGODB_URL") or servers["mongodb_url"]
     n = 400 if args.quick else 3000
+    await bench_senders(n)
     await bench_domain(mongo_url, n)
     await bench_kafka(kafka, mongo_url, n, latency_n=50 if args.quick else 300, rate=50.0)
 

@@ -45,6 +45,11 @@ def test_wechat_fields_are_at_most_20_chars_without_newlines() -> None:
         assert 0 < len(item["value"]) <= 20 and "\n" not in item["value"]
 
 
+def test_wechat_fields_are_never_empty() -> None:
+    data = template_data(task(sender="", subject="", arrived_at=None))
+    assert all(item["value"] for item in data.values())
+
+
 @pytest.mark.parametrize(
     ("errcode", "kind", "dead", "binding"),
     [

@@ -120,7 +120,7 @@ def template_data(task: DeliveryTask) -> dict[str, dict[str, str]]:
         "thing1": {"value": one_line(c.sender or "-", FIELD_LIMIT)},
         "thing2": {"value": one_line(c.subject or "(no subject)", FIELD_LIMIT)},
         "phrase3": {"value": one_line(c.title, FIELD_LIMIT)},
-        "time4": {"value": one_line(arrived, FIELD_LIMIT)},
+        "time4": {"value": one_line(arrived or "-", FIELD_LIMIT)},
     }
 
 

@@ -28,6 +28,10 @@ INDEXES = {
         )
     ],
     "deliveries": [IndexModel([("dedupe_key", ASCENDING)], unique=True, name="dedupe_key")],
+    "attempts": [
+        IndexModel([("tenant_id", ASCENDING), ("at", ASCENDING)], name="tenant_at"),
+        IndexModel([("at", ASCENDING)]),  # a generated name
+    ],
 }
 
 
@@ -55,7 +59,12 @@ async def test_write_and_read_back(mongo_db: Any) -> None:
 
 async def test_unique_index_and_duplicate_key(mongo_db: Any) -> None:
     await ensure_indexes(mongo_db, INDEXES)
-    await ensure_indexes(mongo_db, INDEXES)  # idempotent
+    await ensure_indexes(mongo_db, INDEXES)  # idempotent, also for a collection with several indexes
+    assert {ix["name"] async for ix in await mongo_db.attempts.list_indexes()} == {
+        "_id_",
+        "tenant_at",
+        "at_1",
+    }
     names = {ix["name"] async for ix in await mongo_db.messages.list_indexes()}
     assert "message_identity" in names
     key = {"mailbox_id": "m", "folder": "INBOX", "uidvalidity": 7, "uid": 1}

@@ -50,15 +50,22 @@ def database_for(
 
 
 async def ensure_indexes(db: AsyncDatabase[Document], indexes: Mapping[str, Sequence[IndexModel]]) -> None:
-    """Create the declared indexes (idempotent: existing identical indexes are kept).
+    """Create the declared indexes that do not exist yet (by index name); idempotent.
+
+    Only missing indexes are sent: FerretDB v1.24 drops the connection (a server-side panic) when
+    ``createIndexes`` repeats several indexes that already exist, and MongoDB needs no such round trip either.
 
     Raises:
         pymongo.errors.OperationFailure: an index option the server does not support (FerretDB v1 refuses TTL
-            and partial indexes), or a conflicting existing index.
+            and partial indexes), or an existing index of the same name with other keys or options.
     """
-    for name, models in indexes.items():
-        if models:
-            await db[name].create_indexes(list(models))
+    for collection, models in indexes.items():
+        if not models:
+            continue
+        existing = {ix["name"] async for ix in await db[collection].list_indexes()}
+        missing = [m for m in models if m.document["name"] not in existing]
+        if missing:
+            await db[collection].create_indexes(missing)
 
 
 async def insert_unique(collection: AsyncCollection[Document], document: Document) -> bool:

@@ -24,7 +24,8 @@ from faststream.kafka import KafkaBroker
 from laifaxin_binding import errors
 from laifaxin_binding.api import router
 from laifaxin_binding.detect import Detector
-from laifaxin_binding.service import Limits, MailboxService
+from laifaxin_binding.models import MailboxCreate, ServerIn
+from laifaxin_binding.service import Limits, MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import HostGuard, Verifier
@@ -68,6 +69,40 @@ def register_subscribers(broker: KafkaBroker, settings: BindingSettings, app: Fa
     async def on_sync_status(event: MailboxSyncStatus) -> None:
         svc: MailboxService = app.state.service
         await svc.apply_sync_status(event)
+
+
+def _server(spec_text: str | None) -> ServerIn | None:
+    """``host:port:security`` -> :class:`ServerIn` (None when unset)."""
+    if not spec_text:
+        return None
+    host, port, security = spec_text.rsplit(":", 2)
+    return ServerIn(host=host, port=int(port), security=security)  # type: ignore[arg-type]
+
+
+async def bind_system_mailbox(service: MailboxService, settings: BindingSettings) -> None:
+    """Bind (or keep) the system mailbox named in the settings; a failure is logged with its code and fix,
+    and the service still starts (the mailbox then shows the error through the API)."""
+    assert settings.system_mailbox_email and settings.system_mailbox_password
+    who = Principal(settings.system_tenant_id, settings.system_user_id)
+    body = MailboxCreate(
+        email=settings.system_mailbox_email,
+        password=settings.system_mailbox_password,
+        nickname="System mailbox (mass-email replies)",
+        imap=_server(settings.system_mailbox_imap),
+        smtp=_server(settings.system_mailbox_smtp),
+    )
+    try:
+        out = await service.ensure_system_mailbox(who, body)
+    except errors.BindingError as exc:
+        log.error(
+            "system mailbox not bound",
+            email=settings.system_mailbox_email,
+            code=exc.code,
+            message=exc.message.en,
+            fix=exc.fix.en,
+        )
+        return
+    log.info("system mailbox bound", mailbox_id=out.id, email=out.email)
 
 
 def create_app(settings: BindingSettings | None = None, *, start_broker: bool = True) -> FastAPI:
@@ -119,6 +154,8 @@ def create_app(settings: BindingSettings | None = None, *, start_broker: bool = 
                     replication_factor=settings.topic_replication_factor,
                 )
             await broker.start()
+        if settings.system_mailbox_email and start_broker:
+            await bind_system_mailbox(app.state.service, settings)
         log.info("binding started", topic_prefix=settings.topic_prefix, database=settings.mongodb_database)
         try:
             yield

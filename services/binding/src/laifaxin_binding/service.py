@@ -113,8 +113,8 @@ class MailboxService:
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, who: Principal, body: MailboxCreate) -> MailboxOut:
-        """Verify and save a new mailbox; emits ``mailbox.verified``.
+    async def create(self, who: Principal, body: MailboxCreate, *, is_system: bool = False) -> MailboxOut:
+        """Verify and save a new mailbox; emits ``mailbox.verified`` (``is_system`` for the platform's own).
 
         Raises:
             BindingError: 422 with the taxonomy code when verification fails (nothing saved); 409
@@ -147,6 +147,7 @@ class MailboxService:
             "last_synced_at": None,
             "last_error": None,
             "created_at": at,
+            "is_system": is_system,
             **_verified_fields(verification, request, provider, credential, at),
         }
         if not await self.store.insert(document):
@@ -167,6 +168,32 @@ class MailboxService:
             "mailbox bound", mailbox_id=mailbox_id, tenant_id=who.tenant_id, provider=document["provider_id"]
         )
         return self.view(document)
+
+    # ------------------------------------------------------------------ system mailbox
+
+    async def ensure_system_mailbox(self, who: Principal, body: MailboxCreate) -> MailboxOut:
+        """Bind the platform's own mailbox (mass-email replies land there) from configuration, idempotently.
+
+        Absent: verified and saved like any mailbox, flagged ``is_system`` (its events carry
+        ``is_system=true``). Present with the same password: left alone (a restart emits nothing). Present with
+        another password: re-verified and saved through :meth:`update`, which emits ``mailbox.verified``.
+
+        Raises:
+            BindingError: as :meth:`create` and :meth:`update` (the caller logs the code and fix).
+        """
+        existing = await self.store.find_by_email(who.tenant_id, _email(body.email))
+        if existing is None:
+            return await self.create(who, body, is_system=True)
+        current = self.keyring.open(
+            EncryptedCredential.model_validate(existing["credential"]),
+            tenant_id=who.tenant_id,
+            mailbox_id=existing["_id"],
+        )
+        if current == body.password.get_secret_value().strip():
+            return self.view(existing)
+        return await self.update(
+            who, existing["_id"], MailboxPatch(password=body.password, imap=body.imap, smtp=body.smtp)
+        )
 
     # ------------------------------------------------------------------ read
 
@@ -375,6 +402,7 @@ class MailboxService:
             imap_id_required=doc["imap_id_required"],
             sync=SyncSettings.model_validate(doc["sync"]),
             credential_expires_at=doc.get("credential_expires_at"),
+            is_system=bool(doc.get("is_system", False)),
         )
 
     def view(self, doc: dict[str, Any]) -> MailboxOut:

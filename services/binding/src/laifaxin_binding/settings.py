@@ -84,6 +84,23 @@ class BindingSettings(ServiceSettings):
     topic_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor for topics created by create_topics."
     )
+    system_mailbox_email: str | None = Field(
+        default=None,
+        description="The platform's own mailbox (mass-email replies); bound at start when set.",
+    )
+    system_mailbox_password: SecretStr | None = Field(
+        default=None, description="Its app password / authorization code."
+    )
+    system_mailbox_imap: str | None = Field(
+        default=None, description="host:port:security (ssl|starttls); default from the provider catalog."
+    )
+    system_mailbox_smtp: str | None = Field(
+        default=None, description="host:port:security (ssl|starttls); default from the provider catalog."
+    )
+    system_tenant_id: str = Field(
+        default="laifaxin-system", description="Tenant that owns the system mailbox."
+    )
+    system_user_id: str = Field(default="system", description="User that owns the system mailbox.")
     http_host: str = Field(default="0.0.0.0", description="Listen address of the HTTP API.")  # noqa: S104  # a pod listens on all interfaces
     http_port: int = Field(default=8080, ge=1, le=65535, description="Listen port of the HTTP API.")
 

@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, s
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, EmailStr, Field
+from pymongo.errors import ConnectionFailure
 
 from laifaxin_shared.kafka import make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
@@ -175,7 +176,15 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mongo = make_mongo_client(settings.mongodb_url.get_secret_value(), appname="notify")
         store = Store(mongo[settings.mongodb_database])
-        await store.ensure_indexes()
+        for attempt in range(5):  # the database may still be starting, or drop a connection under load
+            try:
+                await store.ensure_indexes()
+                break
+            except ConnectionFailure as exc:
+                if attempt == 4:
+                    raise
+                log.warning("mongodb not ready, retrying", error=type(exc).__name__, attempt=attempt + 1)
+                await asyncio.sleep(1.0 + attempt)
         chans = senders if senders is not None else build_senders(settings)
         broker: KafkaBroker | None = None
         queue: TaskQueue = MemoryQueue()

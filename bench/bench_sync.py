@@ -375,7 +375,7 @@ async def bench_scale(
     """Dovecot needs one inotify instance per IDLE session (fs.inotify.max_user_instances, often 128): above
     that it checks mailboxes only every 30 s, which a worker cannot make faster."""
     sizes = sizes or ([50, 100] if quick else [100, 500, 1000])
-    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())  # noqa: ASYNC240  # one tiny /proc read
     figure("scale_inotify_max_user_instances", limit, "instances")
     steady_s = 15.0 if quick else 30.0
     users = accounts.make(max(sizes), "sc")

@@ -7,6 +7,7 @@ import sys
 
 from laifaxin_binding import cli as binding_cli
 from laifaxin_classifier import cli as classifier_cli
+from laifaxin_cli import dlq
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     binding_cli.register(subparsers)
     classifier_cli.register(subparsers)
+    dlq.register(subparsers)
     return parser
 
 

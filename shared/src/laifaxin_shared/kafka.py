@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
@@ -155,7 +156,8 @@ async def publish_event(
     return result
 
 
-def _record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:
+    """A record's headers as text (undecodable bytes replaced)."""
     out: dict[str, str] = {}
     for name, value in record.headers or ():
         out[name] = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -180,7 +182,7 @@ async def publish_dead_letter(
     group_id: str | None,
 ) -> RecordMetadata:
     """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers."""
-    headers = _record_headers(record)
+    headers = record_headers(record)
     headers.update(
         {
             "x-dlq-error": redact_text(error)[:2000],
@@ -291,6 +293,74 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str], timeout_
             return
         await asyncio.sleep(0.2)
     raise TimeoutError(f"topics not ready after {timeout_s} s: {sorted(names)}")
+
+
+async def read_dead_letters(
+    bootstrap_servers: str, dlq_topic: str, *, idle_ms: int = 1500, limit: int = 100_000
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record currently in ``dlq_topic`` (read from the beginning without a consumer group; stops after
+    ``idle_ms`` without new records)."""
+    consumer = AIOKafkaConsumer(
+        dlq_topic,
+        bootstrap_servers=bootstrap_servers.split(","),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(records) < limit:
+            batch = await consumer.getmany(timeout_ms=idle_ms)
+            if not batch:
+                break
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def replay_dead_letters(
+    bootstrap_servers: str, dlq_topic: str, *, since_offset: int = 0, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Re-publish dead-lettered records to the topic they came from (after the fix is deployed).
+
+    Each record goes back with its original key, bytes and headers (the ``x-dlq-*`` headers removed, an
+    ``x-dlq-replayed-from`` header added: ``<dlq topic>/<partition>/<offset>``), acks=all. Records whose
+    DLQ offset is below ``since_offset`` are skipped. Consumers are idempotent, so a record replayed twice is
+    harmless. Returns a summary per record (see :func:`dlq_record_summary`).
+    """
+    records = [r for r in await read_dead_letters(bootstrap_servers, dlq_topic) if r.offset >= since_offset]
+    out = []
+    producer = (
+        None
+        if dry_run
+        else AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True
+        )
+    )
+    if producer is not None:
+        await producer.start()
+    try:
+        for r in records:
+            headers = record_headers(r)
+            target = headers.get("x-dlq-topic") or dlq_topic.removesuffix(DLQ_SUFFIX)
+            summary = {
+                **dlq_record_summary(r.value or b"", headers),
+                "dlq_offset": r.offset,
+                "target": target,
+            }
+            out.append(summary)
+            if producer is None:
+                continue
+            keep = [(k, v.encode()) for k, v in headers.items() if k not in DLQ_HEADERS]
+            keep.append(("x-dlq-replayed-from", f"{dlq_topic}/{r.partition}/{r.offset}".encode()))
+            await producer.send_and_wait(target, r.value, key=r.key, headers=keep)
+    finally:
+        if producer is not None:
+            await producer.stop()
+    return out
 
 
 def dlq_record_summary(value: bytes, headers: Mapping[str, str]) -> dict[str, Any]:

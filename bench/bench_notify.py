@@ -3,6 +3,8 @@
 Against the real Kafka and FerretDB and the loopback WeChat API and Web Push service (tests/support), in one
 process that is one notify worker:
 
+- ``mongodb_insert_update_pairs_rate``: the database alone, an insert and an update by ``_id`` per item (the
+  least a dedupe claim plus a status update costs), as a ceiling for the figures below.
 - ``notify_senders_rate``: the channel layer alone, no database (half WeChat, half Web Push), concurrency 128;
   the loopback servers run in the same process and share its CPU.
 - ``notify_domain_deliveries_rate``: the domain path alone (preferences, bindings, digest counters, dedupe claim,
@@ -123,6 +125,26 @@ async def bench_domain(mongo_url: str, n: int) -> None:
     finally:
         await client.drop_database(db_name)
         await client.close()
+
+
+async def bench_store_baseline(mongo_url: str, n: int) -> None:
+    """The database's own pace in this run: concurrent insert_one + update_one by _id (one delivery's minimum)."""
+    client = make_mongo_client(mongo_url)
+    db_name = f"bench_notify_base_{uuid.uuid4().hex[:8]}"
+    col = client[db_name]["d"]
+    await col.insert_one({"_id": "warm"})
+    sem = asyncio.Semaphore(100)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await col.insert_one({"_id": f"k{i}", "status": "pending"})
+            await col.update_one({"_id": f"k{i}"}, {"$set": {"status": "sent"}})
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    figure("mongodb_insert_update_pairs_rate", n / (time.perf_counter() - t0), "pairs/s")
+    await client.drop_database(db_name)
+    await client.close()
 
 
 async def bench_senders(n: int) -> None:
@@ -262,6 +284,7 @@ async def main() -> None:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or servers["kafka_bootstrap_servers"]
     mongo_url = os.environ.get("MONGODB_URL") or servers["mongodb_url"]
     n = 400 if args.quick else 3000
+    await bench_store_baseline(mongo_url, n)
     await bench_senders(n)
     await bench_domain(mongo_url, n)
     await bench_kafka(kafka, mongo_url, n, latency_n=50 if args.quick else 300, rate=50.0)

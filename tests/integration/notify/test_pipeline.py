@@ -331,3 +331,34 @@ async def test_wechat_receipt_marks_delivered(
     assert await notifier.wechat_receipt(str(msg.msgid), "success") == 1
     [h] = await store.history(ev.tenant_id, ev.user_id)
     assert h["status"] == "delivered"
+
+
+async def test_access_token_never_reaches_the_logs(
+    store: Store,
+    wechat: WeChatServer,
+    wechat_sender: WeChatSender,
+    make_notifier: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import logging
+
+    from laifaxin_shared.logging import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("notify-test", "DEBUG", json=True)  # httpx logs each request URL at INFO
+    try:
+        notifier, _ = make_notifier({"wechat": wechat_sender})
+        ev = classified()
+        await bind_wechat(store, ev)
+        wechat.script(47003)  # an error path logs too
+        await notifier.handle_classified(ev)
+        await notifier.handle_classified(classified(1))
+        out = capsys.readouterr().out
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    tokens = [tok for tok, _ in wechat._tokens.values()]
+    assert tokens and "template/send" in out
+    assert all(tok not in out for tok in tokens)
+    assert "test-app-secret" not in out

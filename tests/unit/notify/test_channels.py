@@ -134,3 +134,18 @@ def test_jwt_round_trip_and_refusals() -> None:
 def test_placeholder_jwt_secret_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="NOTIFY_JWT_SECRET"):
         NotifySettings(environment="production", credential_keys=SecretStr("k1:" + "A" * 44))  # type: ignore[arg-type]
+
+
+def test_wechat_callback_signature() -> None:
+    import hashlib
+
+    from fastapi import HTTPException as HttpError
+
+    from laifaxin_notify.app import _check_signature
+
+    s = settings(wechat_callback_token=SecretStr("cb-token"))
+    good = hashlib.sha1("".join(sorted(["cb-token", "1700000000", "n0nce"])).encode()).hexdigest()  # noqa: S324
+    _check_signature(s, good, "1700000000", "n0nce")
+    with pytest.raises(HttpError) as info:
+        _check_signature(s, good, "1700000001", "n0nce")
+    assert info.value.status_code == 403

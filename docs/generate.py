@@ -285,6 +285,11 @@ def errors_md() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _json(document: dict[str, Any]) -> str:
+    # Sorted keys: FastStream keeps publishers in a set, so its channel order differs between runs.
+    return json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def documents() -> dict[Path, str]:
     """Every generated document: path -> text."""
     out: dict[Path, str] = {DOCS / "events.md": events_md(), DOCS / "errors.md": errors_md()}

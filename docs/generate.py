@@ -293,13 +293,11 @@ def _json(document: dict[str, Any]) -> str:
 def documents() -> dict[Path, str]:
     """Every generated document: path -> text."""
     out: dict[Path, str] = {DOCS / "events.md": events_md(), DOCS / "errors.md": errors_md()}
-    out[DOCS / "asyncapi" / "platform.json"] = (
-        json.dumps(platform_asyncapi(), indent=2, ensure_ascii=False) + "\n"
-    )
+    out[DOCS / "asyncapi" / "platform.json"] = _json(platform_asyncapi())
     for name, make in ASYNCAPI.items():
-        out[DOCS / "asyncapi" / f"{name}.json"] = json.dumps(make(), indent=2, ensure_ascii=False) + "\n"
+        out[DOCS / "asyncapi" / f"{name}.json"] = _json(make())
     for name, make in OPENAPI.items():
-        out[DOCS / "openapi" / f"{name}.json"] = json.dumps(make(), indent=2, ensure_ascii=False) + "\n"
+        out[DOCS / "openapi" / f"{name}.json"] = _json(make())
     return out
 
 

@@ -105,6 +105,33 @@ async def bind_system_mailbox(service: MailboxService, settings: BindingSettings
     log.info("system mailbox bound", mailbox_id=out.id, email=out.email)
 
 
+async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
+    """Operator command: reseal every stored credential under the active key and emit ``mailbox.verified``
+    for each (``laifaxin-mail credentials rotate``). Uses binding's own settings (database, key ring, Kafka)."""
+    mongo = make_mongo_client(
+        settings.mongodb_url.get_secret_value(), appname=f"{settings.service_name}-rotate"
+    )
+    broker = make_broker(settings, client_id=f"{settings.service_name}-rotate")
+    db = mongo[settings.mongodb_database]
+
+    async def publish(event: Envelope) -> None:
+        await publish_event(broker, event, prefix=settings.topic_prefix)
+
+    service = MailboxService(
+        store=MailboxStore(db),
+        attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
+        verifier=build_verifier(settings),
+        keyring=KeyRing.parse(settings.credential_keys.get_secret_value(), settings.credential_active_key_id),
+        publish=publish,
+    )
+    await broker.start()
+    try:
+        return await service.reseal_credentials()
+    finally:
+        await broker.stop()
+        await mongo.close()
+
+
 def create_app(settings: BindingSettings | None = None, *, start_broker: bool = True) -> FastAPI:
     """The binding app. Nothing connects until the lifespan starts.
 

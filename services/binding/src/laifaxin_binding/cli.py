@@ -216,6 +216,17 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     token.set_defaults(handler=_mailbox_token)
 
 
+def _credentials_rotate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from laifaxin_binding.app import rotate_credentials
+    from laifaxin_binding.settings import BindingSettings
+
+    counts = asyncio.run(rotate_credentials(BindingSettings()))
+    print(json.dumps(counts))
+    return 1 if counts["failed"] else 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add this service's sub-commands; each sets ``handler=callable(args) -> int``."""
     providers = subparsers.add_parser("providers", help="provider catalog and autodetection")
@@ -239,6 +250,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = providers_sub.add_parser("show", help="print one catalog entry (JSON)")
     show.add_argument("provider_id", help="catalog id, e.g. netease_qiye")
     show.set_defaults(handler=_show)
+
+    credentials = subparsers.add_parser("credentials", help="credential key operations (binding's settings)")
+    cred_sub = credentials.add_subparsers(dest="credentials_command", required=True)
+    cred_sub.add_parser(
+        "rotate",
+        help="reseal every stored credential under LAIFAXIN_CREDENTIAL_ACTIVE_KEY_ID and emit mailbox.verified",
+    ).set_defaults(handler=_credentials_rotate)
 
     errors = subparsers.add_parser("errors", help="IMAP/SMTP error taxonomy")
     errors_sub = errors.add_subparsers(dest="errors_command", required=True)

@@ -37,7 +37,7 @@ from laifaxin_binding.models import (
 )
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest
-from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import (
     EncryptedCredential,
     Envelope,
@@ -194,6 +194,35 @@ class MailboxService:
         return await self.update(
             who, existing["_id"], MailboxPatch(password=body.password, imap=body.imap, smtp=body.smtp)
         )
+
+    # ------------------------------------------------------------------ key rotation
+
+    async def reseal_credentials(self) -> dict[str, int]:
+        """Re-encrypt every stored credential that is not under the ring's active key, and emit
+        ``mailbox.verified`` for each so sync's copies follow (key rotation, step 2 of the operator's guide).
+
+        Returns counts: ``checked``, ``resealed``, ``failed`` (an envelope under a key no longer in the ring,
+        or tampered: logged with the mailbox id, left as it is).
+        """
+        counts = {"checked": 0, "resealed": 0, "failed": 0}
+        async for doc in self.store.collection.find({}):
+            counts["checked"] += 1
+            envelope = EncryptedCredential.model_validate(doc["credential"])
+            if not self.keyring.needs_reseal(envelope):
+                continue
+            try:
+                fresh = self.keyring.reseal(envelope, tenant_id=doc["tenant_id"], mailbox_id=doc["_id"])
+            except CredentialError as exc:
+                counts["failed"] += 1
+                log.error("credential not resealed", mailbox_id=doc["_id"], error=str(exc))
+                continue
+            updated = await self.store.update(
+                doc["tenant_id"], doc["_id"], {"credential": fresh.model_dump(), "updated_at": now_utc()}
+            )
+            if updated is not None:
+                await self.publish(self._verified_event(updated))
+                counts["resealed"] += 1
+        return counts
 
     # ------------------------------------------------------------------ read
 

@@ -1,0 +1,76 @@
+"""Rotating the credential key: every stored credential resealed under the new key, events re-emitted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from laifaxin_binding.app import create_app, rotate_credentials
+from laifaxin_binding.auth import issue_token
+from laifaxin_shared.crypto import KeyRing, generate_key
+from laifaxin_shared.events import MailboxVerified
+from laifaxin_shared.kafka import ensure_topics
+from laifaxin_shared.topics import spec
+from tests.conftest import MailAccount
+from tests.support.infra import Servers
+
+from .conftest import make_settings
+from .kafka_read import read_topic
+
+pytestmark = pytest.mark.integration
+
+
+async def test_rotation_reseals_and_re_emits(
+    real_servers: Servers, topic_prefix: str, mongo_db: Any, mail_account: MailAccount
+) -> None:
+    old_key, new_key = generate_key(), generate_key()
+    base = make_settings(real_servers, topic_prefix, mongo_db.name)
+    before = base.model_copy(
+        update={"credential_keys": SecretStr(f"old:{old_key}"), "credential_active_key_id": "old"}
+    )
+    after = base.model_copy(
+        update={
+            "credential_keys": SecretStr(f"old:{old_key},new:{new_key}"),
+            "credential_active_key_id": "new",
+        }
+    )
+    await ensure_topics(
+        base.kafka_bootstrap_servers,
+        [spec("mailbox.verified"), spec("mailbox.sync_status")],
+        prefix=topic_prefix,
+        replication_factor=1,
+    )
+    app = create_app(before)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client,
+    ):
+        r = await client.post(
+            "/v1/mailboxes",
+            headers={"Authorization": f"Bearer {issue_token(before, 'tenant-r', 'u1')}"},
+            json={
+                "email": mail_account.email,
+                "password": mail_account.password,
+                "imap": {"host": mail_account.host, "port": mail_account.imaps_port, "security": "ssl"},
+                "smtp": {"host": mail_account.host, "port": mail_account.smtps_port, "security": "ssl"},
+            },
+        )
+        assert r.status_code == 201, r.text
+    mailbox_id = r.json()["id"]
+
+    assert await rotate_credentials(after) == {"checked": 1, "resealed": 1, "failed": 0}
+    assert await rotate_credentials(after) == {"checked": 1, "resealed": 0, "failed": 0}  # idempotent
+
+    doc = await mongo_db.mailboxes.find_one({"_id": mailbox_id})
+    assert doc["credential"]["key_id"] == "new"
+    records = await read_topic(base.kafka_bootstrap_servers, base.topic("mailbox.verified"), expect=2)
+    rotated = MailboxVerified.model_validate_json(records[-1].value)
+    assert rotated.credential.key_id == "new"
+    only_new = KeyRing.parse(f"new:{new_key}", "new")  # the old key can now be dropped everywhere
+    assert (
+        only_new.open(rotated.credential, tenant_id="tenant-r", mailbox_id=mailbox_id)
+        == mail_account.password
+    )

@@ -72,8 +72,16 @@ class ServiceSettings(BaseSettings):
         validation_alias=_alias("credential_active_key_id", "LAIFAXIN_CREDENTIAL_ACTIVE_KEY_ID"),
         description="Key id that seals new credentials; the others only open old ones.",
     )
-    log_level: str = Field(default="INFO", validation_alias=_alias("log_level", "LAIFAXIN_LOG_LEVEL"))
-    log_json: bool = Field(default=True, validation_alias=_alias("log_json", "LAIFAXIN_LOG_JSON"))
+    log_level: str = Field(
+        default="INFO",
+        validation_alias=_alias("log_level", "LAIFAXIN_LOG_LEVEL"),
+        description="Minimum log level (DEBUG, INFO, WARNING, ERROR).",
+    )
+    log_json: bool = Field(
+        default=True,
+        validation_alias=_alias("log_json", "LAIFAXIN_LOG_JSON"),
+        description="One JSON object per log line (false: coloured console lines for local debugging).",
+    )
 
     def secret_fields(self) -> dict[str, SecretStr]:
         """The secrets that must not be placeholders outside development (subclasses add theirs)."""

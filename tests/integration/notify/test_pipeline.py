@@ -362,3 +362,44 @@ async def test_access_token_never_reaches_the_logs(
     assert tokens and "template/send" in out
     assert all(tok not in out for tok in tokens)
     assert "test-app-secret" not in out
+
+
+async def test_batch_path_matches_the_single_event_rules(
+    store: Store,
+    wechat: WeChatServer,
+    push: PushService,
+    wechat_sender: WeChatSender,
+    push_sender: WebPushSender,
+    make_notifier: Any,
+) -> None:
+    now = datetime(2026, 11, 21, 4, 0, 10, tzinfo=UTC)
+    notifier, queue = make_notifier({"wechat": wechat_sender, "webpush": push_sender}, clock=lambda: now)
+    burst = [classified(i) for i in range(8)]  # one user, one batch: 5 alerts, 3 into the digest
+    await bind_wechat(store, burst[0])
+    sub = push.subscribe()
+    await bind_push(store, burst[0], sub)
+    other = classified(50, user_id="u_other")
+    await bind_wechat(store, other, openid="oOTHER")
+    skipped = classified(51, user_id="u_other", initial_sync=True)
+    wechat.script(0, 0, 0, 0, -1)  # the fifth WeChat send fails: retry topic
+    results = await notifier.handle_batch([*burst, other, burst[0], skipped])
+    by_event: dict[str, list[str]] = {}
+    for t, r in results:
+        by_event.setdefault(t.event_id, []).append(r)
+    assert sorted(by_event[str(other.event_id)]) == ["sent"]
+    assert str(skipped.event_id) not in by_event
+    first_five = [sorted(by_event[str(e.event_id)]) for e in burst[:5]]
+    assert sorted(by_event[str(burst[0].event_id)]) == ["sent", "sent"]  # it came twice, alerts once
+    flat = [r for rs in first_five for r in rs]
+    assert flat.count("sent") == 9 and flat.count("retry") == 1
+    assert [sorted(by_event[str(e.event_id)]) for e in burst[5:]] == [["digested", "digested"]] * 3
+    topics = sorted(topic for topic, _ in queue.items)
+    assert topics == [DEFERRED_TOPIC, DEFERRED_TOPIC, "notify.retry.0"]  # one digest per channel, one retry
+    assert len(wechat.sent) == 5 and len(push.for_endpoint(sub["endpoint"])) == 5
+    history = await store.history(other.tenant_id, other.user_id)
+    assert [(h["status"], h["attempts"]) for h in history] == [("sent", 1)]
+    msgid = wechat.messages_for("oOTHER")[0].msgid
+    assert await notifier.wechat_receipt(str(msgid), "failed:user block") == 1
+    assert (await store.history(other.tenant_id, other.user_id))[0]["status"] == "failed"
+    again = await notifier.handle_batch([other])
+    assert [r for _, r in again] == ["duplicate"]

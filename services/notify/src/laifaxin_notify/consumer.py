@@ -76,8 +76,7 @@ def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[
                     error_type="ValidationError",
                     group_id=group,
                 )
-        n = notifier()
-        await asyncio.gather(*(n.handle_classified(e) for e in events))
+        await notifier().handle_batch(events)
 
     @broker.subscriber(prefix + "mailbox.removed", **subscriber_options(f"{group}-lifecycle"))
     async def on_removed(event: MailboxRemoved) -> None:

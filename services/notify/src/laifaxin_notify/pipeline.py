@@ -30,7 +30,7 @@ from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.logging import get_logger
 
 from .channels.base import Outcome, Sender
-from .models import DeliveryStatus, DeliveryTask, dedupe_key
+from .models import DeliveryStatus, DeliveryTask, Preferences, dedupe_key
 from .planning import decide, digest_content, quiet_until, render, window_start
 from .store import Binding, Store
 
@@ -159,6 +159,121 @@ class Notifier:
             return await self._digest(tasks, now)
         results = await asyncio.gather(*(self.deliver(t, b) for t, b in zip(tasks, bindings, strict=True)))
         return list(zip(tasks, results, strict=True))
+
+    async def handle_batch(self, events: list[MailClassified]) -> list[tuple[DeliveryTask, str]]:
+        """The events of one consumer batch, with one round trip per step instead of one per event.
+
+        Same rules and results as :meth:`handle_classified` for each event: tombstones, preferences and
+        bindings are read in three queries, digest counters once per user, fresh claims in one
+        ``insert_many``, first-attempt successes marked in one update; everything unusual (quiet hours,
+        digests, duplicates, failures) takes the per-delivery path.
+        """
+        if not events:
+            return []
+        events = list({e.event_id: e for e in events}.values())  # a record twice in one batch counts once
+        removed = await self.store.removed_mailboxes({(e.tenant_id, e.ref.mailbox_id) for e in events})
+        events = [e for e in events if (e.tenant_id, e.ref.mailbox_id) not in removed]
+        prefs, bindings = await self.store.load_users({(e.tenant_id, e.user_id) for e in events})
+        now = self.clock()
+        out: list[tuple[DeliveryTask, str]] = []
+        alerting: list[MailClassified] = []
+        for e in events:
+            p = prefs[(e.tenant_id, e.user_id)]
+            if decide(e, p).alert and any(
+                b.channel in p.channels for b in bindings[(e.tenant_id, e.user_id)]
+            ):
+                alerting.append(e)
+        over = await self._over_limit_many(alerting, prefs, now)
+        fresh: list[tuple[DeliveryTask, Binding]] = []
+        for e in alerting:
+            user = (e.tenant_id, e.user_id)
+            p = prefs[user]
+            pairs = [
+                (self._task(e, b), b)
+                for b in bindings[user]
+                if b.channel in p.channels and b.channel in self.senders
+            ]
+            if not pairs:
+                continue
+            tasks = [t for t, _ in pairs]
+            quiet_end = quiet_until(now, p.quiet_hours)
+            if quiet_end is not None and p.quiet_hours is not None:
+                if p.quiet_hours.action == "drop":
+                    out += [(t, await self._record(t, "skipped", "quiet hours: dropped")) for t in tasks]
+                else:
+                    out += [(t, await self._defer(t, quiet_end)) for t in tasks]
+            elif e.event_id in over:
+                out += await self._digest(tasks, now)
+            else:
+                fresh += pairs
+        unique: dict[str, tuple[DeliveryTask, Binding]] = {}
+        for t, b in fresh:
+            if t.dedupe_key in unique:  # the same event twice in one batch: one delivery
+                out.append((t, "duplicate"))
+            else:
+                unique[t.dedupe_key] = (t, b)
+        fresh = list(unique.values())
+        claimed = await self.store.claim_many([t for t, _ in fresh], self.lease_s)
+
+        async def one(task: DeliveryTask, binding: Binding) -> tuple[DeliveryTask, str, Outcome | None]:
+            if task.dedupe_key not in claimed:
+                return task, await self.deliver(task, binding), None
+            sender = self.senders[task.channel]
+            async with self._sem:
+                return task, "", await self._send(sender, task, binding)
+
+        results = await asyncio.gather(*(one(t, b) for t, b in fresh))
+        sent: list[tuple[DeliveryTask, str]] = []
+        for task, result, outcome in results:
+            if outcome is None:
+                out.append((task, result))
+            elif outcome.kind == "sent":
+                sent.append((task, outcome.provider_id))
+                out.append((task, "sent"))
+            else:
+                out.append((task, await self._route(task.model_copy(update={"attempt": 1}), outcome)))
+        await self.store.finish_sent_many(sent)
+        return out
+
+    def _task(self, event: MailClassified, b: Binding) -> DeliveryTask:
+        return DeliveryTask(
+            dedupe_key=dedupe_key(str(event.event_id), event.user_id, b.channel, b.target_id),
+            tenant_id=event.tenant_id,
+            user_id=event.user_id,
+            channel=b.channel,
+            target_id=b.target_id,
+            event_id=str(event.event_id),
+            mailbox_id=event.ref.mailbox_id,
+            content=render(event, self.app_base_url),
+        )
+
+    async def _over_limit_many(
+        self, events: list[MailClassified], prefs: dict[tuple[str, str], Preferences], now: datetime
+    ) -> set[object]:
+        """Event ids past the digest threshold or the hourly limit; one counter update per user."""
+        by_user: dict[tuple[str, str], list[MailClassified]] = {}
+        for e in events:
+            if (
+                prefs[(e.tenant_id, e.user_id)].digest
+                and quiet_until(now, prefs[(e.tenant_id, e.user_id)].quiet_hours) is None
+            ):
+                by_user.setdefault((e.tenant_id, e.user_id), []).append(e)
+        window = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
+        hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
+        counts = await asyncio.gather(
+            *(self.store.count_alert(t, u, hour, window, inc=len(evs)) for (t, u), evs in by_user.items())
+        )
+        over: set[object] = set()
+        for evs, (per_window, per_hour) in zip(by_user.values(), counts, strict=True):
+            k = len(evs)
+            for i, e in enumerate(evs):
+                nth_window, nth_hour = per_window - k + i + 1, per_hour - k + i + 1
+                if (
+                    nth_window > self.limits.digest_threshold_per_minute
+                    or nth_hour > self.limits.rate_limit_per_hour
+                ):
+                    over.add(e.event_id)
+        return over
 
     async def _record(self, task: DeliveryTask, status: str, detail: str) -> str:
         claimed = await self.store.record(task, status, detail=detail)  # type: ignore[arg-type]

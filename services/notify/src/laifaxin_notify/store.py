@@ -9,6 +9,7 @@ Collections:
 - ``counters``: per-user alert counts per minute and per hour (``_id`` = ``tenant|user|window``).
 - ``digests``: one per (tenant, user, window) claim, so one digest is scheduled per window.
 - ``removed_mailboxes``: tombstones from ``mailbox.removed``, so in-flight tasks for it are dropped.
+- ``provider_ids``: ``channel:provider_id`` (WeChat msgid) -> dedupe key, for delivery receipts.
 
 No transactions, TTL or partial indexes (FerretDB v1): keys are claimed with
 :func:`laifaxin_shared.mongo.insert_unique`. Hot lookups go by ``_id`` (a delivery's ``_id`` is its dedupe key,
@@ -18,6 +19,7 @@ only ``_id`` filters down to an index, other filters scan, and ``_id`` is unique
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +27,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
 
@@ -108,6 +110,7 @@ class Store:
         self.counters = db["counters"]
         self.digests = db["digests"]
         self.removed = db["removed_mailboxes"]
+        self.provider_ids = db["provider_ids"]
 
     async def ensure_indexes(self) -> None:
         """Create the declared indexes (idempotent)."""
@@ -279,11 +282,94 @@ class Store:
         self, channel: str, provider_id: str, status: DeliveryStatus, detail: str
     ) -> int:
         """Apply a provider receipt (WeChat TEMPLATESENDJOBFINISH) to the delivery with that id."""
-        result = await self.deliveries.update_many(
-            {"channel": channel, "provider_id": provider_id},
-            {"$set": {"status": status, "last_error": detail[:500], "updated_at": _now()}},
-        )
+        update = {"$set": {"status": status, "last_error": detail[:500], "updated_at": _now()}}
+        mapped = await self.provider_ids.find_one({"_id": f"{channel}:{provider_id}"})
+        if mapped is not None:
+            result = await self.deliveries.update_one({"_id": mapped["dedupe_key"]}, update)
+        else:
+            result = await self.deliveries.update_many(
+                {"channel": channel, "provider_id": provider_id}, update
+            )
         return result.modified_count
+
+    # batches (one round trip for many documents: FerretDB's cost is per command, not per document) -------------
+    async def claim_many(self, tasks: list[DeliveryTask], lease_s: float) -> set[str]:
+        """Insert ``pending`` claims for fresh tasks in one ``insert_many(ordered=False)``; returns the dedupe
+        keys claimed. Keys already present are left to :meth:`acquire` (duplicate, busy or lease expired)."""
+        if not tasks:
+            return set()
+        now = _now()
+        docs = []
+        for t in tasks:
+            doc = self._delivery_doc(t, "pending", now)
+            doc["lease_until"] = now + timedelta(seconds=lease_s)
+            docs.append(doc)
+        keys = {t.dedupe_key for t in tasks}
+        try:
+            await self.deliveries.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
+            non_dup = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if non_dup:
+                raise
+            return keys - failed
+        return keys
+
+    async def finish_sent_many(self, sent: list[tuple[DeliveryTask, str]]) -> None:
+        """Mark first-attempt deliveries ``sent`` in one update, and map provider ids (WeChat msgid) to them."""
+        if not sent:
+            return
+        await self.deliveries.update_many(
+            {"_id": {"$in": [t.dedupe_key for t, _ in sent]}},
+            {"$set": {"status": "sent", "attempts": 1, "updated_at": _now(), "lease_until": None}},
+        )
+        mapped = [
+            {"_id": f"{t.channel}:{pid}", "dedupe_key": t.dedupe_key}
+            for t, pid in sent
+            if pid and t.channel == "wechat"
+        ]
+        if mapped:
+            with contextlib.suppress(
+                BulkWriteError
+            ):  # a repeated msgid (client_msg_id dedupe) is already mapped
+                await self.provider_ids.insert_many(mapped, ordered=False)
+
+    async def load_users(
+        self, users: set[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], Preferences], dict[tuple[str, str], list[Binding]]]:
+        """Preferences and active bindings of many users, in two queries."""
+        prefs: dict[tuple[str, str], Preferences] = {u: Preferences() for u in users}
+        bindings: dict[tuple[str, str], list[Binding]] = {u: [] for u in users}
+        if not users:
+            return prefs, bindings
+        async for d in self.preferences.find({"_id": {"$in": [_user_key(t, u) for t, u in users]}}):
+            prefs[(d["tenant_id"], d["user_id"])] = Preferences.model_validate(d["prefs"])
+        tenants = {t for t, _ in users}
+        query = {
+            "tenant_id": {"$in": sorted(tenants)},
+            "user_id": {"$in": sorted({u for _, u in users})},
+            "active": True,
+        }
+        async for d in self.bindings.find(query).sort("created_at", ASCENDING):
+            key = (d["tenant_id"], d["user_id"])
+            if key in bindings:
+                bindings[key].append(
+                    Binding(
+                        d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"]
+                    )
+                )
+        return prefs, bindings
+
+    async def removed_mailboxes(self, mailboxes: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (tenant, mailbox) pairs were removed, in one query."""
+        if not mailboxes:
+            return set()
+        found = self.removed.find({"_id": {"$in": [f"{t}|{m}" for t, m in mailboxes]}})
+        out = set()
+        async for d in found:
+            tenant, _, mailbox = str(d["_id"]).partition("|")
+            out.add((tenant, mailbox))
+        return out
 
     async def history(
         self, tenant_id: str, user_id: str, *, event_id: str | None = None, limit: int = 50
@@ -310,8 +396,10 @@ class Store:
         return [AlertContent.model_validate(d["content"]) async for d in cursor]
 
     # rate limit and digest ---------------------------------------------------------------------------------
-    async def count_alert(self, tenant_id: str, user_id: str, hour: str, window: str) -> tuple[int, int]:
-        """Count one alert for the user; returns (count in ``window``, count in ``hour``).
+    async def count_alert(
+        self, tenant_id: str, user_id: str, hour: str, window: str, inc: int = 1
+    ) -> tuple[int, int]:
+        """Count ``inc`` alerts for the user; returns (count in ``window``, count in ``hour``) after it.
 
         One document per user and hour holds the hour's total and one counter per digest window, so one
         ``findAndModify`` serves both the digest threshold and the hourly rate limit. ``_id`` is unique by
@@ -322,7 +410,7 @@ class Store:
             try:
                 doc = await self.counters.find_one_and_update(
                     {"_id": key},
-                    {"$inc": {"n": 1, f"w.{window}": 1}},
+                    {"$inc": {"n": inc, f"w.{window}": inc}},
                     upsert=True,
                     return_document=ReturnDocument.AFTER,
                 )

@@ -49,7 +49,7 @@ infra-status: uv  ## one line per local server
 
 test: install  ## lint, start the servers, run every test, stop the servers (also on failure)
 	$(MAKE) --no-print-directory lint
-	$(INFRA) up
+	$(INFRA) up --fresh
 	status=0; CI=$${CI:-} $(UV) run --locked pytest -ra $(PYTEST_ARGS) || status=$$?; \
 		$(INFRA) down; \
 		exit $$status

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from laifaxin_shared.imap import client_tls_context
+from laifaxin_shared.kafka import delete_topics
 from laifaxin_shared.mongo import Document, make_mongo_client
 from tests.support.infra import INFRA, Servers, ServersUnavailable, servers
 
@@ -46,9 +47,12 @@ def real_servers() -> Iterator[Servers]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """A fresh topic prefix per test, so tests never read each other's records."""
-    return f"t{uuid.uuid4().hex[:10]}."
+async def topic_prefix(real_servers: Servers) -> AsyncIterator[str]:
+    """A fresh topic prefix per test, so tests never read each other's records; the test's topics are
+    deleted afterwards, so a whole run does not pile tens of thousands of partitions on one broker."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    await delete_topics(real_servers.kafka_bootstrap_servers, prefix)
 
 
 @pytest.fixture

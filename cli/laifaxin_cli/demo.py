@@ -19,39 +19,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import email
-import email.policy
-import hashlib
 import json
 import mailbox
 import os
-import re
 import secrets
 import signal
 import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from aiokafka import AIOKafkaConsumer
-
-from laifaxin_shared.events import MailClassified, MailReceived
-from laifaxin_shared.imap import client_tls_context, connect_imap
-from laifaxin_shared.kafka import ensure_topics
 from laifaxin_shared.mime import QuarantineError, parse_message
 
-from .stack import ROOT, Stack, StackConfig
+from .stack import ROOT
 
 CORPUS = Path(__file__).resolve().parent / "demo_corpus"
 MESSAGE_SUFFIXES = {".eml", ".txt", ".msg"}
 TENANT = "tenant-demo"
-USER = "user-demo"
 ALERT_CATEGORIES = ("to_reply", "inquiry")
-APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)")
 
 
 def load_corpus(path: Path) -> list[tuple[str, bytes]]:
@@ -91,11 +78,6 @@ def duplicate_count(corpus: list[tuple[str, bytes]]) -> int:
     return dupes
 
 
-def dedupe_key(event_id: str, user_id: str, channel: str, target_id: str) -> str:
-    """notify's delivery key (SHA-256 of ``event_id|user_id|channel|target_id``), to attribute each alert."""
-    return hashlib.sha256(f"{event_id}|{user_id}|{channel}|{target_id}".encode()).hexdigest()
-
-
 def percentile(values: list[float], p: float) -> float | None:
     if not values:
         return None
@@ -104,114 +86,11 @@ def percentile(values: list[float], p: float) -> float | None:
     return round(ordered[k], 1)
 
 
-@dataclass
-class Observed:
-    """What the demo saw on Kafka and at the loopback services."""
-
-    received: dict[str, MailReceived] = field(default_factory=dict)  # by MessageRef.natural_key()
-    classified: dict[str, MailClassified] = field(default_factory=dict)
-    quarantined: list[dict[str, str]] = field(default_factory=list)
-    alerts: dict[str, dict[str, float]] = field(
-        default_factory=lambda: {"wechat": {}, "email": {}, "push": {}}
-    )
-
-
-async def watch_topics(bootstrap: str, prefix: str, seen: Observed, stop: asyncio.Event) -> None:
-    """Follow mail.received, mail.classified and mail.received.dlq from the beginning."""
-    topics = [prefix + "mail.received", prefix + "mail.classified", prefix + "mail.received.dlq"]
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    try:
-        while not stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200)
-            for tp, records in batch.items():
-                for r in records:
-                    if tp.topic.endswith("mail.received"):
-                        ev = MailReceived.model_validate_json(r.value)
-                        seen.received[ev.ref.natural_key()] = ev
-                    elif tp.topic.endswith("mail.classified"):
-                        c = MailClassified.model_validate_json(r.value)
-                        seen.classified[c.ref.natural_key()] = c
-                    else:
-                        headers = {k: v.decode(errors="replace") for k, v in r.headers}
-                        seen.quarantined.append(headers)
-    finally:
-        await consumer.stop()
-
-
-def alert_emails(index: Path, since: float) -> list[tuple[str, float]]:
-    """(dedupe key, received time) of every alert email the local SMTP server accepted since ``since``, in
-    arrival order; notify's alert emails carry ``Message-ID: <dedupe key@notify.laifaxin>``."""
-    out: list[tuple[str, float]] = []
-    if not index.exists():
-        return out
-    for line in index.read_text().splitlines():
-        rec = json.loads(line)
-        if rec["received_at"] < since:
-            continue
-        msg = email.message_from_bytes(Path(rec["file"]).read_bytes(), policy=email.policy.default)
-        mid = str(msg.get("Message-ID", "")).strip("<>")
-        if mid.endswith("@notify.laifaxin"):
-            out.append((mid.split("@", 1)[0], rec["received_at"]))
-    return out
-
-
-async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
-    """Run the demo; returns the summary (also printed)."""
-    from tests.support.infra import servers  # the same server discovery as tests and benchmarks
-    from tests.support.push_service import PushService
-    from tests.support.wechat_server import WeChatServer
-
-    corpus = load_corpus(corpus_path or CORPUS)
-    if not corpus:
-        raise SystemExit(f"no messages found in {corpus_path or CORPUS}")
-    run_id = uuid.uuid4().hex[:8]
-    log_dir = ROOT / "deploy" / "local" / "state" / "demo" / run_id
-    say(f"corpus: {len(corpus)} messages from {corpus_path or CORPUS}")
-    with servers() as srv:
-        prefix = f"demo{run_id}."
-        await ensure_topics(srv.kafka_bootstrap_servers, prefix=prefix, replication_factor=1)
-        appid, app_secret = "wxdemo" + run_id, "demo-secret-" + run_id
-        async with WeChatServer(apps={appid: app_secret}) as wechat, PushService() as push:
-            relay_user, relay_pw = await make_account(srv.mail, f"alerts-{run_id}")
-            config = StackConfig(
-                kafka_bootstrap_servers=srv.kafka_bootstrap_servers,
-                mongodb_url=srv.mongodb_url,
-                mail=srv.mail,
-                topic_prefix=prefix,
-                db_prefix=f"demo{run_id}_",
-                log_dir=log_dir,
-                wechat_api_base=wechat.base_url,
-                wechat_appid=appid,
-                wechat_secret=app_secret,
-                smtp_relay_user=relay_user,
-                smtp_relay_password=relay_pw,
-                extra_env={
-                    "notify": {
-                        "NOTIFY_DIGEST_THRESHOLD_PER_MINUTE": "100000",
-                        "NOTIFY_RATE_LIMIT_PER_HOUR": "100000",
-                    }
-                },
-            )
-            stack = Stack(config)
-            try:
-                say("starting binding, sync, classifier and notify as separate processes ...")
-                await stack.start()
-                return await drive(stack, srv.mail, corpus, wechat, push, timeout_s, run_id)
-            finally:
-                stack.stop()
-                say(f"stopped the services; their logs are in {log_dir}")
-
-
-async def make_account(mail: dict[str, Any], local: str) -> tuple[str, str]:
+async def make_account(mail: dict[str, Any], local: str) -> Any:
     """A new account on the local Dovecot + SMTP server (the passwd-file is re-read within a second)."""
     import importlib.util
+
+    from tests.support.platform import LocalAccount
 
     spec = importlib.util.spec_from_file_location(
         "laifaxin_local_infra", ROOT / "deploy" / "local" / "infra.py"
@@ -223,153 +102,100 @@ async def make_account(mail: dict[str, Any], local: str) -> tuple[str, str]:
     address, password = f"{local}@{mail['mail_domain']}", "app-" + secrets.token_urlsafe(12)
     infra.add_user(address, password, Path(mail["passwd_file"]))
     await asyncio.sleep(1.1)
-    return address, password
+    return LocalAccount(
+        address, password, str(mail["imap_host"]), int(mail["imaps_port"]), int(mail["smtps_port"])
+    )
+
+
+async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
+    """Run the demo; returns the summary (also printed)."""
+    from tests.support.infra import servers  # the same server discovery as tests and benchmarks
+    from tests.support.platform import running_platform
+
+    corpus = load_corpus(corpus_path or CORPUS)
+    if not corpus:
+        raise SystemExit(f"no messages found in {corpus_path or CORPUS}")
+    run_id = uuid.uuid4().hex[:8]
+    log_dir = ROOT / "deploy" / "local" / "state" / "demo" / run_id
+    say(f"corpus: {len(corpus)} messages from {corpus_path or CORPUS}")
+    with servers() as srv:
+        relay = await make_account(srv.mail, f"alerts-{run_id}")
+        owner = await make_account(srv.mail, f"sales-{run_id}")
+        say("starting binding, sync, classifier and notify as separate processes ...")
+        async with running_platform(
+            kafka_bootstrap_servers=srv.kafka_bootstrap_servers,
+            mongodb_url=srv.mongodb_url,
+            mail=srv.mail,
+            log_dir=log_dir,
+            relay=relay,
+            categories=list(ALERT_CATEGORIES),
+            tenant_id=TENANT,
+        ) as platform:
+            try:
+                return await drive(platform, owner, corpus, timeout_s)
+            finally:
+                say(f"stopping the services; their logs are in {log_dir}")
 
 
 async def drive(
-    stack: Stack,
-    mail: dict[str, Any],
+    platform: Any, owner: Any, corpus: list[tuple[str, bytes]], timeout_s: float
+) -> dict[str, Any]:
+    say(f"binding {owner.email} through POST {platform.stack.binding_url}/v1/mailboxes (bearer JWT) ...")
+    await platform.bind_mailbox(owner)
+    say("alerts bound through notify's API: WeChat openid, alert email, browser push subscription")
+    say(f"delivering {len(corpus)} messages into INBOX as new mail (IMAP APPEND) ...")
+    duplicates = duplicate_count(corpus)
+    async with asyncio.TaskGroup() as tasks:  # the APPENDs run while the progress line follows the mail
+        appending = tasks.create_task(platform.append(owner, [raw for _name, raw in corpus]))
+        await _follow(platform, corpus, duplicates, appending, timeout_s)
+    return summary(corpus, platform, duplicates)
+
+
+async def _follow(
+    platform: Any,
     corpus: list[tuple[str, bytes]],
-    wechat: Any,
-    push: Any,
+    duplicates: int,
+    appending: asyncio.Task[None],
     timeout_s: float,
-    run_id: str,
-) -> dict[str, Any]:
-    cfg = stack.config
-    owner, owner_pw = await make_account(mail, f"sales-{run_id}")
-    alert_to = f"owner-{run_id}@laifaxin.example"  # any recipient: the local relay records what it accepts
-    headers = {"Authorization": f"Bearer {cfg.token(TENANT, USER)}"}
-    async with httpx.AsyncClient(timeout=60) as http:
-        say(f"binding {owner} through POST {stack.binding_url}/v1/mailboxes ...")
-        r = await http.post(
-            f"{stack.binding_url}/v1/mailboxes",
-            headers=headers,
-            json={
-                "email": owner,
-                "password": owner_pw,
-                "nickname": "Demo sales mailbox",
-                "imap": {"host": mail["imap_host"], "port": mail["imaps_port"], "security": "ssl"},
-                "smtp": {"host": mail["smtp_host"], "port": mail["smtps_port"], "security": "ssl"},
-            },
+) -> None:
+    """Show the progress line until every message is accounted for and alerted, or ``timeout_s``."""
+    seen = platform.seen
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        got = platform.delivered()
+        alerts = {ch: len(set(platform.keys(ch)) & set(got[ch])) for ch in ("wechat", "email", "webpush")}
+        expected = len(platform.alerting())
+        line = (
+            f"appended {len(platform.appended)}/{len(corpus)}  received {len(seen.received)}  "
+            f"classified {len(seen.classified)}  quarantined {len(seen.quarantined)}  duplicates {duplicates}"
+            f"  alerts wechat {alerts['wechat']} email {alerts['email']} push {alerts['webpush']} / {expected}"
         )
-        if r.status_code != 201:
-            raise RuntimeError(f"binding refused the mailbox: {r.status_code} {r.text}")
-        mailbox_id = r.json()["id"]
-        openid = "o" + secrets.token_hex(13)
-        subscription = push.subscribe()
-        for method, path, body in [
-            (
-                "PUT",
-                "/v1/preferences",
-                {"categories": list(ALERT_CATEGORIES), "channels": ["wechat", "email", "webpush"]},
-            ),
-            ("PUT", "/v1/bindings/wechat", {"openid": openid}),
-            ("PUT", "/v1/bindings/email", {"address": alert_to}),
-            ("POST", "/v1/bindings/webpush", subscription),
-        ]:
-            resp = await http.request(method, stack.notify_url + path, headers=headers, json=body)
-            if resp.status_code >= 300:
-                raise RuntimeError(f"notify {method} {path}: {resp.status_code} {resp.text}")
-        bindings = (await http.get(stack.notify_url + "/v1/bindings", headers=headers)).json()
-        targets = {b["channel"]: b["target_id"] for b in bindings}
-        say("waiting for sync to baseline the mailbox ...")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            mb = (await http.get(f"{stack.binding_url}/v1/mailboxes/{mailbox_id}", headers=headers)).json()
-            if mb.get("last_synced_at"):
-                break
-            await asyncio.sleep(0.3)
-        else:
-            raise RuntimeError(f"sync never reported the mailbox: {mb}")
-
-        seen = Observed()
-        stop = asyncio.Event()
-        watcher = asyncio.create_task(watch_topics(cfg.kafka_bootstrap_servers, cfg.topic_prefix, seen, stop))
-        appended: dict[int, float] = {}
-        started = time.time()
-        ctx = client_tls_context(mail["ca_file"])
-        imap = await connect_imap(mail["imap_host"], mail["imaps_port"], "ssl", ssl_context=ctx)
-        await imap.login(owner, owner_pw)
-        say(f"delivering {len(corpus)} messages into INBOX as new mail (IMAP APPEND) ...")
-        for _name, raw in corpus:
-            t = time.time()
-            resp = await imap.append(raw, mailbox="INBOX")
-            found = APPENDUID.search(b" ".join(x for x in resp.lines if isinstance(x, bytes | bytearray)))
-            if resp.result == "OK" and found:
-                appended[int(found.group(2))] = t
-        await imap.logout()
-
-        duplicates = duplicate_count(corpus)
-        expected_alerts: set[str] = set()
-        deadline = time.monotonic() + timeout_s
-        last = ""
-        while time.monotonic() < deadline:
-            dlq = len(seen.quarantined)
-            expected_alerts = {k for k, c in seen.classified.items() if c.category in ALERT_CATEGORIES}
-            wanted = {
-                ch: {
-                    dedupe_key(str(seen.classified[k].event_id), USER, ch, targets[ch]): k
-                    for k in expected_alerts
-                }
-                for ch in ("wechat", "email", "webpush")
-                if ch in targets
-            }
-            for m in wechat.sent:
-                if m.client_msg_id in wanted.get("wechat", {}):
-                    seen.alerts["wechat"].setdefault(m.client_msg_id, m.at)
-            for p in push.received:
-                tag = p.json().get("tag")
-                if tag in wanted.get("webpush", {}):
-                    seen.alerts["push"].setdefault(tag, getattr(p, "at", time.time()))
-            for key, at in alert_emails(Path(mail["smtp_received_index"]), started):
-                if key in wanted.get("email", {}):
-                    seen.alerts["email"].setdefault(key, at)
-            done_msgs = len(seen.received) + dlq + duplicates >= len(corpus) and len(seen.classified) >= len(
-                seen.received
-            )
-            done_alerts = all(
-                len(seen.alerts[k]) >= len(expected_alerts) for k in ("wechat", "email", "push")
-            )
-            line = (
-                f"appended {len(appended)}/{len(corpus)}  received {len(seen.received)}  "
-                f"classified {len(seen.classified)}  quarantined {dlq}  duplicates {duplicates}  alerts wechat {len(seen.alerts['wechat'])}"
-                f" email {len(seen.alerts['email'])} push {len(seen.alerts['push'])} / {len(expected_alerts)}"
-            )
-            if line != last:
-                progress(line)
-                last = line
-            if done_msgs and done_alerts:
-                break
-            await asyncio.sleep(0.25)
-        progress(last, final=True)
-        stop.set()
-        await watcher
-
-    latencies = []
-    by_key: dict[tuple[str, str], int] = {}
-    for ch, keys in (("wechat", "wechat"), ("email", "email"), ("push", "webpush")):
-        for k in expected_alerts:
-            c = seen.classified[k]
-            by_key[(ch, dedupe_key(str(c.event_id), USER, keys, targets[keys]))] = c.ref.uid
-    for ch, got in seen.alerts.items():
-        for key, at in got.items():
-            alert_uid = by_key.get((ch, key))
-            if alert_uid is not None and alert_uid in appended:
-                latencies.append((at - appended[alert_uid]) * 1000)
-    return summary(corpus, seen, latencies, duplicates)
+        if line != last:
+            progress(line)
+            last = line
+        accounted = len(seen.received) + len(seen.quarantined) + duplicates >= len(corpus)
+        if appending.done() and accounted and platform.complete(len(seen.received)):
+            break
+        await asyncio.sleep(0.25)
+    progress(last, final=True)
 
 
-def summary(
-    corpus: list[tuple[str, bytes]], seen: Observed, latencies_ms: list[float], duplicates: int
-) -> dict[str, Any]:
+def summary(corpus: list[tuple[str, bytes]], platform: Any, duplicates: int) -> dict[str, Any]:
     """Print the tables and return the final JSON object."""
+    seen = platform.seen
     by_category = Counter(c.category for c in seen.classified.values())
+    got = platform.delivered()
+    alerts = {
+        name: len(set(platform.keys(ch)) & set(got[ch]))
+        for name, ch in (("wechat", "wechat"), ("email", "email"), ("push", "webpush"))
+    }
     print("\ncategory        messages", file=sys.stderr)
     for cat in ("to_reply", "inquiry", "ooo", "rejection", "bounce", "notification"):
         print(f"  {cat:14s}{by_category.get(cat, 0):8d}", file=sys.stderr)
     print("\nalerts          delivered", file=sys.stderr)
-    for ch, got in seen.alerts.items():
-        print(f"  {ch:14s}{len(got):9d}", file=sys.stderr)
+    for ch, n in alerts.items():
+        print(f"  {ch:14s}{n:9d}", file=sys.stderr)
     if seen.quarantined:
         print(
             "\nquarantined (sync could not parse; stored with the reason and sent to mail.received.dlq)",
@@ -379,17 +205,17 @@ def summary(
             print(f"  {q.get('x-dlq-error', '?')[:110]}", file=sys.stderr)
         if len(seen.quarantined) > 20:
             print(f"  ... and {len(seen.quarantined) - 20} more", file=sys.stderr)
-    result = {
+    latencies = platform.latencies_ms()
+    return {
         "messages_in": len(corpus),
         "received": len(seen.received),
         "classified": len(seen.classified),
         "by_category": dict(sorted(by_category.items())),
-        "alerts": {k: len(v) for k, v in seen.alerts.items()},
+        "alerts": alerts,
         "quarantined": len(seen.quarantined),
         "duplicates": duplicates,
-        "latency_ms": {"p50": percentile(latencies_ms, 50), "p99": percentile(latencies_ms, 99)},
+        "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
     }
-    return result
 
 
 def say(text: str) -> None:

@@ -576,9 +576,24 @@ def endpoints() -> dict[str, object]:
     }
 
 
-def up(only: set[str] | None = None) -> None:
-    """Start the servers (all, or those named in ``only``) and write ``infra.json``."""
+def up(only: set[str] | None = None, *, fresh: bool = False) -> None:
+    """Start the servers (all, or those named in ``only``) and write ``infra.json``.
+
+    ``fresh`` first deletes the stored data of servers that are not running (Kafka's log directory,
+    FerretDB's databases, the mail store and what the SMTP server recorded): a test run starts from nothing.
+    """
     chosen = [s for s in servers() if only is None or s.name in only]
+    if fresh:
+        data = {
+            "kafka": [STATE / "kafka"],
+            "ferretdb": [STATE / "ferretdb"],
+            "dovecot": [STATE / "mail"],
+            "smtp": [STATE / "smtp"],
+        }
+        for srv in chosen:
+            if srv.pid() is None:
+                for path in data.get(srv.name, []):
+                    shutil.rmtree(path, ignore_errors=True)
     names = {s.name for s in chosen}
     if "kafka" in names:
         ensure_kafka()
@@ -686,6 +701,7 @@ def main() -> int:
         sub.add_parser(name)
     up_parser = sub.add_parser("up")
     up_parser.add_argument("--only", help="comma-separated subset: kafka,ferretdb,dovecot,smtp")
+    up_parser.add_argument("--fresh", action="store_true", help="delete stored data of servers not running")
     au = sub.add_parser("add-user")
     au.add_argument("email")
     au.add_argument("password")
@@ -694,7 +710,7 @@ def main() -> int:
         if args.cmd == "install":
             install()
         elif args.cmd == "up":
-            up(set(args.only.split(",")) if args.only else None)
+            up(set(args.only.split(",")) if args.only else None, fresh=args.fresh)
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import OwnKafka, Platform, corpus_messages
+from tests.support.platform import Platform
+
+from .conftest import OwnKafka, corpus_messages
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

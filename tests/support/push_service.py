@@ -49,6 +49,8 @@ class ReceivedPush:
     payload: bytes
     headers: dict[str, str]
     vapid_claims: dict[str, Any]
+    at: float = field(default_factory=time.time)
+    """When the push service accepted it (epoch seconds), for latency measurements."""
 
     def json(self) -> Any:
         return json.loads(self.payload)

@@ -283,6 +283,27 @@ async def ensure_topics(
         await admin.close()
 
 
+async def delete_topics(bootstrap_servers: str, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (test and demo clean-up); returns their names.
+
+    Raises:
+        ValueError: an empty prefix (that would name every topic of the cluster).
+    """
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
+    )
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names, timeout_ms=int(timeout_s * 1000))
+        return names
+    finally:
+        await admin.close()
+
+
 async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str], timeout_s: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s

@@ -170,11 +170,15 @@ NOTIFY_RETRY_LEVELS = 3
 """Retry topics of notify: ``notify.retry.0`` .. ``notify.retry.2`` (delays configured in notify's settings)."""
 
 
+NOTIFY_TASK_PARTITIONS = 3
+"""Partitions of notify's retry/deferred/DLQ topics: a small fraction of the traffic; raise to scale out."""
+
+
 def _notify_task_spec(name: str, description: str, retention_ms: int = 7 * DAY_MS) -> TopicSpec:
     return TopicSpec(
         name,
         "user_id of the delivery task",
-        MAILBOX_PARTITIONS,
+        NOTIFY_TASK_PARTITIONS,
         "delete",
         retention_ms,
         ("notify",),

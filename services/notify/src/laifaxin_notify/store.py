@@ -19,19 +19,24 @@ only ``_id`` filters down to an index, other filters scan, and ``_id`` is unique
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
 
 from .models import AlertContent, Channel, DeliveryStatus, DeliveryTask, Preferences
+
+T = TypeVar("T")
 
 INDEXES: dict[str, list[IndexModel]] = {
     "preferences": [
@@ -85,6 +90,23 @@ class Acquired:
     owned: bool
     status: str = ""
     lease_until: datetime | None = None
+
+
+async def _busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
+    """Run ``op``, retrying when the server reports a locked database.
+
+    FerretDB's SQLite backend answers concurrent writers with ``database is locked (SQLITE_BUSY)`` as an
+    ``OperationFailure`` (code 1) instead of waiting; the write did not happen, so it is safe to repeat. Any other
+    failure, or the last attempt's, propagates.
+    """
+    for attempt in range(attempts):
+        try:
+            return await op()
+        except OperationFailure as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.02 * (2**attempt) * (0.5 + random.random()))  # noqa: S311  # jitter, not crypto
+    raise AssertionError("unreachable")
 
 
 def _user_key(tenant_id: str, user_id: str) -> str:
@@ -236,16 +258,18 @@ class Store:
         doc["lease_until"] = lease_until
         if await insert_unique(self.deliveries, doc):
             return Acquired(True, "pending", lease_until)
-        taken = await self.deliveries.find_one_and_update(
-            {
-                "_id": task.dedupe_key,
-                "$or": [
-                    {"status": {"$in": ["retrying", "deferred"] if resume else []}},
-                    {"status": "pending", "lease_until": {"$lt": now}},
-                ],
-            },
-            {"$set": {"status": "pending", "lease_until": lease_until, "updated_at": now}},
-            return_document=ReturnDocument.AFTER,
+        taken = await _busy_retry(
+            lambda: self.deliveries.find_one_and_update(
+                {
+                    "_id": task.dedupe_key,
+                    "$or": [
+                        {"status": {"$in": ["retrying", "deferred"] if resume else []}},
+                        {"status": "pending", "lease_until": {"$lt": now}},
+                    ],
+                },
+                {"$set": {"status": "pending", "lease_until": lease_until, "updated_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
         if taken is not None:
             return Acquired(True, "pending", lease_until)
@@ -264,19 +288,17 @@ class Store:
         detail: str = "",
     ) -> None:
         """Record the outcome of an attempt and release the lease."""
-        await self.deliveries.update_one(
-            {"_id": dedupe_key},
-            {
-                "$set": {
-                    "status": status,
-                    "attempts": attempts,
-                    "provider_id": provider_id,
-                    "last_error": detail[:500],
-                    "updated_at": _now(),
-                    "lease_until": None,
-                }
-            },
-        )
+        update = {
+            "$set": {
+                "status": status,
+                "attempts": attempts,
+                "provider_id": provider_id,
+                "last_error": detail[:500],
+                "updated_at": _now(),
+                "lease_until": None,
+            }
+        }
+        await _busy_retry(lambda: self.deliveries.update_one({"_id": dedupe_key}, update))
 
     async def update_by_provider_id(
         self, channel: str, provider_id: str, status: DeliveryStatus, detail: str
@@ -308,10 +330,9 @@ class Store:
         try:
             await self.deliveries.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
+            # duplicates are someone else's claim; other write errors (SQLITE_BUSY) wrote nothing: both go to
+            # the per-delivery path, which claims with insert_unique or finds the existing record
             failed = {docs[e["index"]]["_id"] for e in exc.details.get("writeErrors", [])}
-            non_dup = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
-            if non_dup:
-                raise
             return keys - failed
         return keys
 
@@ -319,10 +340,9 @@ class Store:
         """Mark first-attempt deliveries ``sent`` in one update, and map provider ids (WeChat msgid) to them."""
         if not sent:
             return
-        await self.deliveries.update_many(
-            {"_id": {"$in": [t.dedupe_key for t, _ in sent]}},
-            {"$set": {"status": "sent", "attempts": 1, "updated_at": _now(), "lease_until": None}},
-        )
+        keys = [t.dedupe_key for t, _ in sent]
+        update = {"$set": {"status": "sent", "attempts": 1, "updated_at": _now(), "lease_until": None}}
+        await _busy_retry(lambda: self.deliveries.update_many({"_id": {"$in": keys}}, update))
         mapped = [
             {"_id": f"{t.channel}:{pid}", "dedupe_key": t.dedupe_key}
             for t, pid in sent
@@ -408,11 +428,13 @@ class Store:
         key = f"{tenant_id}|{user_id}|{hour}"
         for _ in range(3):
             try:
-                doc = await self.counters.find_one_and_update(
-                    {"_id": key},
-                    {"$inc": {"n": inc, f"w.{window}": inc}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
+                doc = await _busy_retry(
+                    lambda: self.counters.find_one_and_update(
+                        {"_id": key},
+                        {"$inc": {"n": inc, f"w.{window}": inc}},
+                        upsert=True,
+                        return_document=ReturnDocument.AFTER,
+                    )
                 )
             except DuplicateKeyError:
                 continue

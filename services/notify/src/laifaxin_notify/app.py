@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from defusedxml import ElementTree
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, status
@@ -368,6 +368,3 @@ def _jsonable(doc: Document) -> dict[str, Any]:
     for k, v in doc.items():
         out[k] = v.isoformat() if hasattr(v, "isoformat") else v
     return out
-
-
-ChannelName = Literal["wechat", "email", "webpush"]

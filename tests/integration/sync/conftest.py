@@ -229,7 +229,7 @@ class Env:
 
     # ------------------------------------------------------------------------------------------ waiting
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate():

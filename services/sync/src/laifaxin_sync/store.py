@@ -180,8 +180,9 @@ class SyncStore:
 
     # ------------------------------------------------------------------------------------------ registry
 
-    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> None:
-        """Store the full config of ``mailbox.verified`` (credential sealed), keeping the reported state."""
+    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> Document:
+        """Store the full config of ``mailbox.verified`` (credential sealed), keeping the reported state;
+        returns the fields written plus ``_id`` (what a mailbox loop needs, without reading it back)."""
         doc = event.model_dump(
             mode="json", by_alias=True, exclude={"event_id", "occurred_at", "schema_version"}
         )
@@ -190,6 +191,7 @@ class SyncStore:
         )
         doc.pop("mailbox_id")
         await self.mailboxes.update_one({"_id": event.mailbox_id}, {"$set": doc}, upsert=True)
+        return {"_id": event.mailbox_id, **doc}
 
     async def update_sync_settings(self, mailbox_id: str, sync: dict[str, Any], nickname: str) -> bool:
         """Apply ``mailbox.updated``; False when the mailbox is unknown (not verified yet, or removed)."""

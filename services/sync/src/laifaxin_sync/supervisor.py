@@ -97,14 +97,12 @@ class Supervisor:
 
     async def on_verified(self, event: MailboxVerified, partition: int) -> None:
         """Store the config; (re)start the loop with it (new credentials end an ``auth_failed`` wait)."""
-        await self.ctx.store.upsert_mailbox(event, partition)
+        doc = await self.ctx.store.upsert_mailbox(event, partition)
         async with self._lock:
             await self._stop_many([event.mailbox_id])
             if partition in self.partitions:
-                doc = await self.ctx.store.get_mailbox(event.mailbox_id)
-                if doc is not None:
-                    doc["status"] = None  # a new configuration: report its first state afresh
-                    self._start(doc)
+                doc["status"] = None  # a new configuration: report its first state afresh
+                self._start(doc)
             self._gauges()
 
     async def on_updated(self, event: MailboxUpdated, partition: int) -> None:

@@ -420,6 +420,7 @@ async def main() -> int:
     parser.add_argument(
         "--scale-sizes", default="", help="comma-separated mailbox counts (overrides the defaults)"
     )
+    parser.add_argument("--scale-modes", default="idle,poll60", help="idle and/or poll60")
     args = parser.parse_args()
     info = infra()
     accounts = Accounts(info)

@@ -109,6 +109,11 @@ async def _busy_retry(op: Callable[[], Awaitable[T]], attempts: int = 6) -> T:
     raise AssertionError("unreachable")
 
 
+async def _claim(collection: Any, doc: Document) -> bool:
+    """:func:`insert_unique` with :func:`_busy_retry` (an insert refused as busy wrote nothing)."""
+    return await _busy_retry(lambda: insert_unique(collection, doc))
+
+
 def _user_key(tenant_id: str, user_id: str) -> str:
     return f"{tenant_id}|{user_id}"
 
@@ -151,7 +156,7 @@ class Store:
         body = prefs.model_dump(mode="json")
         key = _user_key(tenant_id, user_id)
         doc = {"_id": key, "tenant_id": tenant_id, "user_id": user_id, "prefs": body}
-        if not await insert_unique(self.preferences, doc):
+        if not await _claim(self.preferences, doc):
             await self.preferences.update_one({"_id": key}, {"$set": {"prefs": body}})
 
     # bindings ----------------------------------------------------------------------------------------------
@@ -168,7 +173,7 @@ class Store:
             "active": True,
             "updated_at": _now(),
         }
-        if not await insert_unique(self.bindings, {**doc, "created_at": _now()}):
+        if not await _claim(self.bindings, {**doc, "created_at": _now()}):
             await self.bindings.update_one(
                 {"_id": key}, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
             )
@@ -242,7 +247,7 @@ class Store:
         """Claim the dedupe key with a non-sending status (deferred, digested, skipped); False if taken."""
         doc = self._delivery_doc(task, status, _now())
         doc["last_error"] = detail
-        return await insert_unique(self.deliveries, doc)
+        return await _claim(self.deliveries, doc)
 
     async def acquire(self, task: DeliveryTask, lease_s: float, *, resume: bool = True) -> Acquired:
         """Own the delivery for ``lease_s`` seconds before sending: the dedupe claim.
@@ -256,7 +261,7 @@ class Store:
         lease_until = now + timedelta(seconds=lease_s)
         doc = self._delivery_doc(task, "pending", now)
         doc["lease_until"] = lease_until
-        if await insert_unique(self.deliveries, doc):
+        if await _claim(self.deliveries, doc):
             return Acquired(True, "pending", lease_until)
         taken = await _busy_retry(
             lambda: self.deliveries.find_one_and_update(
@@ -444,9 +449,7 @@ class Store:
 
     async def claim_digest(self, tenant_id: str, user_id: str, window: str) -> bool:
         """True for the first caller per (user, window): that caller schedules the digest."""
-        return await insert_unique(
-            self.digests, {"_id": f"{tenant_id}|{user_id}|{window}", "created_at": _now()}
-        )
+        return await _claim(self.digests, {"_id": f"{tenant_id}|{user_id}|{window}", "created_at": _now()})
 
     # mailbox removal ---------------------------------------------------------------------------------------
     async def remove_mailbox(self, tenant_id: str, mailbox_id: str) -> int:
@@ -454,7 +457,7 @@ class Store:
 
         Returns how many waiting deliveries were cancelled.
         """
-        await insert_unique(self.removed, {"_id": f"{tenant_id}|{mailbox_id}", "removed_at": _now()})
+        await _claim(self.removed, {"_id": f"{tenant_id}|{mailbox_id}", "removed_at": _now()})
         result = await self.deliveries.update_many(
             {
                 "tenant_id": tenant_id,

@@ -110,3 +110,23 @@ async def test_starttls_against_the_tls_port_never_falls_back(
         await connect_imap(
             mail_account.host, mail_account.imaps_port, "starttls", ssl_context=tls_context, timeout=3
         )
+
+
+async def test_exists_sent_during_another_command_is_counted(
+    mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    # aioimaplib drops an untagged EXISTS that arrives during a FETCH; a sync loop that then re-enters IDLE
+    # would wait for a notification the server already gave. connect_imap counts them.
+    from laifaxin_shared.imap import exists_notifications
+
+    reader = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await reader.login(mail_account.email, mail_account.password)
+    await reader.select("INBOX")
+    before = exists_notifications(reader)
+    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await writer.login(mail_account.email, mail_account.password)
+    await writer.append(message("arrives between commands"), mailbox="INBOX")
+    await reader.uid("fetch", "1:*", "(UID)")  # the server reports the new message during this command
+    assert exists_notifications(reader) > before
+    await writer.logout()
+    await reader.logout()

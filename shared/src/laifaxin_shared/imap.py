@@ -11,8 +11,9 @@ verification.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 import aioimaplib
 
@@ -21,6 +22,34 @@ Security = Literal["ssl", "starttls"]
 
 class StartTlsUnsupportedError(ConnectionError):
     """The server did not advertise STARTTLS on a port configured for it (never fall back to plaintext)."""
+
+
+_EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS")
+
+
+def _track_exists(client: aioimaplib.IMAP4) -> None:
+    """Count every untagged ``EXISTS`` (RFC 3501 7.3.1) the server sends, whatever command is running.
+
+    aioimaplib hands untagged responses only to IDLE, NOOP or the command they name, and drops the rest;
+    an ``EXISTS`` sent during a FETCH is then lost, and a client that goes back to IDLE waits for a
+    notification the server has already given. :func:`exists_notifications` exposes the count.
+    """
+    protocol: Any = client.protocol
+    original = protocol._untagged_response
+    protocol.laifaxin_exists_seen = 0
+
+    def tracking(line: bytes) -> Any:
+        if _EXISTS.match(line):
+            protocol.laifaxin_exists_seen += 1
+        return original(line)
+
+    protocol._untagged_response = tracking
+
+
+def exists_notifications(client: aioimaplib.IMAP4) -> int:
+    """How many untagged ``EXISTS`` responses the server has sent on this connection (see
+    :func:`_track_exists`): compare before and after a command to learn whether mail arrived meanwhile."""
+    return int(getattr(client.protocol, "laifaxin_exists_seen", 0))
 
 
 def client_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
@@ -92,10 +121,12 @@ async def _connect(
             host=host, port=port, timeout=timeout, ssl_context=ctx
         )
         pending.append(client)
+        _track_exists(client)
         await client.wait_hello_from_server()
         return client
     client = aioimaplib.IMAP4(host=host, port=port, timeout=timeout)
     pending.append(client)
+    _track_exists(client)
     await client.wait_hello_from_server()
     if not client.has_capability("STARTTLS"):
         await asyncio.wait_for(client.protocol.capability(), timeout)

@@ -21,9 +21,10 @@ uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
 		echo "installing uv (pip)"; python3 -m pip install --quiet --disable-pip-version-check uv; }
 
-install: uv  ## install the Python workspace (uv, locked) and the local servers' binaries
+install: uv  ## install the Python workspace (uv, locked), the local servers' binaries and Debian's chromium
 	$(UV) sync --locked --all-packages --quiet
 	$(INFRA) install
+	bash deploy/local/install_chromium.sh >/dev/null
 
 lint: uv  ## ruff (lint + format check) and mypy (strict on shared/)
 	$(UV) sync --locked --all-packages --quiet

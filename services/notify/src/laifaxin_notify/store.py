@@ -2,7 +2,8 @@
 
 Collections:
 
-- ``preferences``: one document per (tenant_id, user_id), the :class:`~.models.Preferences` fields.
+- ``preferences``: one document per (tenant_id, user_id) (``_id`` ``tenant|user``): the
+  :class:`~.models.Preferences` fields and the ids of the user's bindings.
 - ``bindings``: one per (tenant_id, user_id, channel, target_id): a WeChat openid, an alert email address or
   a Web Push subscription (endpoint + keys); ``active`` false after WeChat 43004.
 - ``deliveries``: one per dedupe key (unique index), the status history of one alert.
@@ -144,24 +145,36 @@ class Store:
         await ensure_indexes(self.db, INDEXES)
 
     # preferences -------------------------------------------------------------------------------------------
+    async def _user_doc(self, tenant_id: str, user_id: str) -> Document | None:
+        return await self.preferences.find_one({"_id": _user_key(tenant_id, user_id)})
+
+    async def _ensure_user_doc(self, tenant_id: str, user_id: str) -> str:
+        key = _user_key(tenant_id, user_id)
+        await _claim(
+            self.preferences, {"_id": key, "tenant_id": tenant_id, "user_id": user_id, "binding_ids": []}
+        )
+        return key
+
     async def get_preferences(self, tenant_id: str, user_id: str) -> Preferences:
         """The user's preferences, or the defaults when none were saved."""
-        doc = await self.preferences.find_one({"_id": _user_key(tenant_id, user_id)})
-        if doc is None:
+        doc = await self._user_doc(tenant_id, user_id)
+        if doc is None or "prefs" not in doc:
             return Preferences()
         return Preferences.model_validate(doc["prefs"])
 
     async def put_preferences(self, tenant_id: str, user_id: str, prefs: Preferences) -> None:
         """Save (replace) the user's preferences."""
+        key = await self._ensure_user_doc(tenant_id, user_id)
         body = prefs.model_dump(mode="json")
-        key = _user_key(tenant_id, user_id)
-        doc = {"_id": key, "tenant_id": tenant_id, "user_id": user_id, "prefs": body}
-        if not await _claim(self.preferences, doc):
-            await self.preferences.update_one({"_id": key}, {"$set": {"prefs": body}})
+        await _busy_retry(lambda: self.preferences.update_one({"_id": key}, {"$set": {"prefs": body}}))
 
     # bindings ----------------------------------------------------------------------------------------------
     async def put_binding(self, binding: Binding) -> None:
-        """Create or replace a binding (re-activates a disabled one)."""
+        """Create or replace a binding (re-activates a disabled one) and list it on the user's document.
+
+        The user document (``preferences``, ``_id`` = ``tenant|user``) keeps the binding ids, so finding a
+        user's bindings is a few ``_id`` lookups rather than a collection scan.
+        """
         key = _binding_key(binding.tenant_id, binding.user_id, binding.channel, binding.target_id)
         doc = {
             "_id": key,
@@ -174,9 +187,27 @@ class Store:
             "updated_at": _now(),
         }
         if not await _claim(self.bindings, {**doc, "created_at": _now()}):
-            await self.bindings.update_one(
-                {"_id": key}, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
+            await _busy_retry(
+                lambda: self.bindings.update_one(
+                    {"_id": key}, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
+                )
             )
+        user_key = await self._ensure_user_doc(binding.tenant_id, binding.user_id)
+        await _busy_retry(
+            lambda: self.preferences.update_one({"_id": user_key}, {"$addToSet": {"binding_ids": key}})
+        )
+
+    async def _bindings_of(self, doc: Document | None) -> list[Binding]:
+        if doc is None:
+            return []
+        found = await asyncio.gather(
+            *(self.bindings.find_one({"_id": k}) for k in doc.get("binding_ids", []))
+        )
+        docs = sorted((d for d in found if d is not None), key=lambda d: (str(d.get("created_at")), d["_id"]))
+        return [
+            Binding(d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"])
+            for d in docs
+        ]
 
     async def list_bindings(
         self,
@@ -187,17 +218,10 @@ class Store:
         active_only: bool = False,
     ) -> list[Binding]:
         """The user's bindings, optionally only some channels / only active ones."""
-        query: dict[str, Any] = {"tenant_id": tenant_id, "user_id": user_id}
-        if channels is not None:
-            query["channel"] = {"$in": list(channels)}
-        if active_only:
-            query["active"] = True
-        out = []
-        async for d in self.bindings.find(query).sort("created_at", ASCENDING):
-            out.append(
-                Binding(d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"])
-            )
-        return out
+        found = await self._bindings_of(await self._user_doc(tenant_id, user_id))
+        return [
+            b for b in found if (channels is None or b.channel in channels) and (b.active or not active_only)
+        ]
 
     async def get_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> Binding | None:
         """One binding, active or not; None when deleted."""
@@ -217,7 +241,13 @@ class Store:
 
     async def delete_binding(self, tenant_id: str, user_id: str, channel: str, target_id: str) -> bool:
         """Remove a binding (Web Push 404/410, or the user unbinding); True when one was removed."""
-        result = await self.bindings.delete_one({"_id": _binding_key(tenant_id, user_id, channel, target_id)})
+        key = _binding_key(tenant_id, user_id, channel, target_id)
+        await _busy_retry(
+            lambda: self.preferences.update_one(
+                {"_id": _user_key(tenant_id, user_id)}, {"$pull": {"binding_ids": key}}
+            )
+        )
+        result = await _busy_retry(lambda: self.bindings.delete_one({"_id": key}))
         return result.deleted_count > 0
 
     # deliveries --------------------------------------------------------------------------------------------
@@ -342,12 +372,16 @@ class Store:
         return keys
 
     async def finish_sent_many(self, sent: list[tuple[DeliveryTask, str]]) -> None:
-        """Mark first-attempt deliveries ``sent`` in one update, and map provider ids (WeChat msgid) to them."""
+        """Mark first-attempt deliveries ``sent`` and map provider ids (WeChat msgid) to them."""
         if not sent:
             return
-        keys = [t.dedupe_key for t, _ in sent]
         update = {"$set": {"status": "sent", "attempts": 1, "updated_at": _now(), "lease_until": None}}
-        await _busy_retry(lambda: self.deliveries.update_many({"_id": {"$in": keys}}, update))
+        # one update per _id (pushed down to the index) beats one $in update that scans the collection
+
+        async def mark(key: str) -> None:
+            await _busy_retry(lambda: self.deliveries.update_one({"_id": key}, update))
+
+        await asyncio.gather(*(mark(t.dedupe_key) for t, _ in sent))
         mapped = [
             {"_id": f"{t.channel}:{pid}", "dedupe_key": t.dedupe_key}
             for t, pid in sent
@@ -362,27 +396,17 @@ class Store:
     async def load_users(
         self, users: set[tuple[str, str]]
     ) -> tuple[dict[tuple[str, str], Preferences], dict[tuple[str, str], list[Binding]]]:
-        """Preferences and active bindings of many users, in two queries."""
-        prefs: dict[tuple[str, str], Preferences] = {u: Preferences() for u in users}
-        bindings: dict[tuple[str, str], list[Binding]] = {u: [] for u in users}
-        if not users:
-            return prefs, bindings
-        async for d in self.preferences.find({"_id": {"$in": [_user_key(t, u) for t, u in users]}}):
-            prefs[(d["tenant_id"], d["user_id"])] = Preferences.model_validate(d["prefs"])
-        tenants = {t for t, _ in users}
-        query = {
-            "tenant_id": {"$in": sorted(tenants)},
-            "user_id": {"$in": sorted({u for _, u in users})},
-            "active": True,
-        }
-        async for d in self.bindings.find(query).sort("created_at", ASCENDING):
-            key = (d["tenant_id"], d["user_id"])
-            if key in bindings:
-                bindings[key].append(
-                    Binding(
-                        d["tenant_id"], d["user_id"], d["channel"], d["target_id"], d["data"], d["active"]
-                    )
-                )
+        """Preferences and active bindings of many users, by ``_id`` lookups only (concurrent)."""
+        order = list(users)
+        docs = await asyncio.gather(*(self._user_doc(t, u) for t, u in order))
+        found = await asyncio.gather(*(self._bindings_of(d) for d in docs))
+        prefs: dict[tuple[str, str], Preferences] = {}
+        bindings: dict[tuple[str, str], list[Binding]] = {}
+        for user, doc, bs in zip(order, docs, found, strict=True):
+            prefs[user] = (
+                Preferences.model_validate(doc["prefs"]) if doc and "prefs" in doc else Preferences()
+            )
+            bindings[user] = [b for b in bs if b.active]
         return prefs, bindings
 
     async def removed_mailboxes(self, mailboxes: set[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -30,7 +30,7 @@ from pymongo.errors import PyMongoError
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
-from laifaxin_shared.imap import connect_imap
+from laifaxin_shared.imap import connect_imap, exists_notifications
 from laifaxin_shared.logging import get_logger, redact_text
 from laifaxin_shared.providers.errors import (
     ErrorCode,
@@ -422,6 +422,7 @@ class MailboxLoop:
         while True:
             self.guard()
             now = loop.time()
+            mark = exists_notifications(client)
             if now >= inbox_due or use_idle:
                 await self._examine(client, INBOX, sync)
                 inbox_due = now + self.interval
@@ -444,14 +445,27 @@ class MailboxLoop:
                 await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
                 continue
             deadline = min(junk_due, loop.time() + s.idle_reissue_seconds)
+            await self._catch_up(client, sync, mark)
             while True:
                 wake = await self._idle(client, deadline)
                 if wake != "exists":
                     break
                 self.guard()
-                await sync.fetch_new(client, INBOX)
+                await self._catch_up(client, sync, None)
                 self.last_synced_at = utc_now()
             # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
+
+    async def _catch_up(self, client: aioimaplib.IMAP4, sync: FolderSync, mark: int | None) -> None:
+        """Fetch INBOX's new mail until no ``EXISTS`` arrived during the fetch (RFC 3501 7.3.1).
+
+        The server reports new mail as an untagged ``EXISTS`` during whatever command runs; aioimaplib drops
+        those outside IDLE, and the server does not repeat them at the next IDLE. So before going back to
+        IDLE, fetch again whenever an ``EXISTS`` came in since ``mark`` (None: fetch at least once).
+        """
+        while mark is None or exists_notifications(client) != mark:
+            mark = exists_notifications(client)
+            self.guard()
+            await sync.fetch_new(client, INBOX)
 
     async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> str:
         """STATUS the Junk folder; EXAMINE and sync it when changed. Returns selected, unchanged or missing."""

@@ -110,3 +110,13 @@ def test_digest_content_counts_items() -> None:
 
 def test_window_start_aligns() -> None:
     assert window_start(datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC), 60) == datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def test_memory_counter_counts_per_window_and_hour() -> None:
+    from laifaxin_notify.pipeline import MemoryCounter
+
+    c = MemoryCounter()
+    assert await c.count("t", "u", "h1", "w1", 3) == (3, 3)
+    assert await c.count("t", "u", "h1", "w2", 1) == (1, 4)
+    assert await c.count("t", "v", "h1", "w2", 1) == (1, 1)
+    assert await c.count("t", "u", "h2", "w3", 1) == (1, 1)  # a new hour starts from zero

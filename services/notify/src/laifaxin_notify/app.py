@@ -34,7 +34,7 @@ from .channels.webpush import WebPushSender, load_vapid
 from .channels.wechat import WeChatSender
 from .consumer import KafkaQueue, register
 from .models import Channel, Preferences
-from .pipeline import Limits, MemoryQueue, Notifier, TaskQueue
+from .pipeline import Limits, MemoryCounter, MemoryQueue, Notifier, StoreCounter, TaskQueue
 from .settings import NotifySettings
 from .store import Binding, Store, push_target_id
 
@@ -108,6 +108,7 @@ def make_notifier(
         ),
         app_base_url=settings.app_base_url,
         concurrency=settings.send_concurrency,
+        counter=StoreCounter(store) if settings.shared_counters else MemoryCounter(),
     )
 
 

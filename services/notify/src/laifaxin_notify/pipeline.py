@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.logging import get_logger
@@ -71,6 +71,44 @@ class MemoryQueue:
         self.items.append((topic, task))
 
 
+class AlertCounter(Protocol):
+    """Counts a user's alerts per digest window and per hour."""
+
+    async def count(self, tenant_id: str, user_id: str, hour: str, window: str, inc: int) -> tuple[int, int]:
+        """Add ``inc``; return (count in ``window``, count in ``hour``) after it."""
+        ...
+
+
+class MemoryCounter:
+    """Per-worker counters: no database write per user and batch (``NOTIFY_SHARED_COUNTERS=false``).
+
+    Exact for a user whose mail all reaches one worker; a user whose mailboxes land on several workers
+    (events are keyed by mailbox) gets the threshold per worker. Old hours are pruned as time moves on.
+    """
+
+    def __init__(self) -> None:
+        self._hours: dict[str, dict[tuple[str, str], list[Any]]] = {}
+
+    async def count(self, tenant_id: str, user_id: str, hour: str, window: str, inc: int) -> tuple[int, int]:
+        if hour not in self._hours:
+            self._hours = {h: v for h, v in self._hours.items() if h >= hour}  # keep the current hour only
+            self._hours[hour] = {}
+        entry = self._hours[hour].setdefault((tenant_id, user_id), [0, {}])
+        entry[0] += inc
+        entry[1][window] = entry[1].get(window, 0) + inc
+        return int(entry[1][window]), int(entry[0])
+
+
+class StoreCounter:
+    """Counters in MongoDB (one document per user and hour): exact across workers, one write per user."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def count(self, tenant_id: str, user_id: str, hour: str, window: str, inc: int) -> tuple[int, int]:
+        return await self.store.count_alert(tenant_id, user_id, hour, window, inc=inc)
+
+
 @dataclass(frozen=True)
 class Limits:
     """Digest and rate-limit settings."""
@@ -93,6 +131,8 @@ class Notifier:
         app_base_url: base of message links.
         concurrency: most concurrent provider sends.
         clock: returns aware UTC now (tests move time).
+        counter: digest / rate-limit counters (:class:`StoreCounter` by default: exact across workers at one
+            database write per user and batch; :class:`MemoryCounter` per worker, no writes).
     """
 
     def __init__(
@@ -107,6 +147,7 @@ class Notifier:
         app_base_url: str = "https://app.laifa.xin",
         concurrency: int = 64,
         clock: Callable[[], datetime] | None = None,
+        counter: AlertCounter | None = None,
     ) -> None:
         self.store = store
         self.senders = dict(senders)
@@ -117,6 +158,7 @@ class Notifier:
         self.app_base_url = app_base_url
         self._sem = asyncio.Semaphore(concurrency)
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.counter: AlertCounter = counter or StoreCounter(store)
 
     # mail.classified ---------------------------------------------------------------------------------------
     async def handle_classified(self, event: MailClassified) -> list[tuple[DeliveryTask, str]]:
@@ -261,7 +303,7 @@ class Notifier:
         window = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
         hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
         counts = await asyncio.gather(
-            *(self.store.count_alert(t, u, hour, window, inc=len(evs)) for (t, u), evs in by_user.items())
+            *(self.counter.count(t, u, hour, window, len(evs)) for (t, u), evs in by_user.items())
         )
         over: set[object] = set()
         for evs, (per_window, per_hour) in zip(by_user.values(), counts, strict=True):
@@ -288,7 +330,7 @@ class Notifier:
     async def _over_limit(self, tenant_id: str, user_id: str, now: datetime) -> bool:
         window = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
         hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
-        per_minute, per_hour = await self.store.count_alert(tenant_id, user_id, hour, window)
+        per_minute, per_hour = await self.counter.count(tenant_id, user_id, hour, window, 1)
         return (
             per_minute > self.limits.digest_threshold_per_minute or per_hour > self.limits.rate_limit_per_hour
         )

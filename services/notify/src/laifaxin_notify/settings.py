@@ -63,6 +63,11 @@ class NotifySettings(ServiceSettings):
         default=60, description="Individual alerts per user per hour; the rest go into digests."
     )
     digest_window_s: int = Field(default=60, description="Window of the digest counter, seconds.")
+    shared_counters: bool = Field(
+        default=True,
+        description="Digest/rate-limit counters in MongoDB (exact across workers, one write per user and "
+        "batch) instead of per worker in memory.",
+    )
 
     wechat_api_base: str = Field(default="https://api.weixin.qq.com", description="WeChat API base URL.")
     wechat_appid: str = Field(default="", description="Official Account AppID; empty disables WeChat.")

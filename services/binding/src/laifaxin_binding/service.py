@@ -37,6 +37,7 @@ from laifaxin_binding.models import (
 )
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest
+from laifaxin_shared.auth import Principal
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import (
     EncryptedCredential,
@@ -61,14 +62,6 @@ Publish = Callable[[Envelope], Awaitable[Any]]
 
 CUSTOM_PROVIDER = "custom"
 NORMAL = "normal"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: from the bearer token."""
-
-    tenant_id: str
-    user_id: str
 
 
 @dataclass(frozen=True)

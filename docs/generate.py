@@ -71,12 +71,77 @@ def _binding_openapi() -> dict[str, Any]:
     return spec
 
 
+def _notify_settings() -> Any:
+    return _settings("laifaxin_notify.settings", "NotifySettings")
+
+
+def _notify_asyncapi() -> dict[str, Any]:
+    from laifaxin_notify.consumer import register
+    from laifaxin_shared.kafka import make_broker
+
+    settings = _notify_settings()
+    broker = make_broker(settings, client_id="notify")
+    register(broker, settings, lambda: None)  # type: ignore[arg-type, return-value]  (never called: docs only)
+    return _broker_asyncapi(
+        broker,
+        "Laifaxin notify",
+        "Consumes mail.classified and mailbox.removed; retry, deferred and dead-letter delivery topics.",
+    )
+
+
+def _notify_openapi() -> dict[str, Any]:
+    from laifaxin_notify.app import create_app
+
+    spec: dict[str, Any] = create_app(_notify_settings(), consume=False).openapi()
+    return spec
+
+
+def _doc_handler(model: Any) -> Any:
+    async def handler(event: Any) -> None:  # never called: documents the payload model
+        return None
+
+    handler.__annotations__ = {"event": model, "return": None}
+    return handler
+
+
+def _sync_asyncapi() -> dict[str, Any]:
+    import asyncio
+
+    from laifaxin_sync.app import SyncWorker
+
+    async def build() -> dict[str, Any]:  # the worker's Kafka objects want a running event loop
+        settings = _settings("laifaxin_sync.settings", "SyncSettings")
+        worker = SyncWorker(settings)
+        # The registry is consumed with aiokafka directly (rebalance listener, range assignor): describe it.
+        for name in ("mailbox.verified", "mailbox.updated", "mailbox.removed"):
+            topic = TOPICS[name]
+            worker.broker.subscriber(
+                settings.topic(name),
+                group_id=settings.group_id,
+                title=f"{name}:sync",
+                description=f"Shard ownership and mailbox registry: {topic.description}",
+            )(_doc_handler(topic.model))
+        spec = _broker_asyncapi(
+            worker.broker,
+            "Laifaxin sync",
+            "Consumes mailbox.verified/updated/removed (shard ownership); publishes mail.received, "
+            "mailbox.sync_status and mail.received.dlq.",
+        )
+        await worker.mongo.close()
+        return spec
+
+    return asyncio.run(build())
+
+
 ASYNCAPI: dict[str, Callable[[], dict[str, Any]]] = {
     "binding": _binding_asyncapi,
     "classifier": _classifier_asyncapi,
+    "notify": _notify_asyncapi,
+    "sync": _sync_asyncapi,
 }
 OPENAPI: dict[str, Callable[[], dict[str, Any]]] = {
     "binding": _binding_openapi,
+    "notify": _notify_openapi,
 }
 
 

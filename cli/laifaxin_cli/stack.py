@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jwt
 
+from laifaxin_shared.auth import issue_token
 from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,17 +157,8 @@ class StackConfig:
         return env
 
     def token(self, tenant_id: str, user_id: str, ttl_s: int = 7200) -> str:
-        """A bearer JWT both HTTP services accept (HS256; tenant, sub, aud, exp)."""
-        now = int(time.time())
-        claims = {
-            "sub": user_id,
-            "tenant": tenant_id,
-            "tenant_id": tenant_id,
-            "aud": JWT_AUDIENCE,
-            "iat": now,
-            "exp": now + ttl_s,
-        }
-        return jwt.encode(claims, self.jwt_secret, algorithm="HS256")
+        """A bearer JWT both HTTP services accept (:func:`laifaxin_shared.auth.issue_token`)."""
+        return issue_token(self.jwt_secret, tenant_id, user_id, ttl_s=ttl_s, audience=JWT_AUDIENCE)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from laifaxin_shared.crypto import KeyRing
-from laifaxin_shared.kafka import ensure_topics, make_broker
+from laifaxin_shared.kafka import declare_publishers, ensure_topics, make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from laifaxin_shared.topics import TOPICS
@@ -56,6 +56,7 @@ class SyncWorker:
         )
         self.store = SyncStore(self.mongo[settings.mongodb_database])
         self.broker = make_broker(settings, client_id=f"sync-{settings.worker_id}")
+        declare_publishers(self.broker, settings, "mail.received", "mailbox.sync_status")  # AsyncAPI
         keyring = KeyRing.parse(
             settings.credential_keys.get_secret_value(), settings.credential_active_key_id
         )

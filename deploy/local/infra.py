@@ -484,7 +484,36 @@ def mail_owner() -> tuple[str, int, int]:
     return pw.pw_name, pw.pw_uid, pw.pw_gid
 
 
+INOTIFY_INSTANCES = 4096
+"""Dovecot uses one inotify instance per IDLE session; past the kernel's limit (often 128) it silently falls
+back to checking mailboxes every 30 s, so a thousand IDLE connections need a higher limit."""
+
+
+def ensure_inotify_instances() -> None:
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        current = int(path.read_text())
+    except (OSError, ValueError):
+        return
+    if current >= INOTIFY_INSTANCES:
+        return
+    if is_root():
+        try:
+            path.write_text(str(INOTIFY_INSTANCES))
+            log(
+                f"fs.inotify.max_user_instances raised from {current} to {INOTIFY_INSTANCES} for Dovecot's IDLE"
+            )
+            return
+        except OSError as exc:
+            log(f"could not raise fs.inotify.max_user_instances ({exc})")
+    log(
+        f"fs.inotify.max_user_instances is {current}: above that many IDLE sessions Dovecot checks mail only "
+        f"every 30 s; run `sudo sysctl -w fs.inotify.max_user_instances={INOTIFY_INSTANCES}`"
+    )
+
+
 def start_dovecot() -> None:
+    ensure_inotify_instances()
     user, uid, gid = mail_owner()
     for d in ("dovecot/run", "dovecot/lib", "mail", "logs"):
         (STATE / d).mkdir(parents=True, exist_ok=True)

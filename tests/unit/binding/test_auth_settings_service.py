@@ -33,11 +33,11 @@ def test_token_round_trip() -> None:
     [
         ({"tenant": "t", "sub": "u", "exp": int(time.time()) - 10}, SECRET, "expired"),
         (
-            {"tenant": "t", "sub": "u", "exp": int(time.time()) + 60},
+            {"tenant": "t", "sub": "u", "exp": int(time.time()) + 86400},
             "another-key-0123456789abcdef0123",
             "Signature",
         ),
-        ({"sub": "u", "exp": int(time.time()) + 60}, SECRET, "tenant"),
+        ({"sub": "u", "exp": int(time.time()) + 86400}, SECRET, "tenant"),
         ({"tenant": "t", "sub": "u"}, SECRET, "MissingRequiredClaim"),
     ],
 )
@@ -50,7 +50,7 @@ def test_bad_tokens_are_unauthorized(claims: dict[str, object], key: str, reason
 
 
 def test_alg_none_is_refused() -> None:
-    token = jwt.encode({"tenant": "t", "sub": "u", "exp": int(time.time()) + 60}, None, algorithm="none")
+    token = jwt.encode({"tenant": "t", "sub": "u", "exp": int(time.time()) + 86400}, None, algorithm="none")
     with pytest.raises(errors.BindingError):
         decode_token(token, settings())
 
@@ -124,7 +124,7 @@ def test_mailbox_ids_fit_the_event_pattern() -> None:
 
 
 def test_audience_is_checked_only_when_configured() -> None:
-    claims = {"tenant": "t", "sub": "u", "aud": "laifaxin", "exp": int(time.time()) + 60}
+    claims = {"tenant": "t", "sub": "u", "aud": "laifaxin", "exp": int(time.time()) + 86400}
     token = jwt.encode(claims, SECRET, algorithm="HS256")
     assert decode_token(token, settings()).tenant_id == "t"
     assert decode_token(token, settings(jwt_audience="laifaxin")).user_id == "u"

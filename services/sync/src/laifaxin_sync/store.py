@@ -165,18 +165,9 @@ class SyncStore:
         self.raw = db["raw_messages"]
 
     async def ensure_indexes(self) -> None:
-        """Create the collections' indexes that do not exist yet (by name).
-
-        Only missing indexes are sent: FerretDB v1.24 drops the connection (a server-side panic) when asked to
-        create the unique ``dedupe_key`` index again, which a second worker starting on the same database did.
-        """
-        missing: dict[str, list[IndexModel]] = {}
-        for name, models in INDEXES.items():
-            existing = {ix["name"] async for ix in await self.db[name].list_indexes()}
-            todo = [m for m in models if m.document["name"] not in existing]
-            if todo:
-                missing[name] = todo
-        await ensure_indexes(self.db, missing)
+        """Create the collections' indexes that do not exist yet (a second worker may start on the same
+        database; :func:`laifaxin_shared.mongo.ensure_indexes` sends only the missing ones)."""
+        await ensure_indexes(self.db, INDEXES)
 
     # ------------------------------------------------------------------------------------------ registry
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(600)  # a cold Maven resolves the jar from Mave
 
 
 @pytest.fixture(scope="module")
-def strimzi_spec() -> dict[str, dict[str, int]]:
+def strimzi_spec(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, int]]:
     """{property: {"minimum": n, "maximum": n}} of Strimzi's KafkaTopicSpec."""
     mvn, javap = shutil.which("mvn"), shutil.which("javap")
     if not mvn or not javap:
@@ -34,33 +34,26 @@ def strimzi_spec() -> dict[str, dict[str, int]]:
             "mvn and javap are needed to read io.strimzi:api (apt-get install maven default-jdk-headless)"
         )
     group, artifact, version = STRIMZI_API
-    jar = (
-        Path.home()
-        / ".m2"
-        / "repository"
-        / Path(*group.split("."))
-        / artifact
-        / version
-        / f"{artifact}-{version}.jar"
+    # Copied to a folder of our own: Maven's local repository follows the passwd home, not $HOME.
+    out_dir = tmp_path_factory.mktemp("strimzi")
+    proc = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy",
+            f"-Dartifact={group}:{artifact}:{version}",
+            f"-DoutputDirectory={out_dir}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    if not jar.is_file():
-        proc = subprocess.run(
-            [
-                mvn,
-                "-q",
-                "-B",
-                "dependency:get",
-                f"-Dartifact={group}:{artifact}:{version}",
-                "-Dtransitive=false",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+    jar = out_dir / f"{artifact}-{version}.jar"
+    if proc.returncode != 0 or not jar.is_file():
+        pytest.fail(
+            f"could not resolve {':'.join(STRIMZI_API)} from Maven Central:\n{(proc.stdout + proc.stderr)[-2000:]}"
         )
-        if proc.returncode != 0 or not jar.is_file():
-            pytest.fail(
-                f"could not resolve {':'.join(STRIMZI_API)} from Maven Central:\n{proc.stdout[-2000:]}"
-            )
     out = subprocess.run(
         [javap, "-v", "-cp", str(jar), SPEC_CLASS], capture_output=True, text=True, check=True
     ).stdout

@@ -1,9 +1,10 @@
-"""services/<name>/Dockerfile, checked offline (no Docker engine and no Dockerfile linter on these machines).
+"""deploy/docker/Dockerfile, one for every service, checked offline (no Docker engine and no Dockerfile
+linter on these machines), as built with each service's documented build args (deploy/k8s/README.md).
 
 Structure: a uv builder stage and a python:3.11-slim runtime stage, the lock used, a numeric non-root USER, no
-secrets, CMD and EXPOSE equal to the Kubernetes Deployment's command and port, the four files identical but
-for the service name. Then the builder's uv commands are run (dry) on a context holding only what the
-Dockerfile copies, so a member missing from the COPY lines or a stale lock fails here.
+secrets, the program and EXPOSE equal to the Kubernetes Deployment's command and port, the documented image
+names equal to the Deployments'. Then the builder's uv commands are run (dry) on a context holding only what
+the Dockerfile copies, so a member missing from the COPY lines or a stale lock fails here.
 """
 
 from __future__ import annotations
@@ -23,9 +24,24 @@ SERVICES = sorted(p.parent.name for p in REPO.glob("services/*/pyproject.toml"))
 SECRET_WORDS = re.compile(r"(SECRET|PASSWORD|TOKEN|PRIVATE|CREDENTIAL|API_KEY)", re.IGNORECASE)
 
 
+DOCKERFILE = REPO / "deploy" / "docker" / "Dockerfile"
+BUILD_LINE = re.compile(
+    r"docker build -f deploy/docker/Dockerfile --build-arg SERVICE=(\w+) --build-arg PORT=(\d+) "
+    r"-t (\S+) \."
+)
+
+
+def build_commands() -> dict[str, tuple[str, str]]:
+    """service -> (PORT build arg, image) from the build commands deploy/k8s/README.md documents."""
+    text = (REPO / "deploy" / "k8s" / "README.md").read_text(encoding="utf-8")
+    return {m.group(1): (m.group(2), m.group(3)) for m in BUILD_LINE.finditer(text)}
+
+
 def instructions(name: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = (REPO / "services" / name / "Dockerfile").read_text(encoding="utf-8")
+    """(INSTRUCTION, arguments) pairs of the Dockerfile as built for ``name`` (its documented SERVICE and PORT
+    build args substituted), continuation lines joined, comments dropped."""
+    port, _image = build_commands()[name]
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("${SERVICE}", name).replace("${PORT}", port)
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     out = []
@@ -51,10 +67,13 @@ def deployment(name: str) -> dict:
     return next(d for d in docs if d["kind"] == "Deployment")
 
 
-def test_every_service_has_a_dockerfile() -> None:
+def test_every_service_has_a_documented_build() -> None:
     assert SERVICES == ["binding", "classifier", "notify", "sync"]
-    for name in SERVICES:
-        assert (REPO / "services" / name / "Dockerfile").is_file(), name
+    assert sorted(build_commands()) == SERVICES
+    for name, (_port, image) in build_commands().items():
+        assert image == deployment(name)["spec"]["template"]["spec"]["containers"][0]["image"], name
+    # One Dockerfile serves all: no per-service copies to drift apart.
+    assert not list(REPO.glob("services/*/Dockerfile"))
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -96,9 +115,15 @@ def test_runtime_is_non_root_and_read_only_friendly(name: str) -> None:
 def test_cmd_and_port_match_the_deployment(name: str) -> None:
     runtime = stages(name)[-1]
     container = deployment(name)["spec"]["template"]["spec"]["containers"][0]
-    cmd = json.loads(next(a for w, a in runtime if w == "CMD"))
-    assert cmd == container["command"] + container.get("args", [])
-    assert cmd[:3] == ["python", "-m", f"laifaxin_{name}"]
+    # The image runs `python -m $LAIFAXIN_SERVICE_MODULE "$@"`: the Deployment's command is the same program.
+    entrypoint = json.loads(next(a for w, a in runtime if w == "ENTRYPOINT"))
+    assert (
+        entrypoint[:2] == ["/bin/sh", "-c"]
+        and 'exec python -m "$LAIFAXIN_SERVICE_MODULE" "$@"' in entrypoint[2]
+    )
+    env = " ".join(a for w, a in runtime if w == "ENV")
+    assert f"LAIFAXIN_SERVICE_MODULE=laifaxin_{name}" in env
+    assert container["command"] == ["python", "-m", f"laifaxin_{name}"]
     expose = [a for w, a in runtime if w == "EXPOSE"]
     assert expose == [str(container["ports"][0]["containerPort"])]
 
@@ -113,19 +138,8 @@ def test_no_secrets_in_the_image(name: str) -> None:
     assert not any(w == "ADD" for w, _ in instructions(name)), "COPY, not ADD (no remote fetches)"
 
 
-def test_the_four_dockerfiles_differ_only_by_service() -> None:
-    def normalised(name: str) -> list[tuple[str, str]]:
-        own = f"services/{name}/ services/{name}/"
-        return [
-            (w, "services/X/ services/X/" if a == own else a.replace(f"laifaxin-{name}", "laifaxin-X"))
-            for w, a in instructions(name)
-            if w not in {"CMD", "EXPOSE"}
-        ]
-
-    reference = normalised(SERVICES[0])
-    for name in SERVICES[1:]:
-        assert normalised(name) == reference, name
-    # And each copies every workspace member's pyproject.toml (uv sync --locked checks the whole workspace).
+def test_every_workspace_member_pyproject_is_copied() -> None:
+    # uv sync --locked checks the whole workspace, so every member's pyproject.toml must be in the builder.
     copied = {a.split()[0] for w, a in instructions(SERVICES[0]) if w == "COPY"}
     assert {f"services/{s}/pyproject.toml" for s in SERVICES} | {"shared/pyproject.toml"} <= copied
 

@@ -23,11 +23,13 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, EmailStr, Field
 from pymongo.errors import ConnectionFailure
 
+from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.kafka import make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import Document, make_mongo_client, ping
 
 from .auth import Principal, principal
+from .channels.apprise import SUPPORTED_TEXT, AppriseSender, AppriseUrlError, new_target_id
 from .channels.base import Sender
 from .channels.email import EmailSender
 from .channels.webpush import WebPushSender, load_vapid
@@ -71,7 +73,21 @@ def build_senders(settings: NotifySettings) -> dict[str, Sender]:
         ttl_s=settings.push_ttl_s,
         timeout_s=settings.http_timeout_s,
     )
+    if settings.apprise_enabled:
+        senders["apprise"] = build_apprise_sender(settings)
     return senders
+
+
+def build_apprise_sender(settings: NotifySettings) -> AppriseSender:
+    """The Apprise channel: URLs sealed under the shared key ring (``LAIFAXIN_CREDENTIAL_KEYS``)."""
+    return AppriseSender(
+        keyring=KeyRing.parse(settings.credential_keys.get_secret_value(), settings.credential_active_key_id),
+        wecom_base_url=settings.wecom_bot_api_base,
+        timeout_s=settings.http_timeout_s,
+        concurrency=settings.apprise_concurrency,
+        host_allowlist=settings.host_allowlist,
+        wecom_rate_limit_delay_s=settings.wecom_bot_rate_limit_delay_s,
+    )
 
 
 @dataclass
@@ -134,11 +150,26 @@ class PushSubscriptionIn(BaseModel):
     expirationTime: float | None = None  # the browser's JSON field name
 
 
+class AppriseBindingIn(BaseModel):
+    """An extra channel as an Apprise URL; the URL is sealed and never shown again."""
+
+    url: str = Field(
+        description=f"Apprise URL (secret: carries the token or key). Supported: {SUPPORTED_TEXT}; a WeCom "
+        "robot's own https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=... URL is accepted too.",
+        examples=["wecombot://YOUR-ROBOT-KEY"],
+    )
+    label: str = Field(default="", max_length=64, description="Your name for it, e.g. 'Sales group'.")
+
+
 class BindingOut(BaseModel):
     channel: Channel
     target_id: str
     active: bool
     endpoint_origin: str | None = None
+    display: str | None = Field(
+        default=None, description="Apprise bindings: the redacted URL, scheme://host/****.", examples=[None]
+    )
+    label: str | None = Field(default=None, description="Apprise bindings: the user's label.")
 
 
 class BindingRef(BaseModel):
@@ -151,6 +182,14 @@ def _binding_out(b: Binding) -> BindingOut:
     if b.channel == "webpush":
         endpoint = str(b.data.get("endpoint", ""))
         origin = "/".join(endpoint.split("/", 3)[:3])
+    if b.channel == "apprise":
+        return BindingOut(
+            channel=b.channel,
+            target_id=b.target_id,
+            active=b.active,
+            display=str(b.data.get("display", "")),
+            label=str(b.data.get("label", "")),
+        )
     return BindingOut(channel=b.channel, target_id=b.target_id, active=b.active, endpoint_origin=origin)
 
 
@@ -273,6 +312,57 @@ def create_app(
         data = {"endpoint": body.endpoint, "keys": body.keys.model_dump()}
         b = Binding(user.tenant_id, user.user_id, "webpush", push_target_id(body.endpoint), data)
         await runtime.store.put_binding(b)
+        return _binding_out(b)
+
+    @app.get("/v1/bindings/apprise", response_model=list[BindingOut], tags=["bindings"])
+    async def list_apprise(user: User, runtime: Rt) -> list[BindingOut]:
+        """The caller's Apprise URLs, redacted (``display``: scheme://host/****); the URLs are never returned."""
+        found = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["apprise"])
+        return [_binding_out(b) for b in found]
+
+    @app.post("/v1/bindings/apprise", response_model=BindingOut, status_code=201, tags=["bindings"])
+    async def bind_apprise(body: AppriseBindingIn, user: User, runtime: Rt) -> BindingOut:
+        """Add an extra channel as an Apprise URL (channels/apprise.py has the rules).
+
+        The URL is parsed by Apprise, its host checked (json/form webhooks: public addresses only, unless
+        allowlisted), sealed with the shared key ring and stored; adding the same URL again returns the
+        existing binding (re-enabled). Alerts go out while ``apprise`` is among the preference's channels
+        (the default). Errors: 422 ``unsupported_apprise_scheme`` (lists the supported schemes),
+        ``invalid_apprise_url``, ``host_not_allowed``, ``dns_failed``; 409 ``too_many_apprise_urls``;
+        503 when the channel is disabled. No response, error or log line contains the URL.
+        """
+        sender = runtime.senders.get("apprise")
+        if not isinstance(sender, AppriseSender):
+            raise HTTPException(503, {"code": "apprise_disabled", "message": "Apprise channels are disabled"})
+        try:
+            target = await sender.inspect(body.url)
+        except AppriseUrlError as exc:
+            raise HTTPException(422, {"code": exc.code, "message": str(exc)}) from None
+        existing = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["apprise"])
+        same = await sender.find_same(target, existing)
+        target_id = same.target_id if same is not None else ""
+        if not target_id:
+            if len(existing) >= runtime.settings.apprise_max_urls_per_user:
+                raise HTTPException(
+                    409,
+                    {
+                        "code": "too_many_apprise_urls",
+                        "message": f"at most {runtime.settings.apprise_max_urls_per_user} Apprise URLs; "
+                        "remove one first",
+                    },
+                )
+            target_id = new_target_id()
+        data = {
+            "credential": sender.seal(
+                body.url, tenant_id=user.tenant_id, user_id=user.user_id, target_id=target_id
+            ),
+            "scheme": target.scheme,
+            "display": target.display,
+            "label": body.label,
+        }
+        b = Binding(user.tenant_id, user.user_id, "apprise", target_id, data)
+        await runtime.store.put_binding(b)
+        log.info("apprise binding added", scheme=target.scheme, target_id=target_id)
         return _binding_out(b)
 
     @app.delete("/v1/bindings/{channel}/{target_id}", status_code=204, tags=["bindings"])

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from laifaxin_shared.events.mail import Category
 
-Channel = Literal["wechat", "email", "webpush"]
-CHANNELS: tuple[Channel, ...] = ("wechat", "email", "webpush")
+Channel = Literal["wechat", "email", "webpush", "apprise"]
+CHANNELS: tuple[Channel, ...] = ("wechat", "email", "webpush", "apprise")
+"""``apprise``: the extra channels a user adds as Apprise URLs (WeCom robot, DingTalk, Feishu, Telegram ...)."""
 DEFAULT_CATEGORIES: tuple[Category, ...] = ("to_reply", "inquiry")
 """Categories that alert when the user chose nothing (issue 6)."""
 
@@ -107,7 +108,9 @@ class DeliveryTask(BaseModel):
     tenant_id: str
     user_id: str
     channel: Channel
-    target_id: str = Field(description="Binding id: openid, email address or push subscription id.")
+    target_id: str = Field(
+        description="Binding id: openid, email address, push subscription id or Apprise URL binding id."
+    )
     event_id: str
     mailbox_id: str = ""
     content: AlertContent

@@ -94,6 +94,29 @@ class NotifySettings(ServiceSettings):
     push_ttl_s: int = Field(default=86_400, description="Web Push TTL header, seconds (RFC 8030 5.2).")
     http_timeout_s: float = Field(default=10.0, description="Timeout of provider HTTP calls, seconds.")
 
+    apprise_enabled: bool = Field(
+        default=True,
+        description="Extra channels users add as Apprise URLs (WeCom robot, DingTalk, Feishu/Lark, Telegram, "
+        "Slack, JSON/form webhooks); sealed with LAIFAXIN_CREDENTIAL_KEYS.",
+    )
+    apprise_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Threads running Apprise's blocking sends per worker."
+    )
+    apprise_max_urls_per_user: int = Field(
+        default=10, ge=1, description="Most Apprise URLs one user may add."
+    )
+    wecom_bot_api_base: str = Field(
+        default="https://qyapi.weixin.qq.com", description="WeCom API base URL for group robot webhooks."
+    )
+    wecom_bot_rate_limit_delay_s: float = Field(
+        default=60.0, description="Delay after WeCom robot errcode 45009 (20 messages/minute per robot), s."
+    )
+    host_allowlist: str = Field(
+        default="",
+        description="Comma-separated CIDRs or host names that json:// / form:// webhook URLs may point at "
+        "although they resolve to private, loopback, link-local or metadata addresses (e.g. 127.0.0.0/8).",
+    )
+
     @field_validator("retry_delays_s")
     @classmethod
     def _ladder_fits_the_topics(cls, value: list[float]) -> list[float]:

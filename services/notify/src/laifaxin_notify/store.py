@@ -5,7 +5,9 @@ Collections:
 - ``preferences``: one document per (tenant_id, user_id) (``_id`` ``tenant|user``): the
   :class:`~.models.Preferences` fields and the ids of the user's bindings.
 - ``bindings``: one per (tenant_id, user_id, channel, target_id): a WeChat openid, an alert email address or
-  a Web Push subscription (endpoint + keys); ``active`` false after WeChat 43004.
+  a Web Push subscription (endpoint + keys); ``active`` false after WeChat 43004. Channel ``apprise``: a random
+  binding id, ``data`` = the URL sealed with the shared key ring (``credential``), ``scheme``, redacted
+  ``display`` and ``label`` (channels/apprise.py); ``active`` false after WeCom robot 93000.
 - ``deliveries``: one per dedupe key (unique index), the status history of one alert.
 - ``counters``: per-user alert counts per minute and per hour (``_id`` = ``tenant|user|window``).
 - ``digests``: one per (tenant, user, window) claim, so one digest is scheduled per window.

@@ -1,4 +1,5 @@
-"""Channel senders: WeChat Official Account template messages, email (SMTP relay) and Web Push (VAPID).
+"""Channel senders: WeChat Official Account template messages, email (SMTP relay), Web Push (VAPID), and the
+extra channels users add as Apprise URLs (:mod:`.apprise`: WeCom robot, DingTalk, Feishu, Telegram, Slack ...).
 
 Each sender turns one :class:`~laifaxin_notify.models.DeliveryTask` into one :class:`Outcome`; it never raises
 for a provider's answer, only classifies it (retry / permanent / skipped), so the pipeline decides where the

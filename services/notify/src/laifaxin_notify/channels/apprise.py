@@ -1,0 +1,575 @@
+"""Extra channels the user adds as Apprise URLs: their own WeCom group robot, DingTalk, Feishu/Lark, Telegram,
+Slack, or a generic JSON / form webhook (issue 6), behind the same dedupe and retries as the other channels.
+
+Apprise (https://github.com/caronc/apprise, BSD-2-Clause, pinned in ``uv.lock``) parses and validates the URL
+and sends for every supported scheme except ``wecombot``:
+
+- **WeCom robot** (``wecombot://KEY`` or the robot's own ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY``):
+  Apprise's plugin (2.2.0, ``NotifyWeComBot.send``) checks only the HTTP status, and WeCom answers errors as
+  HTTP 200 with an ``errcode`` body, so Apprise reports ``{"errcode":45009}`` as a success
+  (reference/notify.md section 0.4, re-read in the installed source). Apprise still parses the URL (the key);
+  the POST is ours, over httpx: ``POST {base}/cgi-bin/webhook/send?key=KEY`` with
+  ``{"msgtype":"text","text":{"content":...}}``, content at most 2048 bytes of UTF-8 (WeCom robot doc 91770).
+  ``errcode`` 0 is sent; anything else is a failure (:func:`classify_wecom_errcode`, codes from WeCom's global
+  error-code table: -1 busy -> retry; 45009 frequency limit (20 messages/minute per robot) -> retry after a
+  minute; 93000 invalid webhook URL -> permanent, binding disabled, dead letter; payload errors -> dead letter).
+  ``base`` is a setting (``NOTIFY_WECOM_BOT_API_BASE``), like ``NOTIFY_WECHAT_API_BASE``, which is how the tests
+  point it at a loopback robot.
+- **Other schemes**: the plugin's synchronous ``notify()`` (``requests``) runs in this sender's own thread pool
+  (``NOTIFY_APPRISE_CONCURRENCY`` threads), never on the event loop. Apprise answers only True/False, so the
+  plugin's warning lines are captured (per thread, never forwarded to our logs) to read the HTTP status:
+  408/425/429/5xx and connection errors retry, other 4xx are permanent (dead letter). Apprise's own retries
+  are off (``retry=0``); ours are the retry topics. Redirects are not followed, certificates are verified,
+  and the timeouts are ours.
+
+Secrets: the URL carries the token or webhook key, so it is stored only sealed with the shared key ring
+(:class:`laifaxin_shared.crypto.KeyRing`, AES-256-GCM, associated data bound to the tenant, the user and the
+binding id), opened only here to send, and shown everywhere else as :func:`redact` (scheme, host, ``****``).
+Apprise's logger is detached from the root logger (its debug lines print URLs with keys), outcomes carry
+status codes, never the URL, and httpx errors are reported by type only (their text contains the URL).
+
+Generic ``json://`` / ``form://`` targets name the user's own host: it must resolve to public addresses only,
+unless ``NOTIFY_HOST_ALLOWLIST`` names it (ARCHITECTURE.md "Credentials and tenancy"; the tests allowlist
+loopback); checked when the URL is added and again before each send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import ipaddress
+import logging
+import re
+import secrets
+import socket
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import apprise
+import httpx
+from apprise.plugins import url_to_dict
+
+from laifaxin_shared.crypto import CredentialError, KeyRing
+from laifaxin_shared.events.base import EncryptedCredential
+
+from ..models import AlertContent, DeliveryTask
+from ..store import Binding
+from .base import Outcome
+
+SCHEMES: dict[str, str] = {
+    "wecombot": "qyapi.weixin.qq.com",
+    "dingtalk": "oapi.dingtalk.com",
+    "feishu": "open.feishu.cn",
+    "lark": "open.larksuite.com",
+    "tgram": "api.telegram.org",
+    "slack": "hooks.slack.com",
+    "json": "",
+    "jsons": "",
+    "form": "",
+    "forms": "",
+}
+"""Apprise schemes the product accepts -> the provider's fixed host (empty: the URL names the user's host)."""
+GENERIC_SCHEMES = frozenset(s for s, host in SCHEMES.items() if not host)
+SUPPORTED_TEXT = (
+    "wecombot:// (WeCom group robot), dingtalk://, feishu:// or lark://, tgram:// (Telegram), slack://, "
+    "json:// or jsons:// (JSON webhook), form:// or forms:// (form webhook)"
+)
+MAX_URL_CHARS = 2048
+WECOM_TEXT_BYTES = 2048
+"""Most bytes of UTF-8 in a WeCom robot text message (robot doc 91770)."""
+WECOM_RETRY_ERRCODES = frozenset({-1})
+"""System busy: try again later."""
+WECOM_PAYLOAD_ERRCODES = frozenset({40008, 40058, 44004, 45002})
+"""Invalid message type, invalid parameter, empty content, content too large: our bug, dead letter."""
+RETRY_STATUSES = frozenset({408, 425, 429})
+
+
+class AppriseUrlError(ValueError):
+    """An Apprise URL was refused; the message is safe to show (it never contains the URL)."""
+
+    def __init__(self, message: str, code: str = "invalid_apprise_url") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class AppriseTarget:
+    """A parsed, accepted Apprise URL.
+
+    Attributes:
+        scheme: the Apprise scheme (``wecombot``, ``json`` ...), also for a provider's native URL.
+        display: the redacted form shown to users (:func:`redact`).
+        host: the URL's host: the user's host for generic schemes (checked against the allowlist); for
+            provider schemes Apprise's first token (secret, never displayed).
+        params: Apprise's parsed URL tokens, with our overrides (no redirects, verified TLS, timeouts, no
+            Apprise retries). Secret: never log it.
+        canonical: the plugin's own rendering of the URL (``url(privacy=False)``, set by
+            :meth:`AppriseSender.inspect`): equal for two spellings of one target, e.g. ``wecombot://KEY`` and
+            the robot's https URL. Secret.
+    """
+
+    scheme: str
+    display: str
+    host: str
+    params: dict[str, Any]
+    canonical: str = ""
+
+    def __repr__(self) -> str:
+        return f"AppriseTarget({self.display!r})"
+
+    def secrets(self, url: str) -> tuple[str, ...]:
+        """Strings of this URL to mask in any log line made while it is sent (:class:`_MaskSecrets`): the URL,
+        and every token Apprise parsed from it (host = token for provider schemes, user, password, path,
+        query values), longest first."""
+        found = {url}
+        stack: list[Any] = [self.params]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+            elif isinstance(item, str) and len(item) >= 6 and item.lower() not in _NOT_SECRET:
+                found.add(item)
+        if self.scheme in GENERIC_SCHEMES:
+            found.discard(self.host)
+        return tuple(sorted(found, key=len, reverse=True))
+
+    @property
+    def wecom_key(self) -> str:
+        """The WeCom robot's webhook key (``wecombot`` only). Secret."""
+        return str(self.params.get("key") or "")
+
+
+def redact(scheme: str, host: str, port: int | None = None) -> str:
+    """What users see of a URL: ``scheme://host/****`` (generic schemes keep the user's host and port; provider
+    schemes show the provider's host, since their "host" is the token). Never any path, query or user info."""
+    shown = SCHEMES.get(scheme) or host
+    if port and not SCHEMES.get(scheme):
+        shown = f"{shown}:{port}"
+    return f"{scheme}://{shown}/****"
+
+
+# Apprise logging: detached from our logs, captured per thread -------------------------------------------------
+_captured: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("apprise_captured", default=None)
+_sending: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("apprise_sending", default=())
+_NOT_SECRET = frozenset({*SCHEMES, "https", "http", "post", "get", "upstream", "markdown", "text", "html"})
+HTTP_LOGGERS = ("httpx", "urllib3.connectionpool")
+"""Loggers that print request URLs (httpx at INFO, urllib3 at DEBUG): masked while a URL is being sent."""
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks the secrets of the URL being sent in this task or thread (:data:`_sending`) in HTTP client log
+    lines: httpx logs ``HTTP Request: POST https://qyapi.../send?key=KEY`` at INFO, urllib3 the path and query
+    at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _sending.get()
+        if secrets:
+            try:
+                text = record.getMessage()
+            except Exception:  # noqa: BLE001  # unformattable: drop it rather than risk the raw args
+                return False
+            for secret in secrets:
+                text = text.replace(secret, "****")
+            record.msg, record.args = text, None
+        return True
+
+
+class _Capture(logging.Filter):
+    """Keeps the Apprise warnings of the send running in this thread (they carry the HTTP status) and drops
+    every Apprise record, so no handler (ours, or one a framework attaches to the logger) ever sees one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        buf = _captured.get()
+        if buf is not None:
+            with contextlib.suppress(Exception):  # a malformed record must not break the send
+                buf.append(record.getMessage())
+        return False
+
+
+def _quiet_apprise_logger() -> None:
+    """Silence Apprise's logger (its lines include URLs and parsed tokens with keys, e.g. "Could not load
+    WeCom Bot URL: {... 'key': ...}"): records are captured by :class:`_Capture` and dropped, never handled
+    nor propagated; below WARNING they are not even made. Idempotent."""
+    logger = logging.getLogger("apprise")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+    if not any(isinstance(f, _Capture) for f in logger.filters):
+        logger.addFilter(_Capture())
+    for name in HTTP_LOGGERS:
+        http_logger = logging.getLogger(name)
+        if not any(isinstance(f, _MaskSecrets) for f in http_logger.filters):
+            http_logger.addFilter(_MaskSecrets())
+
+
+_STATUS = re.compile(r"(?:\berror=|notification failed: )(\d{3})\b")
+
+
+def classify_apprise_failure(messages: Iterable[str], scheme: str) -> Outcome:
+    """Outcome of a plugin ``notify()`` that returned False, from its captured warnings.
+
+    An HTTP status 408/425/429 or 5xx retries, another 4xx is permanent (dead letter: the user's URL is wrong
+    or revoked); no status (connection error, timeout) retries. The detail names the scheme and the status only.
+    """
+    status = None
+    for message in messages:
+        found = _STATUS.search(message)
+        if found:
+            status = int(found.group(1))
+    if status is None:
+        return Outcome("retry", f"apprise {scheme}: not accepted (connection error or timeout)")
+    detail = f"apprise {scheme}: http {status}"
+    if status in RETRY_STATUSES or status >= 500:
+        return Outcome("retry", detail)
+    return Outcome("failed", detail, dead_letter=True)
+
+
+def classify_wecom_errcode(errcode: int, errmsg: str, rate_limit_delay_s: float = 60.0) -> Outcome:
+    """Map a WeCom robot ``errcode`` (in an HTTP 200 body) to an outcome.
+
+    Source: WeCom's global error codes (developer.work.weixin.qq.com, document 90313) and the robot doc 91770
+    (20 messages per minute per robot); reference/notify.md sections 2.4-2.5.
+
+    - 0: sent. -1 (system busy): retry.
+    - 45009 (API frequency over the limit): retry after ``rate_limit_delay_s`` (the robot's minute window).
+    - 93000 (invalid webhook URL: the robot was removed or the key is wrong): permanent; the binding is
+      disabled (the user must add it again) and the task dead-lettered.
+    - 40008 / 40058 / 44004 / 45002 (message type, parameter, empty or oversized content): our payload bug:
+      dead letter and alert. Any other code: permanent, dead letter.
+    """
+    detail = f"wecom robot errcode {errcode}: {errmsg}"[:300]
+    if errcode == 0:
+        return Outcome("sent", "ok")
+    if errcode in WECOM_RETRY_ERRCODES:
+        return Outcome("retry", detail)
+    if errcode == 45009:
+        return Outcome("retry", detail, retry_after_s=rate_limit_delay_s)
+    if errcode == 93000:
+        return Outcome("failed", detail, dead_letter=True, binding_action="disable")
+    if errcode in WECOM_PAYLOAD_ERRCODES:
+        return Outcome("failed", detail, dead_letter=True, alert=True)
+    return Outcome("failed", detail, dead_letter=True)
+
+
+def alert_text(content: AlertContent) -> tuple[str, str]:
+    """(title, body) of an alert as plain text: the headline, then sender and subject, snippet and link."""
+    lines = [f"{content.sender}: {content.subject}" if content.sender else content.subject]
+    if content.snippet:
+        lines.append(content.snippet)
+    if content.url:
+        lines.append(content.url)
+    return content.title, "\n".join(line for line in lines if line)
+
+
+def cut_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8 without splitting a character."""
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[: max(limit - 3, 0)].decode(errors="ignore") + "…"
+
+
+def credential_object_id(user_id: str, target_id: str) -> str:
+    """The object id a sealed URL is bound to (the AEAD associated data is
+    ``laifaxin:cred:v1:{tenant}:notify.apprise:{user}:{target}``): an envelope copied to another binding, user
+    or tenant fails to open."""
+    return f"notify.apprise:{user_id}:{target_id}"
+
+
+def new_target_id() -> str:
+    """A random binding id (32 hex chars). Not derived from the URL, so it reveals nothing about the secret."""
+    return secrets.token_hex(16)
+
+
+class HostGuard:
+    """Refuses generic webhook hosts that resolve to non-public addresses (SSRF), unless allowlisted.
+
+    Same rule as binding's guard: private, loopback, link-local (metadata), shared, reserved, multicast or
+    unspecified addresses are refused unless a network in the allowlist contains them or the host name is
+    listed. Allowlist: comma-separated CIDRs or host names (``NOTIFY_HOST_ALLOWLIST``). The send resolves the
+    name again (DNS rebinding is not caught here; network policy is the second line).
+    """
+
+    def __init__(self, allowlist: str = "", *, timeout_s: float = 5.0) -> None:
+        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        names: set[str] = set()
+        for entry in filter(None, (e.strip() for e in allowlist.split(","))):
+            try:
+                nets.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                names.add(entry.lower().rstrip("."))
+        self.networks = tuple(nets)
+        self.names = frozenset(names)
+        self.timeout_s = timeout_s
+
+    def _allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if any(address in net for net in self.networks):
+            return True
+        return address.is_global and not address.is_multicast
+
+    async def check(self, host: str) -> None:
+        """Resolve ``host`` and check every address.
+
+        Raises:
+            AppriseUrlError: ``host_not_allowed`` (a non-public address) or ``dns_failed``.
+        """
+        name = host.lower().strip("[]").rstrip(".")
+        if not name:
+            raise AppriseUrlError("the webhook URL has no host", "invalid_apprise_url")
+        if name in self.names:
+            return
+        try:
+            addresses = [ipaddress.ip_address(name)]
+        except ValueError:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            except (OSError, TimeoutError):
+                raise AppriseUrlError(f"the host {name} does not resolve", "dns_failed") from None
+            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        for address in addresses:
+            if not self._allowed(address):
+                raise AppriseUrlError(
+                    f"the host {name} resolves to a non-public address; ask the platform operator to "
+                    "allowlist it",
+                    "host_not_allowed",
+                )
+
+
+class AppriseSender:
+    """Sends alerts to users' Apprise URLs (see the module docstring for the rules).
+
+    Args:
+        keyring: the shared credential key ring that seals and opens the URLs.
+        wecom_base_url: WeCom API base for robots (``https://qyapi.weixin.qq.com``).
+        timeout_s: connect and read timeout of each provider call.
+        concurrency: threads running Apprise's blocking sends (and URL parsing) at once.
+        host_allowlist: ``NOTIFY_HOST_ALLOWLIST`` for generic webhook hosts.
+        wecom_rate_limit_delay_s: wait after WeCom errcode 45009.
+        http: an httpx client for the WeCom robot (tests may pass one).
+    """
+
+    def __init__(
+        self,
+        *,
+        keyring: KeyRing,
+        wecom_base_url: str = "https://qyapi.weixin.qq.com",
+        timeout_s: float = 10.0,
+        concurrency: int = 8,
+        host_allowlist: str = "",
+        wecom_rate_limit_delay_s: float = 60.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        _quiet_apprise_logger()
+        self._asset = apprise.AppriseAsset(
+            http_redirects=False, storage_mode="memory", result_log_disk_size=0, secure_logging=True
+        )
+        self.keyring = keyring
+        self.guard = HostGuard(host_allowlist, timeout_s=timeout_s)
+        self._wecom_base = wecom_base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.wecom_rate_limit_delay_s = wecom_rate_limit_delay_s
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apprise")
+        self._http = http or httpx.AsyncClient(
+            timeout=timeout_s, follow_redirects=False, limits=httpx.Limits(max_connections=50)
+        )
+
+    def __repr__(self) -> str:
+        return "AppriseSender()"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _blocking(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    # parsing and sealing -------------------------------------------------------------------------------------
+    def _parse_blocking(self, url: str) -> AppriseTarget:
+        token = _captured.set([])  # parse warnings may quote the URL: keep them out of every log
+        try:
+            results = url_to_dict(url, secure_logging=True)
+        finally:
+            _captured.reset(token)
+        typed = url.partition("://")[0].lower()
+        scheme = str((results or {}).get("schema", "")).lower()
+        if not results and typed in SCHEMES:
+            raise AppriseUrlError(
+                f"the {typed}:// URL is incomplete or malformed (a token or key is missing or invalid)"
+            )
+        if not results or scheme not in SCHEMES:
+            raise AppriseUrlError(
+                f"unsupported notification URL; supported: {SUPPORTED_TEXT}", "unsupported_apprise_scheme"
+            )
+        params = dict(results)
+        params.update(
+            {
+                "verify": True,
+                "redirect": False,
+                "cto": self.timeout_s,
+                "rto": self.timeout_s,
+                "retry": 0,
+            }
+        )
+        host = str(params.get("host") or "")
+        port = params.get("port")
+        return AppriseTarget(scheme, redact(scheme, host, port), host, params)
+
+    def _instantiate_blocking(self, target: AppriseTarget) -> Any:
+        token = _captured.set([])
+        try:
+            return apprise.Apprise.instantiate(
+                dict(target.params), asset=self._asset, suppress_exceptions=True
+            )
+        finally:
+            _captured.reset(token)
+
+    async def inspect(self, url: str) -> AppriseTarget:
+        """Parse and validate a URL the user adds (no message is sent).
+
+        Raises:
+            AppriseUrlError: ``unsupported_apprise_scheme`` (the message lists the supported schemes),
+                ``invalid_apprise_url`` (Apprise refused its tokens), ``host_not_allowed`` / ``dns_failed``
+                (generic webhooks). Messages never contain the URL.
+        """
+        url = url.strip()
+        if not url or len(url) > MAX_URL_CHARS or any(c.isspace() for c in url):
+            raise AppriseUrlError(f"the URL must be 1-{MAX_URL_CHARS} characters without spaces")
+        target: AppriseTarget = await self._blocking(self._parse_blocking, url)
+        plugin = await self._blocking(self._instantiate_blocking, target)
+        if plugin is None:
+            raise AppriseUrlError(
+                f"the {target.scheme}:// URL is incomplete or malformed (a token or key is missing or invalid)"
+            )
+        target = dataclasses.replace(target, canonical=str(plugin.url(privacy=False)))
+        if target.scheme == "wecombot" and not target.wecom_key:
+            raise AppriseUrlError("the WeCom robot URL has no key")
+        if target.scheme in GENERIC_SCHEMES:
+            await self.guard.check(target.host)
+        return target
+
+    async def find_same(self, target: AppriseTarget, bindings: Iterable[Binding]) -> Binding | None:
+        """The binding among ``bindings`` that sends to the same target (same :attr:`AppriseTarget.canonical`),
+        if any; bindings that no longer open or parse are ignored."""
+        for binding in bindings:
+            try:
+                other = await self.inspect(self.open(binding))
+            except (AppriseUrlError, CredentialError, KeyError, ValueError):
+                continue
+            if other.canonical == target.canonical:
+                return binding
+        return None
+
+    def seal(self, url: str, *, tenant_id: str, user_id: str, target_id: str) -> dict[str, str]:
+        """The sealed URL as stored in ``bindings.data.credential`` (key id, nonce, ciphertext)."""
+        envelope = self.keyring.seal(
+            url.strip(), tenant_id=tenant_id, mailbox_id=credential_object_id(user_id, target_id)
+        )
+        return envelope.model_dump(mode="json")
+
+    def open(self, binding: Binding) -> str:
+        """The plaintext URL of an Apprise binding.
+
+        Raises:
+            CredentialError: unknown key id, tampered envelope, or an envelope of another binding.
+            KeyError / ValueError: the binding has no envelope.
+        """
+        envelope = EncryptedCredential.model_validate(binding.data["credential"])
+        return self.keyring.open(
+            envelope,
+            tenant_id=binding.tenant_id,
+            mailbox_id=credential_object_id(binding.user_id, binding.target_id),
+        )
+
+    # sending -------------------------------------------------------------------------------------------------
+    async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
+        """Send the task's alert to the binding's URL once; classify the answer (never raises for it: an
+        unexpected error is a retry named by its type, since its message may quote the URL)."""
+        try:
+            return await self._send(task, binding)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return Outcome("retry", f"apprise: {type(exc).__name__}")
+
+    async def _send(self, task: DeliveryTask, binding: Binding) -> Outcome:
+        try:
+            url = self.open(binding)
+        except (CredentialError, KeyError, ValueError) as exc:
+            return Outcome(
+                "failed", f"apprise url cannot be opened: {type(exc).__name__}", dead_letter=True, alert=True
+            )
+        try:
+            target: AppriseTarget = await self._blocking(self._parse_blocking, url)
+            if target.scheme in GENERIC_SCHEMES:
+                await self.guard.check(target.host)
+        except AppriseUrlError as exc:
+            if exc.code == "dns_failed":
+                return Outcome("retry", f"apprise: {exc}")
+            return Outcome("failed", f"apprise: {exc.code}", binding_action="disable")
+        title, body = alert_text(task.content)
+        token = _sending.set(target.secrets(url))
+        try:
+            if target.scheme == "wecombot":
+                return await self._send_wecom(target.wecom_key, f"{title}\n{body}".strip())
+            return await self._send_apprise(target, title, body, _sending.get())
+        finally:
+            _sending.reset(token)
+
+    async def _send_wecom(self, key: str, text: str) -> Outcome:
+        payload = {"msgtype": "text", "text": {"content": cut_utf8(text, WECOM_TEXT_BYTES)}}
+        try:
+            resp = await self._http.post(
+                f"{self._wecom_base}/cgi-bin/webhook/send", params={"key": key}, json=payload
+            )
+        except httpx.HTTPError as exc:  # its text holds the URL with the key: type only
+            return Outcome("retry", f"wecom robot transport: {type(exc).__name__}")
+        if resp.status_code != 200:
+            detail = f"wecom robot http {resp.status_code}"
+            if resp.status_code in RETRY_STATUSES or resp.status_code >= 500:
+                return Outcome("retry", detail)
+            return Outcome("failed", detail, dead_letter=True)
+        try:
+            answer = resp.json()
+            errcode = int(answer.get("errcode"))
+        except (ValueError, TypeError, AttributeError):
+            return Outcome("retry", "wecom robot: answer without errcode")
+        errmsg = str(answer.get("errmsg", "")).replace(key, "****")
+        return classify_wecom_errcode(errcode, errmsg, self.wecom_rate_limit_delay_s)
+
+    def _notify_blocking(
+        self, target: AppriseTarget, title: str, body: str, secrets: tuple[str, ...]
+    ) -> tuple[bool | None, list[str]]:
+        buf: list[str] = []
+        token = _captured.set(buf)
+        masked = _sending.set(secrets)  # this pool thread's own context: set and reset around the send
+        try:
+            plugin = apprise.Apprise.instantiate(
+                dict(target.params), asset=self._asset, suppress_exceptions=True
+            )
+            if plugin is None:
+                return None, buf
+            return bool(plugin.notify(body=body, title=title)), buf
+        finally:
+            _sending.reset(masked)
+            _captured.reset(token)
+
+    async def _send_apprise(
+        self, target: AppriseTarget, title: str, body: str, secrets: tuple[str, ...]
+    ) -> Outcome:
+        try:
+            ok, messages = await self._blocking(self._notify_blocking, target, title, body, secrets)
+        except Exception as exc:  # noqa: BLE001  # a plugin bug is a failed attempt, retried, never a crash
+            return Outcome("retry", f"apprise {target.scheme}: {type(exc).__name__}")
+        if ok is None:
+            return Outcome("failed", f"apprise {target.scheme}: url no longer accepted", dead_letter=True)
+        if ok:
+            return Outcome("sent", "ok")
+        return classify_apprise_failure(messages, target.scheme)

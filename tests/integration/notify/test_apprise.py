@@ -1,11 +1,12 @@
 """The Apprise channel through the real pipeline (real MongoDB-wire server) against loopback targets that follow
-the documented contracts: a WeCom group robot (errcodes in HTTP 200 bodies) and a generic webhook that Apprise's
-own ``json://`` and ``form://`` plugins post to.
+the documented contracts: WeCom, DingTalk and Feishu/Lark robots (codes in HTTP 200 bodies, signatures checked
+when the robot has a secret) and a generic webhook that Apprise's own ``json://`` and ``form://`` plugins post to.
 
-How the targets are reached: the WeCom robot is sent by our own sender, whose API base is a setting
-(``NOTIFY_WECOM_BOT_API_BASE``, like ``NOTIFY_WECHAT_API_BASE``); ``json://`` / ``form://`` URLs name their host,
-so Apprise posts to the loopback server with no patching. Apprise's provider plugins with hard-coded hosts
-(DingTalk, Feishu, Telegram, Slack) are exercised here only as far as parsing (tests/unit/notify).
+How the targets are reached: the chat robots are sent by our own sender, whose API bases are settings
+(``NOTIFY_WECOM_BOT_API_BASE``, ``NOTIFY_DINGTALK_API_BASE``, ``NOTIFY_FEISHU_API_BASE``,
+``NOTIFY_LARK_API_BASE``, like ``NOTIFY_WECHAT_API_BASE``); ``json://`` / ``form://`` URLs name their host, so
+Apprise posts to the loopback server with no patching. Apprise's provider plugins with hard-coded hosts
+(Telegram, Slack) are exercised here only as far as parsing (tests/unit/notify).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -32,19 +34,29 @@ pytestmark = pytest.mark.integration
 
 KEY = "693a91f6-7aaa-4bc4-97a0-0ec2sifa5aaa"
 HOOK_SECRET = "hook-s3cr3t-path-token"
+DING_TOKEN = "5f0c1d2e3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5"
+DING_SECRET = "SEC7a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
+DING_OPEN = "0a1b2c3d4e5f60718293a4b5c6d7e8f9"  # a robot without signing (keyword or IP security)
+FEISHU_TOKEN = "b8f2a3c4-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+FEISHU_SECRET = "Fs3cr3tSignKeyQ1w2e3r4t5"
+LARK_TOKEN = "c9e1d2f3-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 
 
 @pytest.fixture
 async def hooks() -> AsyncIterator[WebhookServer]:
-    async with WebhookServer(robot_keys={KEY}) as server:
+    async with WebhookServer(
+        robot_keys={KEY},
+        dingtalk_robots={DING_TOKEN: DING_SECRET, DING_OPEN: None},
+        feishu_bots={FEISHU_TOKEN: FEISHU_SECRET, LARK_TOKEN: None},
+    ) as server:
         yield server
 
 
 def make_sender(hooks: WebhookServer, **kw: Any) -> AppriseSender:
     kw.setdefault("host_allowlist", "127.0.0.0/8")
-    return AppriseSender(
-        keyring=KeyRing.parse(DEV_CREDENTIAL_KEYS, "dev-0"), wecom_base_url=hooks.base_url, timeout_s=5, **kw
-    )
+    for name in ("wecom_base_url", "dingtalk_base_url", "feishu_base_url", "lark_base_url"):
+        kw.setdefault(name, hooks.base_url)
+    return AppriseSender(keyring=KeyRing.parse(DEV_CREDENTIAL_KEYS, "dev-0"), timeout_s=5, **kw)
 
 
 @pytest.fixture
@@ -259,8 +271,7 @@ async def test_secret_never_in_logs_records_or_queued_tasks(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level("DEBUG")
-    unreachable = make_sender(hooks)
-    unreachable._wecom_base = "http://127.0.0.1:9"  # nothing listens: transport error, retried
+    unreachable = make_sender(hooks, wecom_base_url="http://127.0.0.1:9")  # nothing listens: retried
     gone = "0000aaaa-dead-beef-0000-removedrobot"
     try:
         notifier, queue = make_notifier({"apprise": sender})
@@ -288,3 +299,205 @@ async def test_secret_never_in_logs_records_or_queued_tasks(
     assert "send?key=**** " in caplog.text  # httpx's INFO request line, masked
     assert "?token=**** HTTP/1.1" in caplog.text  # urllib3's DEBUG request line (Apprise's requests), masked
     assert len(hooks.robot_messages) == 1 and len(bindings) == 3
+
+
+# DingTalk and Feishu/Lark robots: our own sender, the code in the answer body decides ------------------------
+async def test_dingtalk_signed_robot_alert_once(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    await bind_apprise(store, sender, ev, f"dingtalk://{DING_SECRET}@{DING_TOKEN}/13800138000")
+
+    [(task, result)] = await notifier.handle_classified(ev)
+    assert result == "sent"
+    [msg] = hooks.messages("dingtalk")
+    assert (msg.key, msg.msgtype, msg.signed, msg.at_mobiles) == (DING_TOKEN, "text", True, ["13800138000"])
+    assert ev.subject in msg.content and task.content.url in msg.content
+    [query] = hooks.robot_queries  # the signature the loopback robot checked: ms timestamp, HMAC-SHA256
+    assert abs(int(query["timestamp"]) / 1000 - time.time()) < 60 and query["sign"]
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["duplicate"]
+    assert hooks.robot_calls == {"dingtalk": 1} and queue.items == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [f"dingtalk://SECwrong0123456789abcdef@{DING_TOKEN}/", f"dingtalk://{DING_TOKEN}/"],
+    ids=["wrong-secret", "unsigned"],
+)
+async def test_dingtalk_signature_mismatch_is_a_configuration_dead_letter(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any, url: str
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    b = await bind_apprise(store, sender, ev, url)
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["failed"]  # HTTP 200 {"errcode":310000}
+    [(topic, dead)] = queue.items
+    assert topic == DLQ_TOPIC and dead.last_error.startswith("dingtalk robot errcode 310000: sign not match")
+    binding = await store.get_binding(ev.tenant_id, ev.user_id, "apprise", b.target_id)
+    assert binding is not None and binding.active  # the user fixes the robot's settings; nothing to re-add
+    assert hooks.messages("dingtalk") == []
+
+
+async def test_dingtalk_scripted_configuration_code_and_busy(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    await bind_apprise(store, sender, ev, f"dingtalk://{DING_OPEN}/")
+    hooks.script_codes("dingtalk", -1, 310000)  # busy, then "keywords not in content"
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["retry"]
+    [(topic, queued)] = queue.items
+    assert topic == RETRY_TOPIC.format(level=0) and "errcode -1" in queued.last_error
+    assert await notifier.deliver(queued) == "failed"
+    assert queue.items[-1][0] == DLQ_TOPIC and "keywords not in content" in queue.items[-1][1].last_error
+    assert hooks.messages("dingtalk") == [] and hooks.robot_calls["dingtalk"] == 2
+
+
+async def test_dingtalk_rate_limit_waits_for_the_throttle(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})  # ladder 0.05 s, 0.1 s, 0.2 s
+    hooks.dingtalk_rate_limit_per_minute = 1
+    first, second = classified(0), classified(1, user_id="user-b")  # one robot, two users
+    for ev in (first, second):
+        await bind_apprise(store, sender, ev, f"dingtalk://{DING_OPEN}/")
+    assert [r for _, r in await notifier.handle_classified(first)] == ["sent"]
+    before = datetime.now(UTC)
+    assert [r for _, r in await notifier.handle_classified(second)] == ["retry"]  # errcode 130101
+    [(topic, queued)] = queue.items
+    assert topic == RETRY_TOPIC.format(level=2) and "errcode 130101" in queued.last_error
+    assert queued.due_at is not None and (queued.due_at - before).total_seconds() >= 599  # 10 min throttle
+    assert len(hooks.messages("dingtalk")) == 1
+
+
+async def test_dingtalk_unknown_token_disables_the_binding(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    gone = "ffee0011ddcc2233bbaa4455"  # a robot removed from its group: "token is not exist"
+    b = await bind_apprise(store, sender, ev, f"dingtalk://{gone}/")
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["failed"]
+    [(topic, dead)] = queue.items
+    assert topic == DLQ_TOPIC and "errcode 300001" in dead.last_error and gone not in dead.model_dump_json()
+    binding = await store.get_binding(ev.tenant_id, ev.user_id, "apprise", b.target_id)
+    assert binding is not None and binding.active is False
+    assert await notifier.handle_classified(classified(1)) == []
+    assert hooks.robot_calls == {"dingtalk": 1}
+
+
+async def test_feishu_signed_and_lark_legacy_answers_are_sent(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    await bind_apprise(store, sender, ev, f"feishu://{FEISHU_TOKEN}?secret={FEISHU_SECRET}")
+    await bind_apprise(store, sender, ev, f"lark://{LARK_TOKEN}")
+    hooks.feishu_legacy_answers = True  # {"StatusCode":0,"StatusMessage":"success"} only
+
+    assert sorted(r for _, r in await notifier.handle_classified(ev)) == ["sent", "sent"]
+    by_token = {m.key: m for m in hooks.messages("feishu")}
+    assert by_token[FEISHU_TOKEN].signed and not by_token[LARK_TOKEN].signed
+    assert all(ev.subject in m.content for m in by_token.values())
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["duplicate", "duplicate"]
+    assert hooks.robot_calls == {"feishu": 2} and queue.items == []
+
+
+async def test_feishu_configuration_codes_dead_letter_and_keep_the_binding(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    b = await bind_apprise(store, sender, ev, f"feishu://WrongSecret123@{FEISHU_TOKEN}")
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["failed"]  # HTTP 200 {"code":19021}
+    [(topic, dead)] = queue.items
+    assert topic == DLQ_TOPIC and dead.last_error.startswith("feishu bot code 19021: sign match fail")
+
+    lark_ev = classified(1, user_id="user-lark")
+    await bind_apprise(store, sender, lark_ev, f"lark://{LARK_TOKEN}")
+    hooks.script_codes("feishu", 19024)  # "Key Words Not Found"
+    assert [r for _, r in await notifier.handle_classified(lark_ev)] == ["failed"]
+    assert queue.items[-1][0] == DLQ_TOPIC and "lark bot code 19024" in queue.items[-1][1].last_error
+    binding = await store.get_binding(ev.tenant_id, ev.user_id, "apprise", b.target_id)
+    assert binding is not None and binding.active and hooks.messages("feishu") == []
+
+
+async def test_feishu_rate_limit_answered_with_http_400_goes_to_a_retry_topic(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    hooks.feishu_rate_limit_per_minute = 1
+    first, second = classified(0), classified(1, user_id="user-b")  # one robot, two users
+    for ev in (first, second):
+        await bind_apprise(store, sender, ev, f"feishu://{FEISHU_SECRET}@{FEISHU_TOKEN}")
+    assert [r for _, r in await notifier.handle_classified(first)] == ["sent"]
+    before = datetime.now(UTC)
+    assert [r for _, r in await notifier.handle_classified(second)] == ["retry"]  # 400 {"code":9499,...}
+    [(topic, queued)] = queue.items
+    assert (
+        topic == RETRY_TOPIC.format(level=2) and queued.last_error == "feishu bot code 9499: too many request"
+    )
+    assert queued.due_at is not None and (queued.due_at - before).total_seconds() >= 59
+    hooks.feishu_rate_limit_per_minute = 100
+    assert await notifier.deliver(queued) == "sent"
+    assert len(hooks.messages("feishu")) == 2
+
+
+async def test_feishu_invalid_webhook_disables_the_binding(
+    store: Store, hooks: WebhookServer, sender: AppriseSender, make_notifier: Any
+) -> None:
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    gone = "00000000-dead-4bee-8f00-removedbot01"
+    b = await bind_apprise(store, sender, ev, f"feishu://{gone}")
+    assert [r for _, r in await notifier.handle_classified(ev)] == ["failed"]  # {"code":19001}
+    [(topic, dead)] = queue.items
+    assert topic == DLQ_TOPIC and "code 19001" in dead.last_error and gone not in dead.model_dump_json()
+    binding = await store.get_binding(ev.tenant_id, ev.user_id, "apprise", b.target_id)
+    assert binding is not None and binding.active is False
+
+
+async def test_robot_tokens_secrets_and_signatures_never_in_logs(
+    store: Store,
+    hooks: WebhookServer,
+    sender: AppriseSender,
+    make_notifier: Any,
+    mongo_db: Any,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level("DEBUG")
+    gone = "ffee0011ddcc2233bbaa4455"
+    notifier, queue = make_notifier({"apprise": sender})
+    ev = classified()
+    await bind_apprise(store, sender, ev, f"dingtalk://{DING_SECRET}@{DING_TOKEN}/")
+    await bind_apprise(store, sender, ev, f"dingtalk://SECwrong0123456789abcdef@{DING_TOKEN}/")
+    await bind_apprise(store, sender, ev, f"dingtalk://{gone}/")
+    await bind_apprise(store, sender, ev, f"feishu://{FEISHU_SECRET}@{FEISHU_TOKEN}")
+    await bind_apprise(store, sender, ev, f"feishu://WrongSecret123@{FEISHU_TOKEN}")
+    results = sorted(r for _, r in await notifier.handle_classified(ev))
+    assert results == ["failed", "failed", "failed", "sent", "sent"]
+    out, err = capfd.readouterr()
+    records = [d async for d in mongo_db["deliveries"].find({})]
+    bindings = [d async for d in mongo_db["bindings"].find({})]
+    seen = "\n".join(
+        [caplog.text, out, err, json.dumps(records, default=str), json.dumps(bindings, default=str)]
+        + [t.model_dump_json() for _, t in queue.items]
+    )
+    signs = [q["sign"] for q in hooks.robot_queries if "sign" in q]
+    assert len(signs) == 2
+    for secret in (
+        DING_TOKEN,
+        DING_SECRET,
+        gone,
+        FEISHU_TOKEN,
+        FEISHU_SECRET,
+        "SECwrong0123456789abcdef",
+        *signs,
+    ):
+        assert secret not in seen
+        assert urllib.parse.quote(secret, safe="") not in seen
+    assert "robot/send?access_token=****&timestamp=" in caplog.text  # httpx's INFO request line, masked
+    assert "sign=**** " in caplog.text
+    assert "/open-apis/bot/v2/hook/**** " in caplog.text

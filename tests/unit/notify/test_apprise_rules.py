@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from laifaxin_notify.channels.apprise import (
+    DINGTALK,
+    FEISHU,
+    LARK,
+    ROBOT_BODY_BYTES,
     SCHEMES,
+    WECOM,
     AppriseSender,
     AppriseUrlError,
+    _feishu_code_of,
     _sending,
     alert_text,
     classify_apprise_failure,
+    classify_dingtalk_errcode,
+    classify_feishu_code,
     classify_wecom_errcode,
     cut_utf8,
+    dingtalk_sign,
+    feishu_sign,
     redact,
 )
 from laifaxin_notify.models import AlertContent
@@ -213,3 +228,185 @@ def test_settings_defaults() -> None:
     s = NotifySettings(environment="test")
     assert s.apprise_enabled and s.wecom_bot_api_base == "https://qyapi.weixin.qq.com"
     assert s.apprise_max_urls_per_user == 10 and s.host_allowlist == ""
+    assert (s.dingtalk_api_base, s.feishu_api_base, s.lark_api_base) == (
+        "https://oapi.dingtalk.com",
+        "https://open.feishu.cn",
+        "https://open.larksuite.com",
+    )
+    assert (s.dingtalk_rate_limit_delay_s, s.feishu_rate_limit_delay_s) == (600.0, 60.0)
+
+
+# DingTalk and Feishu/Lark robots ---------------------------------------------------------------------------
+DING_SECRET = "SEC0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("url", "scheme", "token", "secret"),
+    [
+        (f"dingtalk://{DING_SECRET}@a1b2c3d4e5f6/", "dingtalk", "a1b2c3d4e5f6", DING_SECRET),
+        (f"dingtalk://a1b2c3d4e5f6/?secret={DING_SECRET}", "dingtalk", "a1b2c3d4e5f6", DING_SECRET),
+        ("dingtalk://a1b2c3d4e5f6/", "dingtalk", "a1b2c3d4e5f6", ""),
+        ("feishu://Fs3cr3tKey99@b8f2a3c4-1111-2222", "feishu", "b8f2a3c4-1111-2222", "Fs3cr3tKey99"),
+        (
+            "feishu://b8f2a3c4-1111-2222?secret=Fs3cr3t%2BKey%2F9",
+            "feishu",
+            "b8f2a3c4-1111-2222",
+            "Fs3cr3t+Key/9",
+        ),
+        ("lark://Ls3cr3tKey99@c9e1d2f3-4a5b", "lark", "c9e1d2f3-4a5b", "Ls3cr3tKey99"),
+        ("https://open.larksuite.com/open-apis/bot/v2/hook/c9e1d2f3-4a5b", "lark", "c9e1d2f3-4a5b", ""),
+    ],
+)
+async def test_robot_tokens_and_signing_secrets_are_parsed_and_hidden(
+    sender: AppriseSender, url: str, scheme: str, token: str, secret: str
+) -> None:
+    target = await sender.inspect(url)
+    assert (target.scheme, target.robot_token, target.robot_secret) == (scheme, token, secret)
+    assert target.display == f"{scheme}://{SCHEMES[scheme]}/****"
+    assert token not in repr(target) and (not secret or secret not in repr(target))
+    assert {token, *([secret] if secret else [])} <= set(target.secrets(url))
+
+
+def test_dingtalk_signature_matches_apprise_and_the_documented_recipe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from apprise.plugins.dingtalk import NotifyDingTalk
+
+    monkeypatch.setattr("apprise.plugins.dingtalk.time.time", lambda: 1_700_000_000.123)
+    plugin = NotifyDingTalk(token="a1b2c3d4e5f6", secret=DING_SECRET)
+    timestamp, quoted = plugin.get_signature()
+    assert timestamp == "1700000000123"
+    assert dingtalk_sign(1_700_000_000_123, DING_SECRET) == urllib.parse.unquote(quoted)
+    # DingTalk's sample: HmacSHA256 keyed by the secret over "timestamp\nsecret", base64, then urlEncode once
+    mac = hmac.new(DING_SECRET.encode(), f"1700000000123\n{DING_SECRET}".encode(), hashlib.sha256)
+    assert dingtalk_sign(1_700_000_000_123, DING_SECRET) == base64.b64encode(mac.digest()).decode()
+
+
+def test_feishu_signature_follows_the_documented_recipe() -> None:
+    # Feishu's Python sample: hmac.new(f"{timestamp}\n{secret}".encode(), digestmod=sha256) over no message
+    mac = hmac.new(b"1599360473\ndemo", digestmod=hashlib.sha256)
+    assert feishu_sign(1_599_360_473, "demo") == base64.b64encode(mac.digest()).decode()
+    assert feishu_sign(1_599_360_473, "demo") != feishu_sign(1_599_360_474, "demo")
+
+
+@pytest.mark.parametrize(
+    ("errcode", "msg", "kind", "dead", "binding", "retry_after", "alert"),
+    [
+        (0, "ok", "sent", False, None, None, False),
+        (-1, "system busy", "retry", False, None, None, False),
+        (130101, "send too fast, exceed 20 times per minute", "retry", False, None, 600.0, False),
+        (410100, "发送速度太快而限流", "retry", False, None, 600.0, False),
+        (310000, "keywords not in content", "failed", True, None, None, False),
+        (310000, "sign not match", "failed", True, None, None, False),
+        (300001, "token is not exist", "failed", True, "disable", None, False),
+        (300005, "token is not exist", "failed", True, "disable", None, False),
+        (400101, "access_token不存在", "failed", True, "disable", None, False),
+        (400102, "机器人已停用", "failed", True, "disable", None, False),
+        (400013, "群已被解散", "failed", True, "disable", None, False),
+        (400105, "不支持的消息类型", "failed", True, None, None, True),
+        (430102, "含有不合适的文本", "failed", True, None, None, False),
+        (12345, "new", "failed", True, None, None, False),
+    ],
+)
+def test_dingtalk_errcodes(
+    errcode: int, msg: str, kind: str, dead: bool, binding: str | None, retry_after: float | None, alert: bool
+) -> None:
+    outcome = classify_dingtalk_errcode(errcode, msg)
+    assert (
+        outcome.kind,
+        outcome.dead_letter,
+        outcome.binding_action,
+        outcome.retry_after_s,
+        outcome.alert,
+    ) == (
+        kind,
+        dead,
+        binding,
+        retry_after,
+        alert,
+    )
+    if errcode:
+        assert outcome.detail == f"dingtalk robot errcode {errcode}: {msg}"
+
+
+@pytest.mark.parametrize(
+    ("code", "msg", "kind", "dead", "binding", "retry_after", "alert"),
+    [
+        (0, "success", "sent", False, None, None, False),
+        (9499, "too many request", "retry", False, None, 60.0, False),
+        (9499, "Bad Request", "failed", True, None, None, True),
+        (11232, "frequency limited", "retry", False, None, 60.0, False),
+        (19021, "sign match fail or timestamp is not within one hour", "failed", True, None, None, False),
+        (19022, "Ip Not Allowed", "failed", True, None, None, False),
+        (19024, "Key Words Not Found", "failed", True, None, None, False),
+        (
+            19001,
+            "param invalid: incoming webhook access token invalid",
+            "failed",
+            True,
+            "disable",
+            None,
+            False,
+        ),
+        (19007, "Bot Not Enabled", "failed", True, "disable", None, False),
+        (-1, "unknown", "failed", True, None, None, False),
+    ],
+)
+def test_feishu_codes(
+    code: int, msg: str, kind: str, dead: bool, binding: str | None, retry_after: float | None, alert: bool
+) -> None:
+    outcome = classify_feishu_code(code, msg)
+    assert (
+        outcome.kind,
+        outcome.dead_letter,
+        outcome.binding_action,
+        outcome.retry_after_s,
+        outcome.alert,
+    ) == (
+        kind,
+        dead,
+        binding,
+        retry_after,
+        alert,
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "found"),
+    [
+        (
+            {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"},
+            (0, "success"),
+        ),
+        ({"StatusCode": 0, "StatusMessage": "success"}, (0, "success")),  # older replies
+        (
+            {"StatusCode": 0, "StatusMessage": "", "code": 9499, "msg": "too many request"},
+            (9499, "too many request"),
+        ),
+        ({"data": {}}, None),
+    ],
+)
+def test_feishu_answer_code_wins_over_the_legacy_status_code(
+    answer: dict[str, Any], found: tuple[int, str] | None
+) -> None:
+    assert _feishu_code_of(answer) == found
+
+
+async def test_robot_requests_fit_the_vendors_size_limits(sender: AppriseSender) -> None:
+    text = '新询盘 "quoted" \\ ' + "请报价" * 4000  # JSON escapes and 3-byte characters
+    for url, vendor in (
+        (f"dingtalk://{DING_SECRET}@a1b2c3d4e5f6/", DINGTALK),
+        ("feishu://Fs3cr3tKey99@b8f2a3c4-1111-2222", FEISHU),
+        ("lark://c9e1d2f3-4a5b", LARK),
+    ):
+        target = await sender.inspect(url)
+        req = vendor.request(target, text, 1_700_000_000.0)
+        assert ROBOT_BODY_BYTES - 16 <= len(req.body) <= ROBOT_BODY_BYTES
+        body = json.loads(req.body)
+        content = body["text"]["content"] if vendor is DINGTALK else body["content"]["text"]
+        assert content.startswith('新询盘 "quoted"') and content.endswith("…")
+    wecom = await sender.inspect(f"wecombot://{KEY}")
+    content = json.loads(WECOM.request(wecom, text, 0.0).body)["text"]["content"]
+    assert len(content.encode()) <= 2048 and content.endswith("…")
+    short = json.loads(DINGTALK.request(await sender.inspect("dingtalk://a1b2c3d4e5f6/"), "hi", 0.0).body)
+    assert short == {"msgtype": "text", "text": {"content": "hi"}}

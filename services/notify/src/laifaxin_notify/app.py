@@ -87,6 +87,11 @@ def build_apprise_sender(settings: NotifySettings) -> AppriseSender:
         concurrency=settings.apprise_concurrency,
         host_allowlist=settings.host_allowlist,
         wecom_rate_limit_delay_s=settings.wecom_bot_rate_limit_delay_s,
+        dingtalk_base_url=settings.dingtalk_api_base,
+        dingtalk_rate_limit_delay_s=settings.dingtalk_rate_limit_delay_s,
+        feishu_base_url=settings.feishu_api_base,
+        lark_base_url=settings.lark_api_base,
+        feishu_rate_limit_delay_s=settings.feishu_rate_limit_delay_s,
     )
 
 
@@ -155,7 +160,8 @@ class AppriseBindingIn(BaseModel):
 
     url: str = Field(
         description=f"Apprise URL (secret: carries the token or key). Supported: {SUPPORTED_TEXT}; a WeCom "
-        "robot's own https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=... URL is accepted too.",
+        "robot's own https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=... URL is accepted too. A DingTalk, "
+        "Feishu or Lark robot with signing enabled takes its secret as SECRET@TOKEN (or ?secret=SECRET).",
         examples=["wecombot://YOUR-ROBOT-KEY"],
     )
     label: str = Field(default="", max_length=64, description="Your name for it, e.g. 'Sales group'.")

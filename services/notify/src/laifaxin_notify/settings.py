@@ -111,6 +111,25 @@ class NotifySettings(ServiceSettings):
     wecom_bot_rate_limit_delay_s: float = Field(
         default=60.0, description="Delay after WeCom robot errcode 45009 (20 messages/minute per robot), s."
     )
+    dingtalk_api_base: str = Field(
+        default="https://oapi.dingtalk.com", description="DingTalk API base URL for custom robot webhooks."
+    )
+    dingtalk_rate_limit_delay_s: float = Field(
+        default=600.0,
+        description="Delay after DingTalk robot errcode 130101/410100 (20 messages/minute per robot, then "
+        "throttled for 10 minutes), s.",
+    )
+    feishu_api_base: str = Field(
+        default="https://open.feishu.cn", description="Feishu API base URL for custom bot webhooks."
+    )
+    lark_api_base: str = Field(
+        default="https://open.larksuite.com", description="Lark API base URL for custom bot webhooks."
+    )
+    feishu_rate_limit_delay_s: float = Field(
+        default=60.0,
+        description='Delay after Feishu/Lark bot code 9499 "too many request" or 11232 (100 messages/minute, '
+        "5/second per bot), s.",
+    )
     host_allowlist: str = Field(
         default="",
         description="Comma-separated CIDRs or host names that json:// / form:// webhook URLs may point at "

@@ -2,19 +2,47 @@
 Slack, or a generic JSON / form webhook (issue 6), behind the same dedupe and retries as the other channels.
 
 Apprise (https://github.com/caronc/apprise, BSD-2-Clause, pinned in ``uv.lock``) parses and validates the URL
-and sends for every supported scheme except ``wecombot``:
+and sends for every supported scheme except the chat robots (``wecombot``, ``dingtalk``, ``feishu``, ``lark``):
 
-- **WeCom robot** (``wecombot://KEY`` or the robot's own ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY``):
-  Apprise's plugin (2.2.0, ``NotifyWeComBot.send``) checks only the HTTP status, and WeCom answers errors as
-  HTTP 200 with an ``errcode`` body, so Apprise reports ``{"errcode":45009}`` as a success
-  (reference/notify.md section 0.4, re-read in the installed source). Apprise still parses the URL (the key);
-  the POST is ours, over httpx: ``POST {base}/cgi-bin/webhook/send?key=KEY`` with
-  ``{"msgtype":"text","text":{"content":...}}``, content at most 2048 bytes of UTF-8 (WeCom robot doc 91770).
-  ``errcode`` 0 is sent; anything else is a failure (:func:`classify_wecom_errcode`, codes from WeCom's global
-  error-code table: -1 busy -> retry; 45009 frequency limit (20 messages/minute per robot) -> retry after a
-  minute; 93000 invalid webhook URL -> permanent, binding disabled, dead letter; payload errors -> dead letter).
-  ``base`` is a setting (``NOTIFY_WECOM_BOT_API_BASE``), like ``NOTIFY_WECHAT_API_BASE``, which is how the tests
-  point it at a loopback robot.
+- **Chat robots**: WeCom, DingTalk and Feishu/Lark answer a refused message with HTTP 200 (Feishu sometimes 400)
+  and a code in the body, and Apprise's plugins (2.2.0: ``NotifyWeComBot``, ``NotifyDingTalk``, ``NotifyFeishu``,
+  ``NotifyLark``) check only the HTTP status, so Apprise reports ``{"errcode":45009}`` or ``{"code":19024}`` as
+  a success (reference/notify.md section 0.4, re-read in the installed source). Apprise still parses the URL
+  (token, secret); the POST is ours, over httpx, one code path for the three vendors (:class:`RobotVendor`:
+  request, answer code, :class:`CodeRules`). The body's code decides; 0 is sent, anything unknown is a
+  permanent failure (dead letter). API bases are settings (``NOTIFY_WECOM_BOT_API_BASE``,
+  ``NOTIFY_DINGTALK_API_BASE``, ``NOTIFY_FEISHU_API_BASE``, ``NOTIFY_LARK_API_BASE``), which is how the tests
+  point them at loopback robots.
+
+  - WeCom (``wecombot://KEY`` or ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY``):
+    ``POST {base}/cgi-bin/webhook/send?key=KEY`` with ``{"msgtype":"text","text":{"content":...}}``, content at
+    most 2048 bytes of UTF-8 (WeCom robot doc 91770). Codes: :func:`classify_wecom_errcode`, from WeCom's global
+    error-code table (document 90313): -1 busy -> retry; 45009 frequency limit (20 messages/minute per robot)
+    -> retry after ``NOTIFY_WECOM_BOT_RATE_LIMIT_DELAY_S``; 93000 invalid webhook URL -> permanent, binding
+    disabled, dead letter; payload errors -> dead letter and alert.
+  - DingTalk custom robot (``dingtalk://TOKEN/``, signed: ``dingtalk://SECRET@TOKEN/`` or ``?secret=SECRET``,
+    Apprise's own syntax; phone numbers in the path are @-mentioned): ``POST {base}/robot/send?access_token=TOKEN``
+    with ``{"msgtype":"text","text":{"content":...}}``; signed: ``&timestamp=MS&sign=S`` where
+    ``S = base64(HMAC-SHA256(key=secret, msg="MS\\nsecret"))``, URL-encoded once (DingTalk "custom robot
+    security settings", https://help.dingtalk.io/open/dingstart/customize-robot-security-settings). Request at
+    most 20000 bytes (Apprise's plugin note). Codes: :func:`classify_dingtalk_errcode` (DingTalk "custom robot
+    sends group messages", https://open.dingtalk.com/document/orgapp/custom-robots-send-group-messages, and the
+    older custom-robot-access page): 130101 "send too fast, exceed 20 times per minute" / 410100 -> retry after
+    ``NOTIFY_DINGTALK_RATE_LIMIT_DELAY_S`` (the robot is throttled for 10 minutes); 310000 keyword, signature,
+    timestamp or IP whitelist mismatch -> dead letter (the user's robot settings); 300001/300005/400101 token
+    does not exist, 400102 robot stopped, 400106 robot not in the group, 400013 group dissolved -> binding
+    disabled, dead letter; -1 busy -> retry.
+  - Feishu / Lark custom bot (``feishu://TOKEN``, ``lark://TOKEN``; signed: ``SECRET@TOKEN`` or
+    ``?secret=SECRET``, our extension: Apprise 2.2.0 has no signing for these): ``POST
+    {base}/open-apis/bot/v2/hook/TOKEN`` with ``{"msg_type":"text","content":{"text":...}}`` plus
+    ``"timestamp"`` (seconds) and ``"sign": base64(HMAC-SHA256(key="timestamp\\nsecret", msg=""))`` when signed;
+    body at most 20 KB; 100 messages/minute and 5/second per bot (Feishu "custom bot guide",
+    https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot). The answer is ``{"code":0,"msg":
+    "success"}`` (older replies: ``{"StatusCode":0}`` only; ``code`` wins when both are present). Codes:
+    :func:`classify_feishu_code`: 9499 "too many request" or 11232 -> retry after
+    ``NOTIFY_FEISHU_RATE_LIMIT_DELAY_S``, 9499 "Bad Request" -> dead letter and alert (our payload); 19021 sign
+    or timestamp, 19022 IP not allowed, 19024 keyword not found -> dead letter; 19001 "incoming webhook access
+    token invalid", 19007 bot not enabled -> binding disabled, dead letter.
 - **Other schemes**: the plugin's synchronous ``notify()`` (``requests``) runs in this sender's own thread pool
   (``NOTIFY_APPRISE_CONCURRENCY`` threads), never on the event loop. Apprise answers only True/False, so the
   plugin's warning lines are captured (per thread, never forwarded to our logs) to read the HTTP status:
@@ -26,7 +54,8 @@ Secrets: the URL carries the token or webhook key, so it is stored only sealed w
 (:class:`laifaxin_shared.crypto.KeyRing`, AES-256-GCM, associated data bound to the tenant, the user and the
 binding id), opened only here to send, and shown everywhere else as :func:`redact` (scheme, host, ``****``).
 Apprise's logger is detached from the root logger (its debug lines print URLs with keys), outcomes carry
-status codes, never the URL, and httpx errors are reported by type only (their text contains the URL).
+status codes, never the URL, and httpx errors are reported by type only (their text contains the URL). The
+robots' signatures (a DingTalk ``sign`` rides in the query string httpx logs) are masked like the token.
 
 Generic ``json://`` / ``form://`` targets name the user's own host: it must resolve to public addresses only,
 unless ``NOTIFY_HOST_ALLOWLIST`` names it (ARCHITECTURE.md "Credentials and tenancy"; the tests allowlist
@@ -36,15 +65,21 @@ loopback); checked when the URL is added and again before each send.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import contextvars
 import dataclasses
+import hashlib
+import hmac
 import ipaddress
+import json
 import logging
 import re
 import secrets
 import socket
-from collections.abc import Iterable
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -78,13 +113,14 @@ SUPPORTED_TEXT = (
     "wecombot:// (WeCom group robot), dingtalk://, feishu:// or lark://, tgram:// (Telegram), slack://, "
     "json:// or jsons:// (JSON webhook), form:// or forms:// (form webhook)"
 )
+ROBOT_SCHEMES = frozenset({"wecombot", "dingtalk", "feishu", "lark"})
+"""Chat robots sent by our own httpx call (:class:`RobotVendor`), not by Apprise's plugin."""
 MAX_URL_CHARS = 2048
 WECOM_TEXT_BYTES = 2048
 """Most bytes of UTF-8 in a WeCom robot text message (robot doc 91770)."""
-WECOM_RETRY_ERRCODES = frozenset({-1})
-"""System busy: try again later."""
-WECOM_PAYLOAD_ERRCODES = frozenset({40008, 40058, 44004, 45002})
-"""Invalid message type, invalid parameter, empty content, content too large: our bug, dead letter."""
+ROBOT_BODY_BYTES = 20_000
+"""Most bytes of a DingTalk or Feishu/Lark robot request body (Feishu: "20 KB"; Apprise's DingTalk plugin:
+20000 bytes)."""
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
@@ -143,6 +179,25 @@ class AppriseTarget:
     def wecom_key(self) -> str:
         """The WeCom robot's webhook key (``wecombot`` only). Secret."""
         return str(self.params.get("key") or "")
+
+    @property
+    def robot_token(self) -> str:
+        """The chat robot's webhook key or access token (:data:`ROBOT_SCHEMES`). Secret."""
+        if self.scheme == "wecombot":
+            return self.wecom_key
+        return str(self.params.get("token") or "")
+
+    @property
+    def robot_secret(self) -> str:
+        """The robot's signing secret, empty when signing is off. DingTalk: Apprise's own ``secret`` token
+        (``SECRET@TOKEN`` or ``?secret=``); Feishu/Lark (no signing in Apprise 2.2.0): the URL's user part or
+        its ``secret`` query value, read from Apprise's parse. Secret."""
+        if self.scheme == "dingtalk":
+            return str(self.params.get("secret") or "")
+        if self.scheme in ("feishu", "lark"):
+            qsd = self.params.get("qsd") or {}
+            return str(qsd.get("secret") or self.params.get("user") or "")
+        return ""
 
 
 def redact(scheme: str, host: str, port: int | None = None) -> str:
@@ -229,11 +284,91 @@ def classify_apprise_failure(messages: Iterable[str], scheme: str) -> Outcome:
     return Outcome("failed", detail, dead_letter=True)
 
 
-def classify_wecom_errcode(errcode: int, errmsg: str, rate_limit_delay_s: float = 60.0) -> Outcome:
-    """Map a WeCom robot ``errcode`` (in an HTTP 200 body) to an outcome.
+_RATE_LIMIT_MSG = re.compile(r"too many request|too fast|freq", re.IGNORECASE)
+"""A frequency-limit answer, whatever its code (Feishu's 9499 is both "Bad Request" and "too many request")."""
 
-    Source: WeCom's global error codes (developer.work.weixin.qq.com, document 90313) and the robot doc 91770
-    (20 messages per minute per robot); reference/notify.md sections 2.4-2.5.
+
+@dataclass(frozen=True)
+class CodeRules:
+    """How a chat robot's answer code (in the body) maps to an outcome; one instance per vendor.
+
+    Order: 0 is sent; ``retry`` codes retry at the ladder's pace; ``rate_limited`` codes, and any code outside
+    ``disable``/``config`` whose message names a frequency limit, retry after the vendor's rate-limit delay;
+    ``disable`` codes (the webhook is gone) are permanent, disable the binding and dead-letter; ``payload``
+    codes (our request is wrong) dead-letter and alert; ``config`` codes (the user's robot refuses: keyword,
+    signature, IP whitelist) and every unknown code dead-letter.
+    """
+
+    vendor: str
+    field: str = "errcode"
+    retry: frozenset[int] = frozenset({-1})
+    rate_limited: frozenset[int] = frozenset()
+    disable: frozenset[int] = frozenset()
+    payload: frozenset[int] = frozenset()
+    config: frozenset[int] = frozenset()
+
+    def classify(self, code: int, msg: str, rate_limit_delay_s: float = 60.0) -> Outcome:
+        detail = f"{self.vendor} {self.field} {code}: {msg}"[:300]
+        if code == 0:
+            return Outcome("sent", "ok")
+        if code in self.retry:
+            return Outcome("retry", detail)
+        if code in self.rate_limited or (
+            code not in self.disable | self.config and _RATE_LIMIT_MSG.search(msg)
+        ):
+            return Outcome("retry", detail, retry_after_s=rate_limit_delay_s)
+        if code in self.disable:
+            return Outcome("failed", detail, dead_letter=True, binding_action="disable")
+        if code in self.payload:
+            return Outcome("failed", detail, dead_letter=True, alert=True)
+        return Outcome("failed", detail, dead_letter=True)
+
+
+WECOM_RULES = CodeRules(
+    "wecom robot",
+    rate_limited=frozenset({45009}),
+    disable=frozenset({93000}),
+    payload=frozenset({40008, 40058, 44004, 45002}),
+)
+"""WeCom global error codes (developer.work.weixin.qq.com, document 90313), robot doc 91770, reference/notify.md
+sections 2.4-2.5: -1 system busy; 45009 API frequency over the limit (20 messages per minute per robot); 93000
+invalid webhook URL (the robot was removed or the key is wrong); 40008 / 40058 / 44004 / 45002 message type,
+parameter, empty or oversized content."""
+
+DINGTALK_RULES = CodeRules(
+    "dingtalk robot",
+    rate_limited=frozenset({130101, 410100}),
+    disable=frozenset({300001, 300005, 400013, 400101, 400102, 400106}),
+    payload=frozenset({40035, 43004, 400105}),
+    config=frozenset({310000}),
+)
+"""DingTalk custom robot codes (https://open.dingtalk.com/document/orgapp/custom-robots-send-group-messages and
+the older custom-robot-access page): -1 system busy; 130101 "send too fast, exceed 20 times per minute", 410100
+"sending too fast, throttled" (20 messages per minute per robot, then 10 minutes of throttling); 310000
+security check failed ("keywords not in content", "sign not match", "ip ... not in whitelist", invalid
+timestamp: the user's robot settings); 300001 / 300005 / 400101 token does not exist, 400102 robot stopped,
+400106 robot not in the group, 400013 group dissolved; 40035 missing parameter, 43004 wrong Content-Type,
+400105 unsupported message type (our request). 430101-430104 (unsafe link or content) are left to the unknown
+rule: permanent for that message."""
+
+FEISHU_RULES = CodeRules(
+    "feishu bot",
+    field="code",
+    retry=frozenset(),
+    rate_limited=frozenset({11232}),
+    disable=frozenset({19001, 19007}),
+    payload=frozenset({9499}),
+    config=frozenset({19021, 19022, 19024}),
+)
+"""Feishu/Lark custom bot codes (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot): 9499
+"Bad Request" (malformed or over 20 KB: our request) or "too many request" (over 100 messages/minute or
+5/second: told apart by the message); 11232 throttled under system load; 19021 "sign match fail or timestamp is
+not within one hour", 19022 "Ip Not Allowed", 19024 "Key Words Not Found" (the user's bot settings); 19001
+"param invalid: incoming webhook access token invalid" and 19007 "Bot Not Enabled" (the webhook is gone)."""
+
+
+def classify_wecom_errcode(errcode: int, errmsg: str, rate_limit_delay_s: float = 60.0) -> Outcome:
+    """Map a WeCom robot ``errcode`` (in an HTTP 200 body) to an outcome (:data:`WECOM_RULES`).
 
     - 0: sent. -1 (system busy): retry.
     - 45009 (API frequency over the limit): retry after ``rate_limit_delay_s`` (the robot's minute window).
@@ -242,18 +377,155 @@ def classify_wecom_errcode(errcode: int, errmsg: str, rate_limit_delay_s: float 
     - 40008 / 40058 / 44004 / 45002 (message type, parameter, empty or oversized content): our payload bug:
       dead letter and alert. Any other code: permanent, dead letter.
     """
-    detail = f"wecom robot errcode {errcode}: {errmsg}"[:300]
-    if errcode == 0:
-        return Outcome("sent", "ok")
-    if errcode in WECOM_RETRY_ERRCODES:
-        return Outcome("retry", detail)
-    if errcode == 45009:
-        return Outcome("retry", detail, retry_after_s=rate_limit_delay_s)
-    if errcode == 93000:
-        return Outcome("failed", detail, dead_letter=True, binding_action="disable")
-    if errcode in WECOM_PAYLOAD_ERRCODES:
-        return Outcome("failed", detail, dead_letter=True, alert=True)
-    return Outcome("failed", detail, dead_letter=True)
+    return WECOM_RULES.classify(errcode, errmsg, rate_limit_delay_s)
+
+
+def classify_dingtalk_errcode(errcode: int, errmsg: str, rate_limit_delay_s: float = 600.0) -> Outcome:
+    """Map a DingTalk custom robot ``errcode`` (in an HTTP 200 body) to an outcome (:data:`DINGTALK_RULES`).
+
+    - 0: sent. -1 (system busy): retry.
+    - 130101 / 410100 (over 20 messages per minute; DingTalk then throttles the robot for 10 minutes): retry
+      after ``rate_limit_delay_s``.
+    - 310000 (keyword, signature, timestamp or IP whitelist check failed): the user's robot settings:
+      permanent, dead letter; the binding stays (fixing the robot's settings is enough).
+    - 300001 / 300005 / 400101 (token does not exist), 400102 (robot stopped), 400106 (robot not in the
+      group), 400013 (group dissolved): permanent, binding disabled, dead letter.
+    - 40035 / 43004 / 400105: our request: dead letter and alert. Any other code: permanent, dead letter.
+    """
+    return DINGTALK_RULES.classify(errcode, errmsg, rate_limit_delay_s)
+
+
+def classify_feishu_code(code: int, msg: str, rate_limit_delay_s: float = 60.0) -> Outcome:
+    """Map a Feishu/Lark custom bot ``code`` (HTTP 200, or 400 for 9499) to an outcome (:data:`FEISHU_RULES`).
+
+    - 0: sent.
+    - 9499 "too many request", 11232 (frequency limit): retry after ``rate_limit_delay_s``; 9499 "Bad Request"
+      (malformed or oversized body): our request: dead letter and alert.
+    - 19021 (signature or timestamp), 19022 (IP not allowed), 19024 (keyword not found): the user's bot
+      settings: permanent, dead letter; the binding stays.
+    - 19001 (incoming webhook access token invalid), 19007 (bot not enabled): permanent, binding disabled,
+      dead letter. Any other code: permanent, dead letter.
+    """
+    return FEISHU_RULES.classify(code, msg, rate_limit_delay_s)
+
+
+def dingtalk_sign(timestamp_ms: int, secret: str) -> str:
+    """DingTalk's robot signature: base64 of HMAC-SHA256 keyed by the secret over ``"{timestamp_ms}\\n{secret}"``
+    (not yet URL-encoded: the query encoding does that once)."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def feishu_sign(timestamp_s: int, secret: str) -> str:
+    """Feishu/Lark's bot signature: base64 of HMAC-SHA256 keyed by ``"{timestamp_s}\\n{secret}"`` over an empty
+    message."""
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+@dataclass(frozen=True)
+class RobotRequest:
+    """One robot POST: path under the API base, query, JSON body (UTF-8 bytes) and the strings it carries that
+    must be masked in logs besides the URL's own (signatures)."""
+
+    path: str
+    params: dict[str, str]
+    body: bytes
+    secrets: tuple[str, ...] = ()
+
+
+def _json_bytes(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _wecom_request(target: AppriseTarget, text: str, now: float) -> RobotRequest:
+    payload = {"msgtype": "text", "text": {"content": text}}
+    return RobotRequest("/cgi-bin/webhook/send", {"key": target.robot_token}, _json_bytes(payload))
+
+
+def _dingtalk_request(target: AppriseTarget, text: str, now: float) -> RobotRequest:
+    payload: dict[str, Any] = {"msgtype": "text", "text": {"content": text}}
+    mobiles = [str(m) for m in target.params.get("targets") or []]
+    if mobiles:
+        payload["at"] = {"atMobiles": mobiles, "isAtAll": False}
+    params = {"access_token": target.robot_token}
+    masked: tuple[str, ...] = ()
+    if target.robot_secret:
+        timestamp = int(now * 1000)
+        sign = dingtalk_sign(timestamp, target.robot_secret)
+        params.update(timestamp=str(timestamp), sign=sign)
+        masked = (sign, urllib.parse.quote(sign, safe=""))
+    return RobotRequest("/robot/send", params, _json_bytes(payload), masked)
+
+
+def _feishu_request(target: AppriseTarget, text: str, now: float) -> RobotRequest:
+    payload: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+    masked: tuple[str, ...] = ()
+    if target.robot_secret:
+        timestamp = int(now)
+        sign = feishu_sign(timestamp, target.robot_secret)
+        payload = {"timestamp": str(timestamp), "sign": sign, **payload}
+        masked = (sign,)
+    path = f"/open-apis/bot/v2/hook/{urllib.parse.quote(target.robot_token, safe='')}"
+    return RobotRequest(path, {}, _json_bytes(payload), masked)
+
+
+def _errcode_of(answer: dict[str, Any]) -> tuple[int, str] | None:
+    if "errcode" not in answer:
+        return None
+    return int(answer["errcode"]), str(answer.get("errmsg", ""))
+
+
+def _feishu_code_of(answer: dict[str, Any]) -> tuple[int, str] | None:
+    for code, msg in (("code", "msg"), ("StatusCode", "StatusMessage")):  # ``code`` wins: the current field
+        if code in answer:
+            return int(answer[code]), str(answer.get(msg, ""))
+    return None
+
+
+@dataclass(frozen=True)
+class RobotVendor:
+    """A chat robot sent by our own httpx call: how to build the request and read the answer's code.
+
+    Attributes:
+        name: the vendor in outcome details (``dingtalk robot`` ...).
+        rules: the answer code's meaning.
+        build: ``(target, text, now)`` -> the request (``now``: Unix seconds, for signatures).
+        code_of: the ``(code, message)`` of a JSON answer, None when it has none.
+        text_bytes: most bytes of UTF-8 in the text.
+        body_bytes: most bytes of the request body (the text is cut to fit), None: no limit of its own.
+    """
+
+    name: str
+    rules: CodeRules
+    build: Callable[[AppriseTarget, str, float], RobotRequest]
+    code_of: Callable[[dict[str, Any]], tuple[int, str] | None]
+    text_bytes: int
+    body_bytes: int | None = None
+
+    def request(self, target: AppriseTarget, text: str, now: float) -> RobotRequest:
+        """The request for ``text``, cut (never splitting a character) to :attr:`text_bytes` and until the
+        body fits :attr:`body_bytes` (JSON escapes count)."""
+        text = cut_utf8(text, self.text_bytes)
+        req = self.build(target, text, now)
+        while self.body_bytes is not None and len(req.body) > self.body_bytes and text:
+            excess = len(req.body) - self.body_bytes
+            text = cut_utf8(text, max(len(text.encode()) - excess - 3, 0))
+            req = self.build(target, text, now)
+        return req
+
+
+WECOM = RobotVendor("wecom robot", WECOM_RULES, _wecom_request, _errcode_of, WECOM_TEXT_BYTES)
+DINGTALK = RobotVendor(
+    "dingtalk robot", DINGTALK_RULES, _dingtalk_request, _errcode_of, ROBOT_BODY_BYTES, ROBOT_BODY_BYTES
+)
+FEISHU = RobotVendor(
+    "feishu bot", FEISHU_RULES, _feishu_request, _feishu_code_of, ROBOT_BODY_BYTES, ROBOT_BODY_BYTES
+)
+LARK = dataclasses.replace(
+    FEISHU, name="lark bot", rules=dataclasses.replace(FEISHU_RULES, vendor="lark bot")
+)
+ROBOTS: dict[str, RobotVendor] = {"wecombot": WECOM, "dingtalk": DINGTALK, "feishu": FEISHU, "lark": LARK}
 
 
 def alert_text(content: AlertContent) -> tuple[str, str]:
@@ -353,7 +625,13 @@ class AppriseSender:
         concurrency: threads running Apprise's blocking sends (and URL parsing) at once.
         host_allowlist: ``NOTIFY_HOST_ALLOWLIST`` for generic webhook hosts.
         wecom_rate_limit_delay_s: wait after WeCom errcode 45009.
-        http: an httpx client for the WeCom robot (tests may pass one).
+        http: an httpx client for the chat robots (tests may pass one).
+        dingtalk_base_url: DingTalk API base for custom robots (``https://oapi.dingtalk.com``).
+        dingtalk_rate_limit_delay_s: wait after DingTalk errcode 130101 / 410100.
+        feishu_base_url: Feishu API base for custom bots (``https://open.feishu.cn``).
+        lark_base_url: Lark API base for custom bots (``https://open.larksuite.com``).
+        feishu_rate_limit_delay_s: wait after Feishu/Lark code 9499 "too many request" or 11232.
+        clock: Unix time in seconds, for the robots' signatures (tests may pass one).
     """
 
     def __init__(
@@ -366,6 +644,12 @@ class AppriseSender:
         host_allowlist: str = "",
         wecom_rate_limit_delay_s: float = 60.0,
         http: httpx.AsyncClient | None = None,
+        dingtalk_base_url: str = "https://oapi.dingtalk.com",
+        dingtalk_rate_limit_delay_s: float = 600.0,
+        feishu_base_url: str = "https://open.feishu.cn",
+        lark_base_url: str = "https://open.larksuite.com",
+        feishu_rate_limit_delay_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         _quiet_apprise_logger()
         self._asset = apprise.AppriseAsset(
@@ -373,9 +657,22 @@ class AppriseSender:
         )
         self.keyring = keyring
         self.guard = HostGuard(host_allowlist, timeout_s=timeout_s)
-        self._wecom_base = wecom_base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.wecom_rate_limit_delay_s = wecom_rate_limit_delay_s
+        self.robot_bases = {
+            "wecombot": wecom_base_url.rstrip("/"),
+            "dingtalk": dingtalk_base_url.rstrip("/"),
+            "feishu": feishu_base_url.rstrip("/"),
+            "lark": lark_base_url.rstrip("/"),
+        }
+        """API base per robot scheme."""
+        self.rate_limit_delays_s = {
+            "wecombot": wecom_rate_limit_delay_s,
+            "dingtalk": dingtalk_rate_limit_delay_s,
+            "feishu": feishu_rate_limit_delay_s,
+            "lark": feishu_rate_limit_delay_s,
+        }
+        """Wait after each robot's frequency-limit code."""
+        self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apprise")
         self._http = http or httpx.AsyncClient(
             timeout=timeout_s, follow_redirects=False, limits=httpx.Limits(max_connections=50)
@@ -449,8 +746,8 @@ class AppriseSender:
                 f"the {target.scheme}:// URL is incomplete or malformed (a token or key is missing or invalid)"
             )
         target = dataclasses.replace(target, canonical=str(plugin.url(privacy=False)))
-        if target.scheme == "wecombot" and not target.wecom_key:
-            raise AppriseUrlError("the WeCom robot URL has no key")
+        if target.scheme in ROBOT_SCHEMES and not target.robot_token:
+            raise AppriseUrlError(f"the {target.scheme}:// URL has no token or key")
         if target.scheme in GENERIC_SCHEMES:
             await self.guard.check(target.host)
         return target
@@ -515,34 +812,48 @@ class AppriseSender:
                 return Outcome("retry", f"apprise: {exc}")
             return Outcome("failed", f"apprise: {exc.code}", binding_action="disable")
         title, body = alert_text(task.content)
+        if target.scheme in ROBOT_SCHEMES:
+            return await self._send_robot(target, f"{title}\n{body}".strip(), target.secrets(url))
         token = _sending.set(target.secrets(url))
         try:
-            if target.scheme == "wecombot":
-                return await self._send_wecom(target.wecom_key, f"{title}\n{body}".strip())
             return await self._send_apprise(target, title, body, _sending.get())
         finally:
             _sending.reset(token)
 
-    async def _send_wecom(self, key: str, text: str) -> Outcome:
-        payload = {"msgtype": "text", "text": {"content": cut_utf8(text, WECOM_TEXT_BYTES)}}
+    async def _send_robot(self, target: AppriseTarget, text: str, secrets: tuple[str, ...]) -> Outcome:
+        """One POST to a chat robot; the code in its answer decides (:class:`RobotVendor`)."""
+        vendor = ROBOTS[target.scheme]
+        req = vendor.request(target, text, self.clock())
+        secrets = tuple(sorted({*secrets, *req.secrets}, key=len, reverse=True))
+        token = _sending.set(secrets)  # httpx logs the request URL (token, DingTalk's sign) at INFO
         try:
             resp = await self._http.post(
-                f"{self._wecom_base}/cgi-bin/webhook/send", params={"key": key}, json=payload
+                self.robot_bases[target.scheme] + req.path,
+                params=req.params,
+                content=req.body,
+                headers={"Content-Type": "application/json; charset=utf-8"},
             )
-        except httpx.HTTPError as exc:  # its text holds the URL with the key: type only
-            return Outcome("retry", f"wecom robot transport: {type(exc).__name__}")
+        except httpx.HTTPError as exc:  # its text holds the URL with the token: type only
+            return Outcome("retry", f"{vendor.name} transport: {type(exc).__name__}")
+        finally:
+            _sending.reset(token)
+        try:
+            answer = resp.json()
+            found = vendor.code_of(answer) if isinstance(answer, dict) else None
+        except (ValueError, TypeError):
+            found = None
+        if found is not None:
+            code, msg = found
+            for secret in secrets:
+                msg = msg.replace(secret, "****")
+            if resp.status_code == 200 or (code != 0 and 400 <= resp.status_code < 500):
+                return vendor.rules.classify(code, msg, self.rate_limit_delays_s[target.scheme])
         if resp.status_code != 200:
-            detail = f"wecom robot http {resp.status_code}"
+            detail = f"{vendor.name} http {resp.status_code}"
             if resp.status_code in RETRY_STATUSES or resp.status_code >= 500:
                 return Outcome("retry", detail)
             return Outcome("failed", detail, dead_letter=True)
-        try:
-            answer = resp.json()
-            errcode = int(answer.get("errcode"))
-        except (ValueError, TypeError, AttributeError):
-            return Outcome("retry", "wecom robot: answer without errcode")
-        errmsg = str(answer.get("errmsg", "")).replace(key, "****")
-        return classify_wecom_errcode(errcode, errmsg, self.wecom_rate_limit_delay_s)
+        return Outcome("retry", f"{vendor.name}: answer without {vendor.rules.field}")
 
     def _notify_blocking(
         self, target: AppriseTarget, title: str, body: str, secrets: tuple[str, ...]

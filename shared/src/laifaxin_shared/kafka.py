@@ -145,15 +145,26 @@ async def publish_event(
         aiokafka.errors.KafkaError: the broker did not acknowledge.
     """
     topic = prefix + topic_for(event)
-    hdrs = {
+    hdrs = {**event_headers(event), **(headers or {})}
+    result: RecordMetadata = await broker.publish(serialize(event), topic, key=event_key(event), headers=hdrs)
+    return result
+
+
+def event_headers(event: Envelope) -> dict[str, str]:
+    """The record headers :func:`publish_event` sends with an event: ``content-type``, ``event-type`` (the
+    registry topic name), ``event-id`` and ``schema-version``.
+
+    For a producer that serialises events elsewhere (e.g. in a worker process) and publishes the bytes itself.
+
+    Raises:
+        KeyError: the event type has no registered topic.
+    """
+    return {
         "content-type": "application/json",
         "event-type": topic_for(event),
         "event-id": str(event.event_id),
         "schema-version": str(event.schema_version),
-        **(headers or {}),
     }
-    result: RecordMetadata = await broker.publish(serialize(event), topic, key=event_key(event), headers=hdrs)
-    return result
 
 
 def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:

@@ -11,11 +11,13 @@ from typing import Any
 import aioimaplib
 import pytest
 
+from laifaxin_shared.events import MailReceived
 from laifaxin_shared.events.base import utc_now
-from laifaxin_sync.folder_sync import Folder, FolderSync, MailboxIdentity
+from laifaxin_sync.folder_sync import Folder, FolderSync, MailboxIdentity, UidValidityUnstable
 from laifaxin_sync.imap_parse import FolderStatus
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.store import Cursor, IndexEntry
+from laifaxin_sync.prepare import Prepared, Preparer
+from laifaxin_sync.store import Cursor, IndexEntry, Lease, LeaseLost
 
 INBOX = Folder("INBOX", "INBOX", "inbox")
 _MONTHS = {
@@ -87,8 +89,12 @@ class FakeFolder:
 
 
 class FakeStore:
+    """The store's contract in memory, including the lease fence on cursor writes."""
+
     def __init__(self) -> None:
         self.cursors: dict[str, Cursor] = {}
+        self.epochs: dict[str, int] = {}
+        self.lease_epoch = 1
         self.messages: dict[str, dict[str, Any]] = {}
         self.raw: dict[str, dict[str, Any]] = {}
 
@@ -96,8 +102,19 @@ class FakeStore:
         cur = self.cursors.get(f"{mailbox_id}:{folder}")
         return Cursor.from_doc(cur.to_doc()) if cur else None
 
-    async def save_cursor(self, cursor: Cursor) -> None:
+    async def save_cursor(self, cursor: Cursor, lease: Lease, *, create: bool = False) -> None:
+        if self.epochs.get(cursor.id, 0) > lease.epoch or (cursor.id not in self.cursors and not create):
+            raise LeaseLost(cursor.mailbox_id, lease.epoch)
         self.cursors[cursor.id] = Cursor.from_doc(cursor.to_doc())
+        self.epochs[cursor.id] = lease.epoch
+
+    async def holds_lease(self, lease: Lease) -> bool:
+        return lease.epoch == self.lease_epoch
+
+    def take_over(self) -> None:
+        """Another worker claims the lease: a new epoch, and the cursors fenced at it."""
+        self.lease_epoch += 1
+        self.epochs = dict.fromkeys(self.epochs, self.lease_epoch)
 
     async def store_raw(self, docs: list[dict[str, Any]]) -> None:
         for d in docs:
@@ -124,15 +141,19 @@ class FakeStore:
 
 class FakePublisher:
     def __init__(self) -> None:
-        self.events: list[Any] = []
+        self.events: list[MailReceived] = []
         self.dead: list[tuple[bytes, str]] = []
         self.fail_next = False
 
-    async def received(self, events: list[Any]) -> None:
+    async def received(self, mailbox_id: str, records: list[Prepared]) -> None:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker gone after the records were written")
-        self.events.extend(events)
+        for r in records:
+            assert r.value is not None and r.headers["event-id"] == r.event_id
+            event = MailReceived.model_validate_json(r.value)
+            assert event.ref.mailbox_id == mailbox_id and str(event.event_id) == r.event_id
+            self.events.append(event)
 
     async def quarantine(
         self, raw: bytes, *, mailbox_id: str, reason: str, detail: str, ref: dict[str, Any]
@@ -141,7 +162,7 @@ class FakePublisher:
 
 
 def make_sync(
-    window_days: int = 30, batch: int = 2
+    window_days: int = 30, batch: int = 2, catchup_batch: int | None = None, **kwargs: Any
 ) -> tuple[FolderSync, FakeStore, FakePublisher, list[tuple[int, int]]]:
     store, pub, resets = FakeStore(), FakePublisher(), []
 
@@ -153,10 +174,14 @@ def make_sync(
         store=store,  # type: ignore[arg-type]
         publisher=pub,  # type: ignore[arg-type]
         metrics=SyncMetrics(),
+        preparer=Preparer(0),
+        lease=Lease("mbx_1", "worker-a", 1),
         batch=batch,
+        catchup_batch=catchup_batch,
         raw_max_bytes=1 << 20,
         guard=lambda: None,
         on_reset=on_reset,
+        **kwargs,
     )
     return sync, store, pub, resets
 
@@ -283,3 +308,113 @@ async def test_a_uid_the_server_refuses_to_fetch_is_skipped_not_retried_forever(
     assert await sync.fetch_new(folder, INBOX) == 2  # type: ignore[arg-type]
     assert [e.subject for e in pub.events] == ["a", "c"]
     assert store.cursors["mbx_1:INBOX"].last_uid == 3
+
+
+async def test_a_catch_up_runs_as_a_pipeline_and_commits_groups_in_uid_order() -> None:
+    folder = FakeFolder()
+    sync, store, pub, _ = make_sync(batch=3, catchup_batch=9)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    for i in range(40):
+        folder.add(raw(f"m{i:02d}"))
+    saved: list[int] = []
+    save = store.save_cursor
+
+    async def recording(cursor: Cursor, lease: Lease, *, create: bool = False) -> None:
+        saved.append(cursor.last_uid)
+        await save(cursor, lease, create=create)
+
+    store.save_cursor = recording  # type: ignore[method-assign]
+    assert await sync.fetch_new(folder, INBOX) == 40  # type: ignore[arg-type]
+    assert [e.subject for e in pub.events] == [f"m{i:02d}" for i in range(40)]
+    assert saved == sorted(saved) and saved[-1] == 40
+    assert len(saved) < 40 / 3  # fetched batches waiting for the store are committed together
+
+
+async def test_a_fetch_failure_commits_what_was_fetched_before_it() -> None:
+    folder = FakeFolder()
+    sync, store, pub, _ = make_sync(batch=2)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    for s in ("a", "b", "c", "d", "e"):
+        folder.add(raw(s))
+    original = folder.uid
+
+    async def dropping(command: str, spec: str, items: str) -> aioimaplib.Response:
+        if folder._in(5, spec, max(folder.messages)):
+            raise ConnectionResetError("server went away")
+        return await original(command, spec, items)
+
+    folder.uid = dropping  # type: ignore[method-assign]
+    with pytest.raises(ConnectionResetError):
+        await sync.fetch_new(folder, INBOX)  # type: ignore[arg-type]
+    assert [e.subject for e in pub.events] == ["a", "b", "c", "d"]
+    assert store.cursors["mbx_1:INBOX"].last_uid == 4
+
+
+async def test_a_stolen_lease_stops_the_publish_and_the_cursor() -> None:
+    folder = FakeFolder()
+    sync, store, pub, _ = make_sync(batch=2)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    folder.add(raw("before"))
+    await sync.fetch_new(folder, INBOX)  # type: ignore[arg-type]
+    store.take_over()  # another worker claimed the mailbox (this one paused past its heartbeat)
+    folder.add(raw("after"))
+    with pytest.raises(LeaseLost):
+        await sync.fetch_new(folder, INBOX)  # type: ignore[arg-type]
+    assert [e.subject for e in pub.events] == ["before"]
+    assert store.cursors["mbx_1:INBOX"].last_uid == 1
+    # Even past the publish check (a pause between the check and the write), the cursor write is refused.
+    store.holds_lease = lambda lease: _true()  # type: ignore[method-assign,assignment]
+    with pytest.raises(LeaseLost):
+        await sync.fetch_new(folder, INBOX)  # type: ignore[arg-type]
+    assert store.cursors["mbx_1:INBOX"].last_uid == 1
+
+
+async def _true() -> bool:
+    return True
+
+
+async def test_uidvalidity_changing_at_every_select_is_held_after_the_limit() -> None:
+    folder = FakeFolder(uidvalidity=100)
+    sync, store, _, resets = make_sync(max_resets=3, reset_hold=60.0)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    for _ in range(3):
+        folder.uidvalidity += 1
+        await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    assert len(resets) == 3 and sync.unstable() == ["INBOX"]
+    folder.uidvalidity += 1
+    with pytest.raises(UidValidityUnstable) as held:
+        await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    assert held.value.folder == "INBOX" and held.value.resets == 4
+    assert 50 < (held.value.retry_at - utc_now()).total_seconds() <= 60
+    assert store.cursors["mbx_1:INBOX"].uidvalidity == 103  # nothing re-baselined meanwhile
+    # Once the hold has passed, one more re-baseline (not reported again); the next hold is twice as long.
+    sync.cursors["INBOX"].reset_at = utc_now() - timedelta(seconds=61)
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    assert len(resets) == 3 and store.cursors["mbx_1:INBOX"].uidvalidity == 104
+    folder.uidvalidity += 1
+    with pytest.raises(UidValidityUnstable) as held:
+        await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    assert 110 < (held.value.retry_at - utc_now()).total_seconds() <= 120
+    # A pass that finds UIDVALIDITY unchanged ends it.
+    folder.uidvalidity -= 1
+    await sync.sync_selected(folder, INBOX, folder.status())  # type: ignore[arg-type]
+    assert sync.unstable() == [] and store.cursors["mbx_1:INBOX"].resets == 0
+
+
+async def test_the_parse_pool_gives_what_inline_parsing_gives() -> None:
+    from laifaxin_sync.prepare import BatchContext, ParseJob, prepare_batch
+
+    ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
+    jobs = [ParseJob(1, raw("one"), utc_now(), False), ParseJob(2, b"\r\n\r\nno headers\r\n", None, True)]
+    preparer = Preparer(1, inline_max=0)
+    await preparer.start()
+    try:
+        pooled = await preparer.prepare(ctx, jobs)
+    finally:
+        preparer.close()
+    inline = prepare_batch(ctx, jobs)
+    assert [(p.key, p.dedupe_key, p.reason) for p in pooled] == [
+        (p.key, p.dedupe_key, p.reason) for p in inline
+    ]
+    assert pooled[0].value is not None and MailReceived.model_validate_json(pooled[0].value).subject == "one"
+    assert pooled[1].value is None and pooled[1].reason == "no_headers" and pooled[1].initial_sync

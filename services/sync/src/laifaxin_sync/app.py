@@ -28,6 +28,7 @@ from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from laifaxin_shared.topics import TOPICS
 from laifaxin_sync.mailbox_loop import WorkerContext
 from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.prepare import Preparer, default_processes
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.registry import RegistryConsumer
 from laifaxin_sync.settings import SyncSettings
@@ -55,13 +56,25 @@ class SyncWorker:
             settings.mongodb_url.get_secret_value(), appname=f"sync-{settings.worker_id}"
         )
         self.store = SyncStore(self.mongo[settings.mongodb_database])
-        self.broker = make_broker(settings, client_id=f"sync-{settings.worker_id}")
+        # A catch-up publishes hundreds of records to one partition: large record batches (see the setting).
+        self.broker = make_broker(
+            settings, client_id=f"sync-{settings.worker_id}", max_batch_size=settings.kafka_max_batch_bytes
+        )
         declare_publishers(self.broker, settings, "mail.received", "mailbox.sync_status")  # AsyncAPI
         keyring = KeyRing.parse(
             settings.credential_keys.get_secret_value(), settings.credential_active_key_id
         )
+        processes = settings.parse_processes
+        self.preparer = Preparer(
+            default_processes() if processes is None else processes, inline_max=settings.parse_inline_max
+        )
         self.ctx = WorkerContext(
-            settings, self.store, Publisher(self.broker, settings.topic_prefix), self.metrics, keyring
+            settings,
+            self.store,
+            Publisher(self.broker, settings.topic_prefix),
+            self.metrics,
+            keyring,
+            self.preparer,
         )
         self.supervisor = Supervisor(self.ctx)
         self.registry = RegistryConsumer(settings, self.supervisor, self.broker)
@@ -86,6 +99,7 @@ class SyncWorker:
                 s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
             )
         await self.broker.connect()
+        await self.preparer.start()
         await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()
         self.tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
@@ -151,6 +165,7 @@ class SyncWorker:
                 task.cancel()
         await asyncio.gather(*(t for t in self.tasks if t.get_name() != "http"), return_exceptions=True)
         await self.supervisor.stop_all()
+        self.preparer.close()
         await self.registry.stop()
         await self.broker.stop()
         try:

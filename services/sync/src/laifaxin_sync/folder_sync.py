@@ -8,40 +8,49 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
   history: published (with ``initial_sync=true``) only when their INTERNALDATE is inside the mailbox's
   ``initial_window_days``, found with ``UID SEARCH SINCE`` (RFC 3501 6.4.4) and checked exactly per message.
 - **UIDVALIDITY change** (RFC 3501 2.3.1.1): re-baseline quietly at the new UIDNEXT, nothing is replayed, and
-  the caller reports ``uidvalidity_reset`` once. A UIDNEXT that went backwards without a UIDVALIDITY change
+  the caller reports ``uidvalidity_reset`` once. After ``max_resets`` changes in a row (no pass in between found
+  UIDVALIDITY unchanged; Nylas stops at 5, ``MAX_UIDINVALID_RESYNCS``) a further change is held: the folder is
+  re-baselined only once ``reset_hold`` has passed since the last one, doubling per extra change up to
+  ``reset_hold_max``, and :class:`UidValidityUnstable` tells the caller to back off and report it once
+  (a server that changes UIDVALIDITY at every SELECT must not cause endless re-baselines). A UIDNEXT that
+  went backwards without a UIDVALIDITY change
   is a server fault (Delta Chat): the cursor is pulled back so the folder is re-read; the index keeps
   anything already published from being published twice.
 - **Bounded batches.** ``UID FETCH`` of at most ``batch`` UIDs with ``(UID INTERNALDATE RFC822.SIZE
-  BODY.PEEK[])`` (PEEK leaves ``\\Seen`` alone, RFC 3501 6.4.5).
-- **Order of effects per batch**: index claim (unique location + unique Message-ID/hash) -> raw bytes stored
-  -> ``mail.received`` (or the DLQ for quarantined bytes) acknowledged with acks=all -> cursor advanced (the
-  commit point). A crash anywhere leaves the cursor behind; the retry finds the entries it had claimed at the
-  same location and republishes them under the same ``event_id`` (consumers dedupe on it), and skips copies
-  indexed at another location: at-least-once publish, one index entry per message.
+  BODY.PEEK[])`` (PEEK leaves ``\\Seen`` alone, RFC 3501 6.4.5). Small fetches keep aioimaplib's reply
+  handling cheap (its FETCH completion check rescans the reply, so its cost grows with the square of the size).
+- **A pipeline of three stages** (:meth:`FolderSync._batches`): fetch (UID FETCH, then parsing handed to the
+  :class:`~laifaxin_sync.prepare.Preparer` pool) -> store (the fetched batches waiting are taken together, up
+  to ``catchup_batch`` messages: one index insert and one raw insert) -> commit (publish all, wait for every
+  acknowledgement, move the cursor). Each stage works on the next group while the one after it finishes the
+  previous, and the cursor moves in UID order only.
+- **Order of effects per group**: index claim (unique location + unique Message-ID/hash) -> raw bytes stored
+  -> lease still ours -> ``mail.received`` (or the DLQ for quarantined bytes) acknowledged with acks=all ->
+  cursor advanced (the commit point: a conditional write on the lease epoch, which fails with
+  :class:`~laifaxin_sync.store.LeaseLost` once another worker took the mailbox). A crash anywhere leaves the
+  cursor behind; the retry finds the entries it had claimed at the same location and republishes them under
+  the same ``event_id`` (consumers dedupe on it), and skips copies indexed at another location: at-least-once
+  publish, one index entry per message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import aioimaplib
 from bson import Binary
 
-from laifaxin_shared.events import MailReceived
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.logging import get_logger
-from laifaxin_shared.mime import QuarantineError, parse_message
 from laifaxin_sync.imap_parse import FetchedMessage, FolderStatus, parse_fetch, parse_search, uid_set
 from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.prepare import BatchContext, ParseJob, Prepared, Preparer, with_event_id
 from laifaxin_sync.publisher import Publisher
-from laifaxin_sync.store import Cursor, IndexEntry, SyncStore, dedupe_key, message_key
+from laifaxin_sync.store import Cursor, IndexEntry, Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
 
@@ -56,6 +65,18 @@ class ImapCommandError(RuntimeError):
         super().__init__(f"{command}: {text}")
         self.command = command
         self.text = text
+
+
+class UidValidityUnstable(Exception):
+    """UIDVALIDITY changed again while re-baselining is held (see the module rules); retry at ``retry_at``."""
+
+    def __init__(self, folder: str, resets: int, retry_at: datetime) -> None:
+        super().__init__(
+            f"{folder}: UIDVALIDITY changed {resets} times in a row; held until {retry_at:%H:%M:%S}"
+        )
+        self.folder = folder
+        self.resets = resets
+        self.retry_at = retry_at
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,40 @@ def imap_date(day: datetime) -> str:
     return f"{day.day}-{_MONTHS[day.month - 1]}-{day.year}"
 
 
+@dataclass
+class _Fetched:
+    """One UID FETCH: the UIDs asked for, the messages to index (bodies), and their parsing under way."""
+
+    uids: list[int]
+    got: int
+    jobs: list[ParseJob]
+    prepared: asyncio.Future[list[Prepared]]
+
+
+@dataclass
+class _Stored:
+    """A group indexed and stored, ready to publish: the cursor may then pass ``last_uid``."""
+
+    last_uid: int
+    events: list[Prepared] = field(default_factory=list)
+    quarantines: list[tuple[Prepared, bytes]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+async def _run_stages(*stages: Coroutine[Any, Any, None]) -> None:
+    """Run pipeline stages concurrently; the first failure cancels the others and is raised as it is."""
+    tasks = [asyncio.ensure_future(stage) for stage in stages]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in tasks:
+            if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                raise error
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _check(response: aioimaplib.Response, command: str) -> aioimaplib.Response:
     if response.result != "OK":
         text = b" ".join(x for x in response.lines if isinstance(x, bytes)).decode("utf-8", "replace")
@@ -92,8 +147,12 @@ def _check(response: aioimaplib.Response, command: str) -> aioimaplib.Response:
 class FolderSync:
     """Sync of the folders of one mailbox over one authenticated connection.
 
-    ``guard`` is awaited before each batch: it raises to abandon the sync (stop requested, lease lost), so no
-    cursor moves after that point. ``on_reset`` is awaited once per UIDVALIDITY change with the folder name.
+    ``guard`` is called before each fetch and each publish: it raises to abandon the sync (stop requested,
+    lease lost), so no cursor moves after that point. ``on_reset`` is awaited once per UIDVALIDITY change
+    (with the folder, old and new values) while fewer than ``max_resets`` came in a row. ``lease`` fences every
+    cursor write (:meth:`SyncStore.save_cursor`). ``batch``: UIDs per UID FETCH; ``catchup_batch``: most
+    messages stored and published as one group; ``prefetch``: fetched batches that may wait for the store.
+    ``reset_hold``/``reset_hold_max``: seconds.
     """
 
     def __init__(
@@ -103,9 +162,15 @@ class FolderSync:
         store: SyncStore,
         publisher: Publisher,
         metrics: SyncMetrics,
+        preparer: Preparer,
+        lease: Lease,
         batch: int,
         raw_max_bytes: int,
         catchup_batch: int | None = None,
+        prefetch: int = 8,
+        max_resets: int = 5,
+        reset_hold: float = 600.0,
+        reset_hold_max: float = 86_400.0,
         guard: Callable[[], None],
         on_reset: Callable[[Folder, int, int], Awaitable[None]],
     ) -> None:
@@ -113,12 +178,29 @@ class FolderSync:
         self.store = store
         self.publisher = publisher
         self.metrics = metrics
+        self.preparer = preparer
+        self.lease = lease
         self.batch = batch
-        self.catchup_batch = catchup_batch or batch
+        self.catchup_batch = max(catchup_batch or batch, batch)
+        self.prefetch = prefetch
         self.raw_max_bytes = raw_max_bytes
+        self.max_resets = max_resets
+        self.reset_hold = reset_hold
+        self.reset_hold_max = reset_hold_max
         self.guard = guard
         self.on_reset = on_reset
         self.cursors: dict[str, Cursor] = {}
+
+    def unstable(self) -> list[str]:
+        """Folders whose UIDVALIDITY changed ``max_resets`` times or more in a row (re-baselining is held)."""
+        return [c.folder for c in self.cursors.values() if c.resets >= self.max_resets]
+
+    def _reset_held_until(self, cur: Cursor) -> datetime | None:
+        if cur.resets < self.max_resets or cur.reset_at is None:
+            return None
+        hold = min(self.reset_hold_max, self.reset_hold * 2 ** min(cur.resets - self.max_resets, 30))
+        until = cur.reset_at + timedelta(seconds=hold)
+        return until if until > utc_now() else None
 
     async def cursor(self, folder: Folder) -> Cursor | None:
         """The folder's cursor (cached after the first read)."""
@@ -152,6 +234,9 @@ class FolderSync:
         if cur is None:
             cur = await self._baseline(client, folder, status, self.identity.initial_window_days)
         elif status.uidvalidity != cur.uidvalidity:
+            # RFC 3501 2.3.1.1: the UIDs of the old UIDVALIDITY mean nothing now.
+            if (held := self._reset_held_until(cur)) is not None:
+                raise UidValidityUnstable(folder.name, cur.resets + 1, held)
             old = cur.uidvalidity
             cur = await self._baseline(client, folder, status, None, resets=cur.resets + 1)
             log.warning(
@@ -160,8 +245,10 @@ class FolderSync:
                 folder=folder.name,
                 old=old,
                 new=status.uidvalidity,
+                in_a_row=cur.resets,
             )
-            await self.on_reset(folder, old, status.uidvalidity)
+            if cur.resets <= self.max_resets:
+                await self.on_reset(folder, old, status.uidvalidity)
         elif status.uidnext < cur.uidnext or status.uidnext <= cur.high_water:
             log.warning(
                 "UIDNEXT went backwards: resync",
@@ -171,15 +258,17 @@ class FolderSync:
                 server_uidnext=status.uidnext,
             )
             # UIDs above the baseline may have been reused for new mail: read them again. high_water keeps what
-            # was published from being published again; a reused location is re-indexed (FolderSync._process).
+            # was published from being published again; a reused location is re-indexed (FolderSync._store).
             cur.last_uid = min(cur.last_uid, cur.baseline_uidnext - 1)
+        elif cur.resets:
+            cur.resets = 0  # UIDVALIDITY unchanged since the last reset: stable again
         published = 0
         if await self.changed(folder, status) or cur.last_uid < status.uidnext - 1:
             published = await self.fetch_new(client, folder)
         cur.uidnext = max(status.uidnext, cur.last_uid + 1)
         cur.highestmodseq = status.highestmodseq
         cur.messages = status.messages
-        await self.store.save_cursor(cur)
+        await self.store.save_cursor(cur, self.lease)
         return published
 
     async def _baseline(
@@ -190,6 +279,7 @@ class FolderSync:
         window_days: int | None,
         resets: int = 0,
     ) -> Cursor:
+        """A new cursor at the current UIDNEXT (or at the first UID of the initial window), written at once."""
         assert status.uidvalidity is not None and status.uidnext is not None
         last_uid = status.uidnext - 1
         window_start = None
@@ -212,8 +302,9 @@ class FolderSync:
             highestmodseq=None,  # unknown until the first pass completes: forces a fetch check
             messages=status.messages,
             resets=resets,
+            reset_at=utc_now() if resets else None,
         )
-        await self.store.save_cursor(cur)
+        await self.store.save_cursor(cur, self.lease, create=True)
         self.cursors[folder.name] = cur
         return cur
 
@@ -247,11 +338,77 @@ class FolderSync:
             if not uids:
                 cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
                 cur.high_water = max(cur.high_water, cur.last_uid)
-                await self.store.save_cursor(cur)
+                await self.store.save_cursor(cur, self.lease)
                 continue
-            size = self.catchup_batch if len(uids) > self.catchup_batch else self.batch
-            chunks = [uids[i : i + size] for i in range(0, len(uids), size)]
+            chunks = [uids[i : i + self.batch] for i in range(0, len(uids), self.batch)]
             published += await self._batches(client, folder, cur, chunks)
+
+    async def _batches(
+        self, client: aioimaplib.IMAP4, folder: Folder, cur: Cursor, chunks: list[list[int]]
+    ) -> int:
+        """Fetch, store and commit ``chunks`` (UID lists, ascending) as a pipeline; returns events published.
+
+        The fetch stage runs ahead of the store by at most ``prefetch`` batches. When a fetch fails (or
+        ``guard`` stops it), what was fetched before is still stored and committed, then the error is raised; a
+        store or commit failure cancels the other stages at once (nothing after it is committed).
+        """
+        fetched_q: asyncio.Queue[_Fetched | None] = asyncio.Queue(self.prefetch)
+        stored_q: asyncio.Queue[_Stored | None] = asyncio.Queue(1)
+        fetch_failure: list[Exception] = []
+        parsing_tasks: list[asyncio.Future[list[Prepared]]] = []
+        published = 0
+
+        async def fetch_stage() -> None:
+            try:
+                for uids in chunks:
+                    self.guard()
+                    fetched = await self._fetch(client, uids)
+                    jobs = self._jobs(cur, fetched)
+                    ctx = BatchContext(
+                        tenant_id=self.identity.tenant_id,
+                        user_id=self.identity.user_id,
+                        mailbox_id=cur.mailbox_id,
+                        folder=folder.name,
+                        folder_role=folder.role,
+                        uidvalidity=cur.uidvalidity,
+                        arrived_at=utc_now(),
+                    )
+                    parsing = asyncio.ensure_future(self.preparer.prepare(ctx, jobs))
+                    parsing_tasks.append(parsing)
+                    await fetched_q.put(_Fetched(uids, len(fetched), jobs, parsing))
+            except Exception as exc:  # noqa: BLE001  # raised after the stages drain what was fetched
+                fetch_failure.append(exc)
+            await fetched_q.put(None)
+
+        async def store_stage() -> None:
+            end = False
+            while not end and (first := await fetched_q.get()) is not None:
+                group = [first]
+                count = len(first.jobs)
+                while count < self.catchup_batch and not fetched_q.empty():
+                    more = fetched_q.get_nowait()
+                    if more is None:
+                        end = True
+                        break
+                    group.append(more)
+                    count += len(more.jobs)
+                await stored_q.put(await self._store(folder, cur, group))
+            await stored_q.put(None)
+
+        async def commit_stage() -> None:
+            nonlocal published
+            while (stored := await stored_q.get()) is not None:
+                published += await self._commit(folder, cur, stored)
+
+        try:
+            await _run_stages(fetch_stage(), store_stage(), commit_stage())
+        finally:  # parsing of batches abandoned by a failure: nobody will read it
+            for task in parsing_tasks:
+                task.cancel()
+            await asyncio.gather(*parsing_tasks, return_exceptions=True)
+        if fetch_failure:
+            raise fetch_failure[0]
+        return published
 
     async def _fetch(self, client: aioimaplib.IMAP4, uids: list[int]) -> list[FetchedMessage]:
         """UID FETCH a batch. When the server refuses the batch (NO/BAD), the UIDs are fetched one by one and
@@ -271,109 +428,110 @@ class FolderSync:
         wanted = set(uids)
         return sorted((m for m in parse_fetch(reply.lines) if m.uid in wanted), key=lambda m: m.uid)
 
-    async def _batches(
-        self, client: aioimaplib.IMAP4, folder: Folder, cur: Cursor, chunks: list[list[int]]
-    ) -> int:
-        """Process ``chunks`` in order; the UID FETCH of the next chunk runs while this one is stored and
-        published (it has no side effect), so the IMAP round trip overlaps Mongo and Kafka."""
-        published = 0
-        self.guard()
-        pending: asyncio.Task[list[FetchedMessage]] = asyncio.create_task(self._fetch(client, chunks[0]))
-        try:
-            for i, chunk in enumerate(chunks):
-                fetched = await pending
-                if i + 1 < len(chunks):
-                    self.guard()
-                    pending = asyncio.create_task(self._fetch(client, chunks[i + 1]))
-                published += await self._process(folder, cur, chunk, fetched)
-        finally:
-            if not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, aioimaplib.AioImapException, OSError):
-                    await pending
-        return published
-
-    async def _process(
-        self, folder: Folder, cur: Cursor, uids: list[int], fetched: list[FetchedMessage]
-    ) -> int:
-        """Index -> store raw -> publish -> mark published -> advance the cursor, for one fetched batch."""
-        missing = set(uids) - {m.uid for m in fetched}
-        if missing:
-            log.info(
-                "uids expunged before fetch", mailbox_id=cur.mailbox_id, folder=folder.name, n=len(missing)
-            )
-        arrived = utc_now()
-        candidates: list[tuple[FetchedMessage, IndexEntry, MailReceived | None]] = []
+    def _jobs(self, cur: Cursor, fetched: list[FetchedMessage]) -> list[ParseJob]:
+        """The fetched messages to index: history outside the initial window and bodiless replies are not."""
+        jobs: list[ParseJob] = []
         for msg in fetched:
             initial = msg.uid < cur.baseline_uidnext
-            if (
+            if msg.body is None or (
                 initial
                 and cur.window_start is not None
                 and msg.internal_date is not None
                 and msg.internal_date < cur.window_start
-            ) or msg.body is None:
+            ):
                 continue
-            candidates.append(self._prepare(folder, cur, msg, initial, arrived))
+            jobs.append(ParseJob(msg.uid, msg.body, msg.internal_date, initial))
+        return jobs
+
+    async def _store(self, folder: Folder, cur: Cursor, group: list[_Fetched]) -> _Stored:
+        """Claim the index slots and store the raw bytes of a group; sort its messages into events to publish,
+        quarantines and duplicates."""
+        prepared: list[Prepared] = []
+        bodies: dict[int, bytes] = {}
+        for f in group:
+            prepared.extend(await f.prepared)
+            bodies.update((j.uid, j.body) for j in f.jobs)
+        if missing := sum(len(f.uids) - f.got for f in group):
+            log.info("uids expunged before fetch", mailbox_id=cur.mailbox_id, folder=folder.name, n=missing)
+        entries = [
+            IndexEntry(
+                key=p.key,
+                mailbox_id=cur.mailbox_id,
+                folder=folder.name,
+                uidvalidity=cur.uidvalidity,
+                uid=p.uid,
+                dedupe_key=p.dedupe_key,
+                event_id=p.event_id,
+                reason=p.reason,
+                extra={"detail": p.detail} if p.reason else {},
+            )
+            for p in prepared
+        ]
         # Raw bytes go in while the index slots are claimed (both must precede the publish; a duplicate's raw
         # copy under its own location is harmless). Raw documents are keyed by location, so retries rewrite none.
         existing, _ = await asyncio.gather(
-            self.store.index_many([entry for _, entry, _ in candidates]),
-            self.store.store_raw([self._raw_doc(entry.key, msg) for msg, entry, _ in candidates]),
+            self.store.index_many(entries),
+            self.store.store_raw([self._raw_doc(p.key, bodies[p.uid]) for p in prepared]),
         )
-        events: list[tuple[str, MailReceived]] = []
-        quarantines: list[tuple[str, FetchedMessage, str, str]] = []
-        duplicates = 0
-        for (msg, entry, event), held in zip(candidates, existing, strict=True):
+        out = _Stored(last_uid=max(u for f in group for u in f.uids))
+        for p, entry, held in zip(prepared, entries, existing, strict=True):
             if held is not None and held["_id"] == entry.key and held["dedupe_key"] != entry.dedupe_key:
                 # Another message at an indexed location: the server reused a UID (UIDNEXT went backwards).
-                if not await self.store.reindex(entry, self._raw_doc(entry.key, msg)):
-                    duplicates += 1
+                if not await self.store.reindex(entry, self._raw_doc(entry.key, bodies[p.uid])):
+                    out.duplicates += 1
                     continue
                 held = None
             elif held is not None and (held["_id"] != entry.key or entry.uid <= cur.high_water):
-                duplicates += 1  # the same message at another location, or published before a resync
+                out.duplicates += 1  # the same message at another location, or published before a resync
                 continue
-            if event is None:  # quarantined (a retry keeps the reason first recorded)
+            if p.value is None:  # quarantined (a retry keeps the reason first recorded)
                 source = held or entry.to_doc()
-                quarantines.append((entry.key, msg, source["reason"], source.get("detail", "")))
+                p.reason, p.detail = source["reason"], source.get("detail", "")
+                out.quarantines.append((p, bodies[p.uid]))
                 continue
-            if (
-                held is not None
-            ):  # the cursor never passed it: a retried batch, publish again under the same event_id
-                event = event.model_copy(update={"event_id": uuid.UUID(held["event_id"])})
-            events.append((entry.key, event))
+            if held is not None and held.get("event_id"):
+                # The cursor never passed it: a retried batch, published again under the same event_id.
+                p = with_event_id(p, held["event_id"])
+            out.events.append(p)
+        return out
+
+    async def _commit(self, folder: Folder, cur: Cursor, stored: _Stored) -> int:
+        """Publish a stored group (events, then dead letters), wait for every acknowledgement, advance the
+        cursor under the lease. Raises LeaseLost when the lease is no longer ours (nothing is published then)."""
         self.guard()
-        if events:
-            await self.publisher.received([e for _, e in events])
-        for key, msg, reason, detail in quarantines:
+        if (stored.events or stored.quarantines) and not await self.store.holds_lease(self.lease):
+            raise LeaseLost(self.lease.mailbox_id, self.lease.epoch)
+        if stored.events:
+            await self.publisher.received(cur.mailbox_id, stored.events)
+        for p, body in stored.quarantines:
             log.warning(
                 "message quarantined",
                 mailbox_id=cur.mailbox_id,
                 folder=folder.name,
-                uid=msg.uid,
-                reason=reason,
+                uid=p.uid,
+                reason=p.reason,
             )
-            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": msg.uid, "index_key": key}
+            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": p.uid, "index_key": p.key}
             await self.publisher.quarantine(
-                msg.body or b"", mailbox_id=cur.mailbox_id, reason=reason, detail=detail, ref=ref
+                body, mailbox_id=cur.mailbox_id, reason=p.reason or "", detail=p.detail, ref=ref
             )
         acked = utc_now()
-        for _, event in events:
-            self.metrics.published.labels(event.folder_role, str(event.initial_sync).lower()).inc()
-            if not event.initial_sync and event.internal_date is not None:
-                self.metrics.lag.observe(max(0.0, (acked - event.internal_date).total_seconds()))
-        for _, _, reason, _ in quarantines:
-            self.metrics.quarantined.labels(reason).inc()
-        if duplicates:
-            self.metrics.duplicates.inc(duplicates)
-        cur.last_uid = max(cur.last_uid, max(uids))
+        initial_label = {True: "true", False: "false"}
+        for p in stored.events:
+            self.metrics.published.labels(folder.role, initial_label[p.initial_sync]).inc()
+            if not p.initial_sync and p.internal_date is not None:
+                self.metrics.lag.observe(max(0.0, (acked - p.internal_date).total_seconds()))
+        for p, _ in stored.quarantines:
+            self.metrics.quarantined.labels(p.reason).inc()
+        if stored.duplicates:
+            self.metrics.duplicates.inc(stored.duplicates)
+        cur.last_uid = max(cur.last_uid, stored.last_uid)
         cur.high_water = max(cur.high_water, cur.last_uid)
         cur.uidnext = max(cur.uidnext, cur.last_uid + 1)
-        await self.store.save_cursor(cur)
-        return len(events)
+        await self.store.save_cursor(cur, self.lease)
+        return len(stored.events)
 
-    def _raw_doc(self, key: str, msg: FetchedMessage) -> dict[str, Any]:
-        body = msg.body or b""
+    def _raw_doc(self, key: str, body: bytes) -> dict[str, Any]:
         return {
             "_id": f"sync:raw_messages/{key}",
             "mailbox_id": self.identity.mailbox_id,
@@ -382,41 +540,3 @@ class FolderSync:
             "data": Binary(body[: self.raw_max_bytes]),
             "stored_at": utc_now(),
         }
-
-    def _prepare(
-        self, folder: Folder, cur: Cursor, msg: FetchedMessage, initial: bool, arrived: datetime
-    ) -> tuple[FetchedMessage, IndexEntry, MailReceived | None]:
-        """Parse one message into its index entry and event (None for a quarantined one)."""
-        body = msg.body or b""
-        key = message_key(cur.mailbox_id, folder.name, cur.uidvalidity, msg.uid)
-        where = IndexEntry(
-            key=key,
-            mailbox_id=cur.mailbox_id,
-            folder=folder.name,
-            uidvalidity=cur.uidvalidity,
-            uid=msg.uid,
-            dedupe_key="",
-        )
-        try:
-            parsed = parse_message(body)
-        except QuarantineError as exc:
-            where.dedupe_key = dedupe_key(cur.mailbox_id, "", hashlib.sha256(body).hexdigest())
-            where.reason = exc.reason
-            where.extra = {"detail": exc.detail[:500]}
-            return msg, where, None
-        event = parsed.to_event(
-            tenant_id=self.identity.tenant_id,
-            user_id=self.identity.user_id,
-            mailbox_id=cur.mailbox_id,
-            folder=folder.name,
-            uidvalidity=cur.uidvalidity,
-            uid=msg.uid,
-            raw_ref=f"sync:raw_messages/{key}",
-            folder_role=folder.role,
-            initial_sync=initial,
-            internal_date=msg.internal_date,
-            arrived_at=arrived,
-        )
-        where.dedupe_key = dedupe_key(cur.mailbox_id, parsed.message_id, parsed.content_hash)
-        where.event_id = str(event.event_id)
-        return msg, where, event

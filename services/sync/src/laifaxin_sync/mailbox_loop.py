@@ -41,7 +41,13 @@ from laifaxin_shared.providers.errors import (
     make_error,
 )
 from laifaxin_sync.backoff import Backoff, Kind
-from laifaxin_sync.folder_sync import Folder, FolderSync, ImapCommandError, MailboxIdentity
+from laifaxin_sync.folder_sync import (
+    Folder,
+    FolderSync,
+    ImapCommandError,
+    MailboxIdentity,
+    UidValidityUnstable,
+)
 from laifaxin_sync.imap_parse import (
     find_junk,
     has_exists,
@@ -51,9 +57,10 @@ from laifaxin_sync.imap_parse import (
     quote_mailbox,
 )
 from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.prepare import Preparer
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
-from laifaxin_sync.store import SyncStore
+from laifaxin_sync.store import Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
 
@@ -66,7 +73,7 @@ class Stopping(Exception):  # a control-flow signal, not an error
 
 
 class WorkerContext:
-    """What every mailbox loop of a worker shares."""
+    """What every mailbox loop of a worker shares (``preparer``: parsing, in the worker's process pool)."""
 
     def __init__(
         self,
@@ -75,12 +82,14 @@ class WorkerContext:
         publisher: Publisher,
         metrics: SyncMetrics,
         keyring: KeyRing,
+        preparer: Preparer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.publisher = publisher
         self.metrics = metrics
         self.keyring = keyring
+        self.preparer = preparer or Preparer(0, inline_max=settings.parse_inline_max)
         self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if settings.tls_ca_file:
             self.ssl_context.load_verify_locations(cafile=settings.tls_ca_file)
@@ -132,6 +141,7 @@ class MailboxLoop:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.has_lease = False
+        self.lease: Lease | None = None
         self.lease_lost = False
         self.lease_claimed_at = 0.0
         self._last_status: dict[str, Any] | None = config.get("status")
@@ -209,9 +219,9 @@ class MailboxLoop:
         except Stopping:
             pass
         finally:
-            if self.has_lease and not self.lease_lost:
+            if self.has_lease and not self.lease_lost and self.lease is not None:
                 try:
-                    await self.ctx.store.release_lease(self.mailbox_id, self.ctx.settings.worker_id)
+                    await self.ctx.store.release_lease(self.lease)
                 except PyMongoError as exc:  # an unreleased lease simply expires after its TTL
                     log.warning("lease not released", mailbox_id=self.mailbox_id, error=type(exc).__name__)
             self.has_lease = False
@@ -219,7 +229,9 @@ class MailboxLoop:
     async def _claim(self) -> None:
         s = self.ctx.settings
         while not self._stop.is_set():
-            if await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id):
+            lease = await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id)
+            if lease is not None:
+                self.lease = lease
                 self.has_lease = True
                 self.lease_lost = False
                 self.lease_claimed_at = time.monotonic()
@@ -247,6 +259,25 @@ class MailboxLoop:
             return None
         except Stopping:
             return None
+        except LeaseLost:
+            # Another worker holds the mailbox now (rebalance, or this worker paused past its heartbeat): stop
+            # here without releasing; the supervisor restarts the loop, which waits for the lease.
+            log.warning("lease lost: cursor write refused; stopping mailbox", mailbox_id=self.mailbox_id)
+            self.lease_lost = True
+            self.ctx.metrics.errors.labels("lease_lost").inc()
+            return None
+        except UidValidityUnstable as exc:
+            log.warning(
+                "uidvalidity unstable: re-baselining held",
+                mailbox_id=self.mailbox_id,
+                folder=exc.folder,
+                in_a_row=exc.resets,
+                retry_at=exc.retry_at.isoformat(),
+            )
+            error = make_error(ErrorCode.UIDVALIDITY_UNSTABLE, protocol="imap")
+            self.ctx.metrics.errors.labels(error.code.value).inc()
+            await self.report(error.sync_state, error=error, folder=exc.folder, retry_at=exc.retry_at)
+            return max(1.0, (exc.retry_at - utc_now()).total_seconds())
         except (CredentialError, KeyError) as exc:
             log.error("credential cannot be opened", mailbox_id=self.mailbox_id, error=type(exc).__name__)
             error = make_error(ErrorCode.AUTH_FAILED, protocol="imap")
@@ -383,6 +414,8 @@ class MailboxLoop:
 
     def _folder_sync(self) -> FolderSync:
         cfg = self.config
+        s = self.ctx.settings
+        assert self.lease is not None, "a folder is synced only under the lease"
 
         async def on_reset(folder: Folder, old: int, new: int) -> None:
             await self.report("uidvalidity_reset", folder=folder.name, force=True)
@@ -397,9 +430,14 @@ class MailboxLoop:
             store=self.ctx.store,
             publisher=self.ctx.publisher,
             metrics=self.ctx.metrics,
-            batch=self.ctx.settings.fetch_batch,
-            catchup_batch=self.ctx.settings.catchup_batch,
-            raw_max_bytes=self.ctx.settings.raw_max_bytes,
+            preparer=self.ctx.preparer,
+            lease=self.lease,
+            batch=s.fetch_batch,
+            catchup_batch=s.catchup_batch,
+            raw_max_bytes=s.raw_max_bytes,
+            max_resets=s.uidvalidity_max_resets,
+            reset_hold=s.uidvalidity_reset_hold_seconds,
+            reset_hold_max=s.uidvalidity_reset_hold_max_seconds,
             guard=self.guard,
             on_reset=on_reset,
         )
@@ -437,7 +475,8 @@ class MailboxLoop:
                     if outcome == "missing":
                         junk = None  # deleted or renamed: LIST again at the next poll
             self.last_synced_at = utc_now()
-            await self.report("ok")  # after both folders have their baseline
+            if not sync.unstable():  # else the uidvalidity_unstable report stands until a stable pass
+                await self.report("ok")  # after both folders have their baseline
             if use_idle and junk_selected:
                 continue  # re-EXAMINE INBOX before IDLE
             self.guard()

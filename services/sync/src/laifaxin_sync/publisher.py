@@ -12,10 +12,11 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
-from laifaxin_shared.events import MailboxSyncStatus, MailReceived
+from laifaxin_shared.events import MailboxSyncStatus
 from laifaxin_shared.kafka import publish_event
 from laifaxin_shared.logging import redact_text
 from laifaxin_shared.topics import DLQ_SUFFIX
+from laifaxin_sync.prepare import Prepared
 
 
 class Publisher:
@@ -25,13 +26,28 @@ class Publisher:
         self.broker = broker
         self.prefix = prefix
 
-    async def received(self, events: Sequence[MailReceived]) -> None:
-        """Publish ``mail.received`` events concurrently (the producer batches them); raises if any fails.
+    async def received(self, mailbox_id: str, records: Sequence[Prepared]) -> None:
+        """Publish serialised ``mail.received`` records of one mailbox (keyed by its id, so they share a
+        partition and keep their order) all at once, and return when every one is acknowledged (acks=all):
+        the producer packs them into few record batches (``SYNC_KAFKA_MAX_BATCH_BYTES``).
 
         Raises:
             aiokafka.errors.KafkaError: a record was not acknowledged.
         """
-        await asyncio.gather(*(publish_event(self.broker, e, prefix=self.prefix) for e in events))
+        topic = self.prefix + "mail.received"
+        key = mailbox_id.encode()
+        # Enqueue every record first (no_confirm returns the delivery future), then wait for all the acks.
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for r in records:
+                if r.value is not None:
+                    acks.append(
+                        await self.broker.publish(r.value, topic, key=key, headers=r.headers, no_confirm=True)
+                    )
+        except Exception:
+            await asyncio.gather(*acks, return_exceptions=True)  # retrieve what was enqueued, then fail
+            raise
+        await asyncio.gather(*acks)
 
     async def quarantine(
         self, raw: bytes, *, mailbox_id: str, reason: str, detail: str, ref: dict[str, Any]

@@ -64,11 +64,50 @@ class SyncSettings(ServiceSettings):
     )
     fetch_batch: int = Field(default=50, ge=1, le=1000, description="UIDs per UID FETCH of bodies.")
     catchup_batch: int = Field(
-        default=200,
+        default=500,
         ge=1,
-        le=1000,
-        description="UIDs per UID FETCH when more than this many are waiting (catch-up after downtime or "
-        "the initial window): fewer round trips to Mongo and Kafka per message.",
+        le=5000,
+        description="Most messages stored and published as one group when several fetches are waiting "
+        "(catch-up after downtime or the initial window): one index insert, one raw insert, one wait for "
+        "the acknowledgements and one cursor write per group.",
+    )
+    parse_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Processes that parse fetched mail (MIME parsing is the main CPU cost of a catch-up); "
+        "0 parses in the event loop; None: one fewer than the usable CPUs, at most 4.",
+    )
+    parse_inline_max: int = Field(
+        default=4,
+        ge=0,
+        description="Fetched batches of at most this many messages (and 256 KiB) are parsed in the event "
+        "loop: new mail under IDLE does not wait for a hand-over to a parsing process.",
+    )
+    kafka_max_batch_bytes: int = Field(
+        default=1_000_000,
+        ge=16_384,
+        le=1_048_576,
+        description="Producer record-batch size per partition (aiokafka max_batch_size). A mailbox's events "
+        "share one partition and one batch is in flight per partition, so 16 KiB batches (the default) "
+        "would make a catch-up wait for one acknowledgement every few messages. At most the broker's "
+        "message.max.bytes (1 MiB by default).",
+    )
+    uidvalidity_max_resets: int = Field(
+        default=5,
+        ge=1,
+        description="UIDVALIDITY changes in a row re-baselined at once and reported as uidvalidity_reset "
+        "(Nylas: MAX_UIDINVALID_RESYNCS=5); after that each further change waits, and uidvalidity_unstable "
+        "is reported once.",
+    )
+    uidvalidity_reset_hold_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="Wait after the last reset before the next re-baseline once the limit is reached; "
+        "doubles with each further change.",
+    )
+    uidvalidity_reset_hold_max_seconds: float = Field(
+        default=86_400.0, gt=0, description="Longest such wait."
     )
     raw_max_bytes: int = Field(
         default=8 * 1024 * 1024,

@@ -4,12 +4,18 @@ Collections (ARCHITECTURE.md "Storage"):
 
 - ``mailboxes``: ``_id`` = mailbox id; the latest ``mailbox.verified`` config (credential still sealed),
   ``partition`` (Kafka's murmur2 partition of the id), ``sync`` settings and the last reported ``state``.
-- ``leases``: ``_id`` = mailbox id, ``owner`` (worker id): the fence that keeps two workers off one mailbox
-  while a rebalance is under way. A lease is valid while its owner's ``workers`` document is unexpired.
+- ``leases``: ``_id`` = mailbox id, ``owner`` (worker id, None once released) and ``epoch``: the fence that
+  keeps two workers off one mailbox while a rebalance is under way. A lease is valid while its owner's
+  ``workers`` document is unexpired. ``epoch`` grows by one at every change of hands and is never reset (a
+  released lease keeps its document), so it is a fencing token: cursor writes carry it and are refused once a
+  newer one was issued.
 - ``workers``: ``_id`` = worker id, ``expires_at``: one heartbeat per worker (one write per beat, whatever
   the number of mailboxes it holds).
 - ``cursors``: ``_id`` = ``mailbox:folder``; UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MESSAGES, ``last_uid`` (highest
-  UID handled: published, quarantined, deduplicated or outside the window) and ``baseline_uidnext``.
+  UID handled: published, quarantined, deduplicated or outside the window), ``baseline_uidnext``, the
+  UIDVALIDITY reset count and time, and ``lease_epoch``: the epoch of the lease its last writer held. A write
+  is conditional on ``lease_epoch`` not exceeding the writer's (:meth:`SyncStore.save_cursor`), and taking a
+  lease over raises the epoch of the mailbox's cursors first, so a worker that lost its lease cannot move them.
 - ``messages``: the index; ``_id`` = ``mailbox:folder:uidvalidity:uid`` (unique by construction) and a unique
   ``dedupe_key`` (mailbox + Message-ID, or + SHA-256 of the raw bytes when there is none), so a message is
   indexed once across folders and retries; ``event_id`` (the id its ``mail.received`` carries, kept on
@@ -24,7 +30,7 @@ every claim inserts first and handles ``DuplicateKeyError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +66,25 @@ def dedupe_key(mailbox_id: str, message_id: str, content_hash: str) -> str:
     return f"{mailbox_id}:mid:{message_id}" if message_id else f"{mailbox_id}:sha:{content_hash}"
 
 
+class LeaseLost(Exception):
+    """A fenced write was refused: another worker took the mailbox's lease (a newer epoch was issued), or the
+    mailbox was removed. The holder of the older lease must stop that mailbox."""
+
+    def __init__(self, mailbox_id: str, epoch: int) -> None:
+        super().__init__(f"lease of {mailbox_id} lost (epoch {epoch} superseded)")
+        self.mailbox_id = mailbox_id
+        self.epoch = epoch
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held mailbox lease: ``owner`` (worker id) and ``epoch`` (fencing token, see :class:`SyncStore`)."""
+
+    mailbox_id: str
+    owner: str
+    epoch: int
+
+
 @dataclass
 class Cursor:
     """Per-folder sync position (RFC 3501 UIDVALIDITY/UIDNEXT, RFC 7162 HIGHESTMODSEQ).
@@ -68,6 +93,7 @@ class Cursor:
     already, or outside the initial window). ``high_water``: the highest ``last_uid`` ever committed under this
     UIDVALIDITY; it stays when a resync pulls ``last_uid`` back, so what was published is not published again. ``baseline_uidnext``: UIDNEXT when the folder was first seen (or
     re-baselined); messages below it are history, published only inside the window with ``initial_sync``.
+    ``resets``: UIDVALIDITY changes in a row without a pass that found it unchanged; ``reset_at``: the last one.
     """
 
     mailbox_id: str
@@ -81,6 +107,7 @@ class Cursor:
     messages: int | None = None
     resets: int = 0
     high_water: int = 0
+    reset_at: datetime | None = None
 
     def __post_init__(self) -> None:
         self.high_water = max(self.high_water, self.last_uid)
@@ -102,6 +129,7 @@ class Cursor:
             "highestmodseq": self.highestmodseq,
             "messages": self.messages,
             "resets": self.resets,
+            "reset_at": self.reset_at,
             "high_water": self.high_water,
             "updated_at": utc_now(),
         }
@@ -120,6 +148,7 @@ class Cursor:
             messages=doc.get("messages"),
             resets=int(doc.get("resets", 0)),
             high_water=int(doc.get("high_water", 0)),
+            reset_at=doc.get("reset_at"),
         )
 
 
@@ -223,34 +252,63 @@ class SyncStore:
         """Drop ``owner``'s heartbeat (graceful stop): whatever lease it still holds is free at once."""
         await self.workers.delete_one({"_id": owner})
 
-    async def claim_lease(self, mailbox_id: str, owner: str) -> bool:
-        """Take the mailbox's lease if it is free, ours, or held by a worker whose heartbeat expired.
+    async def claim_lease(self, mailbox_id: str, owner: str) -> Lease | None:
+        """Take the mailbox's lease if it is free (never held, or released), ours, or held by a worker whose
+        heartbeat expired. Returns the lease with its epoch, or None while another live worker holds it.
 
-        Returns False while another live worker holds it. Insert first (FerretDB reports duplicates only on
-        insert), then take over with a conditional update on the previous owner (compare-and-set).
+        A change of hands is a compare-and-set on (owner, epoch) that raises the epoch by one; the mailbox's
+        cursors are then fenced at the new epoch (:meth:`fence_cursors`) before the lease is returned, so the
+        previous holder's cursor writes fail from then on. The first lease is inserted (FerretDB reports
+        duplicates only on insert).
         """
-        if await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner}):
-            return True
         lease = await self.leases.find_one({"_id": mailbox_id})
         if lease is None:
-            return await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner})
-        if lease["owner"] == owner:
-            return True
-        holder = await self.workers.find_one({"_id": lease["owner"]})
-        if holder is not None and holder["expires_at"] > utc_now():
-            return False
+            if await insert_unique(self.leases, {"_id": mailbox_id, "owner": owner, "epoch": 1}):
+                await self.fence_cursors(mailbox_id, 1)
+                return Lease(mailbox_id, owner, 1)
+            lease = await self.leases.find_one({"_id": mailbox_id})
+            if lease is None:  # inserted and released meanwhile: try again at the next claim
+                return None
+        epoch = lease.get("epoch")
+        if lease["owner"] == owner and epoch is not None:
+            return Lease(mailbox_id, owner, int(epoch))
+        if lease["owner"] is not None and lease["owner"] != owner:
+            holder = await self.workers.find_one({"_id": lease["owner"]})
+            if holder is not None and holder["expires_at"] > utc_now():
+                return None
+        new_epoch = int(epoch or 0) + 1
         result = await self.leases.update_one(
-            {"_id": mailbox_id, "owner": lease["owner"]}, {"$set": {"owner": owner}}
+            {"_id": mailbox_id, "owner": lease["owner"], "epoch": epoch},
+            {"$set": {"owner": owner, "epoch": new_epoch}},
         )
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return None
+        await self.fence_cursors(mailbox_id, new_epoch)
+        return Lease(mailbox_id, owner, new_epoch)
+
+    async def fence_cursors(self, mailbox_id: str, epoch: int) -> None:
+        """Raise the ``lease_epoch`` of the mailbox's cursors to ``epoch``: writes under an older lease fail."""
+        await self.cursors.update_many(
+            {"mailbox_id": mailbox_id, "lease_epoch": {"$not": {"$gte": epoch}}},
+            {"$set": {"lease_epoch": epoch}},
+        )
+
+    async def holds_lease(self, lease: Lease) -> bool:
+        """True while ``lease`` is still the mailbox's current lease (same owner and epoch)."""
+        doc = await self.leases.find_one(
+            {"_id": lease.mailbox_id, "owner": lease.owner, "epoch": lease.epoch}, {"_id": 1}
+        )
+        return doc is not None
 
     async def held_leases(self, owner: str) -> set[str]:
         """The mailbox ids whose lease ``owner`` holds."""
         return {d["_id"] async for d in self.leases.find({"owner": owner}, {"_id": 1})}
 
-    async def release_lease(self, mailbox_id: str, owner: str) -> None:
-        """Give the lease up (only if still ours)."""
-        await self.leases.delete_one({"_id": mailbox_id, "owner": owner})
+    async def release_lease(self, lease: Lease) -> None:
+        """Give the lease up (only if still ours). The document stays, with its epoch, for the next holder."""
+        await self.leases.update_one(
+            {"_id": lease.mailbox_id, "owner": lease.owner, "epoch": lease.epoch}, {"$set": {"owner": None}}
+        )
 
     # ------------------------------------------------------------------------------------------ cursors
 
@@ -259,9 +317,24 @@ class SyncStore:
         doc = await self.cursors.find_one({"_id": f"{mailbox_id}:{folder}"})
         return Cursor.from_doc(doc) if doc else None
 
-    async def save_cursor(self, cursor: Cursor) -> None:
-        """Write the cursor (whole document)."""
-        await self.cursors.replace_one({"_id": cursor.id}, cursor.to_doc(), upsert=True)
+    async def save_cursor(self, cursor: Cursor, lease: Lease, *, create: bool = False) -> None:
+        """Write the cursor (whole document) under ``lease``: a conditional replace that matches only while the
+        stored ``lease_epoch`` is not newer than ``lease.epoch``. ``create``: the folder's first cursor (or a
+        re-baseline) may be inserted when none exists; otherwise a missing cursor means the mailbox was removed.
+
+        Raises:
+            LeaseLost: a newer lease fenced the cursor (or it is gone and ``create`` is False).
+        """
+        doc = cursor.to_doc()
+        doc["lease_epoch"] = lease.epoch
+        result = await self.cursors.replace_one(
+            {"_id": cursor.id, "lease_epoch": {"$not": {"$gt": lease.epoch}}}, doc
+        )
+        if result.matched_count == 1:
+            return
+        if create and await insert_unique(self.cursors, doc):
+            return
+        raise LeaseLost(cursor.mailbox_id, lease.epoch)
 
     # ------------------------------------------------------------------------------------------ messages
 
@@ -280,9 +353,13 @@ class SyncStore:
         """Claim the index slots of a batch of messages (one unordered insert); results in ``entries`` order.
 
         Each result is None when the entry is new (inserted as given), else the document that already holds
-        it: the same ``_id`` (a retried batch: republish if still ``pending``, skip if ``published``), or
-        another location with the same ``dedupe_key`` (a duplicate across folders, a re-delivered copy, or an
-        earlier entry of this batch: skip). Only the refused entries are looked up, one by one.
+        it: the same ``_id`` (a retried batch: republish under its ``event_id``), or another location with the
+        same ``dedupe_key`` (a duplicate across folders, a re-delivered copy, or an earlier entry of this
+        batch: skip). The refused entries are looked up together: one query by ``_id``, one by ``dedupe_key``.
+
+        Raises:
+            pymongo.errors.BulkWriteError: an error other than a duplicate key, or a holder that vanished
+                meanwhile (mailbox removed): the batch is retried.
         """
         if not entries:
             return []
@@ -293,15 +370,19 @@ class SyncStore:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != 11000 for e in errors):
                 raise
-            for err in errors:
-                entry = entries[int(err["index"])]
-                existing = await self.messages.find_one({"_id": entry.key})
+            refused = [int(err["index"]) for err in errors]
+            by_id = await self._find_in("_id", {entries[i].key for i in refused})
+            rest = {entries[i].dedupe_key for i in refused if entries[i].key not in by_id}
+            by_dedupe = await self._find_in("dedupe_key", rest) if rest else {}
+            for i in refused:
+                existing = by_id.get(entries[i].key) or by_dedupe.get(entries[i].dedupe_key)
                 if existing is None:
-                    existing = await self.messages.find_one({"dedupe_key": entry.dedupe_key})
-                if existing is None:  # the holder vanished meanwhile (mailbox removed): let the batch retry
                     raise
-                results[int(err["index"])] = existing
+                results[i] = existing
         return results
+
+    async def _find_in(self, name: str, values: Iterable[str]) -> Mapping[str, Document]:
+        return {d[name]: d async for d in self.messages.find({name: {"$in": sorted(values)}})}
 
     async def reindex(self, entry: IndexEntry, raw_doc: Document) -> bool:
         """Give a location to another message: its UID was reused (UIDNEXT went backwards without a UIDVALIDITY

@@ -65,6 +65,9 @@ class ErrorCode(StrEnum):
     HOST_NOT_ALLOWED = "host_not_allowed"
     """The server name resolves to a private, loopback, link-local or metadata address (refused before
     connecting, unless the operator allowlists it)."""
+    UIDVALIDITY_UNSTABLE = "uidvalidity_unstable"
+    """Sync only: the server changed a folder's UIDVALIDITY (RFC 3501 2.3.1.1) many times in a row, so its
+    message numbers cannot be trusted; re-reading the folder is held and retried later."""
     UNKNOWN = "unknown"
 
 
@@ -302,6 +305,22 @@ CODES: dict[ErrorCode, CodeInfo] = {
             "请使用服务商的公网服务器地址；若服务器位于公司内网，请联系平台运维将其加入白名单。",
         ),
         False,
+        "error",
+    ),
+    ErrorCode.UIDVALIDITY_UNSTABLE: CodeInfo(
+        _t(
+            "The mail server keeps renumbering a folder (its UIDVALIDITY changes at every visit), so new mail "
+            "cannot be told apart from old; syncing that folder is paused and retried later.",
+            "邮件服务器反复重新编号某个文件夹（每次访问 UIDVALIDITY 都会变化），无法区分新旧邮件；"
+            "该文件夹的同步已暂停，稍后会自动重试。",
+        ),
+        _t(
+            "No action is needed if it stops by itself; if it goes on, ask the mail provider or your IT "
+            "department to check the server's mail storage (index files being rebuilt on every login).",
+            "若自行恢复则无需处理；若持续出现，请联系邮箱服务商或公司 IT 检查服务器的邮件存储"
+            "（每次登录都在重建索引文件）。",
+        ),
+        True,
         "error",
     ),
     ErrorCode.UNKNOWN: CodeInfo(

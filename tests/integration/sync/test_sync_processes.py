@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from laifaxin_shared.mongo import make_mongo_client
+from laifaxin_sync.prepare import default_processes
 from laifaxin_sync.supervisor import partition_for
 from tests.conftest import MailAccount
 from tests.integration.sync.conftest import Env, mail
@@ -143,6 +144,8 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_indexes_once(
     mailbox_id = await sync_env.register(mail_account)
     procs.append(sync_env.spawn("victim", tmp_path, SYNC_FETCH_BATCH=10, SYNC_CATCHUP_BATCH=10))
     await sync_env.wait_for(lambda: len(sync_env.received) >= 35, timeout=40, what="first batches")
+    pool = children(procs[0].pid)
+    assert pool or default_processes() == 0, "the worker parses catch-up batches in pool processes"
     procs[0].kill()  # SIGKILL: no cleanup, the lease and group membership are left to expire
     procs[0].wait(timeout=10)
     seen_at_kill = len(sync_env.received)
@@ -168,3 +171,18 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_indexes_once(
         by_subject.setdefault(e.subject, set()).add(str(e.event_id))
     assert all(len(ids) == 1 for ids in by_subject.values())
     assert stop(procs[1]) == 0
+    # the killed worker's parse pool processes noticed and ended (no orphans left behind)
+    await sync_env.wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pool), 15, "pool exit")
+
+
+def children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc/<pid>/stat, field 4)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found

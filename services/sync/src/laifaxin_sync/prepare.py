@@ -17,6 +17,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import threading
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -138,11 +140,23 @@ def with_event_id(prepared: Prepared, event_id: str) -> Prepared:
     return prepared
 
 
-def _ignore_interrupts() -> None:
-    # The parent handles SIGINT/SIGTERM and shuts the pool down; a Ctrl-C on the terminal must not make every
-    # pool process print a KeyboardInterrupt traceback.
+def _pool_process_init(parent_pid: int) -> None:
+    """Initializer of a pool process: ignore SIGINT/SIGTERM, and exit once the worker that started it is gone.
+
+    The parent handles SIGINT/SIGTERM and shuts the pool down; a Ctrl-C on the terminal must not make every
+    pool process print a KeyboardInterrupt traceback. A parent killed with SIGKILL cannot shut the pool down,
+    and a spawned process holds both ends of its queue pipes, so it would wait forever as an orphan: a daemon
+    thread checks once a second that the parent is still ``parent_pid`` and ends the process otherwise.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def default_processes() -> int:
@@ -173,7 +187,8 @@ class Preparer:
         return ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_interrupts,
+            initializer=_pool_process_init,
+            initargs=(os.getpid(),),
         )
 
     async def start(self) -> None:

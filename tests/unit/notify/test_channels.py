@@ -12,7 +12,15 @@ from pydantic import SecretStr, ValidationError
 
 from laifaxin_notify.auth import issue_token, verify_token
 from laifaxin_notify.channels.email import _classify_code, build_message
-from laifaxin_notify.channels.webpush import MAX_PAYLOAD_BYTES, WebPushSender, payload, retry_after_seconds
+from laifaxin_notify.channels.webpush import (
+    MAX_PAYLOAD_BYTES,
+    VAPID_LIFETIME_S,
+    VAPID_RENEW_BEFORE_S,
+    WebPushSender,
+    load_vapid,
+    payload,
+    retry_after_seconds,
+)
 from laifaxin_notify.channels.wechat import classify_errcode, template_data
 from laifaxin_notify.models import AlertContent, DeliveryTask
 from laifaxin_notify.settings import NotifySettings
@@ -88,6 +96,40 @@ def test_push_statuses() -> None:
     assert WebPushSender._classify(404, None).kind == "skipped"
     assert WebPushSender._classify(500, None).kind == "retry"
     assert WebPushSender._classify(403, None).dead_letter
+
+
+def _vapid_claims(headers: dict[str, str], sender: WebPushSender) -> dict[str, object]:
+    scheme, _, params = headers["Authorization"].partition(" ")
+    fields = dict(p.strip().split("=", 1) for p in params.split(","))
+    assert scheme == "vapid" and fields["k"] == sender.public_key
+    claims: dict[str, object] = jwt.decode(
+        fields["t"],
+        sender.vapid.public_key,
+        algorithms=["ES256"],
+        options={"verify_aud": False, "verify_exp": False},
+    )
+    return claims
+
+
+def test_vapid_jwt_is_signed_once_per_origin_and_renewed_before_exp() -> None:
+    sender = WebPushSender(vapid=load_vapid(""), subject="mailto:ops@laifa.xin")
+    now = 1_800_000_000.0
+    first = sender.vapid_headers("https://fcm.googleapis.com/fcm/send/abc", now=now)
+    assert sender.vapid_headers("https://fcm.googleapis.com/fcm/send/def", now=now + 60) == first
+    claims = _vapid_claims(first, sender)
+    assert claims == {
+        "aud": "https://fcm.googleapis.com",
+        "exp": int(now) + VAPID_LIFETIME_S,
+        "sub": "mailto:ops@laifa.xin",
+    }
+    assert int(str(claims["exp"])) - now <= 24 * 3600  # RFC 8292 section 2
+    other = sender.vapid_headers("https://updates.push.services.mozilla.com/wpush/v2/x", now=now)
+    assert _vapid_claims(other, sender)["aud"] == "https://updates.push.services.mozilla.com"
+    assert sender.vapid_signatures == 2
+    late = now + VAPID_LIFETIME_S - VAPID_RENEW_BEFORE_S + 1  # less than the renewal margin left
+    renewed = sender.vapid_headers("https://fcm.googleapis.com/fcm/send/abc", now=late)
+    assert renewed != first and _vapid_claims(renewed, sender)["exp"] == int(late) + VAPID_LIFETIME_S
+    assert sender.vapid_signatures == 3
 
 
 def test_smtp_reply_classes() -> None:

@@ -5,7 +5,10 @@ others, one group per subscriber so that joining one never rebalances another; e
 handler returns; an exception seeks back so the records are redelivered):
 
 - ``mail.classified`` in batches (up to ``batch_max_records``), each record validated; a poison record goes to
-  ``mail.classified.dlq`` and the batch goes on; the events of a batch are handled concurrently.
+  ``mail.classified.dlq`` and the batch goes on; the events of a batch are handled concurrently. Latency: a
+  batch is whatever the consumer has fetched (no waiting to fill it); an idle poll waits ``batch_timeout_ms``
+  and the broker holds an empty fetch at most ``fetch_max_wait_ms`` (FastStream's 200 ms and Kafka's 500 ms
+  defaults put up to ~0.5 s between publish and handling).
 - ``mailbox.removed``: drop state for the mailbox.
 - ``notify.retry.<n>`` and ``notify.deferred``: tasks with ``x-due-at``; the handler waits until due (at most
   ``max_wait_in_handler_s`` per record, re-queueing when still not due, so the consumer keeps polling well
@@ -59,6 +62,8 @@ def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[
         prefix + "mail.classified",
         batch=True,
         max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         **subscriber_options(group),
     )
     async def on_classified(msg: KafkaMessage) -> None:

@@ -30,7 +30,7 @@ from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.logging import get_logger
 
 from .channels.base import Outcome, Sender
-from .models import DeliveryStatus, DeliveryTask, Preferences, dedupe_key
+from .models import AlertContent, DeliveryStatus, DeliveryTask, Preferences, dedupe_key
 from .planning import decide, digest_content, quiet_until, render, window_start
 from .store import Binding, Store
 
@@ -78,6 +78,12 @@ class AlertCounter(Protocol):
         """Add ``inc``; return (count in ``window``, count in ``hour``) after it."""
         ...
 
+    async def count_many(
+        self, hour: str, window: str, incs: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        """:meth:`count` for many (tenant, user) keys at once; returns the same pairs per key."""
+        ...
+
 
 class MemoryCounter:
     """Per-worker counters: no database write per user and batch (``NOTIFY_SHARED_COUNTERS=false``).
@@ -98,15 +104,26 @@ class MemoryCounter:
         entry[1][window] = entry[1].get(window, 0) + inc
         return int(entry[1][window]), int(entry[0])
 
+    async def count_many(
+        self, hour: str, window: str, incs: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        return {(t, u): await self.count(t, u, hour, window, inc) for (t, u), inc in incs.items()}
+
 
 class StoreCounter:
-    """Counters in MongoDB (one document per user and hour): exact across workers, one write per user."""
+    """Counters in MongoDB (one document per user and hour): exact across workers; per batch, one insert for
+    the users' first alerts of the hour and one write per other user."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
 
     async def count(self, tenant_id: str, user_id: str, hour: str, window: str, inc: int) -> tuple[int, int]:
         return await self.store.count_alert(tenant_id, user_id, hour, window, inc=inc)
+
+    async def count_many(
+        self, hour: str, window: str, incs: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], tuple[int, int]]:
+        return await self.store.count_alerts(hour, window, incs)
 
 
 @dataclass(frozen=True)
@@ -230,8 +247,9 @@ class Notifier:
         for e in alerting:
             user = (e.tenant_id, e.user_id)
             p = prefs[user]
+            content = render(e, self.app_base_url)  # once per event, shared by its deliveries (frozen model)
             pairs = [
-                (self._task(e, b), b)
+                (self._task(e, b, content), b)
                 for b in bindings[user]
                 if b.channel in p.channels and b.channel in self.senders
             ]
@@ -277,7 +295,7 @@ class Notifier:
         await self.store.finish_sent_many(sent)
         return out
 
-    def _task(self, event: MailClassified, b: Binding) -> DeliveryTask:
+    def _task(self, event: MailClassified, b: Binding, content: AlertContent) -> DeliveryTask:
         return DeliveryTask(
             dedupe_key=dedupe_key(str(event.event_id), event.user_id, b.channel, b.target_id),
             tenant_id=event.tenant_id,
@@ -286,13 +304,13 @@ class Notifier:
             target_id=b.target_id,
             event_id=str(event.event_id),
             mailbox_id=event.ref.mailbox_id,
-            content=render(event, self.app_base_url),
+            content=content,
         )
 
     async def _over_limit_many(
         self, events: list[MailClassified], prefs: dict[tuple[str, str], Preferences], now: datetime
     ) -> set[object]:
-        """Event ids past the digest threshold or the hourly limit; one counter update per user."""
+        """Event ids past the digest threshold or the hourly limit; the counters of all users in one call."""
         by_user: dict[tuple[str, str], list[MailClassified]] = {}
         for e in events:
             if (
@@ -302,11 +320,12 @@ class Notifier:
                 by_user.setdefault((e.tenant_id, e.user_id), []).append(e)
         window = window_start(now, self.limits.digest_window_s).strftime("m%Y%m%dT%H%M%S")
         hour = window_start(now, 3600).strftime("h%Y%m%dT%H")
-        counts = await asyncio.gather(
-            *(self.counter.count(t, u, hour, window, len(evs)) for (t, u), evs in by_user.items())
+        counts = await self.counter.count_many(
+            hour, window, {user: len(evs) for user, evs in by_user.items()}
         )
         over: set[object] = set()
-        for evs, (per_window, per_hour) in zip(by_user.values(), counts, strict=True):
+        for user, evs in by_user.items():
+            per_window, per_hour = counts[user]
             k = len(evs)
             for i, e in enumerate(evs):
                 nth_window, nth_hour = per_window - k + i + 1, per_hour - k + i + 1

@@ -41,6 +41,16 @@ class NotifySettings(ServiceSettings):
 
     consumer_group: str = Field(default="notify", description="Kafka consumer group of notify.")
     batch_max_records: int = Field(default=200, description="Most mail.classified records per batch.")
+    batch_timeout_ms: int = Field(
+        default=10,
+        description="Longest an idle mail.classified poll waits for records, ms; FastStream then sleeps as long "
+        "again before the next poll, so an idle worker picks up a record within about twice this.",
+    )
+    fetch_max_wait_ms: int = Field(
+        default=50,
+        description="Kafka fetch.max.wait.ms of the mail.classified consumer: longest the broker holds a fetch "
+        "that has no new records, ms.",
+    )
     send_concurrency: int = Field(default=64, description="Concurrent provider sends per worker.")
     retry_delays_s: list[float] = Field(
         default=[30.0, 300.0, 3600.0], description="Delay of each retry topic, in seconds."

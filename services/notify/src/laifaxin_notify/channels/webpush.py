@@ -4,6 +4,10 @@ Every request carries ``TTL`` (pywebpush's default 0 drops the message when the 
 ``Urgency`` (``high`` for inquiries and replies, ``normal`` otherwise) and ``Topic`` (the first 32 characters
 of the dedupe key, so an undelivered duplicate is replaced, RFC 8030 section 5.4).
 
+VAPID (RFC 8292 section 2): the JWT's ``aud`` is the push service's origin and its ``exp`` at most 24 hours
+ahead, so one token per origin serves every push to it: it is signed with ``exp`` 12 hours ahead and re-signed
+when less than an hour is left, instead of one ECDSA signature per message.
+
 Status handling (RFC 8030 sections 5, 7; reference/notify.md section 3): 201 sent; 404/410 the subscription is
 gone: delete it, no retry; 413 resend once with a shorter payload; 429 retry after ``Retry-After``;
 400/401/403 configuration: dead-letter and alert; 5xx and transport errors retry.
@@ -16,6 +20,7 @@ import json
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +35,12 @@ from .base import Outcome
 MAX_PAYLOAD_BYTES = 3993
 """Most plaintext bytes in one aes128gcm record (RFC 8291 section 4)."""
 URGENT_CATEGORIES = frozenset({"to_reply", "inquiry"})
+VAPID_LIFETIME_S = 12 * 3600
+"""``exp`` of a VAPID JWT, seconds ahead (RFC 8292 section 2 allows at most 24 hours; pywebpush uses 12)."""
+VAPID_RENEW_BEFORE_S = 3600
+"""A cached VAPID JWT is re-signed when less than this many seconds of its validity are left."""
+VAPID_CACHE_MAX = 1024
+"""Most origins with a cached JWT (endpoints are user-supplied; past this the cache starts over)."""
 
 
 def _b64url(data: bytes) -> str:
@@ -107,9 +118,32 @@ class WebPushSender:
         self.ttl_s = ttl_s
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._vapid_cache: dict[str, tuple[float, dict[str, str]]] = {}
+        self.vapid_signatures = 0
+        """How many VAPID JWTs were signed (one per origin and ~11 hours)."""
 
     def __repr__(self) -> str:
         return "WebPushSender()"
+
+    def vapid_headers(self, endpoint: str, now: float | None = None) -> dict[str, str]:
+        """``{"Authorization": "vapid t=<ES256 JWT>,k=<public key>"}`` for ``endpoint`` (RFC 8292 section 3).
+
+        The JWT (claims ``aud`` = the endpoint's origin, ``exp``, ``sub``) is cached per origin and re-signed
+        when less than :data:`VAPID_RENEW_BEFORE_S` of its :data:`VAPID_LIFETIME_S` are left. ``now`` is epoch
+        seconds (default: the clock).
+        """
+        url = urlsplit(endpoint)
+        aud = f"{url.scheme}://{url.netloc}"
+        now = time.time() if now is None else now
+        cached = self._vapid_cache.get(aud)
+        if cached is None or cached[0] - now < VAPID_RENEW_BEFORE_S:
+            if len(self._vapid_cache) >= VAPID_CACHE_MAX:
+                self._vapid_cache.clear()
+            exp = int(now) + VAPID_LIFETIME_S
+            cached = (exp, dict(self.vapid.sign({"aud": aud, "exp": exp, "sub": self.subject})))
+            self._vapid_cache[aud] = cached
+            self.vapid_signatures += 1
+        return dict(cached[1])
 
     @property
     def public_key(self) -> str:
@@ -125,15 +159,14 @@ class WebPushSender:
             await self._session.close()
 
     async def _push(self, subscription: dict[str, Any], data: str, urgency: str, topic: str) -> int:
-        response = await webpush_async(
+        headers = {"Urgency": urgency, "Topic": topic, **self.vapid_headers(str(subscription["endpoint"]))}
+        response = await webpush_async(  # no vapid_claims: pywebpush would sign a new JWT for every message
             subscription_info=subscription,
             data=data,
-            vapid_private_key=self.vapid,
-            vapid_claims={"sub": self.subject},  # a fresh dict: pywebpush fills aud/exp into it
             content_encoding="aes128gcm",
             ttl=self.ttl_s,
             timeout=self.timeout,  # type: ignore[arg-type]  # passed through to aiohttp, which wants ClientTimeout
-            headers={"Urgency": urgency, "Topic": topic},
+            headers=headers,  # type: ignore[arg-type]  # pywebpush's annotation is dict[str, str | int | float]
             aiohttp_session=self._http(),
         )
         assert not isinstance(response, str)

@@ -434,18 +434,3 @@ async def test_batch_successes_are_marks_that_no_takeover_resends(
     assert await notifier.wechat_receipt(str(wechat.sent[0].msgid), "success") == 1
     [wx] = [h for h in await store.history(ev.tenant_id, ev.user_id) if h["channel"] == "wechat"]
     assert (wx["status"], wx["attempts"]) == ("delivered", 1)
-
-
-async def test_batched_counters_insert_first_alerts_and_increment_the_rest(store: Store) -> None:
-    users = {("t1", f"c{i}"): 1 + i % 2 for i in range(20)}  # more than MANY_IDS: the $in path
-    assert await store.count_alerts("h1", "m1", users) == {u: (n, n) for u, n in users.items()}
-    # one after the other: FerretDB v1 applies findAndModify's $inc as read-modify-write, so two concurrent
-    # increments of one document can lose one (MongoDB's are atomic)
-    a = await store.count_alerts("h1", "m1", users)
-    b = await store.count_alerts("h1", "m2", users)
-    for u, n in users.items():
-        assert (a[u], b[u]) == ((2 * n, 2 * n), (n, 3 * n))  # (per window, per hour)
-    few = {("t1", "d1"): 1, ("t1", "d2"): 3}  # two workers create the same counters at once
-    x, y = await asyncio.gather(store.count_alerts("h2", "m1", few), store.count_alerts("h2", "m1", few))
-    for u, n in few.items():
-        assert sorted([x[u], y[u]]) == [(n, n), (2 * n, 2 * n)]

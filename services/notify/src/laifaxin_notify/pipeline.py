@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from pymongo.errors import PyMongoError
+
 from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.logging import get_logger
 
@@ -111,18 +113,27 @@ class MemoryCounter:
 
 
 class StoreCounter:
-    """Counters in MongoDB (one document per user and hour): exact across workers; per batch, one insert for
-    the users' first alerts of the hour and one write per other user."""
+    """Counters in MongoDB, exact or conservative across workers (:meth:`Store.count_alerts`): per batch one
+    ``insert_many`` (a document per user alerted) and one ``find`` of those users' counts of the hour, no
+    updates. The first call of each hour deletes the hours before it (:meth:`Store.prune_counters`; at most
+    once per hour per worker, a failure is logged and left to the next hour's call)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._pruned_hour = ""
 
     async def count(self, tenant_id: str, user_id: str, hour: str, window: str, inc: int) -> tuple[int, int]:
-        return await self.store.count_alert(tenant_id, user_id, hour, window, inc=inc)
+        return (await self.count_many(hour, window, {(tenant_id, user_id): inc}))[(tenant_id, user_id)]
 
     async def count_many(
         self, hour: str, window: str, incs: dict[tuple[str, str], int]
     ) -> dict[tuple[str, str], tuple[int, int]]:
+        if hour > self._pruned_hour:
+            self._pruned_hour = hour
+            try:
+                await self.store.prune_counters(hour)
+            except PyMongoError as exc:
+                log.warning("old counters not deleted", hour=hour, error=type(exc).__name__)
         return await self.store.count_alerts(hour, window, incs)
 
 
@@ -148,8 +159,8 @@ class Notifier:
         app_base_url: base of message links.
         concurrency: most concurrent provider sends.
         clock: returns aware UTC now (tests move time).
-        counter: digest / rate-limit counters (:class:`StoreCounter` by default: exact across workers at one
-            database write per user and batch; :class:`MemoryCounter` per worker, no writes).
+        counter: digest / rate-limit counters (:class:`StoreCounter` by default: exact or conservative across
+            workers, one insert and one read per batch; :class:`MemoryCounter` per worker, no database).
     """
 
     def __init__(
@@ -223,9 +234,9 @@ class Notifier:
         """The events of one consumer batch, with one round trip per step instead of one per event.
 
         Same rules and results as :meth:`handle_classified` for each event: tombstones, preferences and
-        bindings are read in three queries, digest counters once per user, fresh claims in one
-        ``insert_many``, first-attempt successes marked in one update; everything unusual (quiet hours,
-        digests, duplicates, failures) takes the per-delivery path.
+        bindings are read in three queries, digest counters counted with one insert and one read for all
+        users, fresh claims in one ``insert_many``, first-attempt successes marked in one ``insert_many``;
+        everything unusual (quiet hours, digests, duplicates, failures) takes the per-delivery path.
         """
         if not events:
             return []

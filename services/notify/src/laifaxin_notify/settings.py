@@ -75,8 +75,8 @@ class NotifySettings(ServiceSettings):
     digest_window_s: int = Field(default=60, description="Window of the digest counter, seconds.")
     shared_counters: bool = Field(
         default=True,
-        description="Digest/rate-limit counters in MongoDB (exact across workers, one write per user and "
-        "batch) instead of per worker in memory.",
+        description="Digest/rate-limit counters in MongoDB (exact or conservative across workers, one insert "
+        "and one read per batch) instead of per worker in memory.",
     )
 
     wechat_api_base: str = Field(default="https://api.weixin.qq.com", description="WeChat API base URL.")

@@ -9,7 +9,10 @@ Collections:
   binding id, ``data`` = the URL sealed with the shared key ring (``credential``), ``scheme``, redacted
   ``display`` and ``label`` (channels/apprise.py); ``active`` false after WeCom robot 93000.
 - ``deliveries``: one per dedupe key (unique index), the status history of one alert.
-- ``counters``: per-user alert counts per minute and per hour (``_id`` = ``tenant|user|window``).
+- ``counters``: alert counts, insert-only: one document per (tenant, user) and batch that alerted them (random
+  ``_id``, ``key`` = ``tenant|user``, ``hour``, digest ``window``, ``n`` alerts, ``at``); a user's count in a
+  window or an hour is the sum of ``n`` (:meth:`Store.count_alerts`). Index ``key_hour``; hours before the
+  current one are deleted (:meth:`Store.prune_counters`).
 - ``digests``: one per (tenant, user, window) claim, so one digest is scheduled per window.
 - ``removed_mailboxes``: tombstones from ``mailbox.removed``, so in-flight tasks for it are dropped.
 - ``provider_ids``: ``channel:provider_id`` (WeChat msgid) -> dedupe key, for delivery receipts.
@@ -29,6 +32,7 @@ many ids of one collection with one ``$in`` query instead (:meth:`Store._by_ids`
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import random
 from collections.abc import Awaitable, Callable
@@ -36,9 +40,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
 
@@ -73,6 +78,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("mailbox_id", ASCENDING)], name="mailbox"),
         IndexModel([("digest_window", ASCENDING)], name="digest_window"),
     ],
+    "counters": [IndexModel([("key", ASCENDING), ("hour", ASCENDING)], name="key_hour")],
 }
 
 
@@ -135,6 +141,33 @@ async def _insert_new(collection: Any, docs: list[Document]) -> None:
     except BulkWriteError as exc:
         if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
             raise
+
+
+async def _insert_all(collection: Any, docs: list[Document], attempts: int = 6) -> None:
+    """``insert_many(ordered=False)`` of documents with client-made ``_id`` s, all written when it returns.
+
+    Documents refused as busy (``SQLITE_BUSY`` write errors) are sent again; one written meanwhile is a duplicate
+    key (11000), taken as written.
+
+    Raises:
+        BulkWriteError: another write error, or still busy after ``attempts``.
+    """
+    pending = docs
+    for attempt in range(attempts):
+        try:
+            await _busy_retry(functools.partial(collection.insert_many, pending, ordered=False))
+            return
+        except BulkWriteError as exc:
+            failed = [e for e in exc.details.get("writeErrors", []) if e.get("code") != 11000]
+            if not failed:
+                return
+            if attempt == attempts - 1 or any(
+                "database is locked" not in str(e.get("errmsg")) for e in failed
+            ):
+                raise
+            pending = [pending[e["index"]] for e in failed]
+            await asyncio.sleep(0.02 * (2**attempt) * (0.5 + random.random()))  # noqa: S311  # jitter
+    raise AssertionError("unreachable")
 
 
 def _bindings_from(docs: list[Document]) -> list[Binding]:
@@ -516,64 +549,53 @@ class Store:
         return [AlertContent.model_validate(d["content"]) async for d in cursor]
 
     # rate limit and digest ---------------------------------------------------------------------------------
-    async def count_alert(
-        self, tenant_id: str, user_id: str, hour: str, window: str, inc: int = 1
-    ) -> tuple[int, int]:
-        """Count ``inc`` alerts for the user; returns (count in ``window``, count in ``hour``) after it.
-
-        One document per user and hour holds the hour's total and one counter per digest window, so one
-        ``findAndModify`` serves both the digest threshold and the hourly rate limit. ``_id`` is unique by
-        nature: two workers creating the same counter at once conflict and the loser retries as an update.
-        """
-        key = f"{tenant_id}|{user_id}|{hour}"
-        for _ in range(3):
-            try:
-                doc = await _busy_retry(
-                    lambda: self.counters.find_one_and_update(
-                        {"_id": key},
-                        {"$inc": {"n": inc, f"w.{window}": inc}},
-                        upsert=True,
-                        return_document=ReturnDocument.AFTER,
-                    )
-                )
-            except DuplicateKeyError:
-                continue
-            if doc is not None:
-                return int(doc["w"][window]), int(doc["n"])
-        raise RuntimeError(f"counter {hour} could not be incremented")
-
     async def count_alerts(
         self, hour: str, window: str, incs: dict[tuple[str, str], int]
     ) -> dict[tuple[str, str], tuple[int, int]]:
-        """:meth:`count_alert` for many users: ``incs`` maps (tenant, user) to alerts to add; returns (count in
-        ``window``, count in ``hour``) after it, per user.
+        """Count alerts of many users: ``incs`` maps (tenant, user) to alerts to add; returns (count in
+        ``window``, count in ``hour``) per user, this call's own alerts included.
 
-        Counters not there yet (a user's first alert of the hour, the common case) are inserted with one
-        ``insert_many`` (one transaction on FerretDB v1, where each updated document is one); the others are
-        incremented one ``findAndModify`` each. A counter another worker inserted meanwhile is a duplicate key and
-        is incremented instead.
+        Insert-only, two round trips whatever the number of users: one ``insert_many`` of one document per user
+        (``key``, ``hour``, ``window``, ``n``, ``at``; one transaction on FerretDB v1, where every *updated*
+        document is one), then one ``find`` of those users' documents of the hour (``key`` ``$in``, ``hour``),
+        summed here. Exact or conservative across workers: a count never misses an alert whose insert finished
+        before this one's read, so of two workers counting one user at once, at least the later reader sees
+        both (as if serialized) and at worst both do (both may digest); no increment is lost (FerretDB's
+        ``$inc`` is read-modify-write and could lose one). On FerretDB v1 the ``find`` scans the collection
+        (only ``_id`` filters use an index there): its cost grows with the documents of the hour; on MongoDB
+        it is a ``key_hour`` index lookup.
         """
-        keys = {user: f"{user[0]}|{user[1]}|{hour}" for user in incs}
-        existing = await self._by_ids(self.counters, list(keys.values()))
-        fresh = [user for user, key in keys.items() if key not in existing]
-        out: dict[tuple[str, str], tuple[int, int]] = {}
-        if fresh:
-            docs = [{"_id": keys[u], "n": incs[u], "w": {window: incs[u]}} for u in fresh]
-            taken: set[str] = set()
-            try:
-                await _busy_retry(lambda: self.counters.insert_many(docs, ordered=False))
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != 11000 for e in errors):
-                    raise
-                taken = {docs[e["index"]]["_id"] for e in errors}
-            out = {u: (incs[u], incs[u]) for u in fresh if keys[u] not in taken}
-        rest = [u for u in incs if u not in out]
-        counts = await asyncio.gather(
-            *(self.count_alert(t, u, hour, window, inc=incs[(t, u)]) for t, u in rest)
+        keys = {user: _user_key(*user) for user in incs}
+        if not keys:
+            return {}
+        now = _now()
+        docs = [
+            {"_id": ObjectId(), "key": keys[u], "hour": hour, "window": window, "n": n, "at": now}
+            for u, n in incs.items()
+            if n > 0
+        ]
+        if docs:
+            await _insert_all(self.counters, docs)
+        totals = {key: [0, 0] for key in keys.values()}
+        cursor = self.counters.find(
+            {"key": {"$in": list(totals)}, "hour": hour}, {"_id": 0, "key": 1, "window": 1, "n": 1}
         )
-        out.update(zip(rest, counts, strict=True))
-        return out
+        async for d in cursor:
+            total = totals[d["key"]]
+            total[1] += int(d["n"])
+            if d.get("window") == window:
+                total[0] += int(d["n"])
+        return {user: (totals[key][0], totals[key][1]) for user, key in keys.items()}
+
+    async def prune_counters(self, hour: str) -> int:
+        """Delete the counter documents of hours before ``hour`` (and any without an hour: the per-user-and-hour
+        documents of earlier versions); returns how many.
+
+        On MongoDB a TTL index on ``at`` could do this; FerretDB v1 has no TTL indexes, so the counter calls it
+        (:class:`~.pipeline.StoreCounter`: at most once per hour per worker).
+        """
+        result = await _busy_retry(lambda: self.counters.delete_many({"hour": {"$not": {"$gte": hour}}}))
+        return int(result.deleted_count)
 
     async def claim_digest(self, tenant_id: str, user_id: str, window: str) -> bool:
         """True for the first caller per (user, window): that caller schedules the digest."""

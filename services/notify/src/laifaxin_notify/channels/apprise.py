@@ -8,7 +8,9 @@ and sends for every supported scheme except the chat robots (``wecombot``, ``din
   and a code in the body, and Apprise's plugins (2.2.0: ``NotifyWeComBot``, ``NotifyDingTalk``, ``NotifyFeishu``,
   ``NotifyLark``) check only the HTTP status, so Apprise reports ``{"errcode":45009}`` or ``{"code":19024}`` as
   a success (reference/notify.md section 0.4, re-read in the installed source). Apprise still parses the URL
-  (token, secret); the POST is ours, over httpx, one code path for the three vendors (:class:`RobotVendor`:
+  (token, secret); the POST is ours, over one shared ``aiohttp.ClientSession`` (not httpx: its connection pool
+  costs ~5 ms of CPU per request under load, encode/httpcore#1035, see channels/wechat.py), one code path for
+  the three vendors (:class:`RobotVendor`:
   request, answer code, :class:`CodeRules`). The body's code decides; 0 is sent, anything unknown is a
   permanent failure (dead letter). API bases are settings (``NOTIFY_WECOM_BOT_API_BASE``,
   ``NOTIFY_DINGTALK_API_BASE``, ``NOTIFY_FEISHU_API_BASE``, ``NOTIFY_LARK_API_BASE``), which is how the tests
@@ -54,8 +56,10 @@ Secrets: the URL carries the token or webhook key, so it is stored only sealed w
 (:class:`laifaxin_shared.crypto.KeyRing`, AES-256-GCM, associated data bound to the tenant, the user and the
 binding id), opened only here to send, and shown everywhere else as :func:`redact` (scheme, host, ``****``).
 Apprise's logger is detached from the root logger (its debug lines print URLs with keys), outcomes carry
-status codes, never the URL, and httpx errors are reported by type only (their text contains the URL). The
-robots' signatures (a DingTalk ``sign`` rides in the query string httpx logs) are masked like the token.
+status codes, never the URL, and transport errors are reported by type only (aiohttp's ``InvalidURL`` and
+response errors quote the URL). aiohttp logs no request lines; urllib3 (Apprise's ``requests``) logs the path
+and query at DEBUG, masked while a URL is sent (:class:`_MaskSecrets`). A robot's answer message is masked for
+its token, secret and signature (a DingTalk ``sign`` rides in the query string) before it becomes a detail.
 
 Generic ``json://`` / ``form://`` targets name the user's own host: it must resolve to public addresses only,
 unless ``NOTIFY_HOST_ALLOWLIST`` names it (ARCHITECTURE.md "Credentials and tenancy"; the tests allowlist
@@ -84,8 +88,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import apprise
-import httpx
 from apprise.plugins import url_to_dict
 
 from laifaxin_shared.crypto import CredentialError, KeyRing
@@ -114,7 +118,7 @@ SUPPORTED_TEXT = (
     "json:// or jsons:// (JSON webhook), form:// or forms:// (form webhook)"
 )
 ROBOT_SCHEMES = frozenset({"wecombot", "dingtalk", "feishu", "lark"})
-"""Chat robots sent by our own httpx call (:class:`RobotVendor`), not by Apprise's plugin."""
+"""Chat robots sent by our own aiohttp call (:class:`RobotVendor`), not by Apprise's plugin."""
 MAX_URL_CHARS = 2048
 WECOM_TEXT_BYTES = 2048
 """Most bytes of UTF-8 in a WeCom robot text message (robot doc 91770)."""
@@ -213,14 +217,14 @@ def redact(scheme: str, host: str, port: int | None = None) -> str:
 _captured: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("apprise_captured", default=None)
 _sending: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("apprise_sending", default=())
 _NOT_SECRET = frozenset({*SCHEMES, "https", "http", "post", "get", "upstream", "markdown", "text", "html"})
-HTTP_LOGGERS = ("httpx", "urllib3.connectionpool")
-"""Loggers that print request URLs (httpx at INFO, urllib3 at DEBUG): masked while a URL is being sent."""
+HTTP_LOGGERS = ("urllib3.connectionpool",)
+"""Loggers that print request URLs (urllib3 at DEBUG, for Apprise's plugins): masked while a URL is being sent.
+The robots' aiohttp calls log no URLs."""
 
 
 class _MaskSecrets(logging.Filter):
-    """Masks the secrets of the URL being sent in this task or thread (:data:`_sending`) in HTTP client log
-    lines: httpx logs ``HTTP Request: POST https://qyapi.../send?key=KEY`` at INFO, urllib3 the path and query
-    at DEBUG."""
+    """Masks the secrets of the URL being sent in this thread (:data:`_sending`) in HTTP client log lines:
+    urllib3 logs ``"POST /hook?token=KEY HTTP/1.1" 200`` at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = _sending.get()
@@ -426,7 +430,7 @@ def feishu_sign(timestamp_s: int, secret: str) -> str:
 @dataclass(frozen=True)
 class RobotRequest:
     """One robot POST: path under the API base, query, JSON body (UTF-8 bytes) and the strings it carries that
-    must be masked in logs besides the URL's own (signatures)."""
+    must be masked besides the URL's own (signatures), e.g. in an answer message that quotes the request."""
 
     path: str
     params: dict[str, str]
@@ -485,7 +489,7 @@ def _feishu_code_of(answer: dict[str, Any]) -> tuple[int, str] | None:
 
 @dataclass(frozen=True)
 class RobotVendor:
-    """A chat robot sent by our own httpx call: how to build the request and read the answer's code.
+    """A chat robot sent by our own aiohttp call: how to build the request and read the answer's code.
 
     Attributes:
         name: the vendor in outcome details (``dingtalk robot`` ...).
@@ -625,7 +629,7 @@ class AppriseSender:
         concurrency: threads running Apprise's blocking sends (and URL parsing) at once.
         host_allowlist: ``NOTIFY_HOST_ALLOWLIST`` for generic webhook hosts.
         wecom_rate_limit_delay_s: wait after WeCom errcode 45009.
-        http: an httpx client for the chat robots (tests may pass one).
+        max_connections: keep-alive connections of the chat robots' ``aiohttp.ClientSession``.
         dingtalk_base_url: DingTalk API base for custom robots (``https://oapi.dingtalk.com``).
         dingtalk_rate_limit_delay_s: wait after DingTalk errcode 130101 / 410100.
         feishu_base_url: Feishu API base for custom bots (``https://open.feishu.cn``).
@@ -643,7 +647,7 @@ class AppriseSender:
         concurrency: int = 8,
         host_allowlist: str = "",
         wecom_rate_limit_delay_s: float = 60.0,
-        http: httpx.AsyncClient | None = None,
+        max_connections: int = 50,
         dingtalk_base_url: str = "https://oapi.dingtalk.com",
         dingtalk_rate_limit_delay_s: float = 600.0,
         feishu_base_url: str = "https://open.feishu.cn",
@@ -674,15 +678,24 @@ class AppriseSender:
         """Wait after each robot's frequency-limit code."""
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="apprise")
-        self._http = http or httpx.AsyncClient(
-            timeout=timeout_s, follow_redirects=False, limits=httpx.Limits(max_connections=50)
-        )
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
 
     def __repr__(self) -> str:
         return "AppriseSender()"
 
+    def _http(self) -> aiohttp.ClientSession:
+        """The robots' session, created on first use (inside the event loop)."""
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.timeout_s)
+            )
+        return self._session
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _blocking(self, fn: Any, *args: Any) -> Any:
@@ -814,31 +827,30 @@ class AppriseSender:
         title, body = alert_text(task.content)
         if target.scheme in ROBOT_SCHEMES:
             return await self._send_robot(target, f"{title}\n{body}".strip(), target.secrets(url))
-        token = _sending.set(target.secrets(url))
-        try:
-            return await self._send_apprise(target, title, body, _sending.get())
-        finally:
-            _sending.reset(token)
+        return await self._send_apprise(target, title, body, target.secrets(url))
 
     async def _send_robot(self, target: AppriseTarget, text: str, secrets: tuple[str, ...]) -> Outcome:
         """One POST to a chat robot; the code in its answer decides (:class:`RobotVendor`)."""
         vendor = ROBOTS[target.scheme]
         req = vendor.request(target, text, self.clock())
         secrets = tuple(sorted({*secrets, *req.secrets}, key=len, reverse=True))
-        token = _sending.set(secrets)  # httpx logs the request URL (token, DingTalk's sign) at INFO
         try:
-            resp = await self._http.post(
+            async with self._http().post(
                 self.robot_bases[target.scheme] + req.path,
                 params=req.params,
-                content=req.body,
+                data=req.body,
                 headers={"Content-Type": "application/json; charset=utf-8"},
-            )
-        except httpx.HTTPError as exc:  # its text holds the URL with the token: type only
+                allow_redirects=False,
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            OSError,
+        ) as exc:  # some quote the URL with the token: type only
             return Outcome("retry", f"{vendor.name} transport: {type(exc).__name__}")
-        finally:
-            _sending.reset(token)
         try:
-            answer = resp.json()
+            answer = json.loads(raw)
             found = vendor.code_of(answer) if isinstance(answer, dict) else None
         except (ValueError, TypeError):
             found = None
@@ -846,11 +858,11 @@ class AppriseSender:
             code, msg = found
             for secret in secrets:
                 msg = msg.replace(secret, "****")
-            if resp.status_code == 200 or (code != 0 and 400 <= resp.status_code < 500):
+            if status == 200 or (code != 0 and 400 <= status < 500):
                 return vendor.rules.classify(code, msg, self.rate_limit_delays_s[target.scheme])
-        if resp.status_code != 200:
-            detail = f"{vendor.name} http {resp.status_code}"
-            if resp.status_code in RETRY_STATUSES or resp.status_code >= 500:
+        if status != 200:
+            detail = f"{vendor.name} http {status}"
+            if status in RETRY_STATUSES or status >= 500:
                 return Outcome("retry", detail)
             return Outcome("failed", detail, dead_letter=True)
         return Outcome("retry", f"{vendor.name}: answer without {vendor.rules.field}")

@@ -9,6 +9,7 @@ answer) and ``/metrics`` (Prometheus) on ``SYNC_HTTP_PORT``, and on SIGTERM/SIGI
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import signal
 import time
@@ -32,10 +33,25 @@ from laifaxin_sync.prepare import Preparer, default_processes
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.registry import RegistryConsumer
 from laifaxin_sync.settings import SyncSettings
+from laifaxin_sync.startup import StartGate
 from laifaxin_sync.store import SyncStore
 from laifaxin_sync.supervisor import Supervisor
 
 log = get_logger(__name__)
+
+TLS_READ_BUFFER = 32 * 1024  # bytes; a TLS record carries at most 16 KiB
+
+
+def limit_tls_read_buffer(size: int = TLS_READ_BUFFER) -> None:
+    """Make asyncio's TLS transports allocate ``size`` bytes of read buffer instead of 256 KiB each.
+
+    ``asyncio.sslproto.SSLProtocol`` allocates (and zero-fills) a ``max_size`` bytearray per connection, and a
+    worker holds one TLS connection per mailbox: 1,000 IDLE mailboxes kept 250 MB resident for buffers that
+    never hold more than one read. ``max_size`` only caps how much one read takes (decrypted data is read in
+    chunks of it, a TLS record holds at most 16 KiB), so a smaller one changes nothing else. Process-wide:
+    called by :func:`main`.
+    """
+    asyncio.sslproto.SSLProtocol.max_size = size
 
 
 class _Server(uvicorn.Server):
@@ -66,7 +82,9 @@ class SyncWorker:
         )
         processes = settings.parse_processes
         self.preparer = Preparer(
-            default_processes() if processes is None else processes, inline_max=settings.parse_inline_max
+            default_processes() if processes is None else processes,
+            inline_max=settings.parse_inline_max,
+            idle_seconds=settings.parse_idle_seconds,
         )
         self.ctx = WorkerContext(
             settings,
@@ -75,6 +93,7 @@ class SyncWorker:
             self.metrics,
             keyring,
             self.preparer,
+            StartGate(settings.start_concurrency, self.metrics),
         )
         self.supervisor = Supervisor(self.ctx)
         self.registry = RegistryConsumer(settings, self.supervisor, self.broker)
@@ -99,7 +118,6 @@ class SyncWorker:
                 s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
             )
         await self.broker.connect()
-        await self.preparer.start()
         await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()
         self.tasks.append(asyncio.create_task(self.registry.run(), name="registry"))
@@ -203,4 +221,5 @@ def main() -> None:
     """Entry point of ``python -m laifaxin_sync``."""
     settings = SyncSettings()
     configure_logging("sync", settings.log_level, json=settings.log_json)
+    limit_tls_read_buffer()
     asyncio.run(run(settings))

@@ -31,12 +31,15 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
   cursor behind; the retry finds the entries it had claimed at the same location and republishes them under
   the same ``event_id`` (consumers dedupe on it), and skips copies indexed at another location: at-least-once
   publish, one index entry per message.
+- **Cursor writes only when needed**: a pass that changed nothing writes nothing; a folder's first cursor is
+  inserted once (at the end of its first pass, or before anything above its baseline is published), and a
+  worker starting many mailboxes hands their cursors over read in bulk (``known``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -137,6 +140,13 @@ async def _run_stages(*stages: Coroutine[Any, Any, None]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _persisted(cur: Cursor) -> tuple[Any, ...]:
+    """What a cursor write would store, but the time of the write."""
+    doc = cur.to_doc()
+    doc.pop("updated_at")
+    return tuple(sorted(doc.items()))
+
+
 def _check(response: aioimaplib.Response, command: str) -> aioimaplib.Response:
     if response.result != "OK":
         text = b" ".join(x for x in response.lines if isinstance(x, bytes)).decode("utf-8", "replace")
@@ -173,6 +183,7 @@ class FolderSync:
         reset_hold_max: float = 86_400.0,
         guard: Callable[[], None],
         on_reset: Callable[[Folder, int, int], Awaitable[None]],
+        known: Iterable[Cursor] | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -190,6 +201,21 @@ class FolderSync:
         self.guard = guard
         self.on_reset = on_reset
         self.cursors: dict[str, Cursor] = {}
+        self._saved: dict[str, tuple[Any, ...]] = {}  # per folder: the cursor as last read or written
+        # ``known``: every stored cursor of the mailbox, read in bulk under the current lease (a worker starting
+        # many mailboxes): no per-folder read, and a folder without one is known to have none.
+        self._looked_up = known is not None
+        self._missing: set[str] = set()  # folders read from the store and found without a cursor
+        for cur in known or ():
+            self.cursors[cur.folder] = cur
+            self._saved[cur.folder] = _persisted(cur)
+
+    async def _save(self, cur: Cursor) -> None:
+        """Write the cursor unless it is stored as it is; a folder's first cursor is inserted."""
+        if self._saved.get(cur.folder) == _persisted(cur):
+            return
+        await self.store.save_cursor(cur, self.lease, create=cur.folder not in self._saved)
+        self._saved[cur.folder] = _persisted(cur)
 
     def unstable(self) -> list[str]:
         """Folders whose UIDVALIDITY changed ``max_resets`` times or more in a row (re-baselining is held)."""
@@ -205,10 +231,13 @@ class FolderSync:
     async def cursor(self, folder: Folder) -> Cursor | None:
         """The folder's cursor (cached after the first read)."""
         cur = self.cursors.get(folder.name)
-        if cur is None:
+        if cur is None and not self._looked_up and folder.name not in self._missing:
             cur = await self.store.load_cursor(self.identity.mailbox_id, folder.name)
             if cur is not None:
                 self.cursors[folder.name] = cur
+                self._saved[folder.name] = _persisted(cur)
+            else:
+                self._missing.add(folder.name)
         return cur
 
     async def changed(self, folder: Folder, status: FolderStatus) -> bool:
@@ -268,7 +297,7 @@ class FolderSync:
         cur.uidnext = max(status.uidnext, cur.last_uid + 1)
         cur.highestmodseq = status.highestmodseq
         cur.messages = status.messages
-        await self.store.save_cursor(cur, self.lease)
+        await self._save(cur)  # no write when nothing changed
         return published
 
     async def _baseline(
@@ -304,7 +333,8 @@ class FolderSync:
             resets=resets,
             reset_at=utc_now() if resets else None,
         )
-        await self.store.save_cursor(cur, self.lease, create=True)
+        if window_days or resets:
+            await self._save(cur)  # before any history is published / the reset is reported
         self.cursors[folder.name] = cur
         return cur
 
@@ -316,6 +346,8 @@ class FolderSync:
         cur = await self.cursor(folder)
         if cur is None:
             raise RuntimeError(f"no cursor for {folder.name}")
+        if cur.folder not in self._saved:
+            await self._save(cur)  # the baseline is stored before anything above it is published
         published = 0
         while True:
             reply = _check(await client.uid_search(f"UID {cur.last_uid + 1}:*", charset=None), "UID SEARCH")
@@ -338,7 +370,7 @@ class FolderSync:
             if not uids:
                 cur.last_uid = max(cur.last_uid, cur.baseline_uidnext - 1)
                 cur.high_water = max(cur.high_water, cur.last_uid)
-                await self.store.save_cursor(cur, self.lease)
+                await self._save(cur)
                 continue
             chunks = [uids[i : i + self.batch] for i in range(0, len(uids), self.batch)]
             published += await self._batches(client, folder, cur, chunks)
@@ -528,7 +560,7 @@ class FolderSync:
         cur.last_uid = max(cur.last_uid, stored.last_uid)
         cur.high_water = max(cur.high_water, cur.last_uid)
         cur.uidnext = max(cur.uidnext, cur.last_uid + 1)
-        await self.store.save_cursor(cur, self.lease)
+        await self._save(cur)
         return len(stored.events)
 
     def _raw_doc(self, key: str, body: bytes) -> dict[str, Any]:

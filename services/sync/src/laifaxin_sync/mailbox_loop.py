@@ -60,7 +60,8 @@ from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.prepare import Preparer
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
-from laifaxin_sync.store import Lease, LeaseLost, SyncStore
+from laifaxin_sync.startup import Slot, StartGate
+from laifaxin_sync.store import Cursor, Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
 
@@ -73,7 +74,8 @@ class Stopping(Exception):  # a control-flow signal, not an error
 
 
 class WorkerContext:
-    """What every mailbox loop of a worker shares (``preparer``: parsing, in the worker's process pool)."""
+    """What every mailbox loop of a worker shares (``preparer``: parsing, in the worker's process pool;
+    ``start_gate``: the connect slots, ``SYNC_START_CONCURRENCY``)."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class WorkerContext:
         metrics: SyncMetrics,
         keyring: KeyRing,
         preparer: Preparer | None = None,
+        start_gate: StartGate | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,6 +93,7 @@ class WorkerContext:
         self.metrics = metrics
         self.keyring = keyring
         self.preparer = preparer or Preparer(0, inline_max=settings.parse_inline_max)
+        self.start_gate = start_gate or StartGate(settings.start_concurrency, metrics)
         self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if settings.tls_ca_file:
             self.ssl_context.load_verify_locations(cafile=settings.tls_ca_file)
@@ -131,9 +135,18 @@ class MailboxLoop:
     """The sync loop of one mailbox, started and stopped by the supervisor.
 
     ``config`` is the ``mailboxes`` document (a stored ``mailbox.verified`` plus ``partition`` and ``status``).
+    ``lease``: the mailbox's lease when the supervisor claimed it already (in bulk, :meth:`SyncStore.claim_leases`);
+    None: the loop claims it, waiting while another live worker holds it. ``cursors``: the mailbox's stored
+    cursors, read in bulk after that claim (None: read per folder); used by the first connection only.
     """
 
-    def __init__(self, config: dict[str, Any], ctx: WorkerContext) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        ctx: WorkerContext,
+        lease: Lease | None = None,
+        cursors: list[Cursor] | None = None,
+    ) -> None:
         self.config = config
         self.ctx = ctx
         self.mailbox_id: str = config["_id"]
@@ -155,11 +168,18 @@ class MailboxLoop:
             stable_s=s.stable_connection_seconds,
         )
         self.last_synced_at: datetime | None = None
+        self._slot: Slot | None = None
+        self._known_cursors: list[Cursor] | None = None
+        if lease is not None:
+            self._hold(lease)
+            self._known_cursors = cursors
 
     # ------------------------------------------------------------------------------------------ control
 
     def start(self) -> None:
-        """Start the loop task (the supervisor keeps this object, and so the task reference)."""
+        """Start the loop task (the supervisor keeps this object, and so the task reference); the mailbox counts
+        as starting until its first connection attempt is over (:class:`~laifaxin_sync.startup.StartGate`)."""
+        self.ctx.start_gate.expect(self.mailbox_id)
         self._task = asyncio.create_task(self._run(), name=f"mailbox:{self.mailbox_id}")
 
     @property
@@ -207,18 +227,22 @@ class MailboxLoop:
 
     async def _run(self) -> None:
         try:
-            await self._claim()
+            if self.lease is None:
+                await self._claim()
             spread = self.ctx.settings.start_spread_seconds
             if spread:
                 await self._sleep(spread * (hash(self.mailbox_id) % 1000) / 1000)
             while not self._stop.is_set():
                 delay = await self._attempt()
+                self._started()
                 if delay is None:
                     break
                 await self._sleep(delay)
         except Stopping:
             pass
         finally:
+            self._release_slot()
+            self.ctx.start_gate.done(self.mailbox_id, started=False)
             if self.has_lease and not self.lease_lost and self.lease is not None:
                 try:
                     await self.ctx.store.release_lease(self.lease)
@@ -229,16 +253,37 @@ class MailboxLoop:
     async def _claim(self) -> None:
         s = self.ctx.settings
         while not self._stop.is_set():
-            lease = await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id)
+            try:
+                lease = await self.ctx.store.claim_lease(self.mailbox_id, s.worker_id)
+            except PyMongoError as exc:  # the store is busy or down: try again later, not in a tight loop
+                log.warning(
+                    "lease claim failed; retrying", mailbox_id=self.mailbox_id, error=type(exc).__name__
+                )
+                self.ctx.metrics.errors.labels("infrastructure").inc()
+                await self._sleep(self.backoff.next_delay("error"))
+                continue
             if lease is not None:
-                self.lease = lease
-                self.has_lease = True
-                self.lease_lost = False
-                self.lease_claimed_at = time.monotonic()
+                self._hold(lease)
                 return
             log.info("lease held by another worker; waiting", mailbox_id=self.mailbox_id)
             await self._sleep(max(1.0, s.lease_ttl_seconds / 3))
         raise Stopping
+
+    def _hold(self, lease: Lease) -> None:
+        self.lease = lease
+        self.has_lease = True
+        self.lease_lost = False
+        self.lease_claimed_at = time.monotonic()
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+    def _started(self) -> None:
+        """The connect phase is over (first pass done, or the attempt failed): free the start slot."""
+        self._release_slot()
+        self.ctx.start_gate.done(self.mailbox_id)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -377,6 +422,9 @@ class MailboxLoop:
     async def _session(self, password: str, on_connected: Callable[[], None]) -> None:
         imap = self.config["imap"]
         s = self.ctx.settings
+        self._slot = await self.ctx.start_gate.acquire(self._stop)
+        if self._slot is None:
+            raise Stopping
         await check_host(self.ctx, imap["host"], int(imap["port"]))
         client = await connect_imap(
             imap["host"],
@@ -400,6 +448,7 @@ class MailboxLoop:
                 await client.enable("CONDSTORE")
             await self._loop(client)
         finally:
+            self._release_slot()
             self.ctx.metrics.connections.dec()
             await _close(client, s.imap_timeout)
 
@@ -440,7 +489,12 @@ class MailboxLoop:
             reset_hold_max=s.uidvalidity_reset_hold_max_seconds,
             guard=self.guard,
             on_reset=on_reset,
+            known=self._take_known_cursors(),
         )
+
+    def _take_known_cursors(self) -> list[Cursor] | None:
+        known, self._known_cursors = self._known_cursors, None  # a later connection reads them afresh
+        return known
 
     async def _examine(self, client: aioimaplib.IMAP4, folder: Folder, sync: FolderSync) -> None:
         reply = await examine(client, folder.command_name, self.ctx.settings.imap_timeout)
@@ -480,6 +534,7 @@ class MailboxLoop:
             if use_idle and junk_selected:
                 continue  # re-EXAMINE INBOX before IDLE
             self.guard()
+            self._started()
             if not use_idle:
                 await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
                 continue

@@ -15,6 +15,17 @@ class SyncMetrics:
             "sync_mailboxes_owned", "Mailboxes whose loop runs in this worker.", registry=r
         )
         self.partitions_owned = Gauge("sync_partitions_owned", "mailbox.* partitions assigned.", registry=r)
+        self.mailboxes_starting = Gauge(
+            "sync_mailboxes_starting",
+            "Mailbox loops whose first connection attempt has not finished (waiting for a start slot, "
+            "connecting, or in their first pass).",
+            registry=r,
+        )
+        self.mailbox_starts = Counter(
+            "sync_mailbox_starts_total",
+            "Mailbox loops that finished their first connection attempt (first pass done, or failed).",
+            registry=r,
+        )
         self.idle_connections = Gauge(
             "sync_idle_connections", "IMAP connections currently in IDLE.", registry=r
         )

@@ -174,56 +174,135 @@ class Preparer:
     loop and its sockets is unsafe), or inline when the pool is off or the batch is small.
 
     A batch goes inline when it has at most ``inline_max`` messages of at most ``inline_max_bytes`` in all.
-    A broken pool (a process killed) is replaced, and the batch is parsed inline meanwhile.
+    The pool is started by the first batch that needs it (or by :meth:`start`) and shut down after
+    ``idle_seconds`` without work, so a worker whose mailboxes only IDLE keeps no parsing process (about 80 MB
+    each) in memory; batches that come while it starts (about a second: each process imports the parser) are
+    parsed inline. A broken pool (a process killed) is replaced, and the batch is parsed inline meanwhile.
     """
 
-    def __init__(self, processes: int, *, inline_max: int = 4, inline_max_bytes: int = 256 * 1024) -> None:
+    def __init__(
+        self,
+        processes: int,
+        *,
+        inline_max: int = 4,
+        inline_max_bytes: int = 256 * 1024,
+        idle_seconds: float = 120.0,
+    ) -> None:
         self.processes = processes
         self.inline_max = inline_max
         self.inline_max_bytes = inline_max_bytes
+        self.idle_seconds = idle_seconds
+        self.pool_starts = 0  # pools started so far (lazily, or to replace a broken one)
         self._pool: ProcessPoolExecutor | None = None
+        self._warm: asyncio.Future[list[list[Prepared]]] | None = None
+        self._busy = 0
+        self._last_used = 0.0
+        self._reaper: asyncio.TimerHandle | None = None
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
+    @property
+    def running(self) -> bool:
+        """True while pool processes exist (starting or ready)."""
+        return self._pool is not None
+
+    def _start_pool(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._pool = ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_pool_process_init,
             initargs=(os.getpid(),),
         )
-
-    async def start(self) -> None:
-        """Start the pool processes and wait until each has imported the parser (about a second), so the first
-        catch-up does not pay for it."""
-        if self.processes <= 0:
-            return
-        self._pool = self._new_pool()
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
+        self.pool_starts += 1
+        self._last_used = loop.time()
+        # Every process imports the parser now, not in the middle of the first batch it gets.
+        warm = asyncio.gather(
             *(loop.run_in_executor(self._pool, prepare_batch, _WARM_CTX, ()) for _ in range(self.processes))
         )
+        warm.add_done_callback(_retrieve)
+        self._warm = warm
+        self._schedule_reap(loop)
+
+    def _ready(self) -> bool:
+        warm = self._warm
+        return warm is not None and warm.done() and not warm.cancelled() and warm.exception() is None
+
+    async def start(self) -> None:
+        """Start the pool now and wait until every process has imported the parser (about a second).
+
+        Raises:
+            concurrent.futures.process.BrokenProcessPool: a process died while starting.
+        """
+        if self.processes <= 0:
+            return
+        if self._pool is None:
+            self._start_pool()
+        assert self._warm is not None
+        await asyncio.shield(self._warm)
 
     def close(self) -> None:
         """Stop the pool processes (queued work is dropped; nothing depends on it after the loops stopped)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None
+        if self._warm is not None:
+            self._warm.cancel()
+            self._warm = None
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def _schedule_reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._reaper is None:
+            self._reaper = loop.call_at(self._last_used + self.idle_seconds, self._reap, loop)
+
+    def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._reaper = None
+        if self._pool is None:
+            return
+        if self._busy or not (self._warm is not None and self._warm.done()):
+            self._last_used = loop.time()  # look again one idle period later
+        elif loop.time() - self._last_used >= self.idle_seconds:
+            log.info("parse pool idle; stopping it", idle_seconds=self.idle_seconds)
+            self.close()
+            return
+        self._schedule_reap(loop)
 
     async def prepare(self, ctx: BatchContext, jobs: Sequence[ParseJob]) -> list[Prepared]:
         """:func:`prepare_batch` of ``jobs``, in the pool or inline."""
         if not jobs:
             return []
         inline = len(jobs) <= self.inline_max and sum(len(j.body) for j in jobs) <= self.inline_max_bytes
-        if self._pool is None or inline:
+        if self.processes <= 0 or inline:
             return prepare_batch(ctx, jobs)
+        loop = asyncio.get_running_loop()
+        if self._pool is None:
+            self._start_pool()
         pool = self._pool
+        if pool is None or not self._ready():
+            if self._warm is not None and self._warm.done() and not self._warm.cancelled():
+                self._replace(pool)  # the warm-up failed: a process died
+            return prepare_batch(ctx, jobs)  # while the pool starts
+        self._busy += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, prepare_batch, ctx, list(jobs))
+            return await loop.run_in_executor(pool, prepare_batch, ctx, list(jobs))
         except BrokenProcessPool:
             log.warning("parse pool broken; replacing it")
-            if self._pool is pool:
-                pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+            self._replace(pool)
             return prepare_batch(ctx, jobs)
+        finally:
+            self._busy -= 1
+            self._last_used = loop.time()
+
+    def _replace(self, pool: ProcessPoolExecutor | None) -> None:
+        if self._pool is pool:
+            self.close()
+            self._start_pool()
+
+
+def _retrieve(future: asyncio.Future[list[list[Prepared]]]) -> None:
+    # A failed warm-up is handled at the next batch (the pool is replaced); do not log "never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 _WARM_CTX = BatchContext("", "", "", "", "inbox", 0, datetime(2000, 1, 1))  # never published

@@ -103,12 +103,28 @@ class RegistryConsumer:
         """Poll, apply, commit; until cancelled."""
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self.consumer.getmany(timeout_ms=1000, max_records=200)
+            batch = await self.consumer.getmany(timeout_ms=1000, max_records=500)
             self.last_poll = loop.time()
             if not batch:
                 continue
             async with self._lock:
+                verified = {
+                    tp: r for tp, r in batch.items() if self.topics.get(tp.topic) == "mailbox.verified"
+                }
+                if verified:  # every partition's together: one bulk write, one bulk lease claim
+                    try:
+                        await self.handle_verified([r for records in verified.values() for r in records])
+                    except (PyMongoError, KafkaError) as exc:
+                        log.warning("registry records not applied; retrying", error=str(exc))
+                        for tp, records in verified.items():
+                            self.consumer.seek(tp, records[0].offset)
+                        await asyncio.sleep(1.0)
+                    else:
+                        for tp, records in verified.items():
+                            self._applied[tp] = records[-1].offset + 1
                 for tp, records in batch.items():
+                    if tp in verified:
+                        continue
                     for record in records:
                         try:
                             await self.handle(record)
@@ -121,6 +137,35 @@ class RegistryConsumer:
                             break
                         self._applied[tp] = record.offset + 1
                 await self._commit()
+
+    async def handle_verified(self, records: list[ConsumerRecord[Any, Any]]) -> None:
+        """Apply a batch of ``mailbox.verified`` records together (:meth:`Supervisor.on_verified_many`: one bulk
+        write, leases claimed in bulk); poison records are dead-lettered.
+
+        Raises:
+            pymongo.errors.PyMongoError, aiokafka.errors.KafkaError: nothing or part of the batch was applied;
+                applying the batch again is harmless.
+        """
+        events: list[tuple[MailboxVerified, int]] = []
+        for record in records:
+            try:
+                verified = MailboxVerified.model_validate_json(record.value or b"")
+            except ValidationError as exc:
+                await self._dead_letter(record, exc)
+                continue
+            partition = partition_for(verified.mailbox_id)
+            if partition != record.partition:
+                log.warning("record partition differs from murmur2(key)", mailbox_id=verified.mailbox_id)
+            events.append((verified, partition))
+        if events:
+            await self.supervisor.on_verified_many(events)
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], exc: ValidationError) -> None:
+        error = describe_validation_error(exc)
+        await publish_dead_letter(
+            self.broker, record, error=error, error_type="ValidationError", group_id=self.settings.group_id
+        )
+        log.warning("registry record dead-lettered", topic=record.topic, offset=record.offset, error=error)
 
     async def handle(self, record: ConsumerRecord[Any, Any]) -> None:
         """Apply one registry record (poison records are dead-lettered)."""
@@ -139,14 +184,4 @@ class RegistryConsumer:
             elif name == "mailbox.removed":
                 await self.supervisor.on_removed(MailboxRemoved.model_validate_json(value))
         except ValidationError as exc:
-            error = describe_validation_error(exc)
-            await publish_dead_letter(
-                self.broker,
-                record,
-                error=error,
-                error_type="ValidationError",
-                group_id=self.settings.group_id,
-            )
-            log.warning(
-                "registry record dead-lettered", topic=record.topic, offset=record.offset, error=error
-            )
+            await self._dead_letter(record, exc)

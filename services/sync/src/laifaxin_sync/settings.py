@@ -78,6 +78,13 @@ class SyncSettings(ServiceSettings):
         description="Processes that parse fetched mail (MIME parsing is the main CPU cost of a catch-up); "
         "0 parses in the event loop; None: one fewer than the usable CPUs, at most 4.",
     )
+    parse_idle_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="The parsing processes start when a batch first needs them and exit after this many "
+        "seconds without work: a worker whose mailboxes only IDLE (new mail is parsed in the event loop) "
+        "keeps no parsing process in memory.",
+    )
     parse_inline_max: int = Field(
         default=4,
         ge=0,
@@ -138,6 +145,16 @@ class SyncSettings(ServiceSettings):
         default=0.0,
         ge=0,
         description="Mailbox loops start at a random delay within this many seconds (spreads logins).",
+    )
+    start_concurrency: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Mailboxes at most in their connect phase at once (TLS, LOGIN, LIST, EXAMINE and the "
+        "first pass), for the whole worker: starting hundreds of mailboxes, or reconnecting them after an "
+        "outage, stays within providers' connection-rate limits and keeps the store and the event loop "
+        "responsive. A mailbox waits for a slot before each connection and gives it back once it IDLEs or "
+        "waits for its next poll.",
     )
     stop_grace_seconds: float = Field(
         default=10.0,

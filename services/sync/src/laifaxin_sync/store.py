@@ -30,18 +30,81 @@ every claim inserts first and handles ``DuplicateKeyError``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from pymongo import ASCENDING, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from laifaxin_shared.events import MailboxVerified
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
+
+_CHUNK = 500  # ids per ``$in`` query or bulk write of the bulk methods
+_BUSY = ("SQLITE_BUSY", "database is locked")
+_WRITES = frozenset(
+    {
+        "insert_one",
+        "insert_many",
+        "update_one",
+        "update_many",
+        "replace_one",
+        "delete_one",
+        "delete_many",
+        "bulk_write",
+    }
+)
+
+
+def storage_busy(exc: BaseException) -> bool:
+    """True for a write refused because the server's storage was momentarily locked by another write
+    (FerretDB on SQLite reports ``database is locked (SQLITE_BUSY)`` instead of waiting): nothing was written,
+    and trying again shortly succeeds."""
+    return isinstance(exc, OperationFailure) and any(m in str(exc) for m in _BUSY)
+
+
+class _BusyRetrying:
+    """A collection whose writes are tried again (up to ``attempts`` times, jittered delays from 10 ms doubling
+    to 500 ms, about 2 s in all) while :func:`storage_busy`; everything else is the collection's own. MongoDB
+    never reports it; FerretDB's SQLite backend does whenever two writes to one database meet, which a worker
+    starting hundreds of mailboxes makes common. A retried unordered insert may meet its own documents
+    inserted before the refusal: duplicate-key errors, which every caller handles already."""
+
+    def __init__(self, collection: AsyncCollection[Document], attempts: int = 10) -> None:
+        self._collection = collection
+        self._attempts = attempts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._collection, name)
+        if name not in _WRITES:
+            return attr
+        return self._retrying(attr)
+
+    def _retrying(self, method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            delay = 0.01
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    return await method(*args, **kwargs)
+                except OperationFailure as exc:
+                    if attempt == self._attempts or not storage_busy(exc):
+                        raise
+                await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311  # jitter, not secrets
+                delay = min(delay * 2, 0.5)
+            raise AssertionError("unreachable")
+
+        return call
+
+
+def _collection(db: AsyncDatabase[Document], name: str) -> AsyncCollection[Document]:
+    return cast("AsyncCollection[Document]", _BusyRetrying(db[name]))
+
 
 INDEXES: dict[str, list[IndexModel]] = {
     "mailboxes": [IndexModel([("partition", ASCENDING)], name="partition")],
@@ -182,16 +245,17 @@ class IndexEntry:
 
 
 class SyncStore:
-    """Typed access to the sync database. Methods raise ``pymongo.errors.PyMongoError`` when Mongo fails."""
+    """Typed access to the sync database. Methods raise ``pymongo.errors.PyMongoError`` when Mongo fails (a
+    write the server refused as momentarily busy is tried again first, see :func:`storage_busy`)."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
-        self.mailboxes = db["mailboxes"]
-        self.leases = db["leases"]
-        self.workers = db["workers"]
-        self.cursors = db["cursors"]
-        self.messages = db["messages"]
-        self.raw = db["raw_messages"]
+        self.mailboxes = _collection(db, "mailboxes")
+        self.leases = _collection(db, "leases")
+        self.workers = _collection(db, "workers")
+        self.cursors = _collection(db, "cursors")
+        self.messages = _collection(db, "messages")
+        self.raw = _collection(db, "raw_messages")
 
     async def ensure_indexes(self) -> None:
         """Create the collections' indexes that do not exist yet (a second worker may start on the same
@@ -212,6 +276,45 @@ class SyncStore:
         doc.pop("mailbox_id")
         await self.mailboxes.update_one({"_id": event.mailbox_id}, {"$set": doc}, upsert=True)
         return {"_id": event.mailbox_id, **doc}
+
+    async def upsert_mailboxes(self, events: Sequence[tuple[MailboxVerified, int]]) -> list[Document]:
+        """:meth:`upsert_mailbox` for many ``(event, partition)`` pairs (a later event of the same mailbox wins);
+        returns the written documents, one per mailbox, in order of their last event.
+
+        Per 500 mailboxes: one read of which exist, one unordered insert of the new ones (FerretDB applies an
+        insert of hundreds of documents at the cost of two or three upserts), and an update per existing one.
+        """
+        latest: dict[str, Document] = {}
+        for event, partition in events:
+            doc = event.model_dump(
+                mode="json", by_alias=True, exclude={"event_id", "occurred_at", "schema_version"}
+            )
+            doc.update(
+                {"partition": partition, "verified_event_id": str(event.event_id), "updated_at": utc_now()}
+            )
+            doc.pop("mailbox_id")
+            latest.pop(event.mailbox_id, None)
+            latest[event.mailbox_id] = doc
+        items = list(latest.items())
+        for start in range(0, len(items), _CHUNK):
+            chunk = dict(items[start : start + _CHUNK])
+            existing = {
+                d["_id"] async for d in self.mailboxes.find({"_id": {"$in": list(chunk)}}, {"_id": 1})
+            }
+            new = [mid for mid in chunk if mid not in existing]
+            if new:
+                try:
+                    await self.mailboxes.insert_many(
+                        [{"_id": mid, **chunk[mid]} for mid in new], ordered=False
+                    )
+                except BulkWriteError as exc:
+                    errors = exc.details.get("writeErrors", [])
+                    if any(e.get("code") != 11000 for e in errors):
+                        raise
+                    existing.update(new[int(e["index"])] for e in errors)  # inserted meanwhile: update
+            for mid in existing:
+                await self.mailboxes.update_one({"_id": mid}, {"$set": chunk[mid]}, upsert=True)
+        return [{"_id": mid, **doc} for mid, doc in items]
 
     async def update_sync_settings(self, mailbox_id: str, sync: dict[str, Any], nickname: str) -> bool:
         """Apply ``mailbox.updated``; False when the mailbox is unknown (not verified yet, or removed)."""
@@ -286,6 +389,78 @@ class SyncStore:
         await self.fence_cursors(mailbox_id, new_epoch)
         return Lease(mailbox_id, owner, new_epoch)
 
+    async def claim_leases(self, mailbox_ids: Iterable[str], owner: str) -> dict[str, Lease]:
+        """:meth:`claim_lease` for many mailboxes with a handful of queries instead of several per mailbox (a
+        worker taking over partitions starts hundreds of mailboxes). Returns the leases obtained by mailbox id;
+        a mailbox missing from the result is held by another live worker (or was claimed by one meanwhile):
+        its loop waits for it with :meth:`claim_lease`.
+
+        Per 500 ids: one read of the leases, one unordered insert of the missing ones (epoch 1), one read of
+        the holders' heartbeats; then, per (previous owner, epoch) group, one compare-and-set ``update_many``
+        raising the epoch by one, one read of what it won and one cursor fence: the same guarantees as
+        :meth:`claim_lease` (the previous holder's cursor writes fail from the moment the lease is returned).
+        """
+        ids = list(dict.fromkeys(mailbox_ids))
+        leases: dict[str, Lease] = {}
+        for start in range(0, len(ids), _CHUNK):
+            leases.update(await self._claim_chunk(ids[start : start + _CHUNK], owner))
+        return leases
+
+    async def _claim_chunk(self, ids: list[str], owner: str) -> dict[str, Lease]:
+        leases: dict[str, Lease] = {}
+        found = {d["_id"]: d async for d in self.leases.find({"_id": {"$in": ids}})}
+        missing = [mid for mid in ids if mid not in found]
+        if missing:
+            refused: set[int] = set()
+            try:
+                await self.leases.insert_many(
+                    [{"_id": mid, "owner": owner, "epoch": 1} for mid in missing], ordered=False
+                )
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != 11000 for e in errors):
+                    raise
+                refused = {int(e["index"]) for e in errors}  # claimed by another worker meanwhile
+            inserted = [mid for i, mid in enumerate(missing) if i not in refused]
+            await self._fence_many(inserted, 1)
+            leases.update({mid: Lease(mid, owner, 1) for mid in inserted})
+        holders = {d["owner"] for d in found.values() if d["owner"] is not None and d["owner"] != owner}
+        now = utc_now()
+        live = {
+            d["_id"]
+            async for d in self.workers.find({"_id": {"$in": sorted(holders)}})
+            if d["expires_at"] > now
+        }
+        groups: dict[tuple[str | None, int | None], list[str]] = {}
+        for mid, doc in found.items():
+            epoch = doc.get("epoch")
+            if doc["owner"] == owner and epoch is not None:
+                leases[mid] = Lease(mid, owner, int(epoch))
+            elif doc["owner"] is None or doc["owner"] == owner or doc["owner"] not in live:
+                groups.setdefault((doc["owner"], epoch), []).append(mid)
+        for (previous, epoch), group in groups.items():
+            new_epoch = int(epoch or 0) + 1
+            await self.leases.update_many(
+                {"_id": {"$in": group}, "owner": previous, "epoch": epoch},
+                {"$set": {"owner": owner, "epoch": new_epoch}},
+            )
+            won = [
+                d["_id"]
+                async for d in self.leases.find(
+                    {"_id": {"$in": group}, "owner": owner, "epoch": new_epoch}, {"_id": 1}
+                )
+            ]
+            await self._fence_many(won, new_epoch)
+            leases.update({mid: Lease(mid, owner, new_epoch) for mid in won})
+        return leases
+
+    async def _fence_many(self, mailbox_ids: list[str], epoch: int) -> None:
+        if mailbox_ids:
+            await self.cursors.update_many(
+                {"mailbox_id": {"$in": mailbox_ids}, "lease_epoch": {"$not": {"$gte": epoch}}},
+                {"$set": {"lease_epoch": epoch}},
+            )
+
     async def fence_cursors(self, mailbox_id: str, epoch: int) -> None:
         """Raise the ``lease_epoch`` of the mailbox's cursors to ``epoch``: writes under an older lease fail."""
         await self.cursors.update_many(
@@ -317,22 +492,32 @@ class SyncStore:
         doc = await self.cursors.find_one({"_id": f"{mailbox_id}:{folder}"})
         return Cursor.from_doc(doc) if doc else None
 
+    async def load_cursors(self, mailbox_ids: Iterable[str]) -> dict[str, list[Cursor]]:
+        """The cursors of many mailboxes (one query per 500), by mailbox id; a mailbox without any is absent."""
+        ids = sorted(set(mailbox_ids))
+        found: dict[str, list[Cursor]] = {}
+        for start in range(0, len(ids), _CHUNK):
+            async for doc in self.cursors.find({"mailbox_id": {"$in": ids[start : start + _CHUNK]}}):
+                found.setdefault(doc["mailbox_id"], []).append(Cursor.from_doc(doc))
+        return found
+
     async def save_cursor(self, cursor: Cursor, lease: Lease, *, create: bool = False) -> None:
         """Write the cursor (whole document) under ``lease``: a conditional replace that matches only while the
-        stored ``lease_epoch`` is not newer than ``lease.epoch``. ``create``: the folder's first cursor (or a
-        re-baseline) may be inserted when none exists; otherwise a missing cursor means the mailbox was removed.
+        stored ``lease_epoch`` is not newer than ``lease.epoch``. ``create``: the folder has no cursor yet as
+        far as the caller knows (its first one): it is inserted (one write), and replaced as above if one
+        exists after all; otherwise a missing cursor means the mailbox was removed.
 
         Raises:
             LeaseLost: a newer lease fenced the cursor (or it is gone and ``create`` is False).
         """
         doc = cursor.to_doc()
         doc["lease_epoch"] = lease.epoch
+        if create and await insert_unique(self.cursors, doc):
+            return
         result = await self.cursors.replace_one(
             {"_id": cursor.id, "lease_epoch": {"$not": {"$gt": lease.epoch}}}, doc
         )
         if result.matched_count == 1:
-            return
-        if create and await insert_unique(self.cursors, doc):
             return
         raise LeaseLost(cursor.mailbox_id, lease.epoch)
 

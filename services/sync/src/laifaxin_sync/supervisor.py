@@ -10,6 +10,11 @@ rebalance or a dead worker could otherwise cause; the supervisor renews its leas
 and stops a loop whose lease another worker took.
 
 Leases are renewed through one heartbeat document per worker (``workers``), not per mailbox.
+
+Starting many mailboxes (an assignment, a worker restart, a burst of ``mailbox.verified``) costs a fixed number
+of queries, not several per mailbox: their configs come in one query per partition set, their leases are
+claimed together (:meth:`SyncStore.claim_leases`), and the loops then connect at most
+``SYNC_START_CONCURRENCY`` at a time (:mod:`laifaxin_sync.startup`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from laifaxin_shared.events import MailboxRemoved, MailboxUpdated, MailboxVerifi
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.topics import MAILBOX_PARTITIONS
 from laifaxin_sync.mailbox_loop import MailboxLoop, WorkerContext
+from laifaxin_sync.store import Cursor, Lease
 
 log = get_logger(__name__)
 
@@ -51,15 +57,32 @@ class Supervisor:
     # ------------------------------------------------------------------------------------------ shards
 
     async def assign(self, partitions: Iterable[int]) -> None:
-        """Take ``partitions`` on: start the enabled mailboxes stored for them."""
+        """Take ``partitions`` on: start the enabled mailboxes stored for them (one query for their configs, a
+        few for their leases; the loops then connect ``SYNC_START_CONCURRENCY`` at a time).
+
+        Raises:
+            pymongo.errors.PyMongoError: the configs could not be read (the partitions stay unowned).
+        """
         new = set(partitions) - self.partitions
+        started = 0
         async with self._lock:
-            self.partitions |= new
             if new:
-                for doc in await self.ctx.store.mailboxes_in(new):
-                    self._start(doc)
+                docs = await self._configs(new)
+                self.partitions |= new
+                started = await self._start_many(docs)
             self._gauges()
-        log.info("partitions assigned", partitions=sorted(new), mailboxes=len(self.loops))
+        log.info("partitions assigned", partitions=sorted(new), started=started, mailboxes=len(self.loops))
+
+    async def _configs(self, partitions: set[int], attempts: int = 5) -> list[dict[str, Any]]:
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self.ctx.store.mailboxes_in(partitions)
+            except PyMongoError as exc:
+                if attempt == attempts:
+                    raise
+                log.warning("mailbox configs not read; retrying", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(float(attempt))
+        raise AssertionError("unreachable")
 
     async def revoke(self, partitions: Iterable[int]) -> None:
         """Give ``partitions`` up: stop their loops (concurrently, each within the stop grace)."""
@@ -82,12 +105,39 @@ class Supervisor:
         loops = [self.loops.pop(mid) for mid in ids if mid in self.loops]
         await asyncio.gather(*(lp.stop(self.ctx.settings.stop_grace_seconds) for lp in loops))
 
-    def _start(self, doc: dict[str, Any]) -> None:
-        if not doc.get("sync", {}).get("enabled", True) or doc["_id"] in self.loops:
+    def _startable(self, doc: dict[str, Any]) -> bool:
+        return bool(doc.get("sync", {}).get("enabled", True)) and doc["_id"] not in self.loops
+
+    def _start(
+        self, doc: dict[str, Any], lease: Lease | None = None, cursors: list[Cursor] | None = None
+    ) -> None:
+        if not self._startable(doc):
             return
-        loop = MailboxLoop(doc, self.ctx)
+        loop = MailboxLoop(doc, self.ctx, lease, cursors)
         self.loops[doc["_id"]] = loop
         loop.start()
+
+    async def _start_many(self, docs: list[dict[str, Any]]) -> int:
+        """Start the loops of ``docs`` (enabled, not running) with their leases claimed and then their cursors
+        read in bulk; a mailbox whose lease another live worker holds starts without one and waits for it.
+        Returns the loops started."""
+        docs = [d for d in docs if self._startable(d)]
+        if not docs:
+            return 0
+        store = self.ctx.store
+        leases: dict[str, Lease] = {}
+        cursors: dict[str, list[Cursor]] | None = None
+        try:
+            leases = await store.claim_leases((d["_id"] for d in docs), self.ctx.settings.worker_id)
+            cursors = await store.load_cursors(leases)  # after the claim: fenced at our epochs
+        except PyMongoError as exc:  # each loop then claims its own lease and reads its own cursors
+            log.warning("bulk lease claim failed; loops claim one by one", error=type(exc).__name__)
+        for doc in docs:
+            mid = doc["_id"]
+            self._start(doc, leases.get(mid), None if cursors is None else cursors.get(mid, []))
+        if len(docs) > len(leases):
+            log.info("leases held elsewhere; those mailboxes wait", waiting=len(docs) - len(leases))
+        return len(docs)
 
     def _gauges(self) -> None:
         self.ctx.metrics.mailboxes_owned.set(len(self.loops))
@@ -97,12 +147,23 @@ class Supervisor:
 
     async def on_verified(self, event: MailboxVerified, partition: int) -> None:
         """Store the config; (re)start the loop with it (new credentials end an ``auth_failed`` wait)."""
-        doc = await self.ctx.store.upsert_mailbox(event, partition)
+        await self.on_verified_many([(event, partition)])
+
+    async def on_verified_many(self, events: list[tuple[MailboxVerified, int]]) -> None:
+        """:meth:`on_verified` for a batch of ``(event, partition)`` (a later event of a mailbox wins): one bulk
+        write of the configs, the running loops of those mailboxes stopped together, the new ones started with
+        their leases claimed in bulk.
+
+        Raises:
+            pymongo.errors.PyMongoError: the configs were not stored (nothing was stopped; apply again).
+        """
+        docs = await self.ctx.store.upsert_mailboxes(events)
         async with self._lock:
-            await self._stop_many([event.mailbox_id])
-            if partition in self.partitions:
+            await self._stop_many([d["_id"] for d in docs])
+            mine = [d for d in docs if d["partition"] in self.partitions]
+            for doc in mine:
                 doc["status"] = None  # a new configuration: report its first state afresh
-                self._start(doc)
+            await self._start_many(mine)
             self._gauges()
 
     async def on_updated(self, event: MailboxUpdated, partition: int) -> None:

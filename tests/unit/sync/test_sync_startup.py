@@ -1,0 +1,121 @@
+"""Start slots (bounded connects, stoppable waits, progress counts) and the lazily started parse pool."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+
+from laifaxin_shared.events.base import utc_now
+from laifaxin_sync.metrics import SyncMetrics
+from laifaxin_sync.prepare import BatchContext, ParseJob, Preparer, prepare_batch
+from laifaxin_sync.startup import StartGate
+
+
+def raw(subject: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "a@example.com"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject}@example.com>"
+    msg.set_content("hello")
+    return msg.as_bytes()
+
+
+async def test_no_more_than_the_slots_connect_at_once_and_every_mailbox_gets_one() -> None:
+    metrics = SyncMetrics()
+    gate = StartGate(3, metrics, log_every=5)
+    inside = peak = 0
+    stop = asyncio.Event()
+
+    async def mailbox(i: int) -> None:
+        nonlocal inside, peak
+        gate.expect(f"m{i}")
+        slot = await gate.acquire(stop)
+        assert slot is not None
+        inside += 1
+        peak = max(peak, inside)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        inside -= 1
+        slot.release()
+        slot.release()  # idempotent
+        gate.done(f"m{i}")
+
+    await asyncio.gather(*(mailbox(i) for i in range(20)))
+    assert peak == 3
+    assert metrics.mailbox_starts._value.get() == 20
+    assert metrics.mailboxes_starting._value.get() == 0 and gate.starting == 0
+    assert gate._sem._value == 3
+
+
+async def test_a_stopped_mailbox_stops_waiting_for_a_slot_and_does_not_count_as_started() -> None:
+    metrics = SyncMetrics()
+    gate = StartGate(1, metrics)
+    held = await gate.acquire(asyncio.Event())
+    assert held is not None
+    stop = asyncio.Event()
+    gate.expect("waiting")
+    waiter = asyncio.create_task(gate.acquire(stop))
+    await asyncio.sleep(0)
+    stop.set()
+    assert await waiter is None
+    gate.done("waiting", started=False)
+    assert metrics.mailbox_starts._value.get() == 0 and gate.starting == 0
+    held.release()
+    again = await gate.acquire(asyncio.Event())  # the stopped waiter took no slot
+    assert again is not None
+    assert await gate.acquire(stop) is None  # already stopping: no wait at all
+
+
+async def test_a_cancelled_waiter_leaves_the_slots_as_they_were() -> None:
+    gate = StartGate(1, SyncMetrics())
+    held = await gate.acquire(asyncio.Event())
+    assert held is not None
+    waiter = asyncio.create_task(gate.acquire(asyncio.Event()))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    held.release()
+    assert gate._sem._value == 1
+
+
+async def test_the_parse_pool_starts_when_a_batch_needs_it_and_stops_when_idle() -> None:
+    ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
+    small = [ParseJob(1, raw("one"), utc_now(), False)]
+    large = [ParseJob(i, raw(f"m{i}"), utc_now(), False) for i in range(1, 11)]
+    preparer = Preparer(1, inline_max=4, idle_seconds=0.5)
+    try:
+        await preparer.prepare(ctx, small)
+        assert not preparer.running  # new mail under IDLE is parsed inline: no process for it
+        first = await preparer.prepare(ctx, large)  # starts the pool; parsed inline while it starts
+        assert preparer.running and preparer.pool_starts == 1
+        assert [p.key for p in first] == [p.key for p in prepare_batch(ctx, large)]
+        await preparer.start()  # wait until the pool is warm
+        pooled = await preparer.prepare(ctx, large)
+        assert [p.dedupe_key for p in pooled] == [p.dedupe_key for p in first]
+        for _ in range(200):  # idle for longer than idle_seconds: the pool goes away
+            if not preparer.running:
+                break
+            await asyncio.sleep(0.05)
+        assert not preparer.running
+        await preparer.prepare(ctx, large)  # and comes back when needed
+        assert preparer.running and preparer.pool_starts == 2
+    finally:
+        preparer.close()
+    assert not preparer.running
+
+
+async def test_tls_transports_of_the_worker_allocate_a_small_read_buffer() -> None:
+    import asyncio.sslproto
+    import ssl
+
+    from laifaxin_sync.app import TLS_READ_BUFFER, limit_tls_read_buffer
+
+    before = asyncio.sslproto.SSLProtocol.max_size
+    try:
+        limit_tls_read_buffer()
+        proto = asyncio.sslproto.SSLProtocol(
+            asyncio.get_running_loop(), asyncio.Protocol(), ssl.create_default_context(), None
+        )
+        assert len(proto._ssl_buffer) == TLS_READ_BUFFER < before  # 256 KiB by default
+    finally:
+        asyncio.sslproto.SSLProtocol.max_size = before

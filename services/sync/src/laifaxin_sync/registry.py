@@ -111,6 +111,13 @@ class RegistryConsumer:
                 verified = {
                     tp: r for tp, r in batch.items() if self.topics.get(tp.topic) == "mailbox.verified"
                 }
+                others = {r.key for tp, records in batch.items() if tp not in verified for r in records}
+                if any(r.key in others for records in verified.values() for r in records):
+                    # a mailbox with records on several topics in this poll (removed and verified again,
+                    # say): the order between topics matters, so apply one at a time in event time order
+                    await self._apply_in_time_order(batch)
+                    await self._commit()
+                    continue
                 if verified:  # every partition's together: one bulk write, one bulk lease claim
                     try:
                         await self.handle_verified([r for records in verified.values() for r in records])
@@ -137,6 +144,29 @@ class RegistryConsumer:
                             break
                         self._applied[tp] = record.offset + 1
                 await self._commit()
+
+    async def _apply_in_time_order(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """Apply every record of ``batch`` with :meth:`handle`, across topics in record timestamp order (the
+        binding service stamps its records when it publishes them; Kafka orders only within a partition).
+        A partition whose record fails is sought back to it and its later records wait for the next poll."""
+        ordered = sorted(
+            ((tp, r) for tp, records in batch.items() for r in records),
+            key=lambda item: (item[1].timestamp, item[1].offset),
+        )
+        failed: set[TopicPartition] = set()
+        for tp, record in ordered:
+            if tp in failed:
+                continue
+            try:
+                await self.handle(record)
+            except (PyMongoError, KafkaError) as exc:
+                log.warning("registry record not applied; retrying", offset=record.offset, error=str(exc))
+                self.consumer.seek(tp, record.offset)
+                failed.add(tp)
+                continue
+            self._applied[tp] = record.offset + 1
+        if failed:
+            await asyncio.sleep(1.0)
 
     async def handle_verified(self, records: list[ConsumerRecord[Any, Any]]) -> None:
         """Apply a batch of ``mailbox.verified`` records together (:meth:`Supervisor.on_verified_many`: one bulk

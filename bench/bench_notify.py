@@ -339,9 +339,15 @@ async def bench_kafka(
         await asyncio.sleep(1 / rate)
     await providers.wait_sent(n + latency_n, 0, timeout=60)
     # the provider records time.monotonic(); perf_counter and monotonic are the same system-wide clock on Linux
-    lat_ms = [(at - published[openid]) * 1000 for openid, at in await providers.sent_at("olat")]
+    by_openid = {openid: (at - published[openid]) * 1000 for openid, at in await providers.sent_at("olat")}
+    lat_ms = list(by_openid.values())
     figure("notify_classified_to_delivered_p50", percentile(lat_ms, 50), "ms")
     figure("notify_classified_to_delivered_p99", percentile(lat_ms, 99), "ms")
+    figure("notify_classified_to_delivered_max", max(lat_ms), "ms")
+    slowest = sorted(((ms, openid.removeprefix("olat")) for openid, ms in by_openid.items()), reverse=True)[
+        :3
+    ]
+    print("slowest (ms, publish #):", ", ".join(f"{ms:.0f} #{i}" for ms, i in slowest), flush=True)
     await worker.stop()
     await producer.stop()
     await senders["wechat"].aclose()

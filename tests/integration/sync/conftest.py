@@ -19,7 +19,7 @@ from typing import Any
 
 import aioimaplib
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import MailboxVerified, MailReceived
@@ -75,6 +75,7 @@ class Env:
         self._producer: AIOKafkaProducer | None = None
         self.workers: list[SyncWorker] = []
         self.partitions: dict[str, int] = {}
+        self.verified_records: dict[str, tuple[TopicPartition, int]] = {}  # mailbox id -> its last record
 
     def env(self, **extra: Any) -> dict[str, str]:
         """Environment of a worker for this test (also used for subprocess workers)."""
@@ -197,8 +198,10 @@ class Env:
         window_days: int = 30,
         security: str = "ssl",
         enabled: bool = True,
+        occurred_at: datetime | None = None,
     ) -> str:
-        """Publish ``mailbox.verified`` for a Dovecot account; returns the mailbox id."""
+        """Publish ``mailbox.verified`` for a Dovecot account (event time ``occurred_at``, default now);
+        returns the mailbox id."""
         assert self._producer is not None
         mailbox_id = mailbox_id or f"mbx_{uuid.uuid4().hex[:12]}"
         tenant = "tenant-test"
@@ -216,16 +219,20 @@ class Env:
                 password or account.password, tenant_id=tenant, mailbox_id=mailbox_id
             ),
             sync=SyncSettings(enabled=enabled, interval_seconds=180, initial_window_days=window_days),
+            **({"occurred_at": occurred_at} if occurred_at is not None else {}),
         )
         meta = await self._producer.send_and_wait(
             self.prefix + "mailbox.verified", serialize(event), key=mailbox_id.encode()
         )
         self.partitions[mailbox_id] = meta.partition
+        self.verified_records[mailbox_id] = (TopicPartition(meta.topic, meta.partition), meta.offset)
         return mailbox_id
 
-    async def send_raw(self, topic: str, value: bytes, key: bytes) -> None:
+    async def send_raw(self, topic: str, value: bytes, key: bytes) -> tuple[TopicPartition, int]:
+        """Publish one record; returns its (topic partition, offset)."""
         assert self._producer is not None
-        await self._producer.send_and_wait(self.prefix + topic, value, key=key)
+        meta = await self._producer.send_and_wait(self.prefix + topic, value, key=key)
+        return TopicPartition(meta.topic, meta.partition), meta.offset
 
     # ------------------------------------------------------------------------------------------ waiting
 

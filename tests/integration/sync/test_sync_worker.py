@@ -233,6 +233,49 @@ async def test_removed_mailbox_stops_and_its_state_is_dropped(
     await sync_env.wait_for(lambda: other in worker.supervisor.loops, what="consumer still running")
 
 
+async def test_registry_is_last_writer_wins_by_event_time(
+    sync_env: Env, mail_account: MailAccount, imap_factory: Any
+) -> None:
+    """mailbox.verified and mailbox.removed are different topics, read in no guaranteed order: a removal older
+    than the stored binding is ignored, and so is a verification older than the mailbox's removal."""
+    from datetime import timedelta
+
+    from laifaxin_shared.events import MailboxRemoved
+    from laifaxin_shared.events.base import utc_now
+    from laifaxin_shared.kafka import serialize
+
+    worker = await sync_env.start_worker()
+
+    async def committed_past(tp: Any, offset: int) -> None:  # the registry commits once a record is applied
+        async with asyncio.timeout(30):
+            while (await worker.registry.consumer.committed(tp) or 0) <= offset:  # noqa: ASYNC110 (broker state)
+                await asyncio.sleep(0.05)
+
+    async def send_and_wait(topic: str, event: Any, mailbox_id: str) -> None:
+        await committed_past(*await sync_env.send_raw(topic, serialize(event), mailbox_id.encode()))
+
+    kept = await sync_env.register(mail_account)
+    await sync_env.wait_for(lambda: kept in worker.supervisor.loops, what="loop")
+    stale = MailboxRemoved(
+        tenant_id="tenant-test", mailbox_id=kept, occurred_at=utc_now() - timedelta(minutes=1)
+    )
+    await send_and_wait("mailbox.removed", stale, kept)
+    assert kept in worker.supervisor.loops
+    assert await worker.store.get_mailbox(kept) is not None
+
+    gone = await sync_env.register(mail_account)
+    await sync_env.wait_for(lambda: gone in worker.supervisor.loops, what="loop")
+    removal = MailboxRemoved(tenant_id="tenant-test", mailbox_id=gone)
+    await send_and_wait("mailbox.removed", removal, gone)
+    assert gone not in worker.supervisor.loops
+    await sync_env.register(
+        mail_account, mailbox_id=gone, occurred_at=removal.occurred_at - timedelta(seconds=5)
+    )
+    await committed_past(*sync_env.verified_records[gone])
+    assert gone not in worker.supervisor.loops
+    assert await worker.store.get_mailbox(gone) is None
+
+
 async def test_disabling_and_enabling_through_mailbox_updated(
     sync_env: Env, mail_account: MailAccount, imap_factory: Any
 ) -> None:

@@ -23,6 +23,10 @@ Collections (ARCHITECTURE.md "Storage"):
   ``last_uid`` has passed its UID (the cursor is the commit point; FerretDB's multi-document updates are too
   slow to mark entries one by one).
 - ``raw_messages``: ``_id`` = raw_ref; the raw RFC 5322 bytes, cut at ``raw_max_bytes``.
+- ``removed``: ``_id`` = mailbox id, ``removed_at_ms``: when its last ``mailbox.removed`` was published (event
+  ``occurred_at``, epoch ms). With ``verified_at_ms`` on ``mailboxes`` it makes the registry last-writer-wins by
+  event time, whatever order the two topics are read in: a removal older than the stored binding is ignored,
+  and so is a verification older than the removal. Tombstones are a few bytes each and are kept.
 
 FerretDB v1 (local, CI) has no transactions, TTL or partial indexes and reports unique violations only on insert:
 every claim inserts first and handles ``DuplicateKeyError``.
@@ -44,7 +48,10 @@ from pymongo.errors import BulkWriteError, OperationFailure
 
 from laifaxin_shared.events import MailboxVerified
 from laifaxin_shared.events.base import utc_now
+from laifaxin_shared.logging import get_logger
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
+
+log = get_logger(__name__)
 
 _CHUNK = 500  # ids per ``$in`` query or bulk write of the bulk methods
 _BUSY = ("SQLITE_BUSY", "database is locked")
@@ -127,6 +134,11 @@ def message_key(mailbox_id: str, folder: str, uidvalidity: int, uid: int) -> str
 def dedupe_key(mailbox_id: str, message_id: str, content_hash: str) -> str:
     """Identity of a message within a mailbox: its Message-ID (RFC 5322 3.6.4), else its SHA-256."""
     return f"{mailbox_id}:mid:{message_id}" if message_id else f"{mailbox_id}:sha:{content_hash}"
+
+
+def epoch_ms(at: datetime) -> int:
+    """An event time as integer epoch milliseconds (stored so: no naive/aware datetime mix-ups in comparisons)."""
+    return int(at.timestamp() * 1000)
 
 
 class LeaseLost(Exception):
@@ -256,6 +268,7 @@ class SyncStore:
         self.cursors = _collection(db, "cursors")
         self.messages = _collection(db, "messages")
         self.raw = _collection(db, "raw_messages")
+        self.removed = _collection(db, "removed")
 
     async def ensure_indexes(self) -> None:
         """Create the collections' indexes that do not exist yet (a second worker may start on the same
@@ -290,11 +303,24 @@ class SyncStore:
                 mode="json", by_alias=True, exclude={"event_id", "occurred_at", "schema_version"}
             )
             doc.update(
-                {"partition": partition, "verified_event_id": str(event.event_id), "updated_at": utc_now()}
+                {
+                    "partition": partition,
+                    "verified_event_id": str(event.event_id),
+                    "verified_at_ms": epoch_ms(event.occurred_at),
+                    "updated_at": utc_now(),
+                }
             )
             doc.pop("mailbox_id")
             latest.pop(event.mailbox_id, None)
             latest[event.mailbox_id] = doc
+        for start in range(
+            0, len(latest), _CHUNK
+        ):  # a verification older than the mailbox's removal: ignored
+            ids = list(latest)[start : start + _CHUNK]
+            async for tomb in self.removed.find({"_id": {"$in": ids}}):
+                if latest[tomb["_id"]]["verified_at_ms"] <= tomb["removed_at_ms"]:
+                    log.info("mailbox.verified older than its removal ignored", mailbox_id=tomb["_id"])
+                    del latest[tomb["_id"]]
         items = list(latest.items())
         for start in range(0, len(items), _CHUNK):
             chunk = dict(items[start : start + _CHUNK])
@@ -323,8 +349,27 @@ class SyncStore:
         )
         return result.matched_count == 1
 
-    async def remove_mailbox(self, mailbox_id: str) -> None:
-        """Drop every trace of a mailbox (``mailbox.removed``): config, lease, cursors, index, raw bytes."""
+    async def binding_newer_than(self, mailbox_id: str, occurred_at: datetime) -> bool:
+        """True when the stored config comes from a ``mailbox.verified`` published after ``occurred_at`` (a
+        removal that old is ignored: the mailbox was bound again)."""
+        doc = await self.mailboxes.find_one({"_id": mailbox_id}, {"verified_at_ms": 1})
+        return doc is not None and int(doc.get("verified_at_ms") or 0) > epoch_ms(occurred_at)
+
+    async def remove_mailbox(self, mailbox_id: str, occurred_at: datetime | None = None) -> None:
+        """Drop every trace of a mailbox (``mailbox.removed``): config, lease, cursors, index, raw bytes; with
+        ``occurred_at`` (the removal's event time), keep a tombstone so an older ``mailbox.verified`` read later
+        does not bring it back."""
+        if occurred_at is not None:
+            at = epoch_ms(occurred_at)
+            tomb = await self.removed.find_one({"_id": mailbox_id})
+            if tomb is None and not await insert_unique(
+                self.removed, {"_id": mailbox_id, "removed_at_ms": at}
+            ):
+                tomb = await self.removed.find_one(
+                    {"_id": mailbox_id}
+                )  # inserted meanwhile by another worker
+            if tomb is not None and int(tomb["removed_at_ms"]) < at:
+                await self.removed.update_one({"_id": mailbox_id}, {"$set": {"removed_at_ms": at}})
         await self.mailboxes.delete_one({"_id": mailbox_id})
         await self.cursors.delete_many({"mailbox_id": mailbox_id})
         await self.messages.delete_many({"mailbox_id": mailbox_id})

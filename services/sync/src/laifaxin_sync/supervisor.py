@@ -187,11 +187,15 @@ class Supervisor:
             self._gauges()
 
     async def on_removed(self, event: MailboxRemoved) -> None:
-        """Stop the loop and drop every trace of the mailbox."""
+        """Stop the loop and drop every trace of the mailbox, unless it was bound again after this removal
+        (its stored ``mailbox.verified`` is newer: records of two topics may be read in either order)."""
+        if await self.ctx.store.binding_newer_than(event.mailbox_id, event.occurred_at):
+            log.info("mailbox.removed older than the mailbox's binding ignored", mailbox_id=event.mailbox_id)
+            return
         async with self._lock:
             await self._stop_many([event.mailbox_id])
             self._gauges()
-        await self.ctx.store.remove_mailbox(event.mailbox_id)
+        await self.ctx.store.remove_mailbox(event.mailbox_id, event.occurred_at)
 
     # ------------------------------------------------------------------------------------------ heartbeat
 

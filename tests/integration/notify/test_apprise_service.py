@@ -15,9 +15,9 @@ from faststream.kafka import KafkaBroker
 
 from laifaxin_notify.app import create_app
 from laifaxin_notify.settings import NotifySettings
-from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event
+from laifaxin_shared.kafka import publish_event
 from tests.integration.notify.conftest import classified, serve
-from tests.integration.notify.test_service import NOTIFY_TOPICS, auth, make_settings, read_topic, wait_for
+from tests.integration.notify.test_service import auth, make_settings, read_topic, run_service, wait_for
 from tests.support.infra import Servers
 from tests.support.webhook_server import WebhookServer
 from tests.support.wechat_server import WeChatServer
@@ -56,7 +56,6 @@ async def api(
     app = create_app(settings, consume=False)
     async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url, timeout=10) as http:
         yield {"settings": settings, "app": app, "http": http}
-        await app.state.runtime.mongo.drop_database(settings.mongodb_database)
 
 
 async def test_api_adds_lists_and_removes_apprise_urls_scoped_to_the_caller(
@@ -135,17 +134,8 @@ async def running(
     real_servers: Servers, topic_prefix: str, wechat: WeChatServer, hooks: WebhookServer
 ) -> AsyncIterator[dict[str, Any]]:
     """The whole service: API and Kafka consumers."""
-    settings = apprise_settings(real_servers, topic_prefix, wechat, hooks)
-    await ensure_topics(
-        settings.kafka_bootstrap_servers, NOTIFY_TOPICS, prefix=topic_prefix, replication_factor=1
-    )
-    app = create_app(settings)
-    producer = make_broker(settings, client_id="test-producer")
-    async with serve(app) as base_url, producer:
-        await producer.start()
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:
-            yield {"settings": settings, "app": app, "http": http, "producer": producer}
-        await app.state.runtime.mongo.drop_database(settings.mongodb_database)
+    async with run_service(apprise_settings(real_servers, topic_prefix, wechat, hooks), topic_prefix) as api:
+        yield api
 
 
 async def test_robot_errcode_retries_through_kafka_and_bad_robot_is_dead_lettered(

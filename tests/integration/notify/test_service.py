@@ -4,6 +4,7 @@ loopback WeChat and Web Push services; the API over real HTTP (uvicorn on loopba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -71,7 +72,14 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> None:
 async def running(
     real_servers: Servers, topic_prefix: str, wechat: WeChatServer, push: PushService
 ) -> AsyncIterator[dict[str, Any]]:
-    settings = make_settings(real_servers, topic_prefix, wechat)
+    async with run_service(make_settings(real_servers, topic_prefix, wechat), topic_prefix) as api:
+        yield api
+
+
+@contextlib.asynccontextmanager
+async def run_service(settings: NotifySettings, topic_prefix: str) -> AsyncIterator[dict[str, Any]]:
+    """The whole service (API and Kafka consumers) with its topics, a test producer and an HTTP client:
+    ``{"settings", "app", "http", "producer", "base_url"}``."""
     await ensure_topics(
         settings.kafka_bootstrap_servers, NOTIFY_TOPICS, prefix=topic_prefix, replication_factor=1
     )

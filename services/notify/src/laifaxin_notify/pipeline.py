@@ -206,19 +206,7 @@ class Notifier:
             return []
         content = render(event, self.app_base_url)
         now = self.clock()
-        tasks = [
-            DeliveryTask(
-                dedupe_key=dedupe_key(str(event.event_id), event.user_id, b.channel, b.target_id),
-                tenant_id=event.tenant_id,
-                user_id=event.user_id,
-                channel=b.channel,
-                target_id=b.target_id,
-                event_id=str(event.event_id),
-                mailbox_id=event.ref.mailbox_id,
-                content=content,
-            )
-            for b in bindings
-        ]
+        tasks = [self._task(event, b, content) for b in bindings]
         quiet_end = quiet_until(now, prefs.quiet_hours)
         if quiet_end is not None:
             assert prefs.quiet_hours is not None

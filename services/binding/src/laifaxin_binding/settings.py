@@ -10,14 +10,11 @@ Examples::
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from laifaxin_shared.netguard import HostAllowlist, Network
 from laifaxin_shared.settings import ServiceSettings
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BindingSettings(ServiceSettings):
@@ -120,11 +117,5 @@ class BindingSettings(ServiceSettings):
         Raises:
             ValueError: never for host names; entries that parse as neither are treated as host names.
         """
-        networks: list[Network] = []
-        names: set[str] = set()
-        for entry in filter(None, (e.strip() for e in self.host_allowlist.split(","))):
-            try:
-                networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                names.add(entry.lower().rstrip("."))
-        return tuple(networks), frozenset(names)
+        parsed = HostAllowlist.parse(self.host_allowlist)
+        return parsed.networks, parsed.names

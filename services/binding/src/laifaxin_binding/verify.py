@@ -47,6 +47,7 @@ import aiosmtplib
 
 from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap
 from laifaxin_shared.logging import get_logger
+from laifaxin_shared.netguard import HostAllowlist, Network
 from laifaxin_shared.providers.catalog import split_email
 from laifaxin_shared.providers.errors import (
     ErrorCode,
@@ -63,7 +64,6 @@ from laifaxin_shared.providers.models import PasswordType, Protocol, Provider, Q
 
 log = get_logger(__name__)
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 BACKUP_TRIGGERS = frozenset(
     {
@@ -241,15 +241,9 @@ class Verification:
 
 
 class HostGuard:
-    """Refuses server hosts that resolve to non-public addresses (SSRF protection, ARCHITECTURE.md).
-
-    A host is refused when any of its addresses is private (RFC 1918, RFC 4193), loopback, link-local (incl.
-    the 169.254.169.254 / fd00:ec2::254 metadata endpoints), shared (RFC 6598, e.g. 100.100.100.200), reserved,
-    multicast or unspecified, unless an allowlisted network contains it or the host name itself is allowlisted.
-
-    Limitation: the connection resolves the name again (TLS needs the name), so a DNS answer that changes
-    between the check and the connect (rebinding) is not caught here; network policy is the second line.
-    """
+    """Refuses server hosts that resolve to non-public addresses unless allowlisted: the shared rule of
+    :class:`laifaxin_shared.netguard.HostAllowlist` (private, loopback, link-local incl. metadata endpoints,
+    shared, reserved, multicast, unspecified), with binding's errors."""
 
     def __init__(
         self,
@@ -258,17 +252,12 @@ class HostGuard:
         *,
         timeout: float = 5.0,
     ) -> None:
-        self.networks = tuple(networks)
-        self.names = frozenset(n.lower().rstrip(".") for n in names)
+        self.allowlist = HostAllowlist(tuple(networks), frozenset(n.lower().rstrip(".") for n in names))
         self.timeout = timeout
 
     def allowed_address(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         """Whether a resolved address may be connected to."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in net for net in self.networks):
-            return True
-        return address.is_global and not address.is_multicast
+        return self.allowlist.allows_address(address)
 
     async def check(self, host: str, protocol: Protocol | None = None) -> None:
         """Resolve ``host`` and check every address.
@@ -278,26 +267,17 @@ class HostGuard:
                 resolve in time; ``host_not_allowed`` when an address is not public and not allowlisted.
         """
         name = host.lower().rstrip(".")
-        if name in self.names:
-            return
         try:
-            addresses = [ipaddress.ip_address(name)]
-        except ValueError:
-            loop = asyncio.get_running_loop()
-            try:
-                async with asyncio.timeout(self.timeout):
-                    infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-            except (OSError, TimeoutError) as exc:
-                gai = exc if isinstance(exc, socket.gaierror) else socket.gaierror(str(exc) or "timed out")
-                raise MailServerError.from_error(explain_exception(gai, protocol, host=name)) from None
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        for address in addresses:
-            if not self.allowed_address(address):
-                raise MailServerError(
-                    ErrorCode.HOST_NOT_ALLOWED,
-                    protocol=protocol,
-                    server_text=f"{name} resolves to {address}, a non-public address",
-                )
+            address = await self.allowlist.refused_address(name, timeout=self.timeout)
+        except (OSError, TimeoutError) as exc:
+            gai = exc if isinstance(exc, socket.gaierror) else socket.gaierror(str(exc) or "timed out")
+            raise MailServerError.from_error(explain_exception(gai, protocol, host=name)) from None
+        if address is not None:
+            raise MailServerError(
+                ErrorCode.HOST_NOT_ALLOWED,
+                protocol=protocol,
+                server_text=f"{name} resolves to {address}, a non-public address",
+            )
 
 
 @dataclass

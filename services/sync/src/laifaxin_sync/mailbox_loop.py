@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.imap import connect_imap, exists_notifications
 from laifaxin_shared.logging import get_logger, redact_text
+from laifaxin_shared.netguard import HostAllowlist
 from laifaxin_shared.providers.errors import (
     ErrorCode,
     MailError,
@@ -98,36 +97,19 @@ class WorkerContext:
         if settings.tls_ca_file:
             self.ssl_context.load_verify_locations(cafile=settings.tls_ca_file)
         self.ssl_context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self.allow_hosts, self.allow_nets = _parse_allowlist(settings.host_allowlist)
+        self.allowlist = HostAllowlist.parse(settings.host_allowlist)
 
 
-def _parse_allowlist(
-    spec: str,
-) -> tuple[frozenset[str], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]:
-    hosts: set[str] = set()
-    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for item in filter(None, (x.strip() for x in spec.split(","))):
-        try:
-            nets.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            hosts.add(item.lower().rstrip("."))
-    return frozenset(hosts), tuple(nets)
-
-
-async def check_host(ctx: WorkerContext, host: str, port: int) -> None:
+async def check_host(ctx: WorkerContext, host: str) -> None:
     """Refuse a server whose name resolves to a non-public address unless allowlisted (ARCHITECTURE.md
     "Credentials and tenancy": no private, loopback, link-local or metadata targets).
 
     Raises:
-        MailServerError: ``host_not_allowed``; ``socket.gaierror`` when the name does not resolve.
+        MailServerError: ``host_not_allowed``; ``socket.gaierror`` when the name does not resolve,
+            ``TimeoutError`` when it does not resolve in 5 s.
     """
-    if host.lower().rstrip(".") in ctx.allow_hosts:
-        return
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if address.is_global or any(address in net for net in ctx.allow_nets):
-            continue
+    address = await ctx.allowlist.refused_address(host)
+    if address is not None:
         raise MailServerError(ErrorCode.HOST_NOT_ALLOWED, protocol="imap", server_text=f"{host} -> {address}")
 
 
@@ -425,7 +407,7 @@ class MailboxLoop:
         self._slot = await self.ctx.start_gate.acquire(self._stop)
         if self._slot is None:
             raise Stopping
-        await check_host(self.ctx, imap["host"], int(imap["port"]))
+        await check_host(self.ctx, imap["host"])
         client = await connect_imap(
             imap["host"],
             int(imap["port"]),

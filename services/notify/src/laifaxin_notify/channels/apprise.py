@@ -75,12 +75,10 @@ import contextvars
 import dataclasses
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import re
 import secrets
-import socket
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -94,6 +92,7 @@ from apprise.plugins import url_to_dict
 
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events.base import EncryptedCredential
+from laifaxin_shared.netguard import HostAllowlist
 
 from ..models import AlertContent, DeliveryTask
 from ..store import Binding
@@ -563,32 +562,14 @@ def new_target_id() -> str:
 
 
 class HostGuard:
-    """Refuses generic webhook hosts that resolve to non-public addresses (SSRF), unless allowlisted.
-
-    Same rule as binding's guard: private, loopback, link-local (metadata), shared, reserved, multicast or
-    unspecified addresses are refused unless a network in the allowlist contains them or the host name is
-    listed. Allowlist: comma-separated CIDRs or host names (``NOTIFY_HOST_ALLOWLIST``). The send resolves the
-    name again (DNS rebinding is not caught here; network policy is the second line).
-    """
+    """Refuses generic webhook hosts that resolve to non-public addresses (SSRF), unless allowlisted: the
+    shared rule of :class:`laifaxin_shared.netguard.HostAllowlist` (the one binding and sync apply to mail
+    servers), with Apprise URL errors. Allowlist: comma-separated CIDRs or host names
+    (``NOTIFY_HOST_ALLOWLIST``)."""
 
     def __init__(self, allowlist: str = "", *, timeout_s: float = 5.0) -> None:
-        nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-        names: set[str] = set()
-        for entry in filter(None, (e.strip() for e in allowlist.split(","))):
-            try:
-                nets.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                names.add(entry.lower().rstrip("."))
-        self.networks = tuple(nets)
-        self.names = frozenset(names)
+        self.allowlist = HostAllowlist.parse(allowlist)
         self.timeout_s = timeout_s
-
-    def _allowed(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in net for net in self.networks):
-            return True
-        return address.is_global and not address.is_multicast
 
     async def check(self, host: str) -> None:
         """Resolve ``host`` and check every address.
@@ -599,24 +580,15 @@ class HostGuard:
         name = host.lower().strip("[]").rstrip(".")
         if not name:
             raise AppriseUrlError("the webhook URL has no host", "invalid_apprise_url")
-        if name in self.names:
-            return
         try:
-            addresses = [ipaddress.ip_address(name)]
-        except ValueError:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
-            except (OSError, TimeoutError):
-                raise AppriseUrlError(f"the host {name} does not resolve", "dns_failed") from None
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        for address in addresses:
-            if not self._allowed(address):
-                raise AppriseUrlError(
-                    f"the host {name} resolves to a non-public address; ask the platform operator to "
-                    "allowlist it",
-                    "host_not_allowed",
-                )
+            address = await self.allowlist.refused_address(name, timeout=self.timeout_s)
+        except (OSError, TimeoutError):
+            raise AppriseUrlError(f"the host {name} does not resolve", "dns_failed") from None
+        if address is not None:
+            raise AppriseUrlError(
+                f"the host {name} resolves to a non-public address; ask the platform operator to allowlist it",
+                "host_not_allowed",
+            )
 
 
 class AppriseSender:

@@ -22,7 +22,11 @@ uv:
 		echo "installing uv (pip)"; python3 -m pip install --quiet --disable-pip-version-check uv; }
 
 install: uv  ## install the Python workspace (uv, locked), the local servers' binaries and Debian's chromium
-	$(UV) sync --locked --all-packages --quiet
+	$(UV) sync --locked --all-packages --quiet --compile-bytecode
+	@# Bytecode for our own packages too (editable installs): with PYTHONDONTWRITEBYTECODE set, as on this
+	@# machine and in the image, every process (a sync worker's parsing pool included) would compile them again.
+	$(PY) -m compileall -q -j 0 shared/src services/binding/src services/sync/src services/classifier/src \
+		services/notify/src cli >/dev/null
 	$(INFRA) install
 	bash deploy/local/install_chromium.sh >/dev/null
 

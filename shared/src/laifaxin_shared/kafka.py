@@ -33,6 +33,7 @@ from .events import Envelope
 from .logging import get_logger, redact_text
 from .settings import ServiceSettings
 from .topics import DLQ_SUFFIX, TOPICS, TopicSpec
+from .wire import event_headers, event_key, serialize, topic_for
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord, RecordMetadata
@@ -51,34 +52,6 @@ DLQ_HEADERS = (
     "x-dlq-timestamp",
 )
 """Headers a dead-letter record carries in addition to the original ones."""
-
-_MODEL_TOPIC: dict[type[Envelope], str] = {s.model: s.name for s in TOPICS.values() if s.model is not None}
-
-
-def topic_for(event: Envelope | type[Envelope]) -> str:
-    """The registry topic name (without prefix) for an event instance or class.
-
-    Raises:
-        KeyError: the model is not registered to a topic.
-    """
-    cls = event if isinstance(event, type) else type(event)
-    return _MODEL_TOPIC[cls]
-
-
-def event_key(event: Envelope) -> bytes:
-    """The record key of an event: its ``mailbox_id`` (or ``ref.mailbox_id``), UTF-8."""
-    mailbox_id = getattr(event, "mailbox_id", None)
-    if mailbox_id is None:
-        ref = getattr(event, "ref", None)
-        mailbox_id = getattr(ref, "mailbox_id", None)
-    if not isinstance(mailbox_id, str):
-        raise TypeError(f"{type(event).__name__} has no mailbox_id to key by")
-    return mailbox_id.encode()
-
-
-def serialize(event: Envelope) -> bytes:
-    """The wire form of an event: compact JSON, by alias (``from``), UTC timestamps."""
-    return event.model_dump_json(by_alias=True).encode()
 
 
 def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
@@ -148,23 +121,6 @@ async def publish_event(
     hdrs = {**event_headers(event), **(headers or {})}
     result: RecordMetadata = await broker.publish(serialize(event), topic, key=event_key(event), headers=hdrs)
     return result
-
-
-def event_headers(event: Envelope) -> dict[str, str]:
-    """The record headers :func:`publish_event` sends with an event: ``content-type``, ``event-type`` (the
-    registry topic name), ``event-id`` and ``schema-version``.
-
-    For a producer that serialises events elsewhere (e.g. in a worker process) and publishes the bytes itself.
-
-    Raises:
-        KeyError: the event type has no registered topic.
-    """
-    return {
-        "content-type": "application/json",
-        "event-type": topic_for(event),
-        "event-id": str(event.event_id),
-        "schema-version": str(event.schema_version),
-    }
 
 
 def record_headers(record: ConsumerRecord[Any, Any]) -> dict[str, str]:

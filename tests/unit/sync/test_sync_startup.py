@@ -86,10 +86,22 @@ async def test_the_parse_pool_starts_when_a_batch_needs_it_and_stops_when_idle()
     try:
         await preparer.prepare(ctx, small)
         assert not preparer.running  # new mail under IDLE is parsed inline: no process for it
-        first = await preparer.prepare(ctx, large)  # starts the pool; parsed inline while it starts
-        assert preparer.running and preparer.pool_starts == 1
+        loop_turns = 0
+
+        async def ticker() -> None:
+            nonlocal loop_turns
+            while True:
+                loop_turns += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        # Starts the pool and waits for it (about a second) without holding the event loop, then parses there.
+        first = await preparer.prepare(ctx, large)
+        ticking.cancel()
+        assert preparer.running and preparer.pool_starts == 1 and preparer._ready()
+        assert loop_turns > 10  # the loop went on (fetching, in a worker) while the processes started
         assert [p.key for p in first] == [p.key for p in prepare_batch(ctx, large)]
-        await preparer.start()  # wait until the pool is warm
+        await preparer.start()  # already warm: returns at once
         pooled = await preparer.prepare(ctx, large)
         assert [p.dedupe_key for p in pooled] == [p.dedupe_key for p in first]
         for _ in range(200):  # idle for longer than idle_seconds: the pool goes away

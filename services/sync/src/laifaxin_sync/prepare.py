@@ -28,10 +28,10 @@ from datetime import datetime
 
 from laifaxin_shared.events import MailReceived
 from laifaxin_shared.events.mail import FolderRole
-from laifaxin_shared.kafka import event_headers, serialize
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.mime import QuarantineError, parse_message
-from laifaxin_sync.store import dedupe_key, message_key
+from laifaxin_shared.wire import event_headers, serialize
+from laifaxin_sync.keys import dedupe_key, message_key
 
 log = get_logger(__name__)
 
@@ -176,8 +176,9 @@ class Preparer:
     A batch goes inline when it has at most ``inline_max`` messages of at most ``inline_max_bytes`` in all.
     The pool is started by the first batch that needs it (or by :meth:`start`) and shut down after
     ``idle_seconds`` without work, so a worker whose mailboxes only IDLE keeps no parsing process (about 80 MB
-    each) in memory; batches that come while it starts (about a second: each process imports the parser) are
-    parsed inline. A broken pool (a process killed) is replaced, and the batch is parsed inline meanwhile.
+    each) in memory; batches that come while it starts (under a second: each process imports the parser) wait
+    for it, so the event loop keeps fetching meanwhile. A pool that fails to start or breaks (a process killed)
+    is replaced, and the batch is parsed inline meanwhile.
     """
 
     def __init__(
@@ -278,12 +279,18 @@ class Preparer:
         if self._pool is None:
             self._start_pool()
         pool = self._pool
-        if pool is None or not self._ready():
-            if self._warm is not None and self._warm.done() and not self._warm.cancelled():
-                self._replace(pool)  # the warm-up failed: a process died
-            return prepare_batch(ctx, jobs)  # while the pool starts
         self._busy += 1
         try:
+            if not self._ready():
+                # Wait for the processes to import the parser rather than parse in the event loop meanwhile:
+                # the loop is what fetches, stores and publishes, and a large batch would hold it.
+                if self._warm is not None:
+                    await asyncio.wait([self._warm])  # never raises; cancelled when the pool is closed
+                if self._pool is not pool or not self._ready():
+                    if self._pool is pool:
+                        log.warning("parse pool failed to start; replacing it")
+                        self._replace(pool)
+                    return prepare_batch(ctx, jobs)
             return await loop.run_in_executor(pool, prepare_batch, ctx, list(jobs))
         except BrokenProcessPool:
             log.warning("parse pool broken; replacing it")

@@ -126,16 +126,6 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-def message_key(mailbox_id: str, folder: str, uidvalidity: int, uid: int) -> str:
-    """The index ``_id`` and raw_ref suffix of one message: ``mailbox:folder:UIDVALIDITY:UID`` (RFC 3501 2.3.1.1)."""
-    return f"{mailbox_id}:{folder}:{uidvalidity}:{uid}"
-
-
-def dedupe_key(mailbox_id: str, message_id: str, content_hash: str) -> str:
-    """Identity of a message within a mailbox: its Message-ID (RFC 5322 3.6.4), else its SHA-256."""
-    return f"{mailbox_id}:mid:{message_id}" if message_id else f"{mailbox_id}:sha:{content_hash}"
-
-
 def epoch_ms(at: datetime) -> int:
     """An event time as integer epoch milliseconds (stored so: no naive/aware datetime mix-ups in comparisons)."""
     return int(at.timestamp() * 1000)

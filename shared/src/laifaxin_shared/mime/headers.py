@@ -10,6 +10,7 @@ lenient fallback when ``decode_header`` rejects a malformed word.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from datetime import UTC, datetime
@@ -156,6 +157,9 @@ def decode_field(raw_value: str, hint: str | None, defects: DefectLog) -> str:
     return sanitize(decode_header_bytes(raw_to_bytes(unfold(raw_value)), hint, defects))
 
 
+_ADDRESS_CACHE_MAX_CHARS = 2048  # longer address fields are parsed every time (the cache stays small)
+
+
 def parse_addresses(
     raw_values: list[str], hint: str | None, defects: DefectLog, limit: int
 ) -> list[EmailAddress]:
@@ -165,7 +169,30 @@ def parse_addresses(
     then each display name is decoded (RFC 2047 section 5 (3); encoded words inside quotes are decoded too,
     as mail clients do). Group names and entries without an addr-spec are skipped; values are capped at 512
     characters. Never raises.
+
+    Results of short fields are kept (bounded LRU; :class:`EmailAddress` is frozen): a mailbox's To and From
+    values repeat from message to message, and the stdlib address parser is a large part of a parse.
     """
+    if sum(len(v) for v in raw_values) > _ADDRESS_CACHE_MAX_CHARS:
+        return _parse_addresses(raw_values, hint, defects, limit)
+    found, names = _cached_addresses(tuple(raw_values), hint, limit)
+    for name in names:
+        defects.add(name)
+    return list(found)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_addresses(
+    raw_values: tuple[str, ...], hint: str | None, limit: int
+) -> tuple[tuple[EmailAddress, ...], tuple[str, ...]]:
+    """:func:`_parse_addresses` with the defects it found: (addresses, defect names)."""
+    found = DefectLog()
+    return tuple(_parse_addresses(list(raw_values), hint, found, limit)), tuple(found.names)
+
+
+def _parse_addresses(
+    raw_values: list[str], hint: str | None, defects: DefectLog, limit: int
+) -> list[EmailAddress]:
     latin = [unfold(raw_to_bytes(v).decode("latin-1")) for v in raw_values]
     try:
         pairs = getaddresses(latin)

@@ -13,6 +13,7 @@ import pytest
 
 from laifaxin_shared.events.mail import MailReceived
 from laifaxin_shared.mime import ParsedMessage, QuarantineError, parse_message
+from laifaxin_shared.mime import message as message_module
 from tests.conftest import REAL_MAIL, require_corpus
 
 CPYTHON_EMAIL_DATA = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
@@ -93,3 +94,22 @@ def test_real_auto_replies_expose_auto_submitted() -> None:
     parsed = [outcome(p) for p in replies]
     assert all(isinstance(p, ParsedMessage) for p in parsed)
     assert any("auto-submitted" in p.headers for p in parsed if isinstance(p, ParsedMessage))
+
+
+@pytest.mark.parametrize("root", [REAL_MAIL, CPYTHON_EMAIL_DATA], ids=["real-mail", "cpython-email-data"])
+def test_single_part_shortcut_gives_what_the_whole_parse_gives(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``_structure`` parses only the header block of a single-part message; on every corpus file the result
+    (fields, text, defects, quarantine reason) equals the feed parser's over the whole message."""
+    files = [p for p in corpus(require_corpus(root)) if p.suffix not in NOT_MAIL_SUFFIXES]
+    shortcut = [outcome(p) for p in files]
+    monkeypatch.setattr(message_module, "_structure", message_module._PARSER.parsebytes)
+    whole = [outcome(p) for p in files]
+    differing = [
+        str(path.relative_to(root))
+        for path, a, b in zip(files, shortcut, whole, strict=True)
+        if (a.model_dump() if isinstance(a, ParsedMessage) else (a.reason, a.detail))
+        != (b.model_dump() if isinstance(b, ParsedMessage) else (b.reason, b.detail))
+    ]
+    assert differing == []

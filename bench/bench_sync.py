@@ -32,7 +32,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -262,6 +262,54 @@ def _process_tree(pid: int) -> list[int]:
     return out
 
 
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process: pid -> (comm, seconds)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (comm, (int(rest[11]) + int(rest[12])) / tick)
+    return out
+
+
+def _machine_busy() -> float:
+    """CPU seconds all cores spent busy so far (/proc/stat: everything but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWindow:
+    """CPU used between construction and :meth:`stop`: by the whole machine, and per server (Dovecot's
+    ``imap`` processes, Kafka's ``java``, ``ferretdb``) counting processes that started meanwhile."""
+
+    GROUPS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dovecot": ("imap", "imap-login"),
+        "kafka": ("java",),
+        "ferretdb": ("ferretdb",),
+    }
+
+    def __init__(self) -> None:
+        self.before, self.busy0, self.t0 = _cpu_by_process(), _machine_busy(), time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """{"wall": s, "machine": busy CPU s, "dovecot"/"kafka"/"ferretdb": CPU s}."""
+        after, busy, wall = _cpu_by_process(), _machine_busy(), time.monotonic() - self.t0
+        used = {"wall": wall, "machine": busy - self.busy0}
+        for group, comms in self.GROUPS.items():
+            used[group] = sum(
+                cpu - (self.before[pid][1] if self.before.get(pid, ("",))[0] == comm else 0.0)
+                for pid, (comm, cpu) in after.items()
+                if comm in comms
+            )
+        return used
+
+
 async def login(info: dict[str, Any], email: str, password: str) -> aioimaplib.IMAP4:
     client = await connect_imap(
         info["imap_host"],
@@ -360,8 +408,12 @@ async def _append_many(info: dict[str, Any], email: str, pw: str, n: int, tag: s
     await asyncio.gather(*(worker(k) for k in range(conns)))
 
 
-async def bare_fetch_rate(info: dict[str, Any], email: str, pw: str, batch: int = 50) -> tuple[int, float]:
-    """A bare aioimaplib loop: SELECT, UID SEARCH ALL, UID FETCH the same items in batches. (count, seconds)."""
+async def bare_fetch_rate(
+    info: dict[str, Any], email: str, pw: str, batch: int = 50
+) -> tuple[int, float, float]:
+    """A bare aioimaplib loop: SELECT, UID SEARCH ALL, UID FETCH the same items in batches.
+    (count, seconds, CPU seconds of this loop plus Dovecot's)."""
+    window, cpu0 = CpuWindow(), time.process_time()
     t0 = time.monotonic()
     client = await login(info, email, pw)
     await client.select("INBOX")
@@ -373,7 +425,8 @@ async def bare_fetch_rate(info: dict[str, Any], email: str, pw: str, batch: int 
         r = await client.uid("fetch", f"{chunk[0]}:{chunk[-1]}", "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])")
         count += sum(1 for x in r.lines if isinstance(x, bytearray))
     await client.logout()
-    return count, time.monotonic() - t0
+    elapsed = time.monotonic() - t0
+    return count, elapsed, time.process_time() - cpu0 + window.stop()["dovecot"]
 
 
 async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -> None:
@@ -384,19 +437,21 @@ async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -
     t0 = time.monotonic()
     await _append_many(info, email, pw, n, "cu")
     print(f"appended {n} messages in {time.monotonic() - t0:.1f} s", flush=True)
-    bare_n, bare_s = await bare_fetch_rate(info, email, pw)
+    bare_n, bare_s, bare_cpu = await bare_fetch_rate(info, email, pw)
     assert bare_n == n, (bare_n, n)
     async with World(info) as world:
         world.start_worker()
         warm = await world.register(warm_email, warm_pw)  # the clock starts once the worker runs a mailbox
         await wait(lambda: warm in world.ok, 120, "warm-up mailbox ok")
         cpu0, main0 = world.cpu_seconds(), world.cpu_seconds(children=False)
+        window = CpuWindow()
         t1 = time.monotonic()
         await world.register(email, pw, window_days=30)
         await wait(lambda: world.received >= n, 600, "catch-up events")
         sync_s = max(world.arrivals.values()) - t1
         cpu, main = world.cpu_seconds(), world.cpu_seconds(children=False)
-    bare_after_n, bare_after_s = await bare_fetch_rate(info, email, pw)
+        used = window.stop()
+    bare_after_n, bare_after_s, bare_after_cpu = await bare_fetch_rate(info, email, pw)
     assert bare_after_n == n, (bare_after_n, n)
     bare_rate, sync_rate = n / min(bare_s, bare_after_s), n / sync_s
     figure("catchup_messages", n, "messages")
@@ -409,6 +464,14 @@ async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -
     figure("catchup_worker_cpu_per_message", (cpu - cpu0) / n * 1000, "ms")
     figure("catchup_worker_event_loop_cpu_per_message", (main - main0) / n * 1000, "ms")
     figure("catchup_parse_pool_cpu_per_message", (cpu - cpu0 - (main - main0)) / n * 1000, "ms")
+    # Where the machine's CPU went while the worker caught up (everything runs on the same cores): the servers'
+    # share, and how busy the machine was in all. The bare loop's CPU (client + Dovecot) is its whole cost.
+    for group in ("dovecot", "kafka", "ferretdb"):
+        figure(f"catchup_{group}_cpu_per_message", used[group] / n * 1000, "ms")
+    figure("catchup_machine_cpu_per_message", used["machine"] / n * 1000, "ms")
+    figure("catchup_machine_busy_cores", used["machine"] / used["wall"], "cores")
+    figure("catchup_machine_cores", os.cpu_count() or 0, "cores")
+    figure("catchup_bare_loop_cpu_per_message", min(bare_cpu, bare_after_cpu) / n * 1000, "ms")
 
 
 async def bench_scale(

@@ -447,7 +447,13 @@ async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -
         window = CpuWindow()
         t1 = time.monotonic()
         await world.register(email, pw, window_days=30)
-        await wait(lambda: world.received >= n, 600, "catch-up events")
+        peak_rss = [world.rss_mb()]
+
+        def done() -> bool:
+            peak_rss.append(world.rss_mb())  # every 20 ms: the worker and its parsing pool
+            return world.received >= n
+
+        await wait(done, 600, "catch-up events")
         sync_s = max(world.arrivals.values()) - t1
         cpu, main = world.cpu_seconds(), world.cpu_seconds(children=False)
         used = window.stop()
@@ -468,6 +474,7 @@ async def bench_catchup(info: dict[str, Any], accounts: Accounts, quick: bool) -
     # share, and how busy the machine was in all. The bare loop's CPU (client + Dovecot) is its whole cost.
     for group in ("dovecot", "kafka", "ferretdb"):
         figure(f"catchup_{group}_cpu_per_message", used[group] / n * 1000, "ms")
+    figure("catchup_worker_rss_peak", max(peak_rss), "MB")
     figure("catchup_machine_cpu_per_message", used["machine"] / n * 1000, "ms")
     figure("catchup_machine_busy_cores", used["machine"] / used["wall"], "cores")
     figure("catchup_machine_cores", os.cpu_count() or 0, "cores")

@@ -139,3 +139,12 @@ def test_mailbox_names_for_commands() -> None:
 
 def test_search_date_format() -> None:
     assert imap_date(datetime(2026, 2, 1, tzinfo=UTC)) == "1-Feb-2026"
+
+
+def test_internaldate_forms() -> None:
+    """RFC 3501 9: date-day-fixed may be space-padded; zones east and west of UTC; month names in any case."""
+    assert parse_internaldate(" 1-Jan-2020 00:00:00 +0800") == datetime(2019, 12, 31, 16, 0, tzinfo=UTC)
+    assert parse_internaldate("28-feb-2026 23:30:05 -0530") == datetime(2026, 3, 1, 5, 0, 5, tzinfo=UTC)
+    for bad in ("31-Feb-2026 10:00:00 +0000", "1-Foo-2026 10:00:00 +0000", "1-Jan-2026 10:00 +0000",
+                "1-Jan-2026 10:00:00 0800", "1-Jan-2026 25:00:00 +0000"):  # fmt: skip
+        assert parse_internaldate(bad) is None, bad

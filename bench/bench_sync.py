@@ -54,6 +54,7 @@ from laifaxin_shared.topics import spec  # noqa: E402
 
 TOPICS = ("mailbox.verified", "mailbox.updated", "mailbox.removed", "mailbox.sync_status", "mail.received")
 TOPICS_DLQ = ("mail.received.dlq", "mailbox.verified.dlq", "mailbox.updated.dlq", "mailbox.removed.dlq")
+_TICK = os.sysconf("SC_CLK_TCK")  # /proc CPU times are in clock ticks
 BODY = (
     "Hello,\n\nPlease send your best price for 500 pcs of the LED panel, FOB Shenzhen, delivery in March.\n"
     "We also need the datasheet and the certificate of conformity.\n\nBest regards,\nBuyer\n"
@@ -219,14 +220,8 @@ class World:
         """CPU time (user + system) of the worker and its live child processes (the parsing pool);
         ``children=False``: the worker process alone."""
         assert self.proc is not None
-        total = 0.0
-        for pid in _process_tree(self.proc.pid) if children else [self.proc.pid]:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        pids = _process_tree(self.proc.pid) if children else [self.proc.pid]
+        return sum(stat[1] for stat in map(_process_cpu, pids) if stat is not None)
 
     def rss_mb(self, *, children: bool = True) -> float:
         """Resident memory (MB) of the worker and its live child processes (the parsing pool and
@@ -262,26 +257,26 @@ def _process_tree(pid: int) -> list[int]:
     return out
 
 
+def _process_cpu(pid: int) -> tuple[str, float] | None:
+    """(comm, CPU seconds used so far, user + system) of one process from /proc/<pid>/stat; None once gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return stat[stat.index("(") + 1 : stat.rindex(")")], (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def _cpu_by_process() -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) so far of every process: pid -> (comm, seconds)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1].split()
-        out[int(entry.name)] = (comm, (int(rest[11]) + int(rest[12])) / tick)
-    return out
+    """:func:`_process_cpu` of every process: pid -> (comm, seconds)."""
+    pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+    return {pid: stat for pid in pids if (stat := _process_cpu(pid)) is not None}
 
 
 def _machine_busy() -> float:
     """CPU seconds all cores spent busy so far (/proc/stat: everything but idle and iowait)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / _TICK
 
 
 class CpuWindow:

@@ -77,6 +77,23 @@ async def bind_apprise(store: Store, sender: AppriseSender, ev: MailClassified, 
     return b
 
 
+async def everything_observable(
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+    mongo_db: Any,
+    queued: list[tuple[str, Any]],
+) -> str:
+    """All a secret could leak into: log records, the process's stdout/stderr, the stored delivery records and
+    bindings, and the tasks queued to retry/DLQ topics, as one text."""
+    out, err = capfd.readouterr()
+    records = [d async for d in mongo_db["deliveries"].find({})]
+    bindings = [d async for d in mongo_db["bindings"].find({})]
+    return "\n".join(
+        [caplog.text, out, err, json.dumps(records, default=str), json.dumps(bindings, default=str)]
+        + [task.model_dump_json() for _, task in queued]
+    )
+
+
 def hook_url(hooks: WebhookServer, scheme: str = "json", name: str = "team") -> str:
     return f"{scheme}://{hooks.base_url.removeprefix('http://')}/hooks/{name}?-token={HOOK_SECRET}"
 
@@ -286,14 +303,8 @@ async def test_secret_never_in_logs_records_or_queued_tasks(
         assert any("transport: ClientConnectorError" in t.last_error for _, t in q2.items)
     finally:
         await unreachable.aclose()
-    out, err = capfd.readouterr()
-    records = [d async for d in mongo_db["deliveries"].find({})]
+    seen = await everything_observable(caplog, capfd, mongo_db, queue.items + q2.items)
     bindings = [d async for d in mongo_db["bindings"].find({})]
-    tasks = [t.model_dump_json() for _, t in queue.items + q2.items]
-    seen = "\n".join(
-        [caplog.text, out, err, json.dumps(records, default=str), json.dumps(bindings, default=str)]
-    )
-    seen += "\n".join(tasks)
     for secret in (KEY, gone, HOOK_SECRET):
         assert secret not in seen
     assert "/cgi-bin/webhook/send" not in caplog.text  # the robots' aiohttp calls log no request lines
@@ -478,13 +489,7 @@ async def test_robot_tokens_secrets_and_signatures_never_in_logs(
     await bind_apprise(store, sender, ev, f"feishu://WrongSecret123@{FEISHU_TOKEN}")
     results = sorted(r for _, r in await notifier.handle_classified(ev))
     assert results == ["failed", "failed", "failed", "sent", "sent"]
-    out, err = capfd.readouterr()
-    records = [d async for d in mongo_db["deliveries"].find({})]
-    bindings = [d async for d in mongo_db["bindings"].find({})]
-    seen = "\n".join(
-        [caplog.text, out, err, json.dumps(records, default=str), json.dumps(bindings, default=str)]
-        + [t.model_dump_json() for _, t in queue.items]
-    )
+    seen = await everything_observable(caplog, capfd, mongo_db, queue.items)
     signs = [q["sign"] for q in hooks.robot_queries if "sign" in q]
     assert len(signs) == 2
     for secret in (

@@ -34,6 +34,7 @@ from laifaxin_notify.channels.apprise import (
     feishu_sign,
     redact,
 )
+from laifaxin_notify.channels.base import Outcome
 from laifaxin_notify.models import AlertContent
 from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Binding
@@ -138,6 +139,11 @@ def test_sealed_url_opens_only_for_its_binding(sender: AppriseSender) -> None:
         assert KEY not in str(err.value)
 
 
+def decision(outcome: Outcome) -> tuple[str, bool, str | None, float | None, bool]:
+    """What a robot answer decides: kind, dead letter, binding action, retry delay (s), operator alert."""
+    return (outcome.kind, outcome.dead_letter, outcome.binding_action, outcome.retry_after_s, outcome.alert)
+
+
 @pytest.mark.parametrize(
     ("errcode", "kind", "dead", "binding", "retry_after"),
     [
@@ -154,12 +160,7 @@ def test_wecom_errcodes(
     errcode: int, kind: str, dead: bool, binding: str | None, retry_after: float | None
 ) -> None:
     outcome = classify_wecom_errcode(errcode, "msg")
-    assert (outcome.kind, outcome.dead_letter, outcome.binding_action, outcome.retry_after_s) == (
-        kind,
-        dead,
-        binding,
-        retry_after,
-    )
+    assert decision(outcome)[:4] == (kind, dead, binding, retry_after)
     if errcode:
         assert str(errcode) in outcome.detail
 
@@ -312,19 +313,7 @@ def test_dingtalk_errcodes(
     errcode: int, msg: str, kind: str, dead: bool, binding: str | None, retry_after: float | None, alert: bool
 ) -> None:
     outcome = classify_dingtalk_errcode(errcode, msg)
-    assert (
-        outcome.kind,
-        outcome.dead_letter,
-        outcome.binding_action,
-        outcome.retry_after_s,
-        outcome.alert,
-    ) == (
-        kind,
-        dead,
-        binding,
-        retry_after,
-        alert,
-    )
+    assert decision(outcome) == (kind, dead, binding, retry_after, alert)
     if errcode:
         assert outcome.detail == f"dingtalk robot errcode {errcode}: {msg}"
 
@@ -356,19 +345,7 @@ def test_feishu_codes(
     code: int, msg: str, kind: str, dead: bool, binding: str | None, retry_after: float | None, alert: bool
 ) -> None:
     outcome = classify_feishu_code(code, msg)
-    assert (
-        outcome.kind,
-        outcome.dead_letter,
-        outcome.binding_action,
-        outcome.retry_after_s,
-        outcome.alert,
-    ) == (
-        kind,
-        dead,
-        binding,
-        retry_after,
-        alert,
-    )
+    assert decision(outcome) == (kind, dead, binding, retry_after, alert)
 
 
 @pytest.mark.parametrize(

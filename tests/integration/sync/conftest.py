@@ -236,6 +236,16 @@ class Env:
 
     # ------------------------------------------------------------------------------------------ waiting
 
+    async def wait_applied(
+        self, worker: Any, record: tuple[TopicPartition, int], timeout: float = 30.0
+    ) -> None:
+        """Wait until ``worker``'s registry consumer committed past ``record`` (it commits a registry record only
+        once it is applied: loops stopped and the store written)."""
+        tp, offset = record
+        async with asyncio.timeout(timeout):
+            while (await worker.registry.consumer.committed(tp) or 0) <= offset:  # noqa: ASYNC110 (broker state)
+                await asyncio.sleep(0.05)
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

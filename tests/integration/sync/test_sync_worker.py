@@ -223,8 +223,9 @@ async def test_removed_mailbox_stops_and_its_state_is_dropped(
     await sync_env.wait_for(lambda: mailbox_id in worker.supervisor.loops, what="loop")
     await sync_env.wait_for(lambda: any(s.mailbox_id == mailbox_id for s in sync_env.statuses), what="status")
     removed = MailboxRemoved(tenant_id="tenant-test", mailbox_id=mailbox_id)
-    await sync_env.send_raw("mailbox.removed", serialize(removed), mailbox_id.encode())
-    await sync_env.wait_for(lambda: mailbox_id not in worker.supervisor.loops, what="stopped")
+    record = await sync_env.send_raw("mailbox.removed", serialize(removed), mailbox_id.encode())
+    await sync_env.wait_applied(worker, record)  # the loop stopped and the store dropped the mailbox
+    assert mailbox_id not in worker.supervisor.loops
     await sync_env.wait_for(lambda: worker.metrics.connections._value.get() == 0, what="closed")
     assert await worker.store.get_mailbox(mailbox_id) is None
     # A poison registry record goes to the registry topic's DLQ and does not stop the consumer.
@@ -246,13 +247,10 @@ async def test_registry_is_last_writer_wins_by_event_time(
 
     worker = await sync_env.start_worker()
 
-    async def committed_past(tp: Any, offset: int) -> None:  # the registry commits once a record is applied
-        async with asyncio.timeout(30):
-            while (await worker.registry.consumer.committed(tp) or 0) <= offset:  # noqa: ASYNC110 (broker state)
-                await asyncio.sleep(0.05)
-
     async def send_and_wait(topic: str, event: Any, mailbox_id: str) -> None:
-        await committed_past(*await sync_env.send_raw(topic, serialize(event), mailbox_id.encode()))
+        await sync_env.wait_applied(
+            worker, await sync_env.send_raw(topic, serialize(event), mailbox_id.encode())
+        )
 
     kept = await sync_env.register(mail_account)
     await sync_env.wait_for(lambda: kept in worker.supervisor.loops, what="loop")
@@ -271,7 +269,7 @@ async def test_registry_is_last_writer_wins_by_event_time(
     await sync_env.register(
         mail_account, mailbox_id=gone, occurred_at=removal.occurred_at - timedelta(seconds=5)
     )
-    await committed_past(*sync_env.verified_records[gone])
+    await sync_env.wait_applied(worker, sync_env.verified_records[gone])
     assert gone not in worker.supervisor.loops
     assert await worker.store.get_mailbox(gone) is None
 

@@ -123,6 +123,23 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
         seen.append(event)
         got_good.set()
 
+    async def committed_offsets() -> dict[int, int]:
+        """The offsets group ``classifier-test`` committed on the topic, by partition."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id="classifier-test",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            return {p: await consumer.committed(TopicPartition(topic, p)) or 0 for p in parts}
+        finally:
+            await consumer.stop()
+
     raw_producer = KafkaBroker(settings.kafka_bootstrap_servers)
     async with broker, raw_producer:
         await broker.start()
@@ -135,8 +152,10 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
         )
         await publish_event(broker, good, prefix=topic_prefix)
         await asyncio.wait_for(got_good.wait(), 30)
-        # the consumer went on past the poison records and committed their offsets
-        await asyncio.sleep(1.0)
+        # the consumer went on past the poison records and committed their offsets (after the handler returned)
+        async with asyncio.timeout(30):
+            while max((await committed_offsets()).values(), default=0) < 3:  # noqa: ASYNC110 (broker state)
+                await asyncio.sleep(0.1)
 
     assert [e.event_id for e in seen] == [good.event_id]
     dead = await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=2)
@@ -148,21 +167,7 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
     assert "ref.mailbox_id" in headers[1]["x-dlq-error"]
     assert {h["x-dlq-offset"] for h in headers} == {"0", "1"}
 
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id="classifier-test",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in parts}
-    finally:
-        await consumer.stop()
-    assert max(v or 0 for v in committed.values()) == 3
+    assert max((await committed_offsets()).values()) == 3
 
 
 async def test_dead_letters_can_be_listed_and_replayed(

@@ -275,7 +275,10 @@ async def test_blocking_sends_run_in_bounded_threads_off_the_event_loop(
     assert [r for _, r in results] == ["sent"] * 6
     assert len({r.path for r in hooks.accepted_hooks()}) == 6
     assert hooks.max_in_flight == 2  # NOTIFY_APPRISE_CONCURRENCY threads, no more
-    assert max(gaps) < 0.2, f"the event loop stalled for {max(gaps):.3f}s"
+    # A send run on the event loop would stall it 0.3 s each (1.8 s in all); a loaded machine adds short
+    # pauses of its own, so the loop's total stalled time is what is bounded, not its longest pause.
+    stalled = sum(g for g in gaps if g > 0.05)
+    assert stalled < 0.6, f"the event loop stalled for {stalled:.3f}s in all (longest {max(gaps):.3f}s)"
 
 
 async def test_secret_never_in_logs_records_or_queued_tasks(

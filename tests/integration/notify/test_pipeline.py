@@ -279,7 +279,7 @@ async def test_burst_becomes_a_digest(
 async def test_live_lease_is_requeued_and_expired_lease_taken_over(
     store: Store, wechat: WeChatServer, wechat_sender: WeChatSender, make_notifier: Any
 ) -> None:
-    notifier, queue = make_notifier({"wechat": wechat_sender}, lease_s=0.5)
+    notifier, queue = make_notifier({"wechat": wechat_sender}, lease_s=30)
     ev = classified()
     await bind_wechat(store, ev)
     task = DeliveryTask(
@@ -292,11 +292,15 @@ async def test_live_lease_is_requeued_and_expired_lease_taken_over(
         mailbox_id=ev.ref.mailbox_id,
         content=render(ev, "https://x"),
     )
-    assert (await store.acquire(task, 0.5)).owned  # a worker claimed it, then died before sending
+    assert (await store.acquire(task, 30)).owned  # a worker claimed it, then died before sending
     assert await notifier.deliver(task) == "busy"
     [(topic, requeued)] = queue.items
     assert topic == "notify.retry.0" and requeued.due_at is not None
-    await asyncio.sleep(0.6)
+    # The dead worker's lease runs out (set in the past rather than slept through: a loaded machine can
+    # take longer than a short lease between two store calls).
+    await store.deliveries.update_one(
+        {"_id": task.dedupe_key}, {"$set": {"lease_until": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
     assert await notifier.deliver(requeued) == "sent"
     assert len(wechat.sent) == 1
 

@@ -27,6 +27,7 @@ from laifaxin_shared.events.base import ServerEndpoint
 from laifaxin_shared.events.mailbox import MailboxSyncStatus, SyncSettings
 from laifaxin_shared.imap import connect_imap
 from laifaxin_shared.kafka import ensure_topics, serialize
+from laifaxin_shared.mongo import make_mongo_client
 from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 from laifaxin_shared.topics import spec
 from laifaxin_sync.app import SyncWorker
@@ -245,6 +246,48 @@ class Env:
         async with asyncio.timeout(timeout):
             while (await worker.registry.consumer.committed(tp) or 0) <= offset:  # noqa: ASYNC110 (broker state)
                 await asyncio.sleep(0.05)
+
+    async def index_docs(self, mailbox_id: str | None = None) -> list[dict[str, Any]]:
+        """The sync index entries (``messages``), of one mailbox or of all."""
+        query = {} if mailbox_id is None else {"mailbox_id": mailbox_id}
+        client = make_mongo_client(self.servers.mongodb_url)
+        try:
+            return [d async for d in client[self.db_name]["messages"].find(query)]
+        finally:
+            await client.close()
+
+    async def committed(self, docs: list[dict[str, Any]]) -> bool:
+        """True when every index entry is behind its folder cursor (the cursor is the commit point)."""
+        client = make_mongo_client(self.servers.mongodb_url)
+        try:
+            cursors = {d["_id"]: d async for d in client[self.db_name]["cursors"].find({})}
+        finally:
+            await client.close()
+        return all(
+            (c := cursors.get(f"{d['mailbox_id']}:{d['folder']}")) is not None
+            and c["uidvalidity"] == d["uidvalidity"]
+            and c["last_uid"] >= d["uid"]
+            for d in docs
+        )
+
+    async def wait_committed(
+        self, count: int, mailbox_id: str | None = None, timeout: float = 30.0
+    ) -> list[dict[str, Any]]:
+        """Wait until at least ``count`` index entries exist and all are behind their cursors; return them.
+
+        A worker moves a folder's cursor only after the publish was acknowledged, so an event seen on Kafka
+        may still be ahead of its cursor for a moment: poll instead of reading once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            docs = await self.index_docs(mailbox_id)
+            if len(docs) >= count and await self.committed(docs):
+                return docs
+            if loop.time() > deadline:
+                raise AssertionError(
+                    f"{len(docs)} index entries (wanted {count}), not all behind their cursor"
+                )
+            await asyncio.sleep(0.1)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
         loop = asyncio.get_running_loop()

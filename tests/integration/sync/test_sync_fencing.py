@@ -41,6 +41,7 @@ async def test_a_worker_whose_lease_was_taken_cannot_publish_or_move_the_cursor(
     await sync_env.wait_for(lambda: worker.metrics.idle_connections._value.get() >= 1, what="IDLE")
     await imap.append(mail("while the lease is ours"))
     await sync_env.wait_subjects(mailbox_id, {"while the lease is ours"})
+    await sync_env.wait_committed(1, mailbox_id)  # the cursor moves after the publish was acknowledged
     before = await cursor_doc(sync_env, mailbox_id)
     loop = worker.supervisor.loops[mailbox_id]
     assert loop.lease is not None and before["lease_epoch"] == loop.lease.epoch

@@ -17,7 +17,6 @@ from laifaxin_sync.prepare import default_processes
 from laifaxin_sync.supervisor import partition_for
 from tests.conftest import MailAccount
 from tests.integration.sync.conftest import Env, mail
-from tests.integration.sync.test_sync_worker import committed
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +38,6 @@ async def lease_owners(env: Env) -> dict[str, str]:
     client = make_mongo_client(env.servers.mongodb_url)
     try:
         return {d["_id"]: d["owner"] async for d in client[env.db_name]["leases"].find({})}
-    finally:
-        await client.close()
-
-
-async def index_docs(env: Env) -> list[dict[str, Any]]:
-    client = make_mongo_client(env.servers.mongodb_url)
-    try:
-        return [d async for d in client[env.db_name]["messages"].find({})]
     finally:
         await client.close()
 
@@ -117,8 +108,8 @@ async def test_scaling_one_to_three_workers_and_back_moves_mailboxes_without_los
     counts = Counter(e.subject for e in sync_env.received)
     assert set(counts) == expected
     assert all(n == 1 for n in counts.values()), {s: n for s, n in counts.items() if n > 1}
-    docs = await index_docs(sync_env)
-    assert len(docs) == len(expected) and await committed(sync_env, docs)
+    docs = await sync_env.wait_committed(len(expected))
+    assert len(docs) == len(expected)
     assert stop(procs[0]) == 0
 
 
@@ -158,10 +149,9 @@ async def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_indexes_once(
         lambda: expected <= set(sync_env.subjects(mailbox_id)), timeout=60, what="every message published"
     )
     await asyncio.sleep(1)
-    docs = await index_docs(sync_env)
+    docs = await sync_env.wait_committed(total + 10)
     assert len(docs) == total + 10
     assert len({(d["uidvalidity"], d["uid"]) for d in docs}) == total + 10
-    assert await committed(sync_env, docs)
     counts = Counter(sync_env.subjects(mailbox_id))
     assert set(counts) == expected
     # At-least-once: a message may be published twice (killed after the ack, before the mark) but then with

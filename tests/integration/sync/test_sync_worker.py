@@ -8,34 +8,11 @@ from typing import Any
 
 import pytest
 
-from laifaxin_shared.mongo import make_mongo_client
 from laifaxin_sync.supervisor import partition_for
 from tests.conftest import MailAccount
 from tests.integration.sync.conftest import Env, mail
 
 pytestmark = pytest.mark.integration
-
-
-async def index_docs(env: Env, mailbox_id: str) -> list[dict[str, Any]]:
-    client = make_mongo_client(env.servers.mongodb_url)
-    try:
-        return [d async for d in client[env.db_name]["messages"].find({"mailbox_id": mailbox_id})]
-    finally:
-        await client.close()
-
-
-async def committed(env: Env, docs: list[dict[str, Any]]) -> bool:
-    """True when every index entry is behind its folder cursor (the cursor is the commit point)."""
-    client = make_mongo_client(env.servers.mongodb_url)
-    try:
-        cursors = {d["_id"]: d async for d in client[env.db_name]["cursors"].find({})}
-    finally:
-        await client.close()
-    return all(
-        cursors[f"{d['mailbox_id']}:{d['folder']}"]["uidvalidity"] == d["uidvalidity"]
-        and cursors[f"{d['mailbox_id']}:{d['folder']}"]["last_uid"] >= d["uid"]
-        for d in docs
-    )
 
 
 async def test_new_mail_under_idle_is_published_once(
@@ -58,8 +35,8 @@ async def test_new_mail_under_idle_is_published_once(
     assert sorted(e.subject for e in events) == ["first new mail", "second new mail"]
     assert all(not e.initial_sync and e.folder_role == "inbox" and e.ref.folder == "INBOX" for e in events)
     assert all(e.raw_ref.startswith("sync:raw_messages/") for e in events)
-    docs = await index_docs(sync_env, mailbox_id)
-    assert len(docs) == 2 and await committed(sync_env, docs)
+    docs = await sync_env.wait_committed(2, mailbox_id)
+    assert len(docs) == 2
     mailbox = await sync_env.workers[0].store.get_mailbox(mailbox_id)
     # The shard is the partition Kafka's producer chose for the key: murmur2 as in the Java client.
     assert (
@@ -123,7 +100,7 @@ async def test_junk_folder_is_polled_and_duplicates_across_folders_are_indexed_o
     await sync_env.wait_subjects(mailbox_id, {"copy in two folders"}, timeout=15)
     await asyncio.sleep(5)  # two more Junk polls
     assert sync_env.subjects(mailbox_id).count("copy in two folders") == 1
-    docs = await index_docs(sync_env, mailbox_id)
+    docs = await sync_env.index_docs(mailbox_id)
     assert sum(1 for d in docs if d["dedupe_key"].endswith("same-message@example.com")) == 1
 
 
@@ -171,9 +148,9 @@ async def test_unparsable_message_is_quarantined_and_later_mail_flows(
     assert b"no header at all" in dead.value
     assert headers["x-dlq-error-type"] == "QuarantineError" and headers["x-dlq-reason"]
     assert dead.key == mailbox_id.encode()
-    docs = await index_docs(sync_env, mailbox_id)
+    docs = await sync_env.wait_committed(3, mailbox_id)  # two messages and the quarantined one
     quarantined = [d for d in docs if d.get("reason")]
-    assert len(quarantined) == 1 and await committed(sync_env, docs)
+    assert len(docs) == 3 and len(quarantined) == 1
     assert len(sync_env.received_for(mailbox_id)) == 2
 
 

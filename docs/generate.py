@@ -128,6 +128,7 @@ def _sync_asyncapi() -> dict[str, Any]:
             "mailbox.sync_status and mail.received.dlq.",
         )
         await worker.mongo.close()
+        await worker.registry.consumer.stop()  # never started; closed so aiokafka does not warn
         return spec
 
     return asyncio.run(build())

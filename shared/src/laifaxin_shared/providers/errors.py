@@ -121,12 +121,16 @@ CODES: dict[ErrorCode, CodeInfo] = {
     ),
     ErrorCode.OAUTH_REQUIRED: CodeInfo(
         _t(
-            "This mailbox no longer accepts passwords (including app passwords); it requires OAuth2 sign-in.",
-            "该邮箱已不再接受密码（包括应用密码），必须使用 OAuth2 授权登录。",
+            "This mailbox accepts only the provider's own sign-in (OAuth2): passwords and app passwords are "
+            "refused, and Laifaxin binds mailboxes with a password or authorization code only.",
+            "该邮箱只接受服务商自己的授权登录（OAuth2），密码和应用专用密码均被拒绝；来发信目前仅支持用密码或"
+            "授权码绑定邮箱。",
         ),
         _t(
-            "Connect the mailbox with the provider's sign-in (OAuth2) instead of a password.",
-            "请改用邮箱服务商的授权登录（OAuth2）绑定，而不是输入密码。",
+            "Turn on automatic forwarding in the mailbox's web mail (Outlook: Settings → Mail → Forwarding) to "
+            "a mailbox bound to Laifaxin: replies then reach the unified inbox and your alerts.",
+            "请在该邮箱网页版中开启自动转发（Outlook：设置 → 邮件 → 转发），转发到已绑定来发信的邮箱，"
+            "回复即可进入统一收件箱并触发提醒。",
         ),
         False,
         "auth_failed",
@@ -799,10 +803,6 @@ RULES: tuple[Rule, ...] = (
         "ms_token_expired",
         r"Command Error\. 10\b",
         E.OAUTH_REQUIRED,
-        fix=(
-            "The OAuth2 token expired or was revoked: sign in with Microsoft again.",
-            "OAuth2 令牌已过期或被撤销：请重新使用微软账号授权登录。",
-        ),
         source="FE FAQ (errors)",
     ),
     _rule(
@@ -824,10 +824,11 @@ RULES: tuple[Rule, ...] = (
         E.OAUTH_REQUIRED,
         protocols=("imap",),
         fix=(
-            "Microsoft's IMAP refuses password logins (basic auth is off): connect with Microsoft sign-in "
-            "(OAuth2). If this is a company server, also check that IMAP is enabled for the mailbox.",
-            "微软 IMAP 已拒绝密码登录（基本认证已关闭）：请改用微软账号授权登录（OAuth2）。"
-            "若是公司服务器，也请确认该邮箱已开启 IMAP。",
+            "Microsoft's IMAP refuses password logins (basic auth is off) and Laifaxin binds with passwords "
+            "only: forward the mail (Outlook: Settings → Mail → Forwarding) to a mailbox bound to Laifaxin. "
+            "If this is a company Exchange server, check that IMAP is enabled for the mailbox and the password.",
+            "微软 IMAP 已拒绝密码登录（基本认证已关闭），而来发信仅支持密码绑定：请开启自动转发（Outlook："
+            "设置 → 邮件 → 转发）到已绑定来发信的邮箱。若是公司 Exchange 服务器，请确认该邮箱已开启 IMAP 且密码正确。",
         ),
         source="imapclient#602",
     ),
@@ -844,9 +845,9 @@ RULES: tuple[Rule, ...] = (
         E.UNSAFE_LOGIN,
         fix=(
             "Google blocked the sign-in after a risk check (e.g. VPN): sign in at mail.google.com from your "
-            "usual device and confirm it was you, then use an app password (or Google sign-in).",
+            "usual device and confirm it was you, then use an app password.",
             "Google 风控拦截了本次登录（如使用 VPN）：请在常用设备上登录 mail.google.com 并确认是本人操作，"
-            "然后使用应用专用密码（或 Google 授权登录）。",
+            "然后使用应用专用密码。",
         ),
         source="robotframework-imaplibrary#23",
     ),

@@ -4,7 +4,7 @@ Listens on implicit TLS (RFC 8314, "submissions") and on a plain port that requi
 AUTH (RFC 4954, PLAIN and LOGIN). Accounts are the ones in Dovecot's passwd-file, as at a real provider where
 one app password serves IMAP and SMTP; the file is re-read on every AUTH, so tests can add users while it runs.
 Every accepted message is written to ``<state>/smtp/maildrop/<n>.eml`` and indexed as one JSON line in
-``<state>/smtp/received.jsonl`` (envelope, authenticated user, size, file), so tests can read back what arrived.
+``<state>/smtp/received.jsonl`` (envelope, authenticated user, client address, size, file), so tests can read back what arrived.
 Passwords are never written anywhere.
 
 Run: ``python deploy/local/smtp_server.py --state DIR --tls-port 10465 --starttls-port 10587``.
@@ -82,6 +82,9 @@ class RecordingHandler:
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "auth_user": session.auth_data if isinstance(session.auth_data, str) else None,
+            "peer": list(session.peer)
+            if isinstance(session.peer, tuple)
+            else session.peer,  # one per connection
             "tls": server.transport is not None and server.transport.get_extra_info("ssl_object") is not None,
             "size": len(content),
             "file": str(path),

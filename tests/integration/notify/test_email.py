@@ -3,6 +3,8 @@ relay that refuses recipients on demand."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -60,6 +62,33 @@ async def test_alert_mail_through_the_relay(
     assert "Category: inquiry" in text and f"/{ev.ref.uid}" in text
 
 
+async def test_alerts_share_one_smtp_session(
+    store: Store, make_notifier: Any, mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    """Alerts one after another go over one kept SMTP session (RFC 5321 section 3.3), not one connection each."""
+    sender = EmailSender(
+        host=mail_account.host,
+        port=mail_account.smtps_port,
+        security="ssl",
+        sender=mail_account.email,
+        username=mail_account.email,
+        password=mail_account.password,
+        tls_context=tls_context,
+    )
+    notifier, _ = make_notifier({"email": sender})
+    marker = uuid.uuid4().hex
+    try:
+        for i in range(5):
+            ev = classified(subject=f"Quotation {marker} #{i}")
+            await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "owner@example.com", {}))
+            assert [r for _, r in await notifier.handle_classified(ev)] == ["sent"]
+    finally:
+        await sender.aclose()
+    records = received(mail_account, marker)
+    assert len(records) == 5 and all(r["tls"] and r["auth_user"] == mail_account.email for r in records)
+    assert sender.sessions_opened == 1 and len({tuple(r["peer"]) for r in records}) == 1
+
+
 async def test_untrusted_relay_certificate_is_not_sent_to(
     store: Store, make_notifier: Any, mail_account: MailAccount
 ) -> None:
@@ -96,8 +125,9 @@ class RefusingHandler:
         return "250 OK"
 
 
-@pytest.fixture
-def refusing_relay() -> Iterator[tuple[int, ssl.SSLContext]]:
+@contextlib.contextmanager
+def loopback_relay(**smtp_options: Any) -> Iterator[tuple[int, ssl.SSLContext]]:
+    """An aiosmtpd relay on implicit TLS with a throwaway CA: (port, client context trusting it)."""
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
@@ -106,12 +136,20 @@ def refusing_relay() -> Iterator[tuple[int, ssl.SSLContext]]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    controller = Controller(RefusingHandler(), hostname="127.0.0.1", port=port, ssl_context=server_ctx)
+    controller = Controller(
+        RefusingHandler(), hostname="127.0.0.1", port=port, ssl_context=server_ctx, **smtp_options
+    )
     controller.start()
     try:
         yield port, client_ctx
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def refusing_relay() -> Iterator[tuple[int, ssl.SSLContext]]:
+    with loopback_relay() as relay:
+        yield relay
 
 
 async def test_4xx_is_retried_and_5xx_is_permanent(
@@ -131,3 +169,35 @@ async def test_4xx_is_retried_and_5xx_is_permanent(
     assert topic == "notify.retry.0" and "451" in task.last_error
     history = {h["target_id"]: h for h in await store.history(ev.tenant_id, ev.user_id)}
     assert "550" in history["perm@example.com"]["last_error"]
+
+
+async def test_a_session_the_relay_closed_is_replaced_and_sessions_are_capped(
+    store: Store, make_notifier: Any
+) -> None:
+    """The relay drops an idle client (aiosmtpd's timeout answers 421 and closes, RFC 5321 section 4.5.3.2.7):
+    the next alert opens a new session without a failed attempt; a session is closed after
+    ``messages_per_connection`` mails."""
+    with loopback_relay(timeout=0.3) as (port, ctx):
+        sender = EmailSender(
+            host="127.0.0.1",
+            port=port,
+            security="ssl",
+            sender="alerts@laifaxin.test",
+            tls_context=ctx,
+            messages_per_connection=2,
+        )
+        notifier, queue = make_notifier({"email": sender})
+        try:
+            ev = classified()
+            await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "fine@example.com", {}))
+            assert [r for _, r in await notifier.handle_classified(ev)] == ["sent"]
+            await asyncio.sleep(1.0)  # the relay times the idle session out
+            for _ in range(3):
+                ev = classified()
+                await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "fine@example.com", {}))
+                assert [r for _, r in await notifier.handle_classified(ev)] == ["sent"]
+        finally:
+            await sender.aclose()
+    assert queue.items == []
+    # 1 (timed out) + 1 (2 mails, then closed at the cap) + 1 (the last mail)
+    assert sender.sessions_opened == 3

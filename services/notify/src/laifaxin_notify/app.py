@@ -66,6 +66,9 @@ def build_senders(settings: NotifySettings) -> dict[str, Sender]:
             password=settings.smtp_password.get_secret_value(),
             tls_context=ctx,
             timeout_s=settings.smtp_timeout_s,
+            connections=settings.smtp_connections,
+            idle_s=settings.smtp_idle_s,
+            messages_per_connection=settings.smtp_messages_per_connection,
         )
     senders["webpush"] = WebPushSender(
         vapid=load_vapid(settings.vapid_private_key.get_secret_value()),

@@ -94,7 +94,20 @@ class NotifySettings(ServiceSettings):
     smtp_password: SecretStr = Field(default=SecretStr(""))
     smtp_from: str = Field(default="Laifaxin <alerts@laifa.xin>")
     smtp_ca_file: str | None = Field(default=None, description="Extra CA bundle to verify the relay.")
-    smtp_timeout_s: float = Field(default=15.0)
+    smtp_timeout_s: float = Field(default=15.0, description="Per SMTP command, seconds.")
+    smtp_connections: int = Field(
+        default=4,
+        ge=1,
+        description="SMTP sessions kept open to the relay at most (each sends one mail at a time).",
+    )
+    smtp_idle_s: float = Field(
+        default=60.0, gt=0, description="A kept SMTP session unused this many seconds is closed, not reused."
+    )
+    smtp_messages_per_connection: int = Field(
+        default=100,
+        ge=1,
+        description="Mails sent over one SMTP session before it is closed (relays cap a session).",
+    )
 
     vapid_private_key: SecretStr = Field(
         default=SecretStr(""),

@@ -37,19 +37,24 @@ def received(account: MailAccount, marker: str) -> list[dict[str, Any]]:
     return out
 
 
+def relay_sender(account: MailAccount, tls_context: ssl.SSLContext, security: str = "ssl") -> EmailSender:
+    """A sender to the real local relay, authenticated as ``account``."""
+    return EmailSender(
+        host=account.host,
+        port=account.smtps_port if security == "ssl" else account.smtp_port,
+        security=security,
+        sender=account.email,
+        username=account.email,
+        password=account.password,
+        tls_context=tls_context,
+    )
+
+
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
 async def test_alert_mail_through_the_relay(
     store: Store, make_notifier: Any, mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
 ) -> None:
-    sender = EmailSender(
-        host=mail_account.host,
-        port=mail_account.smtps_port if security == "ssl" else mail_account.smtp_port,
-        security=security,
-        sender=mail_account.email,
-        username=mail_account.email,
-        password=mail_account.password,
-        tls_context=tls_context,
-    )
+    sender = relay_sender(mail_account, tls_context, security)
     notifier, _ = make_notifier({"email": sender})
     marker = uuid.uuid4().hex
     ev = classified(subject=f"Quotation {marker}")
@@ -66,15 +71,7 @@ async def test_alerts_share_one_smtp_session(
     store: Store, make_notifier: Any, mail_account: MailAccount, tls_context: ssl.SSLContext
 ) -> None:
     """Alerts one after another go over one kept SMTP session (RFC 5321 section 3.3), not one connection each."""
-    sender = EmailSender(
-        host=mail_account.host,
-        port=mail_account.smtps_port,
-        security="ssl",
-        sender=mail_account.email,
-        username=mail_account.email,
-        password=mail_account.password,
-        tls_context=tls_context,
-    )
+    sender = relay_sender(mail_account, tls_context)
     notifier, _ = make_notifier({"email": sender})
     marker = uuid.uuid4().hex
     try:
@@ -92,15 +89,7 @@ async def test_alerts_share_one_smtp_session(
 async def test_untrusted_relay_certificate_is_not_sent_to(
     store: Store, make_notifier: Any, mail_account: MailAccount
 ) -> None:
-    sender = EmailSender(
-        host=mail_account.host,
-        port=mail_account.smtps_port,
-        security="ssl",
-        sender=mail_account.email,
-        username=mail_account.email,
-        password=mail_account.password,
-        tls_context=ssl.create_default_context(),
-    )
+    sender = relay_sender(mail_account, ssl.create_default_context())  # our test CA is not trusted
     notifier, queue = make_notifier({"email": sender})
     ev = classified()
     await store.put_binding(Binding(ev.tenant_id, ev.user_id, "email", "owner@example.com", {}))

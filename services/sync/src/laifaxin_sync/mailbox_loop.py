@@ -8,7 +8,10 @@ before the 29-minute limit. Without IDLE both folders are polled at the interval
 it (NetEase refuses SELECT without it).
 
 Failures never stop the mailbox: each is classified with the shared error taxonomy, reported on
-``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`).
+``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`). A
+mailbox that stays ``ok`` sends its ``ok`` again now and then with the time of its last sync pass
+(:mod:`laifaxin_sync.status_refresh`). A ``mailbox.verified`` that switched the mailbox to another account makes
+the loop drop the previous account's sync state before it connects (:meth:`SyncStore.reset_account`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import contextlib
 import ssl
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aioimaplib
@@ -60,6 +63,7 @@ from laifaxin_sync.prepare import Preparer
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
 from laifaxin_sync.startup import Slot, StartGate
+from laifaxin_sync.status_refresh import StatusRefresh
 from laifaxin_sync.store import Cursor, Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
@@ -150,6 +154,11 @@ class MailboxLoop:
             stable_s=s.stable_connection_seconds,
         )
         self.last_synced_at: datetime | None = None
+        self._refresh = StatusRefresh(s.status_refresh_seconds)
+        if self._last_status is not None:
+            self._refresh.restored(_aware(self._last_status.get("at")), utc_now())
+        # set by the registry when a mailbox.verified changed the account (SyncStore.upsert_mailboxes)
+        self._account_reset: str | None = config.get("account_reset")
         self._slot: Slot | None = None
         self._known_cursors: list[Cursor] | None = None
         if lease is not None:
@@ -282,6 +291,8 @@ class MailboxLoop:
         password: str | None = None
         try:
             password = self._password()
+            if self._account_reset is not None:
+                await self._reset_account()
             await self._session(password, on_connected)
             return None
         except Stopping:
@@ -363,6 +374,25 @@ class MailboxLoop:
         await self.report(error.sync_state, error=error, retry_at=retry_at)
         return delay
 
+    async def _reset_account(self) -> None:
+        """Drop the previous account's cursors and index under the lease before the new account is synced: its
+        folders get a fresh baseline with the initial window (no ``uidvalidity_reset``).
+
+        Raises:
+            LeaseLost: another worker holds the mailbox now.
+            pymongo.errors.PyMongoError: the store failed (retried at the next attempt; the mark stays).
+        """
+        assert self.lease is not None, "the account is reset only under the lease"
+        dropped = await self.ctx.store.reset_account(self.lease)
+        if dropped is not None:
+            log.info(
+                "account changed: previous account's sync state dropped",
+                mailbox_id=self.mailbox_id,
+                **dropped,
+            )
+            self._known_cursors = []  # every cursor read with the lease belonged to the previous account
+        self._account_reset = None
+
     def _password(self) -> str:
         envelope = EncryptedCredential.model_validate(self.config["credential"])
         return self.ctx.keyring.open(envelope, tenant_id=self.config["tenant_id"], mailbox_id=self.mailbox_id)
@@ -376,12 +406,21 @@ class MailboxLoop:
         retry_at: Any = None,
         force: bool = False,
     ) -> None:
-        """Send ``mailbox.sync_status`` when the state (or error code) differs from the last one sent."""
+        """Send ``mailbox.sync_status`` when the state (or error code) differs from the last one sent, or
+        ``force``; a steady ``ok`` is sent again when its refresh is due (:class:`StatusRefresh`:
+        ``SYNC_STATUS_REFRESH_SECONDS``). Every event carries ``last_synced_at``; the time it was sent is stored
+        with the state.
+
+        Raises:
+            aiokafka.errors.KafkaError, pymongo.errors.PyMongoError: the event or the state was not written.
+        """
         current = {"state": state, "error_code": error.code.value if error else None}
+        now = utc_now()
         if (
             not force
             and self._last_status is not None
             and all(self._last_status.get(k) == v for k, v in current.items())
+            and not (state == "ok" and error is None and self._refresh.due(now))
         ):
             return
         fields: dict[str, Any] = error.sync_status_fields() if error else {"state": state}
@@ -397,7 +436,15 @@ class MailboxLoop:
         await self.ctx.publisher.status(event)
         self.ctx.metrics.status_events.labels(state).inc()
         self._last_status = current
-        await self.ctx.store.set_state(self.mailbox_id, {**current, "at": utc_now()})
+        self._refresh.sent(now)
+        await self.ctx.store.set_state(self.mailbox_id, {**current, "at": now})
+
+    async def _synced(self, sync: FolderSync) -> None:
+        """A sync pass succeeded (INBOX and Junk, or INBOX after an IDLE wake): note its time, and report ``ok``
+        when that is news or its refresh is due (no I/O otherwise)."""
+        self.last_synced_at = utc_now()
+        if not sync.unstable():  # else the uidvalidity_unstable report stands until a stable pass
+            await self.report("ok")  # after both folders have their baseline
 
     # ------------------------------------------------------------------------------------------ session
 
@@ -510,9 +557,7 @@ class MailboxLoop:
                     junk_selected = outcome == "selected"
                     if outcome == "missing":
                         junk = None  # deleted or renamed: LIST again at the next poll
-            self.last_synced_at = utc_now()
-            if not sync.unstable():  # else the uidvalidity_unstable report stands until a stable pass
-                await self.report("ok")  # after both folders have their baseline
+            await self._synced(sync)
             if use_idle and junk_selected:
                 continue  # re-EXAMINE INBOX before IDLE
             self.guard()
@@ -528,7 +573,7 @@ class MailboxLoop:
                     break
                 self.guard()
                 await self._catch_up(client, sync, None)
-                self.last_synced_at = utc_now()
+                await self._synced(sync)
             # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
 
     async def _catch_up(self, client: aioimaplib.IMAP4, sync: FolderSync, mark: int | None) -> None:
@@ -592,6 +637,13 @@ class MailboxLoop:
                 client.idle_done()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(idle, self.ctx.settings.imap_timeout)
+
+
+def _aware(at: Any) -> datetime | None:
+    """A stored time as aware UTC (None stays None; a naive one is UTC, as written)."""
+    if not isinstance(at, datetime):
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 async def examine(client: aioimaplib.IMAP4, mailbox: str, timeout: float) -> aioimaplib.Response:

@@ -54,7 +54,10 @@ class SyncMetrics:
             "sync_errors_total", "Mailbox loop failures by taxonomy code.", ["code"], registry=r
         )
         self.status_events = Counter(
-            "sync_status_events_total", "mailbox.sync_status transitions sent.", ["state"], registry=r
+            "sync_status_events_total",
+            "mailbox.sync_status events sent (transitions and ok refreshes).",
+            ["state"],
+            registry=r,
         )
         self.heartbeat = Gauge(
             "sync_supervisor_heartbeat_timestamp", "Last supervisor beat (unix s).", registry=r

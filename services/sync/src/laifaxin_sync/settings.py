@@ -141,6 +141,15 @@ class SyncSettings(ServiceSettings):
     stable_connection_seconds: float = Field(
         default=300.0, gt=0, description="A connection up this long resets the backoff (EmailEngine: 5 min)."
     )
+    status_refresh_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description="While a mailbox stays ok, its ok status is sent again on mailbox.sync_status at most "
+        "this often, with the time of its last sync pass (binding's 'last sync time' moves only when a "
+        "status arrives). Sent at the first sync pass due, between 1 and 1.2 times this after the mailbox's "
+        "last status (jittered, so mailboxes do not refresh together; the time of the last status is stored, "
+        "so a restart keeps the schedule). 0: transitions only.",
+    )
     start_spread_seconds: float = Field(
         default=0.0,
         ge=0,

@@ -3,7 +3,9 @@
 Collections (ARCHITECTURE.md "Storage"):
 
 - ``mailboxes``: ``_id`` = mailbox id; the latest ``mailbox.verified`` config (credential still sealed),
-  ``partition`` (Kafka's murmur2 partition of the id), ``sync`` settings and the last reported ``state``.
+  ``partition`` (Kafka's murmur2 partition of the id), ``sync`` settings, the last reported ``status`` (state,
+  error code and ``at``, when it was sent) and ``account_reset`` while the sync state of a previous account
+  is still to be dropped (:meth:`SyncStore.upsert_mailboxes`, :meth:`SyncStore.reset_account`).
 - ``leases``: ``_id`` = mailbox id, ``owner`` (worker id, None once released) and ``epoch``: the fence that
   keeps two workers off one mailbox while a rebalance is under way. A lease is valid while its owner's
   ``workers`` document is unexpired. ``epoch`` grows by one at every change of hands and is never reset (a
@@ -16,6 +18,8 @@ Collections (ARCHITECTURE.md "Storage"):
   UIDVALIDITY reset count and time, and ``lease_epoch``: the epoch of the lease its last writer held. A write
   is conditional on ``lease_epoch`` not exceeding the writer's (:meth:`SyncStore.save_cursor`), and taking a
   lease over raises the epoch of the mailbox's cursors first, so a worker that lost its lease cannot move them.
+  ``void``: the cursor belonged to the mailbox's previous account; it is read as no cursor, and the document
+  stays only to keep the fence (the folder's next cursor replaces it under the same condition).
 - ``messages``: the index; ``_id`` = ``mailbox:folder:uidvalidity:uid`` (unique by construction) and a unique
   ``dedupe_key`` (mailbox + Message-ID, or + SHA-256 of the raw bytes when there is none), so a message is
   indexed once across folders and retries; ``event_id`` (the id its ``mail.received`` carries, kept on
@@ -124,6 +128,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "raw_messages": [IndexModel([("mailbox_id", ASCENDING)], name="mailbox")],
 }
+
+
+_IDENTITY_PROJECTION = {"email": 1, "username": 1, "imap": 1, "account_reset": 1}
+
+
+def account_identity(config: Mapping[str, Any]) -> tuple[str, str, str, int]:
+    """The account a mailbox config syncs: (email, IMAP username, IMAP host, IMAP port), case-folded (domain
+    names and, at every provider we know, logins are case-insensitive). A different identity is another
+    account, whose folders the stored cursors and index do not describe; the password, TLS mode, SMTP server,
+    nickname and sync settings are not part of it."""
+    imap = config.get("imap") or {}
+    return (
+        str(config.get("email", "")).strip().casefold(),
+        str(config.get("username", "")).strip().casefold(),
+        str(imap.get("host", "")).strip().rstrip(".").casefold(),
+        int(imap.get("port") or 0),
+    )
 
 
 def epoch_ms(at: datetime) -> int:
@@ -267,25 +288,29 @@ class SyncStore:
 
     # ------------------------------------------------------------------------------------------ registry
 
-    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> Document:
-        """Store the full config of ``mailbox.verified`` (credential sealed), keeping the reported state;
-        returns the fields written plus ``_id`` (what a mailbox loop needs, without reading it back)."""
-        doc = event.model_dump(
-            mode="json", by_alias=True, exclude={"event_id", "occurred_at", "schema_version"}
-        )
-        doc.update(
-            {"partition": partition, "verified_event_id": str(event.event_id), "updated_at": utc_now()}
-        )
-        doc.pop("mailbox_id")
-        await self.mailboxes.update_one({"_id": event.mailbox_id}, {"$set": doc}, upsert=True)
-        return {"_id": event.mailbox_id, **doc}
+    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> Document | None:
+        """:meth:`upsert_mailboxes` for one event: the document written, or None when the event is older than
+        the mailbox's removal (ignored)."""
+        docs = await self.upsert_mailboxes([(event, partition)])
+        return docs[0] if docs else None
 
     async def upsert_mailboxes(self, events: Sequence[tuple[MailboxVerified, int]]) -> list[Document]:
-        """:meth:`upsert_mailbox` for many ``(event, partition)`` pairs (a later event of the same mailbox wins);
-        returns the written documents, one per mailbox, in order of their last event.
+        """Store the full config of each ``mailbox.verified`` (credential sealed), keeping the reported state,
+        for many ``(event, partition)`` pairs (a later event of the same mailbox wins); returns the written
+        documents (the fields written plus ``_id``, and ``account_reset`` when pending: what a mailbox loop
+        needs, without reading it back), one per mailbox, in order of their last event. A verification older
+        than the mailbox's removal is ignored.
 
-        Per 500 mailboxes: one read of which exist, one unordered insert of the new ones (FerretDB applies an
-        insert of hundreds of documents at the cost of two or three upserts), and an update per existing one.
+        Switching accounts: binding keeps the mailbox id when the user edits the address, login or servers
+        (product docs, "Edit Mailbox Settings": "want to switch accounts"; "Server config change -> System
+        reconnects / syncs with new config"). When an event changes the account identity of a stored mailbox
+        (:func:`account_identity`; a new password, security mode or settings do not), ``account_reset`` is set
+        to the event id in the same write, so a crash before the reset cannot lose it; the mailbox's loop then
+        drops the previous account's state under its lease (:meth:`reset_account`) before connecting.
+
+        Per 500 mailboxes: one read of which exist (with their account identity), one unordered insert of the
+        new ones (FerretDB applies an insert of hundreds of documents at the cost of two or three upserts),
+        and an update per existing one.
         """
         latest: dict[str, Document] = {}
         for event, partition in events:
@@ -312,11 +337,20 @@ class SyncStore:
                     log.info("mailbox.verified older than its removal ignored", mailbox_id=tomb["_id"])
                     del latest[tomb["_id"]]
         items = list(latest.items())
+        pending: dict[str, str] = {}
         for start in range(0, len(items), _CHUNK):
             chunk = dict(items[start : start + _CHUNK])
-            existing = {
-                d["_id"] async for d in self.mailboxes.find({"_id": {"$in": list(chunk)}}, {"_id": 1})
+            stored = {
+                d["_id"]: d
+                async for d in self.mailboxes.find({"_id": {"$in": list(chunk)}}, _IDENTITY_PROJECTION)
             }
+            existing = set(stored)
+            for mid, old in stored.items():
+                if account_identity(old) != account_identity(chunk[mid]):
+                    chunk[mid]["account_reset"] = chunk[mid]["verified_event_id"]
+                    log.info("mailbox.verified switched the account: sync state to reset", mailbox_id=mid)
+                elif old.get("account_reset"):
+                    pending[mid] = old["account_reset"]  # an earlier switch not reset yet: still to do
             new = [mid for mid in chunk if mid not in existing]
             if new:
                 try:
@@ -330,7 +364,10 @@ class SyncStore:
                     existing.update(new[int(e["index"])] for e in errors)  # inserted meanwhile: update
             for mid in existing:
                 await self.mailboxes.update_one({"_id": mid}, {"$set": chunk[mid]}, upsert=True)
-        return [{"_id": mid, **doc} for mid, doc in items]
+        return [
+            {"_id": mid, **doc, **({"account_reset": pending[mid]} if mid in pending else {})}
+            for mid, doc in items
+        ]
 
     async def update_sync_settings(self, mailbox_id: str, sync: dict[str, Any], nickname: str) -> bool:
         """Apply ``mailbox.updated``; False when the mailbox is unknown (not verified yet, or removed)."""
@@ -365,6 +402,57 @@ class SyncStore:
         await self.messages.delete_many({"mailbox_id": mailbox_id})
         await self.raw.delete_many({"mailbox_id": mailbox_id})
         await self.leases.delete_one({"_id": mailbox_id})
+
+    async def reset_account(self, lease: Lease) -> dict[str, int] | None:
+        """Drop the sync state of the mailbox's previous account, if a reset is pending (``account_reset``, set
+        by :meth:`upsert_mailboxes`); returns how many cursors were voided and index entries and raw messages
+        deleted, or None when none was pending (done already, or the mailbox is gone).
+
+        Cursors: the old account's UIDVALIDITY, UIDs and baseline mean nothing on the new one (another
+        UIDVALIDITY would look like a ``uidvalidity_reset`` and skip the initial window; the same one would
+        skip the new account's mail below the old ``last_uid``). They are marked ``void`` rather than deleted,
+        under the same condition as a cursor write (``lease_epoch`` not newer than ``lease``'s) and raised to
+        ``lease``'s epoch: a worker holding an older lease still meets the fence, even with the insert of a
+        folder's first cursor (:meth:`save_cursor`).
+
+        Index and raw messages: deleted, as :meth:`remove_mailbox` does. Index locations and ``dedupe_key``
+        are per mailbox id, not per account: kept, the old account's entries would suppress the new account's
+        copy of a message with the same Message-ID (mail sent to both addresses), and one at the same
+        folder/UIDVALIDITY/UID would be taken for a retry or a reused UID. The old account's mail was published
+        already, and no other service reads these collections (ARCHITECTURE.md "Storage"); its raw bytes,
+        reachable only through events of an account the user unbound, go with it.
+
+        The mark is cleared last, only if it is still the one read (a later switch keeps its own), so a failure
+        part-way leaves it for the next attempt; every step can be repeated before the new account is synced.
+
+        Raises:
+            LeaseLost: ``lease`` is no longer the mailbox's lease, or a newer one fenced its cursors.
+        """
+        mailbox_id = lease.mailbox_id
+        doc = await self.mailboxes.find_one({"_id": mailbox_id}, {"account_reset": 1})
+        token = doc.get("account_reset") if doc is not None else None
+        if not token:
+            return None
+        if not await self.holds_lease(lease):
+            raise LeaseLost(mailbox_id, lease.epoch)
+        voided = await self.cursors.update_many(
+            {"mailbox_id": mailbox_id, "lease_epoch": {"$not": {"$gt": lease.epoch}}},
+            {"$set": {"void": True, "lease_epoch": lease.epoch, "updated_at": utc_now()}},
+        )
+        if await self.cursors.find_one(
+            {"mailbox_id": mailbox_id, "lease_epoch": {"$gt": lease.epoch}}, {"_id": 1}
+        ):
+            raise LeaseLost(mailbox_id, lease.epoch)
+        messages = await self.messages.delete_many({"mailbox_id": mailbox_id})
+        raw = await self.raw.delete_many({"mailbox_id": mailbox_id})
+        await self.mailboxes.update_one(
+            {"_id": mailbox_id, "account_reset": token}, {"$unset": {"account_reset": ""}}
+        )
+        return {
+            "cursors": voided.modified_count,
+            "messages": messages.deleted_count,
+            "raw_messages": raw.deleted_count,
+        }
 
     async def mailboxes_in(self, partitions: Iterable[int]) -> list[Document]:
         """Configs of the mailboxes whose partition is in ``partitions``."""
@@ -525,15 +613,17 @@ class SyncStore:
     async def load_cursor(self, mailbox_id: str, folder: str) -> Cursor | None:
         """The folder's cursor, or None before its first sync."""
         doc = await self.cursors.find_one({"_id": f"{mailbox_id}:{folder}"})
-        return Cursor.from_doc(doc) if doc else None
+        return Cursor.from_doc(doc) if doc and not doc.get("void") else None
 
     async def load_cursors(self, mailbox_ids: Iterable[str]) -> dict[str, list[Cursor]]:
-        """The cursors of many mailboxes (one query per 500), by mailbox id; a mailbox without any is absent."""
+        """The cursors of many mailboxes (one query per 500), by mailbox id; a mailbox without any is absent
+        (``void`` cursors are none)."""
         ids = sorted(set(mailbox_ids))
         found: dict[str, list[Cursor]] = {}
         for start in range(0, len(ids), _CHUNK):
             async for doc in self.cursors.find({"mailbox_id": {"$in": ids[start : start + _CHUNK]}}):
-                found.setdefault(doc["mailbox_id"], []).append(Cursor.from_doc(doc))
+                if not doc.get("void"):
+                    found.setdefault(doc["mailbox_id"], []).append(Cursor.from_doc(doc))
         return found
 
     async def save_cursor(self, cursor: Cursor, lease: Lease, *, create: bool = False) -> None:

@@ -113,6 +113,10 @@ SyncState = Literal[
 class MailboxSyncStatus(Envelope):
     """A sync state transition of one mailbox (topic ``mailbox.sync_status``), sent on change, not per poll.
 
+    While a mailbox stays ``ok``, sync sends its ``ok`` again at most once per ``SYNC_STATUS_REFRESH_SECONDS``
+    (15 minutes by default) with a newer ``last_synced_at``, so a "last sync time" keeps moving: consumers
+    must accept the same state again.
+
     ``error_code`` is a code of the shared IMAP/SMTP error taxonomy, the same that binding reports, with its
     message and fix in English and Chinese.
     """
@@ -143,7 +147,10 @@ class MailboxSyncStatus(Envelope):
         examples=["请重新生成授权码并更新邮箱。"],
     )
     last_synced_at: UtcDatetime | None = Field(
-        default=None, description="Last successful sync of any folder.", examples=["2026-11-21T08:29:55Z"]
+        default=None,
+        description="When the last successful sync pass ended (any folder); None when the reporting worker has "
+        "not completed one yet.",
+        examples=["2026-11-21T08:29:55Z"],
     )
     retry_at: UtcDatetime | None = Field(
         default=None, description="When sync will try again, if it will.", examples=["2026-11-21T08:35:00Z"]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
 
 from laifaxin_shared.events import Envelope, MailReceived
@@ -15,6 +15,7 @@ from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event, sub
 from laifaxin_shared.settings import ServiceSettings
 from laifaxin_shared.topics import event_topics, spec
 from tests.support.infra import Servers
+from tests.support.kafka import committed_offsets, wait_committed
 
 pytestmark = pytest.mark.integration
 
@@ -123,23 +124,6 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
         seen.append(event)
         got_good.set()
 
-    async def committed_offsets() -> dict[int, int]:
-        """The offsets group ``classifier-test`` committed on the topic, by partition."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id="classifier-test",
-            enable_auto_commit=False,
-        )
-        await consumer.start()
-        try:
-            parts = consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic) or set()
-            return {p: await consumer.committed(TopicPartition(topic, p)) or 0 for p in parts}
-        finally:
-            await consumer.stop()
-
     raw_producer = KafkaBroker(settings.kafka_bootstrap_servers)
     async with broker, raw_producer:
         await broker.start()
@@ -150,12 +134,16 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
         await raw_producer.publish(
             json.dumps({"tenant_id": "t", "ref": {}}).encode(), topic, key=good.ref.mailbox_id.encode()
         )
-        await publish_event(broker, good, prefix=topic_prefix)
+        good_record = await publish_event(broker, good, prefix=topic_prefix)
         await asyncio.wait_for(got_good.wait(), 30)
         # the consumer went on past the poison records and committed their offsets (after the handler returned)
-        async with asyncio.timeout(30):
-            while max((await committed_offsets()).values(), default=0) < 3:  # noqa: ASYNC110 (broker state)
-                await asyncio.sleep(0.1)
+        await wait_committed(
+            settings.kafka_bootstrap_servers,
+            "classifier-test",
+            topic,
+            good_record.partition,
+            good_record.offset,
+        )
 
     assert [e.event_id for e in seen] == [good.event_id]
     dead = await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=2)
@@ -167,7 +155,10 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
     assert "ref.mailbox_id" in headers[1]["x-dlq-error"]
     assert {h["x-dlq-offset"] for h in headers} == {"0", "1"}
 
-    assert max((await committed_offsets()).values()) == 3
+    assert (
+        max((await committed_offsets(settings.kafka_bootstrap_servers, "classifier-test", topic)).values())
+        == 3
+    )
 
 
 async def test_dead_letters_can_be_listed_and_replayed(

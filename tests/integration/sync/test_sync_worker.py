@@ -113,11 +113,13 @@ async def test_uidvalidity_change_rebaselines_quietly_and_reports_once(
     await sync_env.wait_for(lambda: any(s.mailbox_id == mailbox_id for s in sync_env.statuses), what="status")
     await imap.append(mail("junk before reset"), folder="Junk")
     await sync_env.wait_subjects(mailbox_id, {"junk before reset"}, timeout=15)
-    # Delete and recreate the folder: Dovecot gives it a new UIDVALIDITY; the old mail comes back with new UIDs.
+    # Replace the folder: the new one has another UIDVALIDITY, and old mail comes back in it with new UIDs. It
+    # is filled under another name and renamed, so no poll of the worker sees it half restored.
+    await imap.command("create", "JunkRestore")
+    await imap.append(mail("restored old mail 1"), folder="JunkRestore")
+    await imap.append(mail("restored old mail 2"), folder="JunkRestore")
     await imap.command("delete", "Junk")
-    await imap.command("create", "Junk")
-    await imap.append(mail("restored old mail 1"), folder="Junk")
-    await imap.append(mail("restored old mail 2"), folder="Junk")
+    await imap.command("rename", "JunkRestore", "Junk")
     await sync_env.wait_for(
         lambda: any(s.mailbox_id == mailbox_id and s.state == "uidvalidity_reset" for s in sync_env.statuses),
         timeout=15,

@@ -31,6 +31,9 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
   cursor behind; the retry finds the entries it had claimed at the same location and republishes them under
   the same ``event_id`` (consumers dedupe on it), and skips copies indexed at another location: at-least-once
   publish, one index entry per message.
+- **Progress, for free**: the UIDs each ``UID SEARCH`` gives to fetch and the UIDs each committed group handled
+  are passed to ``on_found`` / ``on_handled`` (the mailbox loop's catch-up progress,
+  :mod:`laifaxin_sync.progress`); counting them costs no command and no write.
 - **Cursor writes only when needed**: a pass that changed nothing writes nothing; a folder's first cursor is
   inserted once (at the end of its first pass, or before anything above its baseline is published), and a
   worker starting many mailboxes hands their cursors over read in bulk (``known``).
@@ -121,6 +124,7 @@ class _Stored:
     """A group indexed and stored, ready to publish: the cursor may then pass ``last_uid``."""
 
     last_uid: int
+    uids: int = 0  # UIDs of the group (what the cursor passes, fetched or not)
     events: list[Prepared] = field(default_factory=list)
     quarantines: list[tuple[Prepared, bytes]] = field(default_factory=list)
     duplicates: int = 0
@@ -162,7 +166,9 @@ class FolderSync:
     (with the folder, old and new values) while fewer than ``max_resets`` came in a row. ``lease`` fences every
     cursor write (:meth:`SyncStore.save_cursor`). ``batch``: UIDs per UID FETCH; ``catchup_batch``: most
     messages stored and published as one group; ``prefetch``: fetched batches that may wait for the store.
-    ``reset_hold``/``reset_hold_max``: seconds.
+    ``reset_hold``/``reset_hold_max``: seconds. ``on_found`` is awaited with the number of UIDs each search
+    of :meth:`fetch_new` found to fetch (before they are), ``on_handled`` with the number of UIDs of each group
+    committed (after its cursor write); an exception from either abandons the sync like a failed fetch.
     """
 
     def __init__(
@@ -184,6 +190,8 @@ class FolderSync:
         guard: Callable[[], None],
         on_reset: Callable[[Folder, int, int], Awaitable[None]],
         known: Iterable[Cursor] | None = None,
+        on_found: Callable[[int], Awaitable[None]] | None = None,
+        on_handled: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -200,6 +208,8 @@ class FolderSync:
         self.reset_hold_max = reset_hold_max
         self.guard = guard
         self.on_reset = on_reset
+        self.on_found = on_found
+        self.on_handled = on_handled
         self.cursors: dict[str, Cursor] = {}
         self._saved: dict[str, tuple[Any, ...]] = {}  # per folder: the cursor as last read or written
         # ``known``: every stored cursor of the mailbox, read in bulk under the current lease (a worker starting
@@ -372,6 +382,8 @@ class FolderSync:
                 cur.high_water = max(cur.high_water, cur.last_uid)
                 await self._save(cur)
                 continue
+            if self.on_found is not None:
+                await self.on_found(len(uids))
             chunks = [uids[i : i + self.batch] for i in range(0, len(uids), self.batch)]
             published += await self._batches(client, folder, cur, chunks)
 
@@ -505,7 +517,7 @@ class FolderSync:
             self.store.index_many(entries),
             self.store.store_raw([self._raw_doc(p.key, bodies[p.uid]) for p in prepared]),
         )
-        out = _Stored(last_uid=max(u for f in group for u in f.uids))
+        out = _Stored(last_uid=max(u for f in group for u in f.uids), uids=sum(len(f.uids) for f in group))
         for p, entry, held in zip(prepared, entries, existing, strict=True):
             if held is not None and held["_id"] == entry.key and held["dedupe_key"] != entry.dedupe_key:
                 # Another message at an indexed location: the server reused a UID (UIDNEXT went backwards).
@@ -561,6 +573,8 @@ class FolderSync:
         cur.high_water = max(cur.high_water, cur.last_uid)
         cur.uidnext = max(cur.uidnext, cur.last_uid + 1)
         await self._save(cur)
+        if self.on_handled is not None:
+            await self.on_handled(stored.uids)
         return len(stored.events)
 
     def _raw_doc(self, key: str, body: bytes) -> dict[str, Any]:

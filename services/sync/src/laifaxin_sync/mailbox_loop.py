@@ -10,7 +10,9 @@ it (NetEase refuses SELECT without it).
 Failures never stop the mailbox: each is classified with the shared error taxonomy, reported on
 ``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`). A
 mailbox that stays ``ok`` sends its ``ok`` again now and then with the time of its last sync pass
-(:mod:`laifaxin_sync.status_refresh`). A ``mailbox.verified`` that switched the mailbox to another account makes
+(:mod:`laifaxin_sync.status_refresh`). A sync pass with a long backlog (initial window, return after an outage)
+reports ``syncing`` with its progress while it runs and ``ok`` when it ends (:mod:`laifaxin_sync.progress`).
+A ``mailbox.verified`` that switched the mailbox to another account makes
 the loop drop the previous account's sync state before it connects (:meth:`SyncStore.reset_account`).
 """
 
@@ -60,6 +62,7 @@ from laifaxin_sync.imap_parse import (
 )
 from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.prepare import Preparer
+from laifaxin_sync.progress import CatchUpProgress, Progress
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
 from laifaxin_sync.startup import Slot, StartGate
@@ -155,6 +158,8 @@ class MailboxLoop:
         )
         self.last_synced_at: datetime | None = None
         self._refresh = StatusRefresh(s.status_refresh_seconds)
+        self._progress = CatchUpProgress(s.progress_min_messages, s.progress_interval_seconds)
+        self._sync: FolderSync | None = None  # of the current connection
         if self._last_status is not None:
             self._refresh.restored(_aware(self._last_status.get("at")), utc_now())
         # set by the registry when a mailbox.verified changed the account (SyncStore.upsert_mailboxes)
@@ -405,11 +410,13 @@ class MailboxLoop:
         folder: str | None = None,
         retry_at: Any = None,
         force: bool = False,
+        progress: Progress | None = None,
     ) -> None:
         """Send ``mailbox.sync_status`` when the state (or error code) differs from the last one sent, or
         ``force``; a steady ``ok`` is sent again when its refresh is due (:class:`StatusRefresh`:
         ``SYNC_STATUS_REFRESH_SECONDS``). Every event carries ``last_synced_at``; the time it was sent is stored
-        with the state.
+        with the state. ``progress``: the counts of a ``syncing`` report (``progress_*`` fields; None for every
+        other state).
 
         Raises:
             aiokafka.errors.KafkaError, pymongo.errors.PyMongoError: the event or the state was not written.
@@ -432,6 +439,7 @@ class MailboxLoop:
             last_synced_at=self.last_synced_at,
             retry_at=retry_at,
             **fields,
+            **(progress.fields() if progress is not None else {}),
         )
         await self.ctx.publisher.status(event)
         self.ctx.metrics.status_events.labels(state).inc()
@@ -440,11 +448,63 @@ class MailboxLoop:
         await self.ctx.store.set_state(self.mailbox_id, {**current, "at": now})
 
     async def _synced(self, sync: FolderSync) -> None:
-        """A sync pass succeeded (INBOX and Junk, or INBOX after an IDLE wake): note its time, and report ``ok``
-        when that is news or its refresh is due (no I/O otherwise)."""
+        """A sync pass succeeded (INBOX and Junk, or INBOX after an IDLE wake): note its time, end its catch-up
+        progress, and report ``ok`` when that is news (after ``syncing``, too) or its refresh is due (no I/O
+        otherwise)."""
         self.last_synced_at = utc_now()
+        self._end_progress(completed=True)
         if not sync.unstable():  # else the uidvalidity_unstable report stands until a stable pass
             await self.report("ok")  # after both folders have their baseline
+
+    # ------------------------------------------------------------------------------------------ progress
+
+    async def _found(self, count: int) -> None:
+        """``on_found`` of the folder sync: ``count`` UIDs to fetch in this pass (:mod:`laifaxin_sync.progress`)."""
+        self._progress.add_found(count)
+        self.ctx.metrics.catchup_remaining.inc(count)
+        await self._report_progress()
+
+    async def _handled(self, count: int) -> None:
+        """``on_handled`` of the folder sync: a group of ``count`` UIDs of this pass was committed."""
+        self.ctx.metrics.catchup_remaining.dec(self._progress.add_done(count))
+        await self._report_progress()
+
+    async def _report_progress(self) -> None:
+        """Send ``syncing`` when :meth:`CatchUpProgress.due` says so (always, even when the last state sent was
+        ``syncing``: a restarted worker reports its catch-up afresh). Not while a folder's UIDVALIDITY is
+        unstable: that report stands.
+
+        Raises:
+            aiokafka.errors.KafkaError, pymongo.errors.PyMongoError: as :meth:`report`.
+        """
+        if self._sync is not None and self._sync.unstable():
+            return
+        first = not self._progress.reporting
+        progress = self._progress.due()
+        if progress is None:
+            return
+        if first:
+            log.info(
+                "catch-up started", mailbox_id=self.mailbox_id, messages=progress.total, done=progress.done
+            )
+        await self.report("syncing", progress=progress, force=True)
+
+    def _end_progress(self, *, completed: bool) -> None:
+        """The pass ended (``completed``, or by a failure or a stop): its counts start from zero and leave the
+        worker's gauge. The caller's next report replaces a ``syncing`` already sent (``ok``, or the error)."""
+        progress = self._progress
+        if progress.reporting:
+            elapsed = progress.elapsed()
+            log.info(
+                "catch-up done" if completed else "catch-up interrupted",
+                mailbox_id=self.mailbox_id,
+                messages=progress.done,
+                of=progress.found,
+                seconds=round(elapsed, 1),
+                per_second=round(progress.done / elapsed, 1) if elapsed > 0 else None,
+            )
+        self.ctx.metrics.catchup_remaining.dec(progress.remaining)
+        progress.finish()
 
     # ------------------------------------------------------------------------------------------ session
 
@@ -477,6 +537,9 @@ class MailboxLoop:
                 await client.enable("CONDSTORE")
             await self._loop(client)
         finally:
+            # a syncing already sent is replaced by the failure's report, or by the next pass's report
+            self._end_progress(completed=False)
+            self._sync = None
             self._release_slot()
             self.ctx.metrics.connections.dec()
             await _close(client, s.imap_timeout)
@@ -519,6 +582,8 @@ class MailboxLoop:
             guard=self.guard,
             on_reset=on_reset,
             known=self._take_known_cursors(),
+            on_found=self._found,
+            on_handled=self._handled,
         )
 
     def _take_known_cursors(self) -> list[Cursor] | None:
@@ -534,7 +599,7 @@ class MailboxLoop:
 
     async def _loop(self, client: aioimaplib.IMAP4) -> None:
         s = self.ctx.settings
-        sync = self._folder_sync()
+        sync = self._sync = self._folder_sync()
         junk = await self._list_junk(client)
         use_idle = s.idle_enabled and client.has_capability("IDLE")
         loop = asyncio.get_running_loop()
@@ -566,7 +631,8 @@ class MailboxLoop:
                 await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
                 continue
             deadline = min(junk_due, loop.time() + s.idle_reissue_seconds)
-            await self._catch_up(client, sync, mark)
+            if await self._catch_up(client, sync, mark):
+                await self._synced(sync)  # a pass of its own: its progress must not add up with the next one
             while True:
                 wake = await self._idle(client, deadline)
                 if wake != "exists":
@@ -576,17 +642,21 @@ class MailboxLoop:
                 await self._synced(sync)
             # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
 
-    async def _catch_up(self, client: aioimaplib.IMAP4, sync: FolderSync, mark: int | None) -> None:
-        """Fetch INBOX's new mail until no ``EXISTS`` arrived during the fetch (RFC 3501 7.3.1).
+    async def _catch_up(self, client: aioimaplib.IMAP4, sync: FolderSync, mark: int | None) -> bool:
+        """Fetch INBOX's new mail until no ``EXISTS`` arrived during the fetch (RFC 3501 7.3.1); returns
+        whether it fetched at all.
 
         The server reports new mail as an untagged ``EXISTS`` during whatever command runs; aioimaplib drops
         those outside IDLE, and the server does not repeat them at the next IDLE. So before going back to
         IDLE, fetch again whenever an ``EXISTS`` came in since ``mark`` (None: fetch at least once).
         """
+        fetched = False
         while mark is None or exists_notifications(client) != mark:
             mark = exists_notifications(client)
             self.guard()
             await sync.fetch_new(client, INBOX)
+            fetched = True
+        return fetched
 
     async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> str:
         """STATUS the Junk folder; EXAMINE and sync it when changed. Returns selected, unchanged or missing."""

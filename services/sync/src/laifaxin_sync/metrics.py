@@ -59,6 +59,12 @@ class SyncMetrics:
             ["state"],
             registry=r,
         )
+        self.catchup_remaining = Gauge(
+            "sync_catchup_messages_remaining",
+            "Messages the sync passes under way in this worker found to fetch and have not handled yet (a "
+            "catch-up of an initial window or after an outage; new mail for a moment).",
+            registry=r,
+        )
         self.heartbeat = Gauge(
             "sync_supervisor_heartbeat_timestamp", "Last supervisor beat (unix s).", registry=r
         )

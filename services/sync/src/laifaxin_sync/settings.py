@@ -150,6 +150,20 @@ class SyncSettings(ServiceSettings):
         "last status (jittered, so mailboxes do not refresh together; the time of the last status is stored, "
         "so a restart keeps the schedule). 0: transitions only.",
     )
+    progress_min_messages: int = Field(
+        default=200,
+        ge=0,
+        description="A sync pass that finds at least this many messages to fetch (over its folders: the "
+        "initial window of a new mailbox, or the mail of an outage) reports state syncing on "
+        "mailbox.sync_status with progress_done/progress_total when it starts, then as it goes, and ok when it "
+        "ends; smaller passes (new mail under IDLE) report nothing. 0: never report syncing.",
+    )
+    progress_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds at least between two syncing reports of one catch-up (each is one event and one "
+        "write of the mailbox's state); one is sent only when its counts changed.",
+    )
     start_spread_seconds: float = Field(
         default=0.0,
         ge=0,

@@ -119,6 +119,14 @@ class MailboxSyncStatus(Envelope):
 
     ``error_code`` is a code of the shared IMAP/SMTP error taxonomy, the same that binding reports, with its
     message and fix in English and Chinese.
+
+    ``syncing`` reports a long catch-up (the first sync of a mailbox's initial window, or its return after an
+    outage): sent when a sync pass finds at least ``SYNC_PROGRESS_MIN_MESSAGES`` (200) messages to fetch, then
+    at most every ``SYNC_PROGRESS_INTERVAL_SECONDS`` (10 s) while the numbers move, and followed by ``ok`` (or an
+    error state) when the pass ends; mail arriving a few messages at a time never causes it. Only ``syncing``
+    carries ``progress_done`` / ``progress_total`` (and ``progress_eta_seconds`` once a rate is measured);
+    every other state has them None. A ``syncing`` that is not followed by another status for long means the
+    worker stopped mid-catch-up: the next pass of whoever syncs the mailbox reports again.
     """
 
     mailbox_id: MailboxId
@@ -154,4 +162,28 @@ class MailboxSyncStatus(Envelope):
     )
     retry_at: UtcDatetime | None = Field(
         default=None, description="When sync will try again, if it will.", examples=["2026-11-21T08:35:00Z"]
+    )
+    progress_done: int | None = Field(
+        default=None,
+        ge=0,
+        description="With state syncing: messages of this catch-up handled so far (published on mail.received, "
+        "or set aside: quarantined, already indexed, outside the initial window, expunged before the fetch); "
+        "never above progress_total. None in other states.",
+        examples=[1200],
+    )
+    progress_total: int | None = Field(
+        default=None,
+        ge=0,
+        description="With state syncing: messages this catch-up found to fetch, over all folders of the sync "
+        "pass (INBOX, Junk). Set when it starts; it grows only if the same pass finds more (mail that arrived "
+        "meanwhile, or the next folder's backlog). None in other states.",
+        examples=[4000],
+    )
+    progress_eta_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="With state syncing: estimated seconds until the catch-up ends (ETA), "
+        "(progress_total - progress_done) divided by the rate measured since it started; None until a "
+        "rate is measured (the first syncing status of a catch-up) and in other states.",
+        examples=[52.5],
     )

@@ -132,7 +132,7 @@ async def test_the_guard_refuses_an_ip_literal_without_dns() -> None:
         ("* PREAUTH welcome", "imap"),
         ("220 smtp.qq.com Esmtp QQ Mail Server", "smtp"),
         ("554 no service", "smtp"),
-        ("+OK POP3 ready", None),
+        ("+OK POP3 ready", "pop3"),  # RFC 1939 §4
         ("", None),
         (None, None),
     ],

@@ -61,7 +61,9 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 @router.post("/mailboxes", status_code=201, response_model=MailboxOut, tags=["mailboxes"])
 async def create_mailbox(body: MailboxCreate, who: Who, svc: Service) -> MailboxOut:
     """Verify IMAP and SMTP, then save and emit ``mailbox.verified``. Nothing is saved on failure; the error
-    names the taxonomy code (auth_failed, tls_mismatch...) with the fix."""
+    names the taxonomy code (auth_failed, tls_mismatch...) with the fix. Without ``provider_id`` and servers, they
+    come from the catalog, MX, autoconfig or SRV records (``servers_need_confirmation`` for servers outside the
+    address's domain and the catalog, ``servers_required`` with what was tried when nothing is found)."""
     return await svc.create(who, body)
 
 

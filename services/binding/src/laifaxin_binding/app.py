@@ -62,6 +62,12 @@ def build_verifier(settings: BindingSettings) -> Verifier:
     )
 
 
+def build_detector(settings: BindingSettings) -> Detector:
+    """The detector the settings describe: system DNS resolver, real autoconfig over HTTPS, and all network
+    lookups of one detection within ``detect_timeout_seconds`` (:attr:`Detector.budget`)."""
+    return Detector(budget=settings.detect_timeout_seconds)
+
+
 def register_subscribers(broker: KafkaBroker, settings: BindingSettings, app: FastAPI) -> None:
     """``mailbox.sync_status`` -> :meth:`MailboxService.apply_sync_status` (thin handler)."""
 
@@ -132,15 +138,20 @@ async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
         await mongo.close()
 
 
-def create_app(settings: BindingSettings | None = None, *, start_broker: bool = True) -> FastAPI:
+def create_app(
+    settings: BindingSettings | None = None, *, start_broker: bool = True, detector: Detector | None = None
+) -> FastAPI:
     """The binding app. Nothing connects until the lifespan starts.
 
     Args:
         settings: defaults to the environment (:class:`BindingSettings`).
         start_broker: False runs without Kafka (events must then be published by ``app.state.publish``
             replaced by the caller; for tests of the HTTP layer alone).
+        detector: provider detection for ``/v1/providers/detect`` and for binds without provider or servers;
+            defaults to :func:`build_detector` (tests pass one aimed at loopback DNS and autoconfig servers).
     """
     settings = settings or BindingSettings()
+    detector = detector if detector is not None else build_detector(settings)
     broker = make_broker(settings, client_id=settings.service_name)
     declare_publishers(broker, settings, "mailbox.verified", "mailbox.updated", "mailbox.removed")
 
@@ -164,6 +175,7 @@ def create_app(settings: BindingSettings | None = None, *, start_broker: bool = 
                 settings.credential_keys.get_secret_value(), settings.credential_active_key_id
             ),
             publish=publish,
+            detector=detector,
             limits=Limits(
                 mailboxes_per_tenant=settings.mailbox_limit_per_tenant,
                 failures_per_address=settings.rate_max_failures_per_address,
@@ -200,7 +212,7 @@ def create_app(settings: BindingSettings | None = None, *, start_broker: bool = 
     )
     app.state.settings = settings
     app.state.broker = broker
-    app.state.detector = Detector()
+    app.state.detector = detector
     app.include_router(router)
     register_subscribers(broker, settings, app)
 

@@ -9,7 +9,9 @@
 
 - ``mailbox add EMAIL [--provider ID] [--imap HOST:PORT:ssl|starttls] [--smtp ...] [--nickname N]
   [--interval SECONDS]``: verify and save through the API; the password is read from a prompt (no echo) or,
-  when stdin is not a terminal, from its first line; never from the command line.
+  when stdin is not a terminal, from its first line; never from the command line. Without ``--provider`` and
+  servers, the API detects them (catalog, MX, autoconfig, SRV); ``servers_need_confirmation`` and
+  ``servers_required`` answers say which ``--imap``/``--smtp`` to add.
 - ``mailbox list`` / ``mailbox verify ID`` / ``mailbox remove ID``: the API's list, re-verify and delete.
 - ``mailbox token --tenant T --user U``: mint a bearer token with ``BINDING_JWT_SECRET`` (local use).
 
@@ -194,7 +196,10 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
     add = sub.add_parser("add", help="verify and bind a mailbox (password from a prompt or stdin)")
     add.add_argument("email")
-    add.add_argument("--provider", help="catalog id (detected from the domain when absent)")
+    add.add_argument(
+        "--provider",
+        help="catalog id (when absent with no servers, detected from the catalog, MX, autoconfig, SRV)",
+    )
     add.add_argument("--imap", type=_server, help="HOST:PORT[:ssl|starttls], overrides the catalog")
     add.add_argument("--smtp", type=_server, help="HOST:PORT[:ssl|starttls], overrides the catalog")
     add.add_argument("--nickname", default="")

@@ -192,8 +192,7 @@ class Detector:
             ValueError: ``email`` is not an email address with a valid domain.
         """
         if self.resolver is None and not offline:
-            self.resolver = dns.asyncresolver.Resolver()
-            self.resolver.lifetime = DEFAULT_DNS_LIFETIME
+            self.resolver = _system_resolver()
         # One run per call, so concurrent detections never share their attempt log.
         return await dataclasses.replace(self)._run(email, offline=offline)
 
@@ -340,8 +339,7 @@ class Detector:
 
     def _resolver(self) -> dns.asyncresolver.Resolver:
         if self.resolver is None:
-            self.resolver = dns.asyncresolver.Resolver()
-            self.resolver.lifetime = DEFAULT_DNS_LIFETIME
+            self.resolver = _system_resolver()
         return self.resolver
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
@@ -489,6 +487,17 @@ class Detector:
         finally:
             if owned:
                 await client.aclose()
+
+
+def _system_resolver() -> dns.asyncresolver.Resolver:
+    """The system's resolver (``/etc/resolv.conf``) with :data:`DEFAULT_DNS_LIFETIME`; without a resolver
+    configuration, one with no nameservers, so every query fails and is noted instead of detection raising."""
+    try:
+        resolver = dns.asyncresolver.Resolver()
+    except dns.exception.DNSException:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.lifetime = DEFAULT_DNS_LIFETIME
+    return resolver
 
 
 # --------------------------------------------------------------------------------------------- autoconfig XML

@@ -7,6 +7,7 @@ tokens) have the codes below. Nothing here ever holds a password: MailErrors are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from laifaxin_shared.providers.errors import MailError
@@ -126,19 +127,102 @@ def rate_limited(retry_after: int, scope: str) -> BindingError:
     return error
 
 
-def servers_required(email: str) -> BindingError:
+def servers_required(email: str, tried: Sequence[tuple[str, str]] | None = None) -> BindingError:
+    """422: no provider and no servers for ``email``. ``tried`` is what detection looked at, as (source, outcome)
+    pairs (:attr:`laifaxin_binding.detect.Detection.attempts`): the message then names the catalog, MX,
+    autoconfig and SRV steps with what each found, and the body carries them under ``tried``."""
+    command = f"laifaxin-mail mailbox add {email} --imap HOST:993:ssl --smtp HOST:465:ssl"
+    fix = _t(
+        "Copy the IMAP and SMTP servers (host, port, SSL or STARTTLS) from your provider's help page or ask your "
+        f"mail administrator, and send them as imap and smtp with the request (command line: {command}).",
+        "请从邮箱服务商的帮助页面（或向邮箱管理员）获取 IMAP 和 SMTP 服务器（地址、端口、SSL 或 STARTTLS），"
+        f"并以 imap 和 smtp 随请求提交（命令行：{command}）。",
+    )
+    if tried is None:
+        return BindingError(
+            "servers_required",
+            422,
+            _t(
+                f"The provider of {email} is not in our catalog, so its servers must be given.",
+                f"{email} 的邮箱服务商不在我们的目录中，需要填写服务器参数。",
+            ),
+            fix,
+        )
+    domain = email.rpartition("@")[2]
     return BindingError(
         "servers_required",
         422,
         _t(
-            f"The provider of {email} is not in our catalog, so its servers must be given.",
-            f"{email} 的邮箱服务商不在我们的目录中，需要填写服务器参数。",
+            f"No IMAP/SMTP servers were found for {domain}. Tried: {_tried_summary(tried)}.",
+            f"未能找到 {domain} 的 IMAP/SMTP 服务器。已尝试：{_tried_summary(tried, zh=True)}。",
+        ),
+        fix,
+        extra={"tried": [{"source": source, "outcome": outcome} for source, outcome in tried]},
+    )
+
+
+_STEPS = (
+    ("catalog", "provider catalog", "服务商目录"),
+    ("mx", "MX records (a catalog provider's mail hosts)", "MX 记录（是否为目录中服务商的邮件主机）"),
+    (
+        "autoconfig",
+        "autoconfig (Thunderbird clientConfig)",
+        "autoconfig 自动配置（Thunderbird clientConfig）",
+    ),
+    ("srv", "SRV records (RFC 6186)", "SRV 记录（RFC 6186）"),
+)
+
+
+def _tried_summary(tried: Sequence[tuple[str, str]], zh: bool = False) -> str:
+    """``provider catalog: no match; MX records (...): ...; ...`` with every detection step, in order; a step the
+    time budget cut off is ``not reached``; DNS failures and the budget note come last. Outcomes stay as the
+    detector wrote them (host names, HTTP statuses)."""
+    by_source: dict[str, list[str]] = {}
+    for source, outcome in tried:
+        by_source.setdefault(source, []).append(outcome)
+    known = {source for source, _, _ in _STEPS}
+    missing = "未执行" if zh else "not reached"
+    parts = [
+        f"{label_zh if zh else label}: {', '.join(by_source.get(source, [missing]))}"
+        for source, label, label_zh in _STEPS
+    ]
+    parts += [
+        f"{source}: {', '.join(outcomes)}" for source, outcomes in by_source.items() if source not in known
+    ]
+    return "; ".join(parts)
+
+
+def servers_need_confirmation(
+    email: str, source: str, imap: dict[str, Any], smtp: dict[str, Any], hosts: Sequence[str]
+) -> BindingError:
+    """422: detection found servers (``imap`` / ``smtp`` as ``{host, port, security}``) through ``source``
+    (``autoconfig`` or ``srv``), but ``hosts`` lie outside the address's domain and the catalog. DNS and autoconfig
+    are unauthenticated, so the password is not sent there until the user confirms the servers by giving them
+    (:mod:`laifaxin_binding.detect`: ``needs_confirmation``; Thunderbird asks the user too)."""
+    domain = email.rpartition("@")[2]
+    found = "autoconfig" if source == "autoconfig" else "SRV records"
+    listed = ", ".join(hosts)
+
+    def spec(server: dict[str, Any]) -> str:
+        return f"{server['host']}:{server['port']}:{server['security']}"
+
+    command = f"laifaxin-mail mailbox add {email} --imap {spec(imap)} --smtp {spec(smtp)}"
+    return BindingError(
+        "servers_need_confirmation",
+        422,
+        _t(
+            f"The servers found for {domain} through {found} ({listed}) lie outside {domain} and are not in our "
+            "catalog; DNS and autoconfig answers can be forged, so the password was not sent there.",
+            f"通过 {found} 为 {domain} 找到的服务器（{listed}）不属于 {domain}，也不在我们的目录中；"
+            "DNS 和 autoconfig 应答可能被伪造，因此没有向其发送密码。",
         ),
         _t(
-            "Run provider detection, confirm the IMAP and SMTP servers it found (or copy them from the "
-            "provider's help page), and send them with the request.",
-            "请先运行服务商检测，确认检测到的 IMAP 和 SMTP 服务器（或从服务商帮助页复制），再随请求提交。",
+            f"If IMAP {spec(imap)} and SMTP {spec(smtp)} are your provider's servers, confirm them by sending them "
+            f"as imap and smtp with the request (command line: {command}).",
+            f"如果 IMAP {spec(imap)} 和 SMTP {spec(smtp)} 确实是你的邮箱服务商的服务器，请将其作为 imap 和 smtp "
+            f"随请求提交以确认（命令行：{command}）。",
         ),
+        extra={"detected": {"source": source, "imap": imap, "smtp": smtp, "unconfirmed_hosts": list(hosts)}},
     )
 
 

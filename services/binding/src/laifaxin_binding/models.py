@@ -162,3 +162,13 @@ class ErrorOut(BaseModel):
     server_text: str | None = None
     suggestion: str | None = None
     errors: list[dict[str, object]] | None = None
+    tried: list[dict[str, str]] | None = Field(
+        default=None,
+        description="servers_required after detection: each lookup step (catalog, mx, autoconfig, srv, dns) "
+        "with what it found.",
+    )
+    detected: dict[str, object] | None = Field(
+        default=None,
+        description="servers_need_confirmation: the detected source, imap and smtp servers, and the hosts "
+        "outside the address's domain and the catalog; send them as imap and smtp to confirm.",
+    )

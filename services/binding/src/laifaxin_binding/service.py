@@ -13,17 +13,27 @@ Rules (issue 3 "HTTP API", "Security"; product page email-account §2):
 - Verification attempts are rate-limited per address (failures) and per tenant (all attempts), because
   providers ban an IP after about ten bad logins (providers.md §3, §5.5).
 - Every store call is scoped by the caller's tenant.
+- Without a provider id and without both servers, the servers come from the catalog (the address's domain),
+  else from detection (:class:`~laifaxin_binding.detect.Detector`, within its time budget): a catalog provider
+  found through the domain's MX hosts is used as that provider; servers from autoconfig or SRV records are
+  used as the mailbox's own servers, but only when they lie inside the address's domain or the catalog
+  (otherwise ``servers_need_confirmation``: DNS and autoconfig can be forged, so no password goes there
+  unconfirmed); nothing found is ``servers_required``, naming what was tried.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from laifaxin_binding import errors
+from laifaxin_binding.detect import Detection, Detector
 from laifaxin_binding.models import (
     LastError,
     MailboxCreate,
@@ -36,7 +46,7 @@ from laifaxin_binding.models import (
     SyncOut,
 )
 from laifaxin_binding.store import AttemptLog, MailboxStore
-from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest
+from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest, pop3_server_error
 from laifaxin_shared.auth import Principal
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import (
@@ -52,8 +62,8 @@ from laifaxin_shared.events import (
 from laifaxin_shared.events.mailbox import MIN_SYNC_INTERVAL_SECONDS
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.providers.catalog import get_provider, provider_for_domain, split_email
-from laifaxin_shared.providers.errors import ErrorCode, MailError, MailServerError, make_error
-from laifaxin_shared.providers.models import AuthMethod, Provider, Security
+from laifaxin_shared.providers.errors import ErrorCode, MailError, MailServerError, make_error, refuse_pop3
+from laifaxin_shared.providers.models import AuthMethod, Catalog, Provider, Security
 
 log = get_logger(__name__)
 
@@ -73,6 +83,19 @@ class Limits:
     attempts_per_tenant: int = 60
     window: timedelta = timedelta(minutes=15)
     expiry_warning: timedelta = timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Servers:
+    """What a verification starts from: the catalog entry (None for custom servers), the servers given or
+    detected (None: the catalog's), and login names to try before the catalog's candidates (an autoconfig
+    document's ``%EMAILLOCALPART%``, or the names a mailbox last logged in with)."""
+
+    provider: Provider | None
+    imap: ServerIn | None
+    smtp: ServerIn | None
+    imap_usernames: tuple[str, ...] = ()
+    smtp_usernames: tuple[str, ...] = ()
 
 
 def now_utc() -> datetime:
@@ -96,6 +119,7 @@ class MailboxService:
         keyring: KeyRing,
         publish: Publish,
         limits: Limits | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.store = store
         self.attempts = attempts
@@ -103,17 +127,21 @@ class MailboxService:
         self.keyring = keyring
         self.publish = publish
         self.limits = limits or Limits()
+        self.detector = detector if detector is not None else Detector()
 
     # ------------------------------------------------------------------ create
 
     async def create(self, who: Principal, body: MailboxCreate, *, is_system: bool = False) -> MailboxOut:
         """Verify and save a new mailbox; emits ``mailbox.verified`` (``is_system`` for the platform's own).
 
+        Without ``provider_id`` and without both servers, the servers are detected (:meth:`servers`).
+
         Raises:
             BindingError: 422 with the taxonomy code when verification fails (nothing saved); 409
                 ``mailbox_exists``; 403 ``mailbox_limit_reached``; 429 ``verification_rate_limited``;
-                422 ``sync_interval_too_short``, ``servers_required``, ``unknown_provider``,
-                ``pop3_unsupported``, ``oauth_required``.
+                422 ``sync_interval_too_short``, ``servers_required`` (with ``tried``),
+                ``servers_need_confirmation`` (with ``detected``), ``unknown_provider``, ``pop3_unsupported``,
+                ``oauth_required``.
         """
         email = _email(body.email)
         sync = _sync(body.sync)
@@ -121,10 +149,10 @@ class MailboxService:
             raise errors.mailbox_exists(email)
         if await self.store.count(who.tenant_id) >= self.limits.mailboxes_per_tenant:
             raise errors.mailbox_limit(self.limits.mailboxes_per_tenant)
-        provider = _provider(body.provider_id, email, body.imap, body.smtp)
-        request = _request(
-            email, body.password.get_secret_value(), provider, body.imap, body.smtp, body.incoming_protocol
-        )
+        _refuse_pop3(body.incoming_protocol)
+        servers = await self.servers(body.provider_id, email, body.imap, body.smtp)
+        provider = servers.provider
+        request = _request(email, body.password.get_secret_value(), servers, body.incoming_protocol)
         verification = await self._verify(who, request)
         mailbox_id = new_mailbox_id()
         at = now_utc()
@@ -266,17 +294,23 @@ class MailboxService:
         if email != doc["email"] and await self.store.find_by_email(who.tenant_id, email) is not None:
             raise errors.mailbox_exists(email)
         password = patch.password.get_secret_value() if patch.password is not None else self._open(doc)
+        incoming = patch.incoming_protocol or "imap"
+        _refuse_pop3(incoming)
         # Same domain and no new provider: keep the stored provider and servers (a colleague's address on the
-        # same company server); another domain starts from the catalog unless servers are given.
+        # same company server); another domain starts from the catalog, else detection, unless servers are given.
         same_domain = email.rpartition("@")[2] == doc["email"].rpartition("@")[2]
-        keep = same_domain and patch.provider_id is None
-        stored_provider = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
-        imap_in = patch.imap or (_server_in(doc["imap"]) if keep else None)
-        smtp_in = patch.smtp or (_server_in(doc["smtp"]) if keep else None)
-        provider = _provider(
-            patch.provider_id or (stored_provider if keep else None), email, imap_in, smtp_in
-        )
-        request = _request(email, password, provider, imap_in, smtp_in, patch.incoming_protocol or "imap")
+        if same_domain and patch.provider_id is None:
+            stored_provider = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
+            imap_in = patch.imap or _server_in(doc["imap"])
+            smtp_in = patch.smtp or _server_in(doc["smtp"])
+            servers = Servers(_provider(stored_provider, email, imap_in, smtp_in), imap_in, smtp_in)
+            if email == doc["email"]:
+                imap_first, smtp_first = _stored_usernames(doc)
+                servers = dataclasses.replace(servers, imap_usernames=imap_first, smtp_usernames=smtp_first)
+        else:
+            servers = await self.servers(patch.provider_id, email, patch.imap, patch.smtp)
+        provider = servers.provider
+        request = _request(email, password, servers, incoming)
         verification = await self._verify(who, request)
         credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
         fields = {
@@ -299,9 +333,9 @@ class MailboxService:
         doc = await self._get(who, mailbox_id)
         provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
         provider = get_provider(provider_id) if provider_id else None
-        request = _request(
-            doc["email"], self._open(doc), provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), "imap"
-        )
+        imap_first, smtp_first = _stored_usernames(doc)
+        servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
+        request = _request(doc["email"], self._open(doc), servers, "imap")
         at = now_utc()
         try:
             verification = await self._verify(who, request)
@@ -374,6 +408,40 @@ class MailboxService:
             error_code=event.error_code,
         )
         return changed
+
+    # ------------------------------------------------------------------ servers
+
+    async def servers(
+        self, provider_id: str | None, email: str, imap: ServerIn | None, smtp: ServerIn | None
+    ) -> Servers:
+        """The provider and servers a bind of ``email`` verifies against.
+
+        A named provider, both servers given, or a domain in the catalog decide without the network
+        (:func:`_provider`). Otherwise the detector runs (catalog, MX, autoconfig, SRV; all network lookups
+        within its time budget, ``BINDING_DETECT_TIMEOUT_SECONDS``) and :func:`servers_from_detection` decides.
+        A server given alongside wins over the detected one for its protocol.
+
+        Raises:
+            BindingError: 422 ``unknown_provider``, ``oauth_required``, ``pop3_unsupported`` (a POP3 server given
+                as IMAP, refused before any lookup), ``servers_need_confirmation``, ``servers_required``.
+        """
+        domain = email.rpartition("@")[2]
+        if provider_id or (imap is not None and smtp is not None) or provider_for_domain(domain) is not None:
+            return Servers(_provider(provider_id, email, imap, smtp), imap, smtp)
+        if imap is not None and (pop3 := pop3_server_error(_endpoint_of(imap))) is not None:
+            raise errors.from_mail_error(pop3)
+        try:
+            detection = await self.detector.detect(email)
+        except ValueError:
+            raise errors.invalid_email(email) from None
+        servers = servers_from_detection(detection, imap, smtp, self.detector.catalog)
+        log.info(
+            "servers detected",
+            email_domain=domain,
+            source=detection.source,
+            provider=servers.provider.id if servers.provider else None,
+        )
+        return servers
 
     # ------------------------------------------------------------------ helpers
 
@@ -488,42 +556,116 @@ def _provider(
         provider = provider_for_domain(email.rpartition("@")[2])
     if provider is None and (imap is None or smtp is None):
         raise errors.servers_required(email)
-    if provider is not None and provider.auth is AuthMethod.OAUTH2:
-        raise errors.from_mail_error(make_error(ErrorCode.OAUTH_REQUIRED, provider_id=provider.id))
+    if provider is not None:
+        _refuse_oauth_only(provider)
     return provider
 
 
-def _endpoint(server: ServerIn | None) -> Endpoint | None:
-    if server is None:
-        return None
+def servers_from_detection(
+    detection: Detection, imap: ServerIn | None, smtp: ServerIn | None, catalog: Catalog | None = None
+) -> Servers:
+    """Decide a bind's servers from a detection (``catalog`` is the one the detector used).
+
+    - ``catalog`` / ``mx`` with a provider: that catalog provider and its servers (an OAuth2-only one is
+      ``oauth_required``). MX is unauthenticated DNS, but the password then goes only to catalog servers.
+    - ``autoconfig`` / ``srv``: the detected servers become the mailbox's own (a catalog provider when the IMAP
+      host is a catalog host), with the autoconfig username form tried first; unless a host lies outside the
+      address's domain and the catalog (``needs_confirmation``): then ``servers_need_confirmation``, and the
+      user confirms by sending the servers (Thunderbird asks too; :mod:`laifaxin_binding.detect`).
+    - ``guess`` (nothing found, or the time budget ran out): ``servers_required`` with what was tried.
+
+    Raises:
+        BindingError: 422 ``oauth_required``, ``servers_need_confirmation``, ``servers_required``.
+    """
+    email = detection.email
+    if detection.source in ("catalog", "mx") and detection.provider is not None:
+        found = get_provider(detection.provider, catalog)
+        _refuse_oauth_only(found)
+        return Servers(found, imap, smtp)
+    if detection.source in ("autoconfig", "srv"):
+        if detection.needs_confirmation:
+            raise errors.servers_need_confirmation(
+                email,
+                detection.source,
+                detection.imap.model_dump(mode="json"),
+                detection.smtp.model_dump(mode="json"),
+                detection.unconfirmed_hosts,
+            )
+        provider = get_provider(detection.provider, catalog) if detection.provider else None
+        if provider is not None:
+            _refuse_oauth_only(provider)
+        elif detection.auth is AuthMethod.OAUTH2:
+            raise errors.from_mail_error(make_error(ErrorCode.OAUTH_REQUIRED))
+        first = (detection.username,) if detection.username != email else ()
+        try:
+            imap = imap or _server_from(detection.imap.host, detection.imap.port, detection.imap.security)
+            smtp = smtp or _server_from(detection.smtp.host, detection.smtp.port, detection.smtp.security)
+        except ValidationError:  # a host name no server can have (over 253 characters)
+            raise errors.invalid_request(f"the servers {detection.source} gave are not usable") from None
+        return Servers(provider, imap, smtp, imap_usernames=first, smtp_usernames=first)
+    raise errors.servers_required(email, [(a.source, a.outcome) for a in detection.attempts])
+
+
+def _refuse_oauth_only(provider: Provider) -> None:
+    if provider.auth is AuthMethod.OAUTH2:
+        raise errors.from_mail_error(make_error(ErrorCode.OAUTH_REQUIRED, provider_id=provider.id))
+
+
+def _refuse_pop3(incoming_protocol: str) -> None:
+    """``pop3_unsupported`` for a POP3 ``incoming_protocol``, before any lookup or connection."""
+    try:
+        refuse_pop3(incoming_protocol)
+    except MailServerError as exc:
+        raise errors.from_mail_error(exc.error) from None
+
+
+def _server_from(host: str, port: int, security: Security) -> ServerIn:
+    return ServerIn(host=host, port=port, security="ssl" if security is Security.SSL else "starttls")
+
+
+def _endpoint_of(server: ServerIn) -> Endpoint:
     return Endpoint(server.host.lower().rstrip("."), server.port, Security(server.security))
+
+
+def _endpoint(server: ServerIn | None) -> Endpoint | None:
+    return None if server is None else _endpoint_of(server)
+
+
+def _stored_usernames(doc: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (IMAP, SMTP) login names a stored mailbox last verified with, to try first again."""
+    imap = doc.get("username")
+    smtp = doc.get("smtp_username") or imap
+    return ((imap,) if imap else ()), ((smtp,) if smtp else ())
+
+
+def _first(preferred: Sequence[str], candidates: Sequence[str]) -> tuple[str, ...]:
+    """``preferred`` then ``candidates``, without repeats, in order."""
+    return tuple(dict.fromkeys([*preferred, *candidates]))
 
 
 def _server_in(stored: dict[str, Any]) -> ServerIn:
     return ServerIn(host=stored["host"], port=stored["port"], security=stored["security"])
 
 
-def _request(
-    email: str,
-    password: str,
-    provider: Provider | None,
-    imap: ServerIn | None,
-    smtp: ServerIn | None,
-    incoming_protocol: str,
-) -> VerifyRequest:
+def _request(email: str, password: str, servers: Servers, incoming_protocol: str) -> VerifyRequest:
     try:
-        return VerifyRequest.build(
+        request = VerifyRequest.build(
             email,
             password,
-            provider=provider,
-            imap=_endpoint(imap),
-            smtp=_endpoint(smtp),
+            provider=servers.provider,
+            imap=_endpoint(servers.imap),
+            smtp=_endpoint(servers.smtp),
             incoming_protocol=incoming_protocol,
         )
     except MailServerError as exc:  # POP3, refused before any connection
         raise errors.from_mail_error(exc.error) from None
     except ValueError as exc:
         raise errors.invalid_request(str(exc)) from None
+    return dataclasses.replace(
+        request,
+        imap_usernames=_first(servers.imap_usernames, request.imap_usernames),
+        smtp_usernames=_first(servers.smtp_usernames, request.smtp_usernames),
+    )
 
 
 def _verified_fields(

@@ -48,6 +48,13 @@ class BindingSettings(ServiceSettings):
     command_timeout_seconds: float = Field(
         default=10.0, gt=0, le=60, description="Timeout of one connect or one IMAP/SMTP command, seconds."
     )
+    detect_timeout_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=60,
+        description="Budget for provider detection (MX, autoconfig, SRV lookups together), seconds; a bind "
+        "without provider or servers spends at most this long on it before verifying.",
+    )
     max_connections_per_host: int = Field(
         default=8,
         ge=1,

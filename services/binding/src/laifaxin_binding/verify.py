@@ -2,12 +2,16 @@
 
 What one verification does (issue 3 "Verification"; providers.md §5.3-§5.5):
 
-- POP3 is refused before any connection (:func:`~laifaxin_shared.providers.errors.refuse_pop3`).
+- POP3 is refused before any connection: the ``incoming_protocol`` field
+  (:func:`~laifaxin_shared.providers.errors.refuse_pop3`), and a POP3 server typed into the IMAP field, known by
+  its host name or port (:func:`pop3_server_error`). A server that greets with POP3's ``+OK`` (RFC 1939 §4) is
+  refused as ``pop3_unsupported`` too, once it has greeted and before any credential is sent.
 - Every server host is resolved first and refused when it points at a private, loopback, link-local or
   metadata address, unless the operator allowlist names it (:class:`HostGuard`).
 - IMAP and SMTP run **concurrently**, each under one time budget:
 
-  - IMAP (RFC 3501/9051): connect over implicit TLS (RFC 8314) or STARTTLS (RFC 3501 §6.2.1) with
+  - IMAP (RFC 3501/9051): read the greeting on a connection of its own (a POP3 ``+OK`` or SMTP ``220`` is
+    refused there), then connect over implicit TLS (RFC 8314) or STARTTLS (RFC 3501 §6.2.1) with
     :func:`~laifaxin_shared.imap.connect_imap`, ``LOGIN``, then ``ID`` (RFC 2971) when the server advertises it
     or the catalog says the provider needs it (NetEase refuses ``SELECT`` with "Unsafe Login" otherwise), then
     ``SELECT INBOX`` (163 fails only there), ``LOGOUT``.
@@ -25,15 +29,17 @@ What one verification does (issue 3 "Verification"; providers.md §5.3-§5.5):
 Every failure becomes a :class:`~laifaxin_shared.providers.errors.MailError` of the shared taxonomy (the same
 codes sync reports), with the password redacted from any server text. When a connection only times out or
 returns something that is not the expected protocol, a short probe tells ``tls_mismatch`` (implicit TLS
-spoken on a STARTTLS port or the reverse) and ``wrong_port`` (an SMTP banner on the IMAP port or the reverse)
-apart from a plain ``timeout``.
+spoken on a STARTTLS port or the reverse), ``wrong_port`` (an SMTP banner on the IMAP port or the reverse) and
+``pop3_unsupported`` (a POP3 greeting on the IMAP port) apart from a plain ``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
+import re
 import socket
 import ssl
 import time
@@ -41,6 +47,7 @@ import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import aioimaplib
 import aiosmtplib
@@ -48,7 +55,7 @@ import aiosmtplib
 from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.netguard import HostAllowlist, Network
-from laifaxin_shared.providers.catalog import split_email
+from laifaxin_shared.providers.catalog import get_provider, split_email
 from laifaxin_shared.providers.errors import (
     ErrorCode,
     MailError,
@@ -60,7 +67,7 @@ from laifaxin_shared.providers.errors import (
     redact,
     refuse_pop3,
 )
-from laifaxin_shared.providers.models import PasswordType, Protocol, Provider, QuirkCode, Security
+from laifaxin_shared.providers.models import PasswordType, Protocol, Provider, QuirkCode, Security, Text
 
 log = get_logger(__name__)
 
@@ -81,6 +88,13 @@ MAX_TRACKED_HOSTS = 10_000
 
 IMAP_ID = {"name": "Laifaxin", "version": "1.0", "vendor": "Laifaxin"}
 """What we tell servers in the IMAP ``ID`` command (RFC 2971 field names)."""
+
+POP3_PORTS = frozenset({110, 995})
+"""POP3's ports: 110 (RFC 1939 §3) and 995, POP3 over implicit TLS (``pop3s``, RFC 8314)."""
+
+_POP3_HOST_LABEL = re.compile(r"^(?:hw)?pop3?s?$")
+"""First labels of POP3 host names: ``pop``, ``pop3``, ``pops``, ``pop3s`` (``pop.163.com``, ``pop.qq.com``,
+``pop.gmail.com``) and Tencent Exmail's overseas ``hwpop``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +149,16 @@ class VerifyRequest:
         ``smtp.<domain>:465`` are used.
 
         Raises:
-            MailServerError: ``pop3_unsupported`` when ``incoming_protocol`` names POP3 (before any connection).
+            MailServerError: ``pop3_unsupported`` when ``incoming_protocol`` names POP3, or when ``imap`` is a
+                POP3 server by port or host name (:func:`pop3_server_error`); both before any connection.
             ValueError: ``email`` is not an address.
         """
         refuse_pop3(incoming_protocol)
         if incoming_protocol.strip().lower() != "imap":
             raise ValueError(f"incoming protocol must be imap, not {incoming_protocol!r}")
+        pop3 = pop3_server_error(imap, provider) if imap is not None else None
+        if pop3 is not None:
+            raise MailServerError.from_error(pop3)
         local, domain = split_email(email)
         email = f"{local}@{domain}"
 
@@ -190,6 +208,50 @@ def normalise_password(password: str, provider: Provider | None) -> str:
     ):
         return "".join(password.split())
     return password.strip()
+
+
+def pop3_server_error(endpoint: Endpoint, provider: Provider | None = None) -> MailError | None:
+    """``pop3_unsupported`` when ``endpoint``, given as the IMAP server, is a POP3 server by its port (110 or
+    995: :data:`POP3_PORTS`) or its host name (first label ``pop``, ``pop3``, ``pops``, ``pop3s``, ``hwpop``);
+    None otherwise. Decided before any connection.
+
+    Source: RFC 1939 §3 (POP3 listens on TCP port 110), RFC 8314 (POP3 over implicit TLS, port 995); the
+    product rule "Selected POP3 protocol -> Not supported".
+
+    Returns:
+        The error (protocol ``imap``, rule ``pop3:port`` or ``pop3:host``; its fix says why and, when the catalog
+        knows the provider, which IMAP server to use instead: :func:`pop3_error`), or None.
+    """
+    host = endpoint.host.lower().rstrip(".")
+    if endpoint.port in POP3_PORTS:
+        reason = Text(en=f"Port {endpoint.port} is a POP3 port.", zh=f"{endpoint.port} 是 POP3 端口。")
+        return pop3_error(provider, reason, rule="pop3:port")
+    if _POP3_HOST_LABEL.match(host.split(".", 1)[0]):
+        reason = Text(en=f"{host} is a POP3 server name.", zh=f"{host} 是 POP3 服务器地址。")
+        return pop3_error(provider, reason, rule="pop3:host")
+    return None
+
+
+def pop3_error(
+    provider: Provider | None, reason: Text, *, rule: str, server_text: str | None = None
+) -> MailError:
+    """The taxonomy's ``pop3_unsupported`` error on the IMAP side, with its message and fix; the fix starts with
+    ``reason`` and, when the catalog knows the provider, ends with the IMAP server to use instead
+    (``imap.163.com``, port 993, SSL). ``server_text`` is what the server said, if it said anything."""
+    error = make_error(
+        ErrorCode.POP3_UNSUPPORTED,
+        protocol="imap",
+        provider_id=provider.id if provider else None,
+        server_text=server_text,
+        rule=rule,
+    )
+    en, zh = f"{reason.en} {error.fix.en}", f"{reason.zh}{error.fix.zh}"
+    if provider is not None:
+        imap = provider.imap
+        security = "SSL" if imap.security is Security.SSL else "STARTTLS"
+        en += f" {provider.name.en}'s IMAP server is {imap.host}, port {imap.port} ({security}): use it instead."
+        zh += f"{provider.name.zh}的 IMAP 服务器是 {imap.host}，端口 {imap.port}（{security}），请改用该服务器。"
+    return dataclasses.replace(error, fix=Text(en=en, zh=zh))
 
 
 @dataclass(frozen=True)
@@ -286,8 +348,13 @@ class _ProbeResult:
     greeting: str | None = None
 
 
-def _greeting_protocol(line: str | None) -> Protocol | None:
-    """Which protocol a server greeting belongs to: ``* OK`` / ``* PREAUTH`` is IMAP, ``220`` is SMTP."""
+Greeting = Literal["imap", "smtp", "pop3"]
+
+
+def _greeting_protocol(line: str | None) -> Greeting | None:
+    """Which protocol a server greeting belongs to: ``* OK`` / ``* PREAUTH`` / ``* BYE`` is IMAP (RFC 3501
+    §7.1), ``220`` / ``421`` / ``554`` is SMTP (RFC 5321 §4.2, §3.1), ``+OK`` / ``-ERR`` is POP3 (RFC 1939 §4:
+    the greeting is a status indicator, and §3: status indicators are ``+OK`` and ``-ERR``)."""
     if not line:
         return None
     text = line.lstrip()
@@ -295,6 +362,8 @@ def _greeting_protocol(line: str | None) -> Protocol | None:
         return "imap"
     if text[:3] in ("220", "421", "554"):
         return "smtp"
+    if text.startswith(("+OK", "-ERR")):
+        return "pop3"
     return None
 
 
@@ -425,7 +494,9 @@ class Verifier:
     # ------------------------------------------------------------------ IMAP
 
     async def _imap(self, request: VerifyRequest, endpoint: Endpoint) -> tuple[str, bool]:
-        """LOGIN (username fallback), ID, SELECT INBOX, LOGOUT. Returns (accepted username, ID sent)."""
+        """Greeting check, then LOGIN (username fallback), ID, SELECT INBOX, LOGOUT. Returns (accepted username,
+        ID sent)."""
+        await self._imap_greeting(request, endpoint)
         client = await connect_imap(
             endpoint.host,
             endpoint.port,
@@ -449,6 +520,51 @@ class Verifier:
             transport = client.protocol.transport
             if transport is not None:
                 transport.close()
+
+    async def _imap_greeting(self, request: VerifyRequest, endpoint: Endpoint) -> None:
+        """Read the server's greeting on a short connection of its own (TLS from the first byte for ``ssl``,
+        verified like the real one; nothing is sent) and refuse a POP3 (``+OK``/``-ERR``, RFC 1939 §4) or SMTP
+        (``220``, RFC 5321 §4.2) greeting before the IMAP client sees it.
+
+        aioimaplib takes any greeting containing ``OK`` as IMAP's (POP3's ``+OK`` too), then waits for its
+        ``CAPABILITY`` answer without a timeout while holding the protocol's state lock, so its own connect
+        timeout cannot fire: a POP3 server would cost the whole budget and leave a task that never ends.
+        An IMAP greeting, or no recognisable one, goes on to the real connection.
+
+        Raises:
+            MailServerError: ``pop3_unsupported`` or ``wrong_port``.
+            OSError, ssl.SSLError, TimeoutError: as connecting would (refused, DNS, certificate, silence).
+        """
+        tls = self.ssl_context if endpoint.security is Security.SSL else None
+        async with asyncio.timeout(self.command_timeout):
+            reader, writer = await asyncio.open_connection(
+                endpoint.host, endpoint.port, ssl=tls, server_hostname=endpoint.host if tls else None
+            )
+            try:
+                line = await reader.readline()
+            except ValueError:  # a first line over the reader's limit: not a greeting we know
+                line = b""
+            finally:
+                writer.close()
+        greeting = line.decode("utf-8", "replace").strip()
+        spoken = _greeting_protocol(greeting)
+        if spoken == "pop3":
+            raise MailServerError.from_error(self._pop3_greeting(request, endpoint, greeting))
+        if spoken == "smtp":
+            raise MailServerError.from_error(self._wrong_port("imap", request, endpoint, greeting))
+
+    def _pop3_greeting(self, request: VerifyRequest, endpoint: Endpoint, greeting: str) -> MailError:
+        """``pop3_unsupported`` for a server on the IMAP side that greeted like POP3 (RFC 1939 §4)."""
+        reason = Text(
+            en=f"The server at {endpoint.host}:{endpoint.port} greets like a POP3 server.",
+            zh=f"{endpoint.host}:{endpoint.port} 上的服务器以 POP3 的方式问候。",
+        )
+        return pop3_error(
+            _catalog_provider(request.provider_id),
+            reason,
+            rule="probe:pop3_greeting",
+            server_text=redact(f"{endpoint}: {greeting}", (request.password,)),
+        )
 
     async def _imap_login(self, client: aioimaplib.IMAP4, request: VerifyRequest) -> str:
         error: MailServerError | None = None
@@ -560,6 +676,8 @@ class Verifier:
         """Tell a mismatched port or TLS mode apart from a real timeout by looking at what the port says."""
         probe = await self._probe(endpoint)
         spoken = _greeting_protocol(probe.greeting)
+        if spoken == "pop3" and protocol == "imap":
+            return self._pop3_greeting(request, endpoint, probe.greeting or "")
         if spoken is not None and spoken != protocol:
             return self._wrong_port(protocol, request, endpoint, probe.greeting or "")
         if spoken == protocol or probe.speaks_tls or isinstance(exc, StartTlsUnsupportedError):
@@ -635,6 +753,15 @@ class Verifier:
                 self._active[key] -= 1
                 if not self._active[key]:
                     del self._active[key]
+
+
+def _catalog_provider(provider_id: str | None) -> Provider | None:
+    if provider_id is None:
+        return None
+    try:
+        return get_provider(provider_id)
+    except KeyError:
+        return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -122,12 +122,12 @@ async def _connect(
         )
         pending.append(client)
         _track_exists(client)
-        await client.wait_hello_from_server()
+        await _greeting(client, timeout)
         return client
     client = aioimaplib.IMAP4(host=host, port=port, timeout=timeout)
     pending.append(client)
     _track_exists(client)
-    await client.wait_hello_from_server()
+    await _greeting(client, timeout)
     if not client.has_capability("STARTTLS"):
         await asyncio.wait_for(client.protocol.capability(), timeout)
     if not client.has_capability("STARTTLS"):
@@ -147,6 +147,31 @@ async def _connect(
     protocol.capabilities = set()
     await asyncio.wait_for(protocol.capability(), timeout)
     return client
+
+
+async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
+    """aioimaplib's ``wait_hello_from_server``, bounded by ``timeout`` for real.
+
+    aioimaplib handles the greeting in a task of its own that holds the protocol's state lock while it sends
+    CAPABILITY, with no timeout; the wait for the greeting needs that lock, so a server that greets with
+    anything containing ``OK`` and then answers nothing (a POP3 server's ``+OK``, RFC 1939 section 4, typed as
+    the IMAP server) kept it waiting forever, its own timeout included (a cancelled wait must take the lock
+    again before it ends). When ``timeout`` runs out, the greeting task is cancelled too.
+
+    Raises:
+        TimeoutError: no greeting and CAPABILITY answer within ``timeout`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+
+    def expire() -> None:
+        for task in list(client.protocol.tasks):
+            task.cancel()
+
+    watchdog = loop.call_later(timeout, expire)
+    try:
+        await client.wait_hello_from_server()
+    finally:
+        watchdog.cancel()
 
 
 def is_tls(client: aioimaplib.IMAP4) -> bool:

@@ -38,16 +38,25 @@ async def create(api: Api, account: MailAccount, tenant: str | None = None) -> d
     return data
 
 
+async def poll_for(
+    current: Callable[[], Awaitable[dict[str, Any]]],
+    done: Callable[[dict[str, Any]], bool],
+    seconds: float = 30,
+) -> dict[str, Any]:
+    """The mailbox once ``done(mailbox)`` holds (the consumer applies events asynchronously)."""
+    for _ in range(int(seconds / 0.2)):
+        data = await current()
+        if done(data):
+            return data
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never reached: {data}")
+
+
 async def poll(
     current: Callable[[], Awaitable[dict[str, Any]]], status: str, seconds: float = 30
 ) -> dict[str, Any]:
-    """The mailbox once its status is ``status`` (the consumer applies events asynchronously)."""
-    for _ in range(int(seconds / 0.2)):
-        data = await current()
-        if data["status"] == status:
-            return data
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"status never became {status!r}: {data}")
+    """The mailbox once its status is ``status``."""
+    return await poll_for(current, lambda m: m["status"] == status, seconds)
 
 
 async def test_create_verifies_saves_and_emits_only_the_sealed_credential(
@@ -280,8 +289,27 @@ async def test_sync_status_keeps_status_and_last_sync_current(api: Api, shared_a
         )
         await publish_event(broker, recovered, prefix=api.settings.topic_prefix)
         mailbox = await poll(current, "normal")
-    assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced + timedelta(minutes=5)
-    assert mailbox["last_error"]["code"] == "auth_failed"  # the last error stays visible after recovery
+        assert datetime.fromisoformat(mailbox["last_synced_at"]) == synced + timedelta(minutes=5)
+        assert mailbox["last_error"]["code"] == "auth_failed"  # the last error stays visible after recovery
+        assert mailbox["progress"] is None
+
+        # A long catch-up shows its progress while it runs; the ok that ends it clears it.
+        syncing = MailboxSyncStatus(
+            tenant_id=api.tenant,
+            mailbox_id=created["id"],
+            state="syncing",
+            progress_done=1200,
+            progress_total=4000,
+            progress_eta_seconds=95.0,
+        )
+        await publish_event(broker, syncing, prefix=api.settings.topic_prefix)
+        mailbox = await poll_for(current, lambda m: m["state"] == "syncing")
+        assert mailbox["status"] == "normal"
+        assert mailbox["progress"] == {"done": 1200, "total": 4000, "eta_seconds": 95.0}
+        done = MailboxSyncStatus(tenant_id=api.tenant, mailbox_id=created["id"], state="ok")
+        await publish_event(broker, done, prefix=api.settings.topic_prefix)
+        mailbox = await poll_for(current, lambda m: m["state"] == "ok")
+        assert mailbox["progress"] is None
 
 
 async def test_pop3_and_oauth_only_providers_are_refused_before_connecting(api: Api) -> None:

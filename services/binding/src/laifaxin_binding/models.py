@@ -105,6 +105,17 @@ class SyncOut(BaseModel):
     initial_window_days: int
 
 
+class SyncProgress(BaseModel):
+    """How far a long catch-up has come (sync's ``syncing`` status: the first sync of the initial window, or
+    the mail of an outage), in messages."""
+
+    done: int = Field(ge=0, description="Messages of the catch-up handled so far.", examples=[1200])
+    total: int = Field(ge=0, description="Messages the catch-up found to fetch.", examples=[4000])
+    eta_seconds: float | None = Field(
+        default=None, ge=0, description="Estimated seconds left at the rate measured so far.", examples=[95.0]
+    )
+
+
 class LastError(BaseModel):
     """The most recent failure (verification or sync), with what to do about it."""
 
@@ -130,6 +141,9 @@ class MailboxOut(BaseModel):
     status: str = Field(examples=["normal", "auth_failed"])
     state: str = Field(description="Sync state from mailbox.sync_status (ok, auth_failed, throttled...).")
     last_synced_at: datetime | None = None
+    progress: SyncProgress | None = Field(
+        default=None, description="While state is syncing: how far the catch-up has come; None otherwise."
+    )
     last_error: LastError | None = None
     credential_expires_at: datetime | None = None
     credential_expiring: bool = Field(

@@ -44,6 +44,7 @@ from laifaxin_binding.models import (
     ServerOut,
     SyncIn,
     SyncOut,
+    SyncProgress,
 )
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest, pop3_server_error
@@ -380,6 +381,7 @@ class MailboxService:
 
         ``ok``/``syncing``/``uidvalidity_reset`` -> status ``normal``; ``stopped`` -> ``stopped``; an error
         state -> its taxonomy code (``error_code``, else the state), and ``last_error`` gets the event's texts.
+        A ``syncing`` event's ``progress_*`` counts are kept as ``progress`` until the next status clears them.
         """
         fields: dict[str, Any] = {"state": event.state}
         if event.state in ("ok", "syncing", "uidvalidity_reset"):
@@ -398,6 +400,15 @@ class MailboxService:
             }
         if event.last_synced_at is not None:
             fields["last_synced_at"] = event.last_synced_at
+        fields["progress"] = (
+            {
+                "done": event.progress_done,
+                "total": event.progress_total,
+                "eta_seconds": event.progress_eta_seconds,
+            }
+            if event.state == "syncing" and event.progress_total is not None
+            else None
+        )
         changed = await self.store.set_status_if_newer(
             event.tenant_id, event.mailbox_id, event.occurred_at, fields
         )
@@ -511,6 +522,7 @@ class MailboxService:
             status=doc["status"],
             state=doc.get("state", "ok"),
             last_synced_at=doc.get("last_synced_at"),
+            progress=SyncProgress.model_validate(progress) if (progress := doc.get("progress")) else None,
             last_error=LastError.model_validate(last_error) if last_error else None,
             credential_expires_at=expires,
             credential_expiring=bool(expires and expires - now_utc() <= self.limits.expiry_warning),

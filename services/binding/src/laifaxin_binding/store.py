@@ -5,7 +5,7 @@
     {_id, tenant_id, user_id, email (lower-case), nickname, provider_id, username, smtp_username,
      imap {host, port, security}, smtp {...}, imap_id_required, sync {enabled, interval_seconds,
      initial_window_days}, credential {algorithm, key_id, nonce, ciphertext}   # sealed, never plaintext
-     status ("normal" | taxonomy code), state (sync state), status_at, last_synced_at,
+     status ("normal" | taxonomy code), state (sync state), status_at, last_synced_at, progress (of a catch-up),
      last_error {code, message, fix, message_zh, fix_zh, at} | null, credential_expires_at,
      verified_at, created_at, updated_at}
 

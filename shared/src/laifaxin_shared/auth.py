@@ -2,6 +2,8 @@
 
 Claims: ``sub`` (the user id), ``tenant_id`` (``tenant`` is accepted too, for tokens issued before the two
 services shared this module), ``exp`` (required), ``iat``, and ``aud`` / ``iss`` when a deployment sets them.
+Optional ``mailbox_limit``: how many mailboxes the tenant's plan allows (the platform's sign-in knows the plan;
+binding uses it over its deployment-wide default).
 Only HS256 is accepted (no ``alg: none``, no algorithm confusion). Errors name the problem, never the token.
 """
 
@@ -14,6 +16,7 @@ import jwt
 
 ALGORITHM = "HS256"
 MAX_ID_CHARS = 64
+MAX_MAILBOX_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,8 @@ class Principal:
 
     tenant_id: str
     user_id: str
+    mailbox_limit: int | None = None
+    """The ``mailbox_limit`` claim: mailboxes the tenant's plan allows; None when the token has none."""
 
 
 class InvalidTokenError(Exception):
@@ -43,6 +48,7 @@ def issue_token(
     ttl_s: int = 3600,
     audience: str | None = None,
     issuer: str | None = None,
+    mailbox_limit: int | None = None,
 ) -> str:
     """A signed token for ``user_id`` in ``tenant_id``, valid ``ttl_s`` seconds (operator tools and tests;
     production tokens come from the platform's sign-in)."""
@@ -52,6 +58,8 @@ def issue_token(
         claims["aud"] = audience
     if issuer:
         claims["iss"] = issuer
+    if mailbox_limit is not None:
+        claims["mailbox_limit"] = mailbox_limit
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -61,7 +69,8 @@ def decode_token(
     """The principal of a valid token.
 
     Raises:
-        InvalidTokenError: bad signature, expired, wrong ``aud``/``iss``, or a missing or oversized claim.
+        InvalidTokenError: bad signature, expired, wrong ``aud``/``iss``, a missing or oversized claim, or a
+            ``mailbox_limit`` that is not an integer from 1 to ``MAX_MAILBOX_LIMIT``.
     """
     try:
         claims = jwt.decode(
@@ -82,7 +91,12 @@ def decode_token(
         raise InvalidTokenError("tenant_id or sub claim missing")
     if len(tenant) > MAX_ID_CHARS or len(user) > MAX_ID_CHARS:
         raise InvalidTokenError("tenant_id or sub claim too long")
-    return Principal(tenant_id=tenant, user_id=user)
+    limit = claims.get("mailbox_limit")
+    if limit is not None and (
+        not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_MAILBOX_LIMIT
+    ):
+        raise InvalidTokenError(f"mailbox_limit claim must be an integer from 1 to {MAX_MAILBOX_LIMIT}")
+    return Principal(tenant_id=tenant, user_id=user, mailbox_limit=limit)
 
 
 def bearer_token(authorization: str | None) -> str:

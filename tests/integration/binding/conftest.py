@@ -111,8 +111,11 @@ class Api:
         """The app's own database (read it to check what was stored)."""
         return self.app.state.mongo[self.settings.mongodb_database]
 
-    def auth(self, tenant: str | None = None, user: str = "u_1") -> dict[str, str]:
-        return {"Authorization": f"Bearer {issue_token(self.settings, tenant or self.tenant, user)}"}
+    def auth(
+        self, tenant: str | None = None, user: str = "u_1", mailbox_limit: int | None = None
+    ) -> dict[str, str]:
+        token = issue_token(self.settings, tenant or self.tenant, user, mailbox_limit=mailbox_limit)
+        return {"Authorization": f"Bearer {token}"}
 
     async def events(self, name: str, mailbox_id: str, *, expect: int | None = None) -> list[Any]:
         """Records of topic ``name`` keyed by ``mailbox_id`` (all of them when ``expect`` is None)."""

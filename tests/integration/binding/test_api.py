@@ -224,6 +224,18 @@ async def test_mailbox_limit_per_tenant(api: Api, shared_account: MailAccount) -
         )
     response = await api.client.post("/v1/mailboxes", json=body(shared_account), headers=api.auth())
     assert response.status_code == 403 and response.json()["code"] == "mailbox_limit_reached"
+    # The plan's limit comes with the caller's token (mailbox_limit claim) and wins over the deployment's.
+    bigger_plan = api.auth(mailbox_limit=4)
+    response = await api.client.post("/v1/mailboxes", json=body(shared_account), headers=bigger_plan)
+    assert response.status_code == 201, response.text
+    response = await api.client.post(
+        "/v1/mailboxes", json=body(shared_account, email="other@x.test"), headers=bigger_plan
+    )
+    assert response.status_code == 403 and response.json()["code"] == "mailbox_limit_reached"
+    assert "4 mailboxes" in response.json()["message"]
+    await api.db.mailboxes.delete_many({"_id": {"$in": [f"mbx_fill{i}" for i in range(3)]}})
+    listed = await api.client.get("/v1/mailboxes", headers=bigger_plan)
+    assert listed.json()["limit"] == 4 and len(listed.json()["items"]) == 1
 
 
 async def test_delete_emits_removed(api: Api, shared_account: MailAccount) -> None:

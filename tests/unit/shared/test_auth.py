@@ -44,6 +44,18 @@ def test_bad_tokens_are_refused_with_a_reason(token: str, kwargs: dict[str, str]
     assert token not in str(info.value)
 
 
+def test_the_plans_mailbox_limit_claim() -> None:
+    assert decode_token(issue_token(SECRET, "t", "u"), SECRET).mailbox_limit is None
+    assert decode_token(issue_token(SECRET, "t", "u", mailbox_limit=50), SECRET).mailbox_limit == 50
+
+
+@pytest.mark.parametrize("limit", [0, -1, 10_001, "20", 2.5, True])
+def test_a_bad_mailbox_limit_claim_is_refused(limit: object) -> None:
+    token = jwt.encode({"sub": "u", "tenant_id": "t", "exp": 9999999999, "mailbox_limit": limit}, SECRET)
+    with pytest.raises(InvalidTokenError, match="mailbox_limit claim must be an integer from 1 to 10000"):
+        decode_token(token, SECRET)
+
+
 def test_legacy_tenant_claim_is_accepted() -> None:
     token = jwt.encode({"sub": "u", "tenant": "t", "exp": 9999999999}, SECRET, algorithm="HS256")
     assert decode_token(token, SECRET).tenant_id == "t"

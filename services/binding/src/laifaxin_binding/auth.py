@@ -27,13 +27,21 @@ def decode_token(token: str, settings: BindingSettings) -> Principal:
         raise errors.unauthorized(exc.reason) from None
 
 
-def issue_token(settings: BindingSettings, tenant_id: str, user_id: str, ttl_seconds: int = 3600) -> str:
-    """A signed token for ``tenant_id`` / ``user_id`` valid for ``ttl_seconds`` (operator tooling and tests;
-    production tokens come from the platform's sign-in)."""
+def issue_token(
+    settings: BindingSettings,
+    tenant_id: str,
+    user_id: str,
+    ttl_seconds: int = 3600,
+    mailbox_limit: int | None = None,
+) -> str:
+    """A signed token for ``tenant_id`` / ``user_id`` valid for ``ttl_seconds``, with the plan's
+    ``mailbox_limit`` when given (operator tooling and tests; production tokens come from the platform's
+    sign-in)."""
     return auth.issue_token(
         settings.jwt_secret.get_secret_value(),
         tenant_id,
         user_id,
         ttl_s=ttl_seconds,
         audience=settings.jwt_audience,
+        mailbox_limit=mailbox_limit,
     )

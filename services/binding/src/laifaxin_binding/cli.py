@@ -179,7 +179,8 @@ def _mailbox_remove(args: argparse.Namespace) -> int:
 
 
 def _mailbox_token(args: argparse.Namespace) -> int:
-    sys.stdout.write(issue_token(BindingSettings(), args.tenant, args.user, args.ttl) + "\n")
+    token = issue_token(BindingSettings(), args.tenant, args.user, args.ttl, mailbox_limit=args.mailbox_limit)
+    sys.stdout.write(token + "\n")
     return 0
 
 
@@ -218,6 +219,7 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     token.add_argument("--tenant", required=True)
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.add_argument("--mailbox-limit", type=int, help="the plan's mailbox limit (mailbox_limit claim)")
     token.set_defaults(handler=_mailbox_token)
 
 

@@ -130,6 +130,12 @@ class MailboxService:
         self.limits = limits or Limits()
         self.detector = detector if detector is not None else Detector()
 
+    def mailbox_limit(self, who: Principal) -> int:
+        """Mailboxes ``who``'s tenant may bind: its plan's (the token's ``mailbox_limit`` claim), else the
+        deployment's ``BINDING_MAILBOX_LIMIT_PER_TENANT`` (product page email-account Q2: "depends on your
+        plan")."""
+        return who.mailbox_limit or self.limits.mailboxes_per_tenant
+
     # ------------------------------------------------------------------ create
 
     async def create(self, who: Principal, body: MailboxCreate, *, is_system: bool = False) -> MailboxOut:
@@ -148,8 +154,9 @@ class MailboxService:
         sync = _sync(body.sync)
         if await self.store.find_by_email(who.tenant_id, email) is not None:
             raise errors.mailbox_exists(email)
-        if await self.store.count(who.tenant_id) >= self.limits.mailboxes_per_tenant:
-            raise errors.mailbox_limit(self.limits.mailboxes_per_tenant)
+        limit = self.mailbox_limit(who)
+        if await self.store.count(who.tenant_id) >= limit:
+            raise errors.mailbox_limit(limit)
         _refuse_pop3(body.incoming_protocol)
         servers = await self.servers(body.provider_id, email, body.imap, body.smtp)
         provider = servers.provider
@@ -250,7 +257,7 @@ class MailboxService:
 
     async def list(self, who: Principal) -> MailboxList:
         docs = await self.store.list(who.tenant_id)
-        return MailboxList(items=[self.view(d) for d in docs], limit=self.limits.mailboxes_per_tenant)
+        return MailboxList(items=[self.view(d) for d in docs], limit=self.mailbox_limit(who))
 
     async def get(self, who: Principal, mailbox_id: str) -> MailboxOut:
         return self.view(await self._get(who, mailbox_id))

@@ -65,7 +65,8 @@ class BindingSettings(ServiceSettings):
     mailbox_limit_per_tenant: int = Field(
         default=20,
         ge=1,
-        description="Mailboxes one tenant may bind (plan based; overridable per deployment).",
+        description="Mailboxes one tenant may bind when its token carries no mailbox_limit claim (the plan's "
+        "limit, set by the platform's sign-in).",
     )
     rate_window_seconds: int = Field(
         default=900, ge=1, description="Window of the verification rate limits, seconds."

@@ -7,6 +7,8 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
 - **Baseline.** The first sync of a folder records UIDNEXT as ``baseline_uidnext``; messages below it are
   history: published (with ``initial_sync=true``) only when their INTERNALDATE is inside the mailbox's
   ``initial_window_days``, found with ``UID SEARCH SINCE`` (RFC 3501 6.4.4) and checked exactly per message.
+  Per folder: a user folder first found after the mailbox was bound (created or renamed since) gets its baseline
+  and window then; a message it shares with another folder is published once (index by Message-ID).
 - **UIDVALIDITY change** (RFC 3501 2.3.1.1): re-baseline quietly at the new UIDNEXT, nothing is replayed, and
   the caller reports ``uidvalidity_reset`` once. After ``max_resets`` changes in a row (no pass in between found
   UIDVALIDITY unchanged; Nylas stops at 5, ``MAX_UIDINVALID_RESYNCS``) a further change is held: the folder is
@@ -97,7 +99,8 @@ class MailboxIdentity:
 
 @dataclass(frozen=True)
 class Folder:
-    """A synced folder: decoded name (as in ``MessageRef.folder``), the name for commands, and its role."""
+    """A synced folder: decoded name (as in ``MessageRef.folder``), the name for commands, and its role
+    (``mail.received`` ``folder_role``: ``other`` for the user's own folders)."""
 
     name: str
     command_name: str

@@ -1,4 +1,5 @@
-"""Reading aioimaplib responses: SELECT/EXAMINE/STATUS counters, LIST entries, FETCH items, UID sets.
+"""Reading aioimaplib responses: SELECT/EXAMINE/STATUS counters, LIST entries, FETCH items, UID sets; which
+listed folders are synced (the Junk folder, :func:`find_junk`; the user's own folders, :func:`find_user_folders`).
 
 aioimaplib returns a response as ``lines``: ``bytes`` for each response line (the leading ``* `` removed) and
 ``bytearray`` for each literal. These functions turn those into typed values; they never raise on odd server
@@ -39,6 +40,60 @@ JUNK_NAMES = frozenset(
     }
 )
 """Usual (localized) names of the Junk folder, case-folded, for servers without SPECIAL-USE (RFC 6154)."""
+
+NOT_SYNCED_SPECIAL_USE = frozenset(
+    {"\\sent", "\\drafts", "\\trash", "\\all", "\\archive", "\\flagged", "\\important", "\\junk"}
+)
+"""LIST attributes (case-folded, as :class:`ListEntry` keeps them) of folders that are never synced as user
+folders: mail the user sent or wrote (``\\Sent``, ``\\Drafts``), deleted (``\\Trash``), or copies of mail held
+elsewhere (``\\All``, ``\\Archive``, ``\\Flagged``: RFC 6154 section 2; ``\\Important``: RFC 8457 section 3;
+Gmail's ``[Gmail]/All Mail`` would repeat every message). ``\\Junk`` is synced on its own (:func:`find_junk`)."""
+
+# Usual names of the Sent, Drafts, Trash/Deleted and Outbox folders (and Gmail's All Mail, and NetEase's virus
+# quarantine) for servers that do not advertise SPECIAL-USE. Sources: the folders QQ Mail / Tencent Exmail list
+# over IMAP ("Sent Messages", "Drafts", "Deleted Messages"), NetEase 163/126 ("已发送", "草稿箱", "已删除",
+# "病毒邮件"), Sina ("草稿夹"), Gmail's English and Chinese labels ("[Gmail]/Sent Mail", "Drafts", "Trash" or "Bin",
+# "All Mail"; "已发邮件", "草稿", "已删除邮件", "所有邮件"), Outlook.com / Exchange ("Sent Items",
+# "Deleted Items", "Outbox"), Thunderbird's and Apple Mail's defaults ("Sent", "Trash", "Deleted Messages"),
+# and the Traditional Chinese names of the same clients.
+NOT_SYNCED_NAMES = frozenset(
+    {
+        "sent",
+        "sent items",
+        "sent mail",
+        "sent messages",
+        "sent-mail",
+        "drafts",
+        "draft",
+        "trash",
+        "bin",
+        "deleted",
+        "deleted items",
+        "deleted messages",
+        "outbox",
+        "all mail",
+        "已发送",
+        "已发送邮件",
+        "已发邮件",
+        "发件箱",
+        "草稿箱",
+        "草稿夹",
+        "草稿",
+        "已删除",
+        "已删除邮件",
+        "所有邮件",
+        "病毒邮件",
+        "病毒文件夹",
+        "寄件備份",
+        "已傳送郵件",
+        "寄件匣",
+        "草稿匣",
+        "已刪除郵件",
+        "垃圾桶",
+    }
+)
+"""Usual names (case-folded last hierarchy level) of folders that are never synced as user folders when the
+server does not advertise SPECIAL-USE (RFC 6154 section 5): Sent, Drafts, Trash/Deleted, Outbox, All Mail."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +205,12 @@ def parse_list(lines: Sequence[bytes | bytearray]) -> list[ListEntry]:
     return entries
 
 
+def _leaf(entry: ListEntry) -> str:
+    """The last hierarchy level of the decoded name, case-folded (``INBOX.Sent`` -> ``sent``)."""
+    name = entry.name
+    return (name.rsplit(entry.delimiter, 1)[-1] if entry.delimiter else name).casefold()
+
+
 def find_junk(entries: Sequence[ListEntry]) -> ListEntry | None:
     """The Junk folder: the one with the ``\\Junk`` attribute (RFC 6154), else the first with a usual name
     (last hierarchy level compared case-folded, e.g. ``INBOX.Spam``, ``[Gmail]/Spam``, ``垃圾邮件``)."""
@@ -159,10 +220,45 @@ def find_junk(entries: Sequence[ListEntry]) -> ListEntry | None:
     for entry in entries:
         if "\\noselect" in entry.flags or "\\nonexistent" in entry.flags:
             continue
-        leaf = entry.name.rsplit(entry.delimiter, 1)[-1] if entry.delimiter else entry.name
-        if leaf.casefold() in JUNK_NAMES:
+        if _leaf(entry) in JUNK_NAMES:
             return entry
     return None
+
+
+@dataclass(frozen=True)
+class UserFolders:
+    """The user's own folders to sync (``chosen``, in LIST order) and those beyond the cap (``left_out``)."""
+
+    chosen: list[ListEntry]
+    left_out: list[ListEntry]
+
+
+def find_user_folders(
+    entries: Sequence[ListEntry], *, junk: ListEntry | None, special_use: bool, limit: int
+) -> UserFolders:
+    """The user's own folders (where their filter rules file mail): every selectable folder of a LIST reply
+    (RFC 3501 7.2.2; none with ``\\Noselect`` or ``\\NonExistent``, RFC 5258 3.4) but INBOX (any case, RFC 3501
+    5.1), ``junk`` and a folder with an attribute of :data:`NOT_SYNCED_SPECIAL_USE` (RFC 6154 section 2); when
+    the server does not advertise SPECIAL-USE (``special_use`` False), also none whose last hierarchy level is
+    one of :data:`NOT_SYNCED_NAMES` or :data:`JUNK_NAMES`. The first ``limit`` (>= 0) in LIST order are
+    ``chosen``; the rest are ``left_out``. A name listed twice counts once."""
+    chosen: list[ListEntry] = []
+    left_out: list[ListEntry] = []
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.wire_name in seen:
+            continue
+        seen.add(entry.wire_name)
+        if "\\noselect" in entry.flags or "\\nonexistent" in entry.flags:
+            continue
+        if entry.wire_name.upper() == "INBOX" or (junk is not None and entry.wire_name == junk.wire_name):
+            continue
+        if entry.flags & NOT_SYNCED_SPECIAL_USE:
+            continue
+        if not special_use and (_leaf(entry) in NOT_SYNCED_NAMES or _leaf(entry) in JUNK_NAMES):
+            continue
+        (chosen if len(chosen) < limit else left_out).append(entry)
+    return UserFolders(chosen, left_out)
 
 
 _UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)

@@ -1,9 +1,23 @@
-"""The loop of one mailbox: lease, connect, log in, IDLE or poll, sync INBOX and Junk, back off on failure.
+"""The loop of one mailbox: lease, connect, log in, IDLE or poll, sync INBOX, Junk and the user's own folders,
+back off on failure.
 
 One IMAP connection per mailbox (providers cap connections per user: Gmail 15, Dovecot ~10 per user+IP): it
 IDLEs on INBOX (RFC 2177) when the server advertises IDLE, leaves IDLE (DONE) to sync when an ``EXISTS``
-arrives, to poll the Junk folder at the mailbox's interval with STATUS (RFC 3501 6.3.10), and to re-issue IDLE
-before the 29-minute limit. Without IDLE both folders are polled at the interval. ``ENABLE CONDSTORE``
+arrives, to poll the other folders at the mailbox's interval with STATUS (RFC 3501 6.3.10), and to re-issue IDLE
+before the 29-minute limit. Without IDLE every folder is polled at the interval.
+
+The other folders come from one ``LIST "" "*"`` (RFC 3501 6.3.8) at connect: the Junk folder
+(:func:`~laifaxin_sync.imap_parse.find_junk`) and, with ``SYNC_USER_FOLDERS``, the user's own folders, where
+their filter rules file customer mail (:func:`~laifaxin_sync.imap_parse.find_user_folders`: not Sent, Drafts,
+Trash, Archive, All Mail, Flagged, Important; at most ``SYNC_MAX_USER_FOLDERS``, those left out logged once),
+published with ``folder_role="other"``. At each poll every one of them gets a STATUS (UIDNEXT UIDVALIDITY
+MESSAGES, HIGHESTMODSEQ with CONDSTORE) and only a changed one is EXAMINEd and synced, with its own cursor,
+baseline and initial window (:class:`~laifaxin_sync.folder_sync.FolderSync`; a message in two folders is
+published once, by Message-ID). LIST is done again at the first poll ``SYNC_FOLDER_LIST_SECONDS`` after the
+last one (new folders), and at the next poll when a folder's STATUS failed (deleted or renamed: it is dropped).
+A user folder that STATUS shows but EXAMINE refuses is skipped until the next LIST; the mailbox goes on. One
+STATUS per folder per poll rather than LIST-STATUS (RFC 5819): aioimaplib drops the untagged ``STATUS`` replies
+of a LIST command. ``ENABLE CONDSTORE``
 (RFC 7162 3.1) makes SELECT/STATUS report HIGHESTMODSEQ; ``ID`` (RFC 2971) is sent when the provider requires
 it (NetEase refuses SELECT without it).
 
@@ -53,7 +67,9 @@ from laifaxin_sync.folder_sync import (
     UidValidityUnstable,
 )
 from laifaxin_sync.imap_parse import (
+    ListEntry,
     find_junk,
+    find_user_folders,
     has_exists,
     parse_list,
     parse_select,
@@ -166,6 +182,8 @@ class MailboxLoop:
         self._account_reset: str | None = config.get("account_reset")
         self._slot: Slot | None = None
         self._known_cursors: list[Cursor] | None = None
+        self._user_folders_counted = 0  # this loop's part of the sync_user_folders gauge
+        self._left_out_logged: tuple[str, ...] = ()
         if lease is not None:
             self._hold(lease)
             self._known_cursors = cursors
@@ -448,9 +466,9 @@ class MailboxLoop:
         await self.ctx.store.set_state(self.mailbox_id, {**current, "at": now})
 
     async def _synced(self, sync: FolderSync) -> None:
-        """A sync pass succeeded (INBOX and Junk, or INBOX after an IDLE wake): note its time, end its catch-up
-        progress, and report ``ok`` when that is news (after ``syncing``, too) or its refresh is due (no I/O
-        otherwise)."""
+        """A sync pass succeeded (INBOX and the polled folders, or INBOX after an IDLE wake): note its time, end
+        its catch-up progress, and report ``ok`` when that is news (after ``syncing``, too) or its refresh is due
+        (no I/O otherwise)."""
         self.last_synced_at = utc_now()
         self._end_progress(completed=True)
         if not sync.unstable():  # else the uidvalidity_unstable report stands until a stable pass
@@ -540,18 +558,54 @@ class MailboxLoop:
             # a syncing already sent is replaced by the failure's report, or by the next pass's report
             self._end_progress(completed=False)
             self._sync = None
+            self._count_user_folders(0)
             self._release_slot()
             self.ctx.metrics.connections.dec()
             await _close(client, s.imap_timeout)
 
-    async def _list_junk(self, client: aioimaplib.IMAP4) -> Folder | None:
+    async def _list_folders(self, client: aioimaplib.IMAP4) -> tuple[Folder | None, list[Folder]] | None:
+        """LIST every folder (RFC 3501 6.3.8): the Junk folder (None: there is none) and, with
+        ``SYNC_USER_FOLDERS``, the user folders to poll (at most ``SYNC_MAX_USER_FOLDERS``, in LIST order).
+        Returns None when the server refused the LIST.
+
+        Raises:
+            aioimaplib.AioImapException, OSError, TimeoutError: the connection failed.
+        """
         reply = await client.list('""', "*")
         if reply.result != "OK":
             return None
-        entry = find_junk(parse_list(reply.lines))
-        if entry is None:
-            return None
-        return Folder(entry.name, quote_mailbox(entry.name), "junk")
+        entries = parse_list(reply.lines)
+        junk = find_junk(entries)
+        others: list[Folder] = []
+        s = self.ctx.settings
+        if s.user_folders:
+            found = find_user_folders(
+                entries,
+                junk=junk,
+                special_use=client.has_capability("SPECIAL-USE"),
+                limit=s.max_user_folders,
+            )
+            others = [Folder(e.name, quote_mailbox(e.name), "other") for e in found.chosen]
+            self._log_left_out(found.left_out)
+        return (None if junk is None else Folder(junk.name, quote_mailbox(junk.name), "junk")), others
+
+    def _log_left_out(self, left_out: list[ListEntry]) -> None:
+        """Log the user folders beyond ``SYNC_MAX_USER_FOLDERS`` once (again only when that set changes)."""
+        names = tuple(e.name for e in left_out)
+        if names and names != self._left_out_logged:
+            log.warning(
+                "user folders over the limit are not synced",
+                mailbox_id=self.mailbox_id,
+                limit=self.ctx.settings.max_user_folders,
+                left_out=len(names),
+                folders=list(names[:20]),
+            )
+        self._left_out_logged = names
+
+    def _count_user_folders(self, count: int) -> None:
+        """Set this loop's part of the ``sync_user_folders`` gauge (0 when its connection ends)."""
+        self.ctx.metrics.user_folders.inc(count - self._user_folders_counted)
+        self._user_folders_counted = count
 
     def _folder_sync(self) -> FolderSync:
         cfg = self.config
@@ -600,9 +654,11 @@ class MailboxLoop:
     async def _loop(self, client: aioimaplib.IMAP4) -> None:
         s = self.ctx.settings
         sync = self._sync = self._folder_sync()
-        junk = await self._list_junk(client)
-        use_idle = s.idle_enabled and client.has_capability("IDLE")
         loop = asyncio.get_running_loop()
+        junk, others = await self._list_folders(client) or (None, [])
+        self._count_user_folders(len(others))
+        list_due = loop.time() + s.folder_list_seconds
+        use_idle = s.idle_enabled and client.has_capability("IDLE")
         junk_due = loop.time()
         inbox_due = loop.time()
         while True:
@@ -612,18 +668,30 @@ class MailboxLoop:
             if now >= inbox_due or use_idle:
                 await self._examine(client, INBOX, sync)
                 inbox_due = now + self.interval
-            junk_selected = False
+            selected = False  # another folder than INBOX was EXAMINEd (or its EXAMINE refused)
             if now >= junk_due:
                 junk_due = now + self.interval
-                if junk is None:
-                    junk = await self._list_junk(client)
+                if junk is None or (s.user_folders and now >= list_due):
+                    listed = await self._list_folders(client)
+                    if listed is not None:
+                        junk, others = listed
+                        list_due = now + s.folder_list_seconds
                 if junk is not None:
-                    outcome = await self._poll_junk(client, junk, sync)
-                    junk_selected = outcome == "selected"
+                    outcome = await self._poll(client, junk, sync)
+                    selected = outcome == "selected"
                     if outcome == "missing":
                         junk = None  # deleted or renamed: LIST again at the next poll
+                for folder in list(others):
+                    self.guard()
+                    outcome = await self._poll(client, folder, sync)
+                    selected = selected or outcome in ("selected", "refused")
+                    if outcome == "missing":
+                        list_due = now  # deleted or renamed: LIST again at the next poll
+                    if outcome in ("missing", "refused"):
+                        others.remove(folder)
+                self._count_user_folders(len(others))
             await self._synced(sync)
-            if use_idle and junk_selected:
+            if use_idle and selected:
                 continue  # re-EXAMINE INBOX before IDLE
             self.guard()
             self._started()
@@ -640,7 +708,8 @@ class MailboxLoop:
                 self.guard()
                 await self._catch_up(client, sync, None)
                 await self._synced(sync)
-            # "deadline": Junk due or IDLE re-issue; the next turn re-EXAMINEs INBOX (catches UIDVALIDITY).
+            # "deadline": the poll of the other folders is due, or IDLE's re-issue; the next turn re-EXAMINEs
+            # INBOX (catches UIDVALIDITY).
 
     async def _catch_up(self, client: aioimaplib.IMAP4, sync: FolderSync, mark: int | None) -> bool:
         """Fetch INBOX's new mail until no ``EXISTS`` arrived during the fetch (RFC 3501 7.3.1); returns
@@ -658,21 +727,45 @@ class MailboxLoop:
             fetched = True
         return fetched
 
-    async def _poll_junk(self, client: aioimaplib.IMAP4, junk: Folder, sync: FolderSync) -> str:
-        """STATUS the Junk folder; EXAMINE and sync it when changed. Returns selected, unchanged or missing."""
+    async def _poll(self, client: aioimaplib.IMAP4, folder: Folder, sync: FolderSync) -> str:
+        """STATUS a polled folder (RFC 3501 6.3.10: UIDNEXT UIDVALIDITY MESSAGES, and HIGHESTMODSEQ with
+        CONDSTORE, RFC 7162 3.1.2.2); EXAMINE and sync it when changed (:meth:`FolderSync.changed`).
+
+        Returns ``selected`` (synced), ``unchanged``, ``missing`` (STATUS refused: deleted or renamed) or, for
+        a user folder (role ``other``) only, ``refused`` (EXAMINE refused: nothing is selected now).
+
+        Raises:
+            ImapCommandError: EXAMINE of the Junk folder, or a command of its sync, was refused; as
+                :meth:`FolderSync.sync_selected` otherwise.
+        """
         items = "(UIDNEXT UIDVALIDITY MESSAGES" + (
             " HIGHESTMODSEQ)" if client.has_capability("CONDSTORE") else ")"
         )
-        reply = await client.status(junk.command_name, items)
+        reply = await client.status(folder.command_name, items)
         if reply.result != "OK":
             log.info(
-                "junk folder status failed; will list again", mailbox_id=self.mailbox_id, folder=junk.name
+                f"{folder.role} folder status failed; will list again",
+                mailbox_id=self.mailbox_id,
+                folder=folder.name,
             )
             return "missing"
-        if await sync.changed(junk, parse_status(reply.lines)):
-            await self._examine(client, junk, sync)
+        if not await sync.changed(folder, parse_status(reply.lines)):
+            return "unchanged"
+        if folder.role != "other":
+            await self._examine(client, folder, sync)
             return "selected"
-        return "unchanged"
+        reply = await examine(client, folder.command_name, self.ctx.settings.imap_timeout)
+        if reply.result != "OK":
+            text = b" ".join(x for x in reply.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+            log.warning(
+                "user folder refused EXAMINE; skipped until the next LIST",
+                mailbox_id=self.mailbox_id,
+                folder=folder.name,
+                server_text=redact_text(text)[:300],
+            )
+            return "refused"
+        await sync.sync_selected(client, folder, parse_select(reply.lines))
+        return "selected"
 
     async def _idle(self, client: aioimaplib.IMAP4, deadline: float) -> str:
         """IDLE (RFC 2177) until new mail (``exists``), ``deadline`` (loop time) or a stop; then DONE."""

@@ -29,6 +29,11 @@ class SyncMetrics:
         self.idle_connections = Gauge(
             "sync_idle_connections", "IMAP connections currently in IDLE.", registry=r
         )
+        self.user_folders = Gauge(
+            "sync_user_folders",
+            "User folders (besides INBOX and Junk) that this worker's mailbox loops poll (SYNC_USER_FOLDERS).",
+            registry=r,
+        )
         self.connections = Gauge("sync_imap_connections", "Open IMAP connections.", registry=r)
         self.published = Counter(
             "sync_messages_published_total",

@@ -62,6 +62,27 @@ class SyncSettings(ServiceSettings):
         description="Override of the mailboxes' polling interval (tests, benchmarks); None: each "
         "mailbox's own interval_seconds.",
     )
+    user_folders: bool = Field(
+        default=True,
+        description="Also sync the user's own folders (where their filter rules file mail), polled like Junk: "
+        "every selectable folder but INBOX, Junk, Sent, Drafts, Trash, Archive, All Mail, Flagged and "
+        "Important (SPECIAL-USE attributes, RFC 6154; usual localized names where the server does not "
+        "advertise SPECIAL-USE), published with folder_role 'other'. false: INBOX and Junk only.",
+    )
+    max_user_folders: int = Field(
+        default=50,
+        ge=1,
+        le=1000,
+        description="Most user folders synced per mailbox (the first in LIST order; each costs one STATUS per "
+        "poll); the folders left out are logged once per mailbox.",
+    )
+    folder_list_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A mailbox's folders are LISTed again (to find new user folders) at its first poll of "
+        "Junk and the user folders at least this many seconds after its last LIST (so at most once per "
+        "polling interval); a folder found gone is LISTed again at the next poll.",
+    )
     fetch_batch: int = Field(default=50, ge=1, le=1000, description="UIDs per UID FETCH of bodies.")
     catchup_batch: int = Field(
         default=500,

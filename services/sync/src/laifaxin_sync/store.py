@@ -13,13 +13,14 @@ Collections (ARCHITECTURE.md "Storage"):
   newer one was issued.
 - ``workers``: ``_id`` = worker id, ``expires_at``: one heartbeat per worker (one write per beat, whatever
   the number of mailboxes it holds).
-- ``cursors``: ``_id`` = ``mailbox:folder``; UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MESSAGES, ``last_uid`` (highest
-  UID handled: published, quarantined, deduplicated or outside the window), ``baseline_uidnext``, the
-  UIDVALIDITY reset count and time, and ``lease_epoch``: the epoch of the lease its last writer held. A write
-  is conditional on ``lease_epoch`` not exceeding the writer's (:meth:`SyncStore.save_cursor`), and taking a
-  lease over raises the epoch of the mailbox's cursors first, so a worker that lost its lease cannot move them.
-  ``void``: the cursor belonged to the mailbox's previous account; it is read as no cursor, and the document
-  stays only to keep the fence (the folder's next cursor replaces it under the same condition).
+- ``cursors``: ``_id`` = ``mailbox:folder`` (one per synced folder: INBOX, Junk, the user's folders); UIDVALIDITY,
+  UIDNEXT, HIGHESTMODSEQ, MESSAGES, ``last_uid`` (highest UID handled: published, quarantined, deduplicated or
+  outside the window), ``baseline_uidnext``, the UIDVALIDITY reset count and time, and ``lease_epoch``: the epoch of
+  the lease its last writer held. A write is conditional on ``lease_epoch`` not exceeding the writer's
+  (:meth:`SyncStore.save_cursor`), and taking a lease over raises the epoch of the mailbox's cursors first, so a
+  worker that lost its lease cannot move them. ``void``: the cursor belonged to the mailbox's previous account; it is
+  read as no cursor, and the document stays only to keep the fence (the folder's next cursor replaces it under the
+  same condition).
 - ``messages``: the index; ``_id`` = ``mailbox:folder:uidvalidity:uid`` (unique by construction) and a unique
   ``dedupe_key`` (mailbox + Message-ID, or + SHA-256 of the raw bytes when there is none), so a message is
   indexed once across folders and retries; ``event_id`` (the id its ``mail.received`` carries, kept on

@@ -175,7 +175,7 @@ class MailboxSyncStatus(Envelope):
         default=None,
         ge=0,
         description="With state syncing: messages this catch-up found to fetch, over all folders of the sync "
-        "pass (INBOX, Junk). Set when it starts; it grows only if the same pass finds more (mail that arrived "
+        "pass (INBOX, Junk, user folders). Set when it starts; it grows only if the same pass finds more (mail that arrived "
         "meanwhile, or the next folder's backlog). None in other states.",
         examples=[4000],
     )

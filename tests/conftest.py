@@ -9,7 +9,7 @@ import secrets
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -118,17 +118,31 @@ def wait_until_login_works(account: MailAccount, timeout: float = 5.0) -> None:
         time.sleep(0.2)
 
 
+def add_account(
+    servers: Servers,
+    infra_module: Any,
+    *,
+    local: str | None = None,
+    domain: str | None = None,
+    wait: Callable[[MailAccount], None] = wait_until_login_works,
+) -> MailAccount:
+    """A fresh user ``<local>@<domain>`` (default ``u<hex>`` at the test mail domain; the local Dovecot and SMTP
+    server accept any domain) with a random password, added to the running Dovecot; returned once ``wait``
+    saw it log in."""
+    email = f"{local or 'u' + uuid.uuid4().hex[:10]}@{domain or servers.mail['mail_domain']}"
+    password = "pw-" + secrets.token_urlsafe(12)
+    infra_module.add_user(email, password, Path(servers.mail["passwd_file"]))
+    account = MailAccount(email, password, servers)
+    wait(account)
+    return account
+
+
 @pytest.fixture
 def new_mail_account(real_servers: Servers, infra_module: Any) -> Any:
     """Factory: ``new_mail_account()`` adds a fresh user to the running Dovecot and returns it."""
 
     def make(local: str | None = None) -> MailAccount:
-        email = f"{local or 'u' + uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}"
-        password = "pw-" + secrets.token_urlsafe(12)
-        infra_module.add_user(email, password, Path(real_servers.mail["passwd_file"]))
-        account = MailAccount(email, password, real_servers)
-        wait_until_login_works(account)
-        return account
+        return add_account(real_servers, infra_module, local=local)
 
     return make
 

@@ -4,10 +4,8 @@ detector), reached through httpx over ASGI like conftest's ``binding_app``; and 
 from __future__ import annotations
 
 import contextlib
-import secrets
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,7 +14,7 @@ from laifaxin_binding.app import create_app
 from laifaxin_binding.detect import Detector
 from laifaxin_shared.kafka import ensure_topics
 from laifaxin_shared.topics import spec
-from tests.conftest import MailAccount
+from tests.conftest import MailAccount, add_account
 from tests.integration.binding.conftest import MAILBOX_TOPICS, Api, _wait_for_login, make_settings
 from tests.support.infra import Servers
 
@@ -49,9 +47,4 @@ async def own_app(
 def account_on(servers: Servers, infra_module: Any, domain: str) -> MailAccount:
     """A fresh account ``u<hex>@<domain>`` on the local Dovecot + SMTP server (they accept any domain), once it
     can log in."""
-    email = f"u{uuid.uuid4().hex[:10]}@{domain}"
-    password = "pw-" + secrets.token_urlsafe(12)
-    infra_module.add_user(email, password, Path(servers.mail["passwd_file"]))
-    account = MailAccount(email, password, servers)
-    _wait_for_login(account)
-    return account
+    return add_account(servers, infra_module, domain=domain, wait=_wait_for_login)

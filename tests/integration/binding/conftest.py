@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import imaplib
 import ipaddress
-import secrets
 import ssl
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +21,7 @@ from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.verify import HostGuard, Verifier
 from laifaxin_shared.kafka import ensure_topics
 from laifaxin_shared.topics import spec
-from tests.conftest import MailAccount, wait_until_login_works
+from tests.conftest import MailAccount, add_account, wait_until_login_works
 from tests.integration.binding.kafka_read import read_topic
 from tests.support.infra import Servers
 
@@ -48,12 +46,7 @@ def verifier(tls_context: ssl.SSLContext) -> Verifier:
 @pytest.fixture(scope="module")
 def shared_account(real_servers: Servers, infra_module: Any) -> MailAccount:
     """One real account for a whole module; only for tests that log in with the right password."""
-    email = f"s{uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}"
-    password = "pw-" + secrets.token_urlsafe(12)
-    infra_module.add_user(email, password, Path(real_servers.mail["passwd_file"]))
-    account = MailAccount(email, password, real_servers)
-    _wait_for_login(account)
-    return account
+    return add_account(real_servers, infra_module, local=f"s{uuid.uuid4().hex[:10]}", wait=_wait_for_login)
 
 
 def _wait_for_login(account: MailAccount, attempts: int = 3) -> None:

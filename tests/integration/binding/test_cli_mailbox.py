@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import io
 import json
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 
 from laifaxin_binding.app import create_app
 from laifaxin_binding.auth import issue_token
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_cli.main import main
 from tests.conftest import MailAccount
+from tests.support.loopback import served_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -25,22 +23,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def served(binding_settings: BindingSettings) -> Iterator[str]:
     """The app on 127.0.0.1:<free port> in a thread; yields its base URL."""
-    config = uvicorn.Config(
-        create_app(binding_settings), host="127.0.0.1", port=0, log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served_in_thread(create_app(binding_settings)) as url:
+        yield url
 
 
 def run(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import secrets
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from laifaxin_binding.app import create_app
 from laifaxin_binding.auth import issue_token
@@ -36,6 +34,7 @@ from tests.integration.binding.apps import account_on, own_app
 from tests.integration.binding.conftest import Api
 from tests.support.dns_server import LoopbackDNS
 from tests.support.infra import Servers
+from tests.support.loopback import served_in_thread
 from tests.unit.binding.autoconfig_http import AutoconfigHTTP
 
 pytestmark = pytest.mark.integration
@@ -268,25 +267,8 @@ async def test_editing_the_address_to_another_domain_detects_its_servers(
 @pytest.fixture
 def served(real_servers: Servers, loopback: Loopback, detecting_app: Api) -> Iterator[str]:
     """Another app on the same database and topics, served by uvicorn on a real port (for the CLI)."""
-    config = uvicorn.Config(
-        create_app(detecting_app.settings, detector=loopback.detector()),
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served_in_thread(create_app(detecting_app.settings, detector=loopback.detector())) as url:
+        yield url
 
 
 def test_cli_mailbox_add_with_only_the_address_uses_the_detected_provider(

@@ -16,28 +16,18 @@ import pytest
 
 from tests.conftest import MailAccount
 from tests.integration.binding.conftest import Api
+from tests.support.loopback import TcpServer
 
 pytestmark = pytest.mark.integration
 
 
-class Pop3Greeter:
+class Pop3Greeter(TcpServer):
     """Greets with ``+OK POP3 ready`` and answers every line with ``-ERR`` (RFC 1939 §3, §4), like a POP3 server
     that does not understand IMAP; records the lines it received."""
 
     def __init__(self, tls: ssl.SSLContext | None) -> None:
         self.tls = tls
         self.lines: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> Pop3Greeter:
-        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=self.tls)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):

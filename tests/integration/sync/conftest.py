@@ -256,6 +256,16 @@ class Env:
         finally:
             await client.close()
 
+    async def cursor(self, mailbox_id: str, folder: str = "INBOX") -> dict[str, Any]:
+        """The stored cursor document of one folder (it must exist)."""
+        client = make_mongo_client(self.servers.mongodb_url)
+        try:
+            doc = await client[self.db_name]["cursors"].find_one({"_id": f"{mailbox_id}:{folder}"})
+        finally:
+            await client.close()
+        assert doc is not None, f"no cursor for {mailbox_id}:{folder}"
+        return doc
+
     async def committed(self, docs: list[dict[str, Any]]) -> bool:
         """True when every index entry is behind its folder cursor (the cursor is the commit point)."""
         client = make_mongo_client(self.servers.mongodb_url)

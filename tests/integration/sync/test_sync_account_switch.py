@@ -18,7 +18,6 @@ from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 from laifaxin_sync.store import Cursor, IndexEntry, LeaseLost, SyncStore
 from tests.conftest import MailAccount, wait_until_login_works
 from tests.integration.sync.conftest import Env, mail
-from tests.integration.sync.test_sync_fencing import cursor_doc
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ async def test_switching_the_account_resyncs_the_new_one_and_a_new_password_keep
 
     # B changes its password; the user saves it: same account, so the cursor and the index stay.
     await sync_env.wait_committed(3, mailbox_id)
-    before = await cursor_doc(sync_env, mailbox_id)
+    before = await sync_env.cursor(mailbox_id)
     new_password = "pw-changed-" + account_b.password[3:]
     infra_module.add_user(account_b.email, new_password, Path(account_b.servers.mail["passwd_file"]))
     account_b.password = new_password
@@ -83,7 +82,7 @@ async def test_switching_the_account_resyncs_the_new_one_and_a_new_password_keep
         ["to A", "B last week", "B copy of A's mail", "B new", "B after the new password"]
     )  # nothing republished
     assert states() == ["ok", "ok", "ok"]
-    after = await cursor_doc(sync_env, mailbox_id)
+    after = await sync_env.cursor(mailbox_id)
     assert after["uidvalidity"] == before["uidvalidity"]
     assert after["baseline_uidnext"] == before["baseline_uidnext"] and after["last_uid"] > before["last_uid"]
     assert len(await sync_env.wait_committed(4, mailbox_id)) == 4

@@ -15,21 +15,11 @@ from typing import Any
 import pytest
 
 from laifaxin_shared.events.base import utc_now
-from laifaxin_shared.mongo import make_mongo_client
 from tests.conftest import MailAccount
 from tests.integration.sync.conftest import Env, mail
+from tests.support.loopback import TcpServer
 
 pytestmark = pytest.mark.integration
-
-
-async def cursor_doc(env: Env, mailbox_id: str) -> dict[str, Any]:
-    client = make_mongo_client(env.servers.mongodb_url)
-    try:
-        doc = await client[env.db_name]["cursors"].find_one({"_id": f"{mailbox_id}:INBOX"})
-    finally:
-        await client.close()
-    assert doc is not None
-    return doc
 
 
 async def test_a_worker_whose_lease_was_taken_cannot_publish_or_move_the_cursor(
@@ -42,7 +32,7 @@ async def test_a_worker_whose_lease_was_taken_cannot_publish_or_move_the_cursor(
     await imap.append(mail("while the lease is ours"))
     await sync_env.wait_subjects(mailbox_id, {"while the lease is ours"})
     await sync_env.wait_committed(1, mailbox_id)  # the cursor moves after the publish was acknowledged
-    before = await cursor_doc(sync_env, mailbox_id)
+    before = await sync_env.cursor(mailbox_id)
     loop = worker.supervisor.loops[mailbox_id]
     assert loop.lease is not None and before["lease_epoch"] == loop.lease.epoch
 
@@ -58,7 +48,7 @@ async def test_a_worker_whose_lease_was_taken_cannot_publish_or_move_the_cursor(
     await worker.store.heartbeat("worker-b", 60)
     lease_b = await worker.store.claim_lease(mailbox_id, "worker-b")
     assert lease_b is not None and lease_b.epoch == loop.lease.epoch + 1
-    assert (await cursor_doc(sync_env, mailbox_id))["lease_epoch"] == lease_b.epoch  # fenced at once
+    assert (await sync_env.cursor(mailbox_id))["lease_epoch"] == lease_b.epoch  # fenced at once
 
     # The paused worker wakes up with new mail in IDLE: it must not publish it nor move the cursor.
     await imap.append(mail("after the takeover"))
@@ -66,13 +56,13 @@ async def test_a_worker_whose_lease_was_taken_cannot_publish_or_move_the_cursor(
     await asyncio.sleep(1.0)
     assert "after the takeover" not in sync_env.subjects(mailbox_id)
     assert loop.lease_lost and worker.metrics.errors.labels("lease_lost")._value.get() == 1
-    after = await cursor_doc(sync_env, mailbox_id)
+    after = await sync_env.cursor(mailbox_id)
     assert after["last_uid"] == before["last_uid"] and after["lease_epoch"] == lease_b.epoch
     lease_doc = await worker.store.leases.find_one({"_id": mailbox_id})
     assert lease_doc is not None and lease_doc["owner"] == "worker-b"  # not released by the loser
 
 
-class UnstableImapServer:
+class UnstableImapServer(TcpServer):
     """A scripted IMAP server (implicit TLS) whose INBOX gets a new UIDVALIDITY at every EXAMINE/STATUS: the
     broken-server case of RFC 3501 2.3.1.1. Empty INBOX, no Junk, no IDLE (the loop polls)."""
 
@@ -80,19 +70,8 @@ class UnstableImapServer:
         self.cert_file, self.key_file = cert_file, key_file
         self.uidvalidity = 1000
         self.examines = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> UnstableImapServer:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(self.cert_file, self.key_file)
-        self._server = await asyncio.start_server(self._session, "127.0.0.1", 0, ssl=ctx)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
+        self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.tls.load_cert_chain(cert_file, key_file)
 
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         def send(*lines: str) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from laifaxin_shared.events import MailboxSyncStatus
-from laifaxin_shared.mongo import make_mongo_client
 from tests.conftest import MailAccount
 from tests.integration.sync.conftest import Env, mail
 
@@ -41,17 +40,6 @@ def catch_up_reports(statuses: list[MailboxSyncStatus]) -> list[tuple[int, int]]
     return out
 
 
-async def cursor_last_uid(env: Env, mailbox_id: str) -> int:
-    client = make_mongo_client(env.servers.mongodb_url)
-    try:
-        doc = await client[env.db_name]["cursors"].find_one({"_id": f"{mailbox_id}:INBOX"})
-    finally:
-        await client.close()
-    assert doc is not None
-    last_uid: int = doc["last_uid"]
-    return last_uid
-
-
 async def test_a_long_catch_up_reports_syncing_progress_then_ok_and_new_mail_does_not(
     sync_env: Env, mail_account: MailAccount, imap_factory: Any
 ) -> None:
@@ -72,7 +60,7 @@ async def test_a_long_catch_up_reports_syncing_progress_then_ok_and_new_mail_doe
         what="a syncing report with progress",
     )
     await sync_env.stop_worker(first)
-    handled = await cursor_last_uid(sync_env, mailbox_id)
+    handled: int = (await sync_env.cursor(mailbox_id))["last_uid"]
     assert 0 < handled < BACKLOG, "the catch-up ended before the worker was stopped; make BACKLOG larger"
     await asyncio.sleep(1)  # whatever the stopped worker sent has arrived
     stopped_at = len(statuses())

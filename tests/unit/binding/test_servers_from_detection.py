@@ -16,11 +16,7 @@ from laifaxin_binding.models import ServerIn
 from laifaxin_binding.service import servers_from_detection
 from tests.support.dns_server import LoopbackDNS
 from tests.unit.binding.autoconfig_http import AutoconfigHTTP
-from tests.unit.binding.test_detect import _autoconfig
-
-
-def _detector(dns_server: LoopbackDNS, http_server: AutoconfigHTTP) -> Detector:
-    return Detector(resolver=dns_server.resolver(), autoconfig_base_url=http_server.base_url)
+from tests.unit.binding.test_detect import _autoconfig, _detector
 
 
 async def test_mx_of_a_catalog_provider_binds_as_that_provider(

@@ -9,14 +9,11 @@ from typing import Any
 
 import pytest
 
-from laifaxin_shared.crypto import KeyRing
-from laifaxin_shared.events import MailboxSyncStatus
-from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 from laifaxin_sync import mailbox_loop
-from laifaxin_sync.mailbox_loop import MailboxLoop, WorkerContext
+from laifaxin_sync.mailbox_loop import MailboxLoop
 from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.progress import CatchUpProgress, Progress
-from laifaxin_sync.settings import SyncSettings
+from tests.unit.sync.report_harness import FakePublisher, FakeStore, reporting_loop
 from tests.unit.sync.test_sync_folder_logic import INBOX, FakeFolder, make_sync, raw
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -136,22 +133,6 @@ async def test_the_folder_sync_counts_the_uids_it_searched_and_committed_without
 # ----------------------------------------------------------------------------------- through report()
 
 
-class FakePublisher:
-    def __init__(self) -> None:
-        self.statuses: list[MailboxSyncStatus] = []
-
-    async def status(self, event: MailboxSyncStatus) -> None:
-        self.statuses.append(event)
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.states: list[dict[str, Any]] = []
-
-    async def set_state(self, mailbox_id: str, state: dict[str, Any]) -> None:
-        self.states.append(state)
-
-
 class StableSync:
     def unstable(self) -> list[str]:
         return []
@@ -160,23 +141,10 @@ class StableSync:
 def make_loop(
     status: dict[str, Any] | None = None, *, min_messages: int = 200
 ) -> tuple[MailboxLoop, FakePublisher, FakeStore, Tick, SyncMetrics]:
-    settings = SyncSettings(
-        environment="test",
-        http_port=0,
-        status_refresh_seconds=0,
-        progress_min_messages=min_messages,
-        progress_interval_seconds=10,
+    loop, publisher, store, metrics = reporting_loop(
+        status, status_refresh_seconds=0, progress_min_messages=min_messages, progress_interval_seconds=10
     )
-    publisher, store, metrics, clock = FakePublisher(), FakeStore(), SyncMetrics(), Tick()
-    ctx = WorkerContext(
-        settings,
-        store,  # type: ignore[arg-type]  # the methods report() uses
-        publisher,  # type: ignore[arg-type]
-        metrics,
-        KeyRing.parse(DEV_CREDENTIAL_KEYS, "dev-0"),
-    )
-    config = {"_id": "mbx_1", "partition": 0, "tenant_id": "t1", "user_id": "u1", "status": status}
-    loop = MailboxLoop(config, ctx)
+    clock = Tick()
     loop._progress = CatchUpProgress(min_messages, 10, clock=clock)
     return loop, publisher, store, clock, metrics
 

@@ -9,16 +9,12 @@ from typing import Any
 
 import pytest
 
-from laifaxin_shared.crypto import KeyRing
-from laifaxin_shared.events import MailboxSyncStatus
 from laifaxin_shared.providers.errors import ErrorCode, make_error
-from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 from laifaxin_sync import mailbox_loop
-from laifaxin_sync.mailbox_loop import MailboxLoop, WorkerContext
-from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.settings import SyncSettings
+from laifaxin_sync.mailbox_loop import MailboxLoop
 from laifaxin_sync.status_refresh import StatusRefresh
 from laifaxin_sync.store import account_identity
+from tests.unit.sync.report_harness import FakePublisher, FakeStore, reporting_loop
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -70,22 +66,6 @@ def test_a_restart_keeps_the_schedule_and_spreads_the_overdue() -> None:
     assert sum(1 for d in dues if d < 18) < 150  # the first tenth of the spread: about a tenth of them
 
 
-class FakePublisher:
-    def __init__(self) -> None:
-        self.statuses: list[MailboxSyncStatus] = []
-
-    async def status(self, event: MailboxSyncStatus) -> None:
-        self.statuses.append(event)
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.states: list[dict[str, Any]] = []
-
-    async def set_state(self, mailbox_id: str, state: dict[str, Any]) -> None:
-        self.states.append(state)
-
-
 class Clock:
     def __init__(self, now: datetime) -> None:
         self.now = now
@@ -95,17 +75,8 @@ class Clock:
 
 
 def make_loop(period: float, status: dict[str, Any] | None) -> tuple[MailboxLoop, FakePublisher, FakeStore]:
-    settings = SyncSettings(environment="test", status_refresh_seconds=period, http_port=0)
-    publisher, store = FakePublisher(), FakeStore()
-    ctx = WorkerContext(
-        settings,
-        store,  # type: ignore[arg-type]  # the two methods report() uses
-        publisher,  # type: ignore[arg-type]
-        SyncMetrics(),
-        KeyRing.parse(DEV_CREDENTIAL_KEYS, "dev-0"),
-    )
-    config = {"_id": "mbx_1", "partition": 0, "tenant_id": "t1", "user_id": "u1", "status": status}
-    return MailboxLoop(config, ctx), publisher, store
+    loop, publisher, store, _ = reporting_loop(status, status_refresh_seconds=period)
+    return loop, publisher, store
 
 
 async def test_report_sends_transitions_and_a_steady_ok_once_per_period(

@@ -55,7 +55,7 @@ import aiosmtplib
 from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.netguard import HostAllowlist, Network
-from laifaxin_shared.providers.catalog import get_provider, split_email
+from laifaxin_shared.providers.catalog import find_provider, split_email
 from laifaxin_shared.providers.errors import (
     ErrorCode,
     MailError,
@@ -560,7 +560,7 @@ class Verifier:
             zh=f"{endpoint.host}:{endpoint.port} 上的服务器以 POP3 的方式问候。",
         )
         return pop3_error(
-            _catalog_provider(request.provider_id),
+            find_provider(request.provider_id),
             reason,
             rule="probe:pop3_greeting",
             server_text=redact(f"{endpoint}: {greeting}", (request.password,)),
@@ -753,15 +753,6 @@ class Verifier:
                 self._active[key] -= 1
                 if not self._active[key]:
                     del self._active[key]
-
-
-def _catalog_provider(provider_id: str | None) -> Provider | None:
-    if provider_id is None:
-        return None
-    try:
-        return get_provider(provider_id)
-    except KeyError:
-        return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

@@ -136,6 +136,16 @@ def get_provider(provider_id: str, catalog: Catalog | None = None) -> Provider:
     raise KeyError(provider_id)
 
 
+def find_provider(provider_id: str | None, catalog: Catalog | None = None) -> Provider | None:
+    """The provider with ``provider_id``, or None when there is none (or no id: custom servers)."""
+    if provider_id is None:
+        return None
+    try:
+        return get_provider(provider_id, catalog)
+    except KeyError:
+        return None
+
+
 def provider_for_domain(domain: str, catalog: Catalog | None = None) -> Provider | None:
     """The provider serving email ``domain`` exactly (``qq.com``), or by a ``domain_suffixes`` entry
     (``contoso.onmicrosoft.com``); ``None`` when the catalog does not know it.

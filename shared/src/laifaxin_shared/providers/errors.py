@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Literal
 
 from laifaxin_shared.events.mailbox import SyncState
-from laifaxin_shared.providers.catalog import get_provider, known_server_hosts, load_catalog
+from laifaxin_shared.providers.catalog import find_provider, known_server_hosts, load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Protocol, Provider, QuirkCode, Text
 
 MAX_SERVER_TEXT = 500
@@ -492,15 +492,6 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 # --------------------------------------------------------------------------------------------- building errors
 
 
-def _provider(provider_id: str | None) -> Provider | None:
-    if provider_id is None:
-        return None
-    try:
-        return get_provider(provider_id)
-    except KeyError:
-        return None
-
-
 def _quirk_text(provider: Provider, code: QuirkCode) -> Text | None:
     for quirk in provider.quirks:
         if quirk.code is code:
@@ -567,7 +558,7 @@ def make_error(
     """Build a :class:`MailError` for ``code`` with the default wording, the rule's own fix if given, and the
     provider's instructions appended (e.g. where 163 users make the authorization code)."""
     info = CODES[code]
-    provider = _provider(provider_id)
+    provider = find_provider(provider_id)
     if fix is None or code in (ErrorCode.AUTH_FAILED, ErrorCode.APP_PASSWORD_REQUIRED):
         full_fix = _provider_fix(code, fix or info.fix, provider)
     else:
@@ -1050,7 +1041,7 @@ def explain(
         codes), or ``unknown`` carrying the server's text. Never raises for any input.
     """
     text = redact(decode_reply(reply), secrets)
-    provider = _provider(provider_id)
+    provider = find_provider(provider_id)
     for rule in RULES:
         if _applies(rule, protocol, provider_id) and rule.pattern.search(text):
             code, fix = rule.code, rule.fix

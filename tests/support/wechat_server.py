@@ -7,10 +7,16 @@ Implements, on aiohttp:
 - ``POST /cgi-bin/message/template/send?access_token=..``: checks the token (40001 unknown, 42001 expired),
   the template id (40037), the fields (47003 when a value is empty, over 20 characters or has a newline),
   then answers ``{"errcode":0,"errmsg":"ok","msgid":N}``. The same (openid, client_msg_id) within 10 minutes
-  is sent once (the same msgid comes back and no second message is recorded).
+  is sent once (the same msgid comes back and no second message is recorded);
+- ``POST /cgi-bin/qrcode/create?access_token=..`` ("生成带参数的二维码"): checks the token as the send does,
+  then ``action_name`` (``QR_SCENE``/``QR_STR_SCENE``/``QR_LIMIT_SCENE``/``QR_LIMIT_STR_SCENE``, else 40053), the
+  scene (``scene_str`` 1..64 characters, else 40097) and ``expire_seconds`` (temporary codes: at most 2 592 000,
+  30 when absent) and answers ``{"ticket": .., "expire_seconds": N, "url": "http://weixin.qq.com/q/.."}``; the
+  codes made are in :attr:`WeChatServer.qrcodes`.
 
 Every answer is HTTP 200 with an errcode body, as WeChat does. Scripting: :meth:`script` queues errcodes
-answered by the next sends (``0`` = normal processing); :meth:`expire_tokens` makes every issued token answer
+answered by the next sends (``0`` = normal processing), :meth:`script_qrcode` the same for
+``qrcode/create``; :meth:`expire_tokens` makes every issued token answer
 42001; ``latency_s`` delays every answer.
 """
 
@@ -36,6 +42,8 @@ ERRMSG = {
     40037: "invalid template_id",
     40164: "invalid ip, not in whitelist",
     42001: "access_token expired",
+    40053: "invalid action info, please check document",
+    40097: "invalid args",
     43004: "require subscribe",
     45009: "reach max api daily quota limit",
     47003: "argument invalid! data.thing1.value invalid",
@@ -56,6 +64,17 @@ class SentMessage:
 
 
 @dataclass
+class QrCodeMade:
+    """One temporary or permanent QR code the fake platform created."""
+
+    action_name: str
+    scene: str
+    ticket: str
+    expire_seconds: int | None
+    at: float
+
+
+@dataclass
 class WeChatServer:
     """The fake API; ``async with WeChatServer(apps={"wxAPP": "secret"}) as wx: wx.base_url``."""
 
@@ -67,10 +86,13 @@ class WeChatServer:
     send_requests: int = 0
     token_requests: int = 0
     stable_token_requests: int = 0
+    qrcode_requests: int = 0
+    qrcodes: list[QrCodeMade] = field(default_factory=list)
     base_url: str = ""
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     _expired: set[str] = field(default_factory=set)
     _script: deque[int] = field(default_factory=deque)
+    _qr_script: deque[int] = field(default_factory=deque)
     _dedupe: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     _msgids: Any = field(default_factory=lambda: itertools.count(200228332))
     _runner: web.AppRunner | None = None
@@ -78,6 +100,10 @@ class WeChatServer:
     def script(self, *errcodes: int) -> None:
         """Answer the next template sends with these errcodes (0 = process normally)."""
         self._script.extend(errcodes)
+
+    def script_qrcode(self, *errcodes: int) -> None:
+        """Answer the next ``qrcode/create`` calls (with a valid token) with these errcodes (0 = normally)."""
+        self._qr_script.extend(errcodes)
 
     def expire_tokens(self) -> None:
         """Every token issued so far now answers 42001."""
@@ -92,6 +118,7 @@ class WeChatServer:
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/stable_token", self._stable_token)
         app.router.add_post("/cgi-bin/message/template/send", self._send)
+        app.router.add_post("/cgi-bin/qrcode/create", self._qrcode)
         self._runner, self.base_url = await serve(app)
         return self
 
@@ -180,3 +207,38 @@ class WeChatServer:
             )
         )
         return await self._answer({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+    async def _qrcode(self, request: web.Request) -> web.Response:
+        self.qrcode_requests += 1
+        token_err = self._token_ok(request.query.get("access_token", ""))
+        if token_err:
+            return await self._answer({"errcode": token_err, "errmsg": ERRMSG[token_err]})
+        body = await request.json()
+        if self._qr_script:
+            code = self._qr_script.popleft()
+            if code:
+                return await self._answer({"errcode": code, "errmsg": ERRMSG.get(code, "scripted")})
+        action = str(body.get("action_name", ""))
+        if action not in ("QR_SCENE", "QR_STR_SCENE", "QR_LIMIT_SCENE", "QR_LIMIT_STR_SCENE"):
+            return await self._answer({"errcode": 40053, "errmsg": ERRMSG[40053]})
+        scene = (body.get("action_info") or {}).get("scene") or {}
+        value = scene.get("scene_str") if action.endswith("STR_SCENE") else scene.get("scene_id")
+        if action.endswith("STR_SCENE"):
+            if not isinstance(value, str) or not 1 <= len(value) <= 64:
+                return await self._answer({"errcode": 40097, "errmsg": ERRMSG[40097]})
+        elif not isinstance(value, int) or value <= 0:
+            return await self._answer({"errcode": 40097, "errmsg": ERRMSG[40097]})
+        expire: int | None = None
+        if action in ("QR_SCENE", "QR_STR_SCENE"):
+            expire = int(body.get("expire_seconds", 30))
+            if not 0 < expire <= 2_592_000:
+                return await self._answer({"errcode": 40097, "errmsg": ERRMSG[40097]})
+        ticket = "gQ" + secrets.token_urlsafe(40) + "=="
+        self.qrcodes.append(QrCodeMade(action, str(value), ticket, expire, time.monotonic()))
+        answer: dict[str, Any] = {
+            "ticket": ticket,
+            "url": "http://weixin.qq.com/q/" + secrets.token_urlsafe(16),
+        }
+        if expire is not None:
+            answer["expire_seconds"] = expire
+        return await self._answer(answer)

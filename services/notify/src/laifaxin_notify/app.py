@@ -13,6 +13,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Annotated, Any
 
@@ -33,12 +34,17 @@ from .channels.apprise import SUPPORTED_TEXT, AppriseSender, AppriseUrlError, ne
 from .channels.base import Sender
 from .channels.email import EmailSender
 from .channels.webpush import WebPushSender, load_vapid
-from .channels.wechat import WeChatSender
+from .channels.wechat import WeChatApiError, WeChatHttpError, WeChatSender
 from .consumer import KafkaQueue, register
 from .models import Channel, Preferences
 from .pipeline import Limits, MemoryCounter, MemoryQueue, Notifier, StoreCounter, TaskQueue
 from .settings import NotifySettings
 from .store import Binding, Store, push_target_id
+from .wechat_link import WeChatEvent, handle_event, new_scene_id, ref
+
+CALLBACK_BUDGET_S = 4.0
+"""Longest ``/wechat/callback`` waits for an event's handling before answering ``success`` (WeChat waits 5 s,
+then retries up to 3 times within 15 s; "接收事件推送"). Handling that takes longer finishes in the background."""
 
 log = get_logger(__name__)
 
@@ -139,6 +145,19 @@ def make_notifier(
 # request / response bodies ---------------------------------------------------------------------------------
 class WeChatBindingIn(BaseModel):
     openid: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", examples=["oABC123"])
+
+
+class WeChatQrCodeOut(BaseModel):
+    """A temporary QR code that links the caller's WeChat when scanned (WeChat doc "生成带参数的二维码")."""
+
+    ticket: str = Field(description="WeChat's QR ticket (shows the code; not a secret).")
+    qrcode_url: str = Field(
+        description="The QR image: https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=<urlencoded ticket>."
+    )
+    content_url: str = Field(
+        default="", description="What the code encodes (http://weixin.qq.com/q/...), to draw it yourself."
+    )
+    expires_at: datetime = Field(description="When the code and its pending link expire (UTC).")
 
 
 class EmailBindingIn(BaseModel):
@@ -308,6 +327,80 @@ def create_app(
         await runtime.store.put_binding(b)
         return _binding_out(b)
 
+    @app.get("/v1/bindings/wechat", response_model=list[BindingOut], tags=["bindings"])
+    async def list_wechat(user: User, runtime: Rt) -> list[BindingOut]:
+        """The caller's WeChat bindings (``target_id`` = openid; ``active`` false after an unfollow or 43004)."""
+        found = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["wechat"])
+        return [_binding_out(b) for b in found]
+
+    @app.post(
+        "/v1/bindings/wechat/qrcode",
+        response_model=WeChatQrCodeOut,
+        status_code=201,
+        tags=["bindings"],
+        responses={
+            409: {"description": "WeChat is not configured (code ``wechat_not_configured``, with a fix)."},
+            502: {"description": "WeChat refused (``wechat_error`` with ``errcode``) or was unreachable."},
+        },
+    )
+    async def wechat_qrcode(user: User, runtime: Rt) -> WeChatQrCodeOut:
+        """Create a temporary QR code that links the caller's WeChat (WeChat docs "生成带参数的二维码",
+        "接收事件推送"; wechat_link.py has the flow).
+
+        Stores a pending link (random 48-character scene id -> the caller's tenant and user) that expires with the
+        code after ``NOTIFY_WECHAT_QRCODE_EXPIRE_S`` seconds (default 600), and asks WeChat for a
+        ``QR_STR_SCENE`` code with that scene (``POST /cgi-bin/qrcode/create``; the access token is refreshed and
+        the call retried once on 40001/40014/42001). When the user scans it and follows the account
+        (``subscribe``, ``EventKey`` ``qrscene_<scene>``) or already follows (``SCAN``), ``/wechat/callback`` binds
+        their openid as ``PUT /v1/bindings/wechat`` would; the link is used once.
+
+        Returns ``{ticket, qrcode_url, content_url, expires_at}``. Errors: 409 ``wechat_not_configured`` (fix:
+        set ``NOTIFY_WECHAT_APPID`` and ``NOTIFY_WECHAT_SECRET``); 502 ``wechat_error`` with WeChat's ``errcode``
+        (e.g. 40013 invalid AppID, 40125 invalid AppSecret, 40164 IP not whitelisted, 45009 quota) or
+        ``wechat_unreachable``. No answer or log line carries the AppSecret or the access token.
+        """
+        sender = runtime.senders.get("wechat")
+        if not isinstance(sender, WeChatSender):
+            raise HTTPException(
+                409,
+                {
+                    "code": "wechat_not_configured",
+                    "message": "WeChat alerts are not configured on this server",
+                    "fix": "Set NOTIFY_WECHAT_APPID and NOTIFY_WECHAT_SECRET to the Official Account's AppID "
+                    "and AppSecret (and NOTIFY_WECHAT_TEMPLATE_ID), then restart notify.",
+                },
+            )
+        scene = new_scene_id()
+        expire_s = runtime.settings.wechat_qrcode_expire_s
+        try:
+            code = await sender.create_qrcode(scene, expire_s)
+        except WeChatApiError as exc:
+            message = sender.scrub(
+                f"WeChat refused to create the QR code: errcode {exc.errcode}: {exc.errmsg}"
+            )
+            log.warning("wechat qrcode refused", errcode=exc.errcode, message=message)
+            raise HTTPException(
+                502, {"code": "wechat_error", "errcode": exc.errcode, "message": message[:300]}
+            ) from None
+        except WeChatHttpError as exc:
+            log.warning("wechat qrcode failed", status=exc.status)
+            raise HTTPException(
+                502, {"code": "wechat_unreachable", "message": f"WeChat API answered HTTP {exc.status}"}
+            ) from None
+        except (OSError, TimeoutError, ValueError) as exc:  # aiohttp.ClientError is an OSError subclass
+            log.warning("wechat qrcode failed", error=type(exc).__name__)
+            raise HTTPException(
+                502, {"code": "wechat_unreachable", "message": f"WeChat API: {type(exc).__name__}"}
+            ) from None
+        expires_at = datetime.now(UTC) + timedelta(seconds=min(expire_s, code.expire_seconds))
+        await runtime.store.create_wechat_link(scene, user.tenant_id, user.user_id, expires_at)
+        log.info(
+            "wechat qrcode created", tenant_id=user.tenant_id, user_id=user.user_id, scene_ref=ref(scene)
+        )
+        return WeChatQrCodeOut(
+            ticket=code.ticket, qrcode_url=code.image_url, content_url=code.url, expires_at=expires_at
+        )
+
     @app.put("/v1/bindings/email", response_model=BindingOut, tags=["bindings"])
     async def bind_email(body: EmailBindingIn, user: User, runtime: Rt) -> BindingOut:
         """Set an alert email address."""
@@ -414,18 +507,30 @@ def create_app(
         timestamp: str = "",
         nonce: str = "",
     ) -> PlainTextResponse:
-        """Event push from WeChat; ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the delivery."""
+        """Event push from WeChat ("接收事件推送"; plaintext mode), answered ``success``.
+
+        The signature (``signature``, ``timestamp``, ``nonce`` query parameters) is checked first: 403 when wrong;
+        400 for a body that is not XML. Events: ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the
+        delivery; ``subscribe`` with ``EventKey`` ``qrscene_<scene>`` or ``SCAN`` with ``<scene>`` binds the
+        sender's openid (``FromUserName``) to the user of a pending QR link (``POST /v1/bindings/wechat/qrcode``);
+        ``unsubscribe`` marks that openid's WeChat bindings inactive (as errcode 43004 does). Idempotent: WeChat
+        redelivers an event unanswered within 5 s. Handling waits at most ``CALLBACK_BUDGET_S`` (4 s), then goes on
+        in the background; a failure is logged and still answered ``success`` (the user can scan again).
+        """
         _check_signature(runtime.settings, signature, timestamp, nonce)
         body = await request.body()
         try:
             root = ElementTree.fromstring(body)
         except ElementTree.ParseError:
             raise HTTPException(400, "malformed XML") from None
-        if (root.findtext("Event") or "") == "TEMPLATESENDJOBFINISH":
+        ev = WeChatEvent.from_xml(root)
+        if ev.event == "TEMPLATESENDJOBFINISH":
             msgid = (root.findtext("MsgID") or root.findtext("MsgId") or "").strip()
             state = (root.findtext("Status") or "").strip()
             updated = await runtime.notifier.wechat_receipt(msgid, state)
             log.info("wechat receipt", msgid=msgid, status=state, updated=updated)
+        elif ev.event in ("subscribe", "SCAN", "unsubscribe"):
+            await _handle_in_budget(runtime, ev)
         return PlainTextResponse("success")
 
     static = resources.files("laifaxin_notify").joinpath("static")
@@ -449,6 +554,34 @@ def create_app(
         )
 
     return app
+
+
+async def _handle_in_budget(runtime: Runtime, ev: WeChatEvent) -> None:
+    """Run :func:`handle_event` for at most :data:`CALLBACK_BUDGET_S`; later it finishes in the background.
+
+    Errors are logged (event type and the openid's :func:`ref` only), never raised: the callback answers anyway.
+    """
+    task = asyncio.create_task(handle_event(runtime.store, ev, datetime.now(UTC)))
+    pending: set[asyncio.Task[Any]] = runtime.extra.setdefault("wechat_event_tasks", set())
+    pending.add(task)
+
+    def done(t: asyncio.Task[Any]) -> None:
+        pending.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error(
+                "wechat event failed",
+                event=ev.event,
+                openid_ref=ref(ev.openid),
+                error=type(t.exception()).__name__,
+            )
+
+    task.add_done_callback(done)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), CALLBACK_BUDGET_S)
+    except TimeoutError:
+        log.warning("wechat event still being handled; answered", event=ev.event, openid_ref=ref(ev.openid))
+    except Exception:  # noqa: BLE001, S110  # logged by done(); WeChat must get its answer
+        pass
 
 
 def _check_signature(settings: NotifySettings, signature: str, timestamp: str, nonce: str) -> None:

@@ -83,6 +83,13 @@ class NotifySettings(ServiceSettings):
     wechat_appid: str = Field(default="", description="Official Account AppID; empty disables WeChat.")
     wechat_secret: SecretStr = Field(default=SecretStr(""), description="Official Account AppSecret.")
     wechat_template_id: str = Field(default="", description="Template id of the new-reply template.")
+    wechat_qrcode_expire_s: int = Field(
+        default=600,
+        ge=60,
+        le=2_592_000,
+        description="Life of a linking QR code (POST /v1/bindings/wechat/qrcode) and its pending link, seconds "
+        "(WeChat allows up to 30 days).",
+    )
     wechat_callback_token: SecretStr = Field(
         default=SecretStr(""), description="Token for the callback signature check; empty skips the check."
     )

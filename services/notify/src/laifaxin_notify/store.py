@@ -16,6 +16,12 @@ Collections:
 - ``digests``: one per (tenant, user, window) claim, so one digest is scheduled per window.
 - ``removed_mailboxes``: tombstones from ``mailbox.removed``, so in-flight tasks for it are dropped.
 - ``provider_ids``: ``channel:provider_id`` (WeChat msgid) -> dedupe key, for delivery receipts.
+- ``wechat_links``: pending WeChat QR-code links (``POST /v1/bindings/wechat/qrcode``), one per code: ``_id`` =
+  SHA-256 hex of the random scene id (the id itself is not stored), ``tenant_id``, ``user_id``, ``expires_at``,
+  and once consumed by a follow/scan event ``consumed_by`` (the openid; ``""`` before) and ``consumed_at``.
+- ``wechat_follows``: per openid (``_id``) the ``CreateTime`` of its latest ``unsubscribe`` event
+  (``unsubscribed_at``, seconds since the epoch), so a late redelivery of an older follow/scan event does not
+  bind again.
 - ``sent``: one mark per delivery the batch path sent on its first attempt (``_id`` = dedupe key, provider id,
   time). Its ``deliveries`` document keeps the ``pending`` claim; readers (:meth:`Store.history`,
   :meth:`Store.acquire`) apply the mark, so such a delivery reads as ``sent`` and is never sent again.
@@ -187,6 +193,10 @@ def _binding_key(tenant_id: str, user_id: str, channel: str, target_id: str) -> 
     return f"{tenant_id}|{user_id}|{channel}|{target_id}"
 
 
+def _link_key(scene_id: str) -> str:
+    return hashlib.sha256(scene_id.encode()).hexdigest()
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -204,6 +214,8 @@ class Store:
         self.removed = db["removed_mailboxes"]
         self.provider_ids = db["provider_ids"]
         self.sent = db["sent"]
+        self.wechat_links = db["wechat_links"]
+        self.wechat_follows = db["wechat_follows"]
 
     async def ensure_indexes(self) -> None:
         """Create the declared indexes (idempotent)."""
@@ -310,6 +322,75 @@ class Store:
         )
         result = await _busy_retry(lambda: self.bindings.delete_one({"_id": key}))
         return result.deleted_count > 0
+
+    async def bindings_of_target(self, channel: str, target_id: str) -> list[Binding]:
+        """Every binding (any tenant and user, active or not) of one channel target, e.g. a WeChat openid.
+
+        A scan on FerretDB v1 (not an ``_id`` filter); used by rare events (WeChat ``unsubscribe``) only.
+        """
+        docs = [d async for d in self.bindings.find({"channel": channel, "target_id": target_id})]
+        return _bindings_from(docs)
+
+    # WeChat QR-code links ----------------------------------------------------------------------------------
+    async def create_wechat_link(
+        self, scene_id: str, tenant_id: str, user_id: str, expires_at: datetime
+    ) -> None:
+        """Store a pending link of ``scene_id`` (the random QR scene) to (tenant, user) until ``expires_at``.
+
+        Only the SHA-256 of ``scene_id`` is stored (a database reader cannot bind their WeChat to the user).
+        """
+        doc = {
+            "_id": _link_key(scene_id),
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "created_at": _now(),
+            "expires_at": expires_at,
+            "consumed_by": "",
+            "consumed_at": None,
+        }
+        await _busy_retry(lambda: self.wechat_links.insert_one(doc))
+
+    async def consume_wechat_link(
+        self, scene_id: str, openid: str, now: datetime
+    ) -> tuple[Document | None, bool]:
+        """Take the pending link of ``scene_id`` for ``openid``: ``(link, True)`` when this call consumed it (it
+        was unconsumed and ``expires_at`` after ``now``), ``(link, False)`` when ``openid`` had already consumed it
+        (a redelivered event: the caller may bind again, idempotently), ``(None, False)`` when it is unknown,
+        expired, or consumed by another openid.
+        """
+        key = _link_key(scene_id)
+        taken = await _busy_retry(
+            lambda: self.wechat_links.find_one_and_update(
+                {"_id": key, "consumed_by": "", "expires_at": {"$gt": now}},
+                {"$set": {"consumed_by": openid, "consumed_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )
+        )
+        if taken is not None:
+            return taken, True
+        existing = await self.wechat_links.find_one({"_id": key})
+        if existing is not None and existing.get("consumed_by") == openid:
+            return existing, False
+        return None, False
+
+    async def record_wechat_unsubscribe(self, openid: str, create_time: int) -> None:
+        """Remember the ``CreateTime`` of ``openid``'s latest ``unsubscribe`` event (kept if a later one is known)."""
+        current = await self.wechat_follows.find_one({"_id": openid})
+        if current is None:
+            if await _claim(self.wechat_follows, {"_id": openid, "unsubscribed_at": create_time}):
+                return
+            current = await self.wechat_follows.find_one({"_id": openid}) or {}
+        if int(current.get("unsubscribed_at", 0)) < create_time:
+            await _busy_retry(
+                lambda: self.wechat_follows.update_one(
+                    {"_id": openid}, {"$set": {"unsubscribed_at": create_time}}
+                )
+            )
+
+    async def wechat_unsubscribed_after(self, openid: str, create_time: int) -> bool:
+        """True when ``openid`` unsubscribed after ``create_time`` (the event is older than the unfollow)."""
+        doc = await self.wechat_follows.find_one({"_id": openid})
+        return doc is not None and int(doc.get("unsubscribed_at", 0)) > create_time
 
     # deliveries --------------------------------------------------------------------------------------------
     def _delivery_doc(self, task: DeliveryTask, status: DeliveryStatus, now: datetime) -> Document:

@@ -8,6 +8,12 @@
 - errcodes (section 2.4): 40001/40014/42001 drop the token, refetch, retry once inline; -1 retry later;
   43004 the user unfollowed: disable the binding, skipped; 45009 quota: long delay and alert;
   47003/40037/40164 (and 40003 bad openid) permanent: dead-letter and alert.
+- QR code for linking (WeChat doc "生成带参数的二维码", account/qrcode create): ``POST
+  /cgi-bin/qrcode/create?access_token=...`` with ``{"expire_seconds": N, "action_name": "QR_STR_SCENE",
+  "action_info": {"scene": {"scene_str": S}}}`` (temporary code, ``expire_seconds`` at most 2 592 000 = 30 days,
+  ``scene_str`` 1..64 characters) answers ``{"ticket", "expire_seconds", "url"}``; the image is
+  ``https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=<urlencoded ticket>`` (:meth:`WeChatSender.create_qrcode`).
+  The same token handling as the template send (refresh and retry once on 40001/40014/42001).
 
 WeChat answers HTTP 200 with an ``errcode`` body even for errors; the access token travels only in the query
 string and is never logged or put in an outcome (a non-2xx status becomes :class:`WeChatHttpError`, which
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +49,12 @@ PAYLOAD_ERRCODES = frozenset({47003, 40003})
 FIELD_LIMIT = 20
 """Most characters in one template field value."""
 RENEW_BEFORE_S = 300.0
+QRCODE_MAX_EXPIRE_S = 2_592_000
+"""Longest life of a temporary QR code, seconds (30 days; "生成带参数的二维码")."""
+SCENE_STR_MAX = 64
+"""Longest ``scene_str`` of a QR code, characters ("生成带参数的二维码")."""
+SHOWQRCODE_URL = "https://mp.weixin.qq.com/cgi-bin/showqrcode"
+"""Where a ticket is exchanged for the QR code image (``?ticket=<urlencoded ticket>``)."""
 
 
 class WeChatHttpError(Exception):
@@ -78,6 +91,26 @@ class WeChatApiError(Exception):
         super().__init__(f"errcode {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
+
+
+@dataclass(frozen=True)
+class QrCode:
+    """A temporary QR code from ``qrcode/create``.
+
+    Attributes:
+        ticket: WeChat's ticket (not secret: it only shows the code).
+        expire_seconds: the life WeChat granted, seconds.
+        url: the code's content URL (``http://weixin.qq.com/q/...``).
+        image_url: the image, ``https://mp.weixin.qq.com/cgi-bin/showqrcode?ticket=<urlencoded ticket>``.
+    """
+
+    ticket: str
+    expire_seconds: int
+    url: str
+
+    @property
+    def image_url(self) -> str:
+        return f"{SHOWQRCODE_URL}?ticket={urllib.parse.quote(self.ticket, safe='')}"
 
 
 @dataclass
@@ -127,6 +160,10 @@ class TokenCache:
             entry.token = str(body["access_token"])
             entry.expires_at = time.monotonic() + max(expires_in - RENEW_BEFORE_S, expires_in / 2)
             return entry.token
+
+    def cached(self) -> list[str]:
+        """The tokens held now (to scrub them from text; never to log)."""
+        return [e.token for e in self._cache.values() if e.token]
 
     def invalidate(self, appid: str, token: str) -> None:
         """Forget ``token`` if it is still the cached one (40001/40014/42001)."""
@@ -195,6 +232,13 @@ class WeChatSender:
     def __repr__(self) -> str:
         return f"WeChatSender(appid={self.appid!r})"
 
+    def scrub(self, text: str) -> str:
+        """``text`` with the AppSecret and any cached access token replaced by ``[REDACTED]``."""
+        for value in (self._secret, *self.tokens.cached()):
+            if value:
+                text = text.replace(value, "[REDACTED]")
+        return text
+
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
@@ -211,6 +255,55 @@ class WeChatSender:
         return await post_json(
             self._http(), f"{self._base}/cgi-bin/message/template/send", body, {"access_token": token}
         )
+
+    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to ``path`` with the access token, refreshing it and retrying once on
+        40001/40014/42001; returns the answer (errcode 0 or not).
+
+        Raises:
+            WeChatApiError: the token endpoint refused.
+            WeChatHttpError: a non-2xx status.
+            aiohttp.ClientError, TimeoutError, ValueError: transport failure or a body that is not JSON.
+        """
+        url = f"{self._base}{path}"
+        token = await self.tokens.get(self.appid, self._secret)
+        result = await post_json(self._http(), url, body, {"access_token": token})
+        if int(result.get("errcode", 0)) in TOKEN_ERRCODES:
+            self.tokens.invalidate(self.appid, token)
+            token = await self.tokens.get(self.appid, self._secret)
+            result = await post_json(self._http(), url, body, {"access_token": token})
+        return result
+
+    async def create_qrcode(self, scene_str: str, expire_seconds: int) -> QrCode:
+        """A temporary string-scene QR code (WeChat doc "生成带参数的二维码", ``QR_STR_SCENE``).
+
+        ``scene_str``: 1..64 characters, comes back in the follow/scan event's ``EventKey``
+        (``qrscene_<scene_str>`` on ``subscribe``, ``<scene_str>`` on ``SCAN``). ``expire_seconds``: clamped to
+        1..2 592 000 (30 days).
+
+        Raises:
+            ValueError: ``scene_str`` empty or longer than 64 characters; or an answer without a ticket.
+            WeChatApiError: WeChat answered an errcode (token endpoint or ``qrcode/create``, after one token
+                refresh on 40001/40014/42001); the message carries errcode and errmsg only.
+            WeChatHttpError: a non-2xx status.
+            aiohttp.ClientError, TimeoutError: transport failure.
+        """
+        if not 1 <= len(scene_str) <= SCENE_STR_MAX:
+            raise ValueError(f"scene_str must be 1..{SCENE_STR_MAX} characters")
+        expire = min(max(int(expire_seconds), 1), QRCODE_MAX_EXPIRE_S)
+        body = {
+            "expire_seconds": expire,
+            "action_name": "QR_STR_SCENE",
+            "action_info": {"scene": {"scene_str": scene_str}},
+        }
+        result = await self._call("/cgi-bin/qrcode/create", body)
+        errcode = int(result.get("errcode", 0))
+        if errcode:
+            raise WeChatApiError(errcode, str(result.get("errmsg", "")))
+        ticket = str(result.get("ticket", ""))
+        if not ticket:
+            raise ValueError("qrcode/create answered without a ticket")
+        return QrCode(ticket, int(result.get("expire_seconds", expire)), str(result.get("url", "")))
 
     async def send_template(
         self, openid: str, data: dict[str, dict[str, str]], url: str, client_msg_id: str

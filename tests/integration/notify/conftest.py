@@ -15,9 +15,12 @@ import uvicorn
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
 from laifaxin_notify.channels.wechat import WeChatSender
 from laifaxin_notify.pipeline import Limits, MemoryQueue, Notifier
+from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Binding, Store, push_target_id
 from laifaxin_shared.events import MailClassified
+from laifaxin_shared.kafka import publish_event
 from laifaxin_shared.topics import spec
+from tests.support.kafka import wait_committed
 from tests.support.push_service import PushService
 from tests.support.wechat_server import WeChatServer
 
@@ -119,3 +122,17 @@ async def serve(app: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def alert_handled(running: dict[str, Any], ev: MailClassified) -> None:
+    """Publish ``ev`` and wait until notify's consumer committed it (handled, whatever it sent); ``running``
+    is a running service's fixture dict (``settings``, ``producer``)."""
+    settings: NotifySettings = running["settings"]
+    record = await publish_event(running["producer"], ev, prefix=settings.topic_prefix)
+    await wait_committed(
+        settings.kafka_bootstrap_servers,
+        settings.consumer_group,
+        record.topic,
+        record.partition,
+        record.offset,
+    )

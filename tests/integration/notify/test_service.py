@@ -23,9 +23,8 @@ from laifaxin_notify.settings import NotifySettings
 from laifaxin_shared.events import MailboxRemoved
 from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event
 from laifaxin_shared.topics import TOPICS
-from tests.integration.notify.conftest import APPID, SECRET, TEMPLATE, classified, serve
+from tests.integration.notify.conftest import APPID, SECRET, TEMPLATE, alert_handled, classified, serve
 from tests.support.infra import Servers
-from tests.support.kafka import wait_committed
 from tests.support.push_service import PushService
 from tests.support.wechat_server import WeChatServer
 
@@ -260,12 +259,5 @@ async def test_mailbox_removed_is_consumed(running: dict[str, Any], wechat: WeCh
     )
     store = running["app"].state.runtime.store
     await wait_for(lambda: store.mailbox_removed(ev.tenant_id, ev.ref.mailbox_id))
-    record = await publish_event(producer, ev, prefix=settings.topic_prefix)
-    await wait_committed(
-        settings.kafka_bootstrap_servers,
-        settings.consumer_group,
-        record.topic,
-        record.partition,
-        record.offset,
-    )  # the event was handled, not merely not handled yet
+    await alert_handled(running, ev)  # the event was handled, not merely not handled yet
     assert wechat.sent == []

@@ -25,12 +25,10 @@ from pydantic import SecretStr
 from laifaxin_notify.app import create_app
 from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Store
-from laifaxin_shared.events import MailClassified
 from laifaxin_shared.kafka import publish_event
-from tests.integration.notify.conftest import SECRET, classified, serve
+from tests.integration.notify.conftest import SECRET, alert_handled, classified, serve
 from tests.integration.notify.test_service import auth, make_settings, run_service, wait_for
 from tests.support.infra import Servers
-from tests.support.kafka import wait_committed
 from tests.support.push_service import PushService
 from tests.support.wechat_server import WeChatServer
 
@@ -95,19 +93,6 @@ async def new_qrcode(http: httpx.AsyncClient, wechat: WeChatServer, headers: dic
 async def wechat_bindings(http: httpx.AsyncClient, headers: dict[str, str]) -> list[tuple[str, bool]]:
     rows = (await http.get("/v1/bindings/wechat", headers=headers)).json()
     return [(r["target_id"], r["active"]) for r in rows]
-
-
-async def alert_handled(running: dict[str, Any], ev: MailClassified) -> None:
-    """Publish ``ev`` and wait until notify's consumer committed it (handled, whatever it sent)."""
-    settings: NotifySettings = running["settings"]
-    record = await publish_event(running["producer"], ev, prefix=settings.topic_prefix)
-    await wait_committed(
-        settings.kafka_bootstrap_servers,
-        settings.consumer_group,
-        record.topic,
-        record.partition,
-        record.offset,
-    )
 
 
 async def test_qrcode_subscribe_binds_and_alerts_then_unsubscribe_stops_them(

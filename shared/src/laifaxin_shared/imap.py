@@ -11,6 +11,7 @@ verification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from typing import Any, Literal
@@ -22,6 +23,37 @@ Security = Literal["ssl", "starttls"]
 
 class StartTlsUnsupportedError(ConnectionError):
     """The server did not advertise STARTTLS on a port configured for it (never fall back to plaintext)."""
+
+
+Greeting = Literal["imap", "smtp", "pop3"]
+
+
+def greeting_protocol(line: str | None) -> Greeting | None:
+    """Which protocol a server's first line belongs to: ``* OK`` / ``* PREAUTH`` / ``* BYE`` is IMAP (RFC 3501
+    7.1), ``220`` / ``421`` / ``554`` is SMTP (RFC 5321 4.2, 3.1), ``+OK`` / ``-ERR`` is POP3 (RFC 1939 section
+    4: the greeting is a status indicator, and section 3: status indicators are ``+OK`` and ``-ERR``); None for
+    anything else."""
+    if not line:
+        return None
+    text = line.lstrip()
+    if text.startswith(("* OK", "* PREAUTH", "* BYE")):
+        return "imap"
+    if text[:3] in ("220", "421", "554"):
+        return "smtp"
+    if text.startswith(("+OK", "-ERR")):
+        return "pop3"
+    return None
+
+
+class NotImapGreetingError(ConnectionError):
+    """The server's first line is not an IMAP greeting (``* OK``, ``* PREAUTH`` or ``* BYE``, RFC 3501 7.1):
+    e.g. a POP3 server's ``+OK`` (RFC 1939 section 4) or an SMTP ``220`` banner on the port given as IMAP.
+    ``greeting``: that line (at most 200 characters); ``protocol``: which one answered (:func:`greeting_protocol`)."""
+
+    def __init__(self, greeting: str) -> None:
+        super().__init__(f"not an IMAP greeting: {greeting!r}")
+        self.greeting = greeting
+        self.protocol = greeting_protocol(greeting)
 
 
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS")
@@ -85,6 +117,7 @@ async def connect_imap(
         OSError: refused, unreachable, or name resolution failed (``socket.gaierror``).
         ssl.SSLError: handshake failed; ``ssl.SSLCertVerificationError`` for an untrusted certificate.
         TimeoutError: no greeting within ``timeout``.
+        NotImapGreetingError: the server greeted in another protocol (POP3, SMTP...); nothing was sent to it.
         StartTlsUnsupportedError: ``starttls`` was asked but the server does not offer it.
         aioimaplib.AioImapException: protocol errors.
     """
@@ -150,28 +183,51 @@ async def _connect(
 
 
 async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
-    """aioimaplib's ``wait_hello_from_server``, bounded by ``timeout`` for real.
+    """aioimaplib's ``wait_hello_from_server``, bounded by ``timeout`` for real, and refusing what is not IMAP.
 
-    aioimaplib handles the greeting in a task of its own that holds the protocol's state lock while it sends
-    CAPABILITY, with no timeout; the wait for the greeting needs that lock, so a server that greets with
-    anything containing ``OK`` and then answers nothing (a POP3 server's ``+OK``, RFC 1939 section 4, typed as
-    the IMAP server) kept it waiting forever, its own timeout included (a cancelled wait must take the lock
-    again before it ends). When ``timeout`` runs out, the greeting task is cancelled too.
+    aioimaplib takes any first line containing ``OK`` for IMAP's greeting (POP3's ``+OK`` too) and then sends
+    CAPABILITY in a task of its own that holds the protocol's state lock, with no timeout; the wait for the
+    greeting needs that lock, so such a server kept the connect waiting forever, its own timeout included (a
+    cancelled wait must take the lock again before it ends). So the first line is checked here before
+    aioimaplib acts on it (nothing is sent to a server that is not IMAP), and when ``timeout`` runs out the
+    greeting task is cancelled too.
+
+    Must be called before the connection delivers its first line (right after the client is made).
 
     Raises:
+        NotImapGreetingError: the first line is not ``* OK`` / ``* PREAUTH`` / ``* BYE`` (RFC 3501 7.1).
         TimeoutError: no greeting and CAPABILITY answer within ``timeout`` seconds.
     """
     loop = asyncio.get_running_loop()
+    protocol = client.protocol
+    foreign: asyncio.Future[bytes] = loop.create_future()
+    welcome = protocol.welcome
+
+    async def checked_welcome(line: bytes) -> None:
+        if greeting_protocol(line.decode("utf-8", "replace")) == "imap":
+            await welcome(line)
+        elif not foreign.done():
+            foreign.set_result(line)
+
+    protocol.welcome = checked_welcome  # aioimaplib calls it with the first line
 
     def expire() -> None:
-        for task in list(client.protocol.tasks):
+        for task in list(protocol.tasks):
             task.cancel()
 
     watchdog = loop.call_later(timeout, expire)
+    hello = asyncio.ensure_future(client.wait_hello_from_server())
     try:
-        await client.wait_hello_from_server()
+        await asyncio.wait({hello, foreign}, return_when=asyncio.FIRST_COMPLETED)
+        if foreign.done():
+            raise NotImapGreetingError(foreign.result().decode("utf-8", "replace").strip()[:200])
+        await hello
     finally:
         watchdog.cancel()
+        if not hello.done():
+            hello.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await hello
 
 
 def is_tls(client: aioimaplib.IMAP4) -> bool:

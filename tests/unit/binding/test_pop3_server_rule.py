@@ -9,9 +9,9 @@ import pytest
 from laifaxin_binding.verify import (
     Endpoint,
     VerifyRequest,
-    _greeting_protocol,
     pop3_server_error,
 )
+from laifaxin_shared.imap import greeting_protocol
 from laifaxin_shared.providers.catalog import get_provider
 from laifaxin_shared.providers.errors import ErrorCode, MailServerError
 from laifaxin_shared.providers.models import Security
@@ -106,4 +106,4 @@ def test_a_pop3_host_is_only_checked_on_the_imap_side() -> None:
     ],
 )
 def test_pop3_greetings_are_recognised(line: str, protocol: str | None) -> None:
-    assert _greeting_protocol(line) == protocol
+    assert greeting_protocol(line) == protocol

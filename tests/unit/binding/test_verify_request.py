@@ -7,7 +7,8 @@ import ipaddress
 
 import pytest
 
-from laifaxin_binding.verify import Endpoint, HostGuard, VerifyRequest, _greeting_protocol, normalise_password
+from laifaxin_binding.verify import Endpoint, HostGuard, VerifyRequest, normalise_password
+from laifaxin_shared.imap import greeting_protocol
 from laifaxin_shared.providers.catalog import get_provider
 from laifaxin_shared.providers.errors import ErrorCode, MailServerError
 from laifaxin_shared.providers.models import Security
@@ -137,5 +138,5 @@ async def test_the_guard_refuses_an_ip_literal_without_dns() -> None:
         (None, None),
     ],
 )
-def test_greeting_protocol(line: str | None, protocol: str | None) -> None:
-    assert _greeting_protocol(line) == protocol
+def testgreeting_protocol(line: str | None, protocol: str | None) -> None:
+    assert greeting_protocol(line) == protocol

@@ -1,7 +1,7 @@
-"""connect_imap keeps its timeout against servers whose greeting aioimaplib cannot finish: a POP3 server
-(``+OK``, RFC 1939 section 4) given as the IMAP server, and an IMAP server that greets and then never answers
-CAPABILITY. aioimaplib's greeting handler holds the protocol's state lock while it waits, so both used to hang
-forever (loopback servers: the servers' behaviour is the point)."""
+"""connect_imap never hangs on a greeting aioimaplib cannot finish: a POP3 server (``+OK``, RFC 1939 section 4)
+or an SMTP server given as the IMAP server is refused at its first line, and an IMAP server that greets and
+then never answers CAPABILITY times out. aioimaplib's greeting handler holds the protocol's state lock while it
+waits, so all of these used to hang forever (loopback servers: the servers' behaviour is the point)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from laifaxin_shared.imap import connect_imap
+from laifaxin_shared.imap import NotImapGreetingError, connect_imap
+from laifaxin_shared.providers.errors import explain_exception
 
 
 def greeter(greeting: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]:
@@ -33,15 +34,35 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[int]:
 
 
 @pytest.mark.parametrize(
-    "server",
-    [b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n", b"* OK [IMAP4rev1] but no more\r\n"],
-    ids=["pop3", "silent-imap"],
-    indirect=True,
+    ("server", "expected"),
+    [
+        (b"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n", NotImapGreetingError),
+        (b"220 smtp.example.com ESMTP ready\r\n", NotImapGreetingError),
+        (b"* OK [IMAP4rev1] but no more\r\n", TimeoutError),
+    ],
+    ids=["pop3", "smtp", "silent-imap"],
+    indirect=["server"],
 )
-async def test_a_greeting_that_cannot_be_finished_times_out(server: int) -> None:
+async def test_a_greeting_that_cannot_be_finished_ends_the_connect(server: int, expected: type) -> None:
     attempt = asyncio.create_task(connect_imap("127.0.0.1", server, "starttls", timeout=0.5))
     done, _ = await asyncio.wait({attempt}, timeout=20)  # a guard: the 0.5 s timeout is what must end it
     if not done:
         attempt.cancel()
     assert attempt in done, "connect_imap hung past its own timeout"
-    assert isinstance(attempt.exception(), TimeoutError)
+    assert isinstance(attempt.exception(), expected)
+    if isinstance(attempt.exception(), NotImapGreetingError):
+        assert attempt.exception().greeting.startswith(("+OK", "220"))  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("greeting", "code"),
+    [
+        ("+OK POP3 ready", "pop3_unsupported"),
+        ("-ERR go away", "pop3_unsupported"),
+        ("220 smtp.example.com ESMTP", "wrong_port"),
+        ("HTTP/1.1 400 Bad Request", "unknown"),
+    ],
+)
+def test_a_foreign_greeting_maps_to_its_taxonomy_code(greeting: str, code: str) -> None:
+    """What sync reports for it (binding's verifier adds the catalog's IMAP server to the fix)."""
+    assert explain_exception(NotImapGreetingError(greeting), "imap").code.value == code

@@ -5,14 +5,14 @@ What one verification does (issue 3 "Verification"; providers.md §5.3-§5.5):
 - POP3 is refused before any connection: the ``incoming_protocol`` field
   (:func:`~laifaxin_shared.providers.errors.refuse_pop3`), and a POP3 server typed into the IMAP field, known by
   its host name or port (:func:`pop3_server_error`). A server that greets with POP3's ``+OK`` (RFC 1939 §4) is
-  refused as ``pop3_unsupported`` too, once it has greeted and before any credential is sent.
+  refused as ``pop3_unsupported`` too, at its first line and before anything is sent
+  (:class:`~laifaxin_shared.imap.NotImapGreetingError`).
 - Every server host is resolved first and refused when it points at a private, loopback, link-local or
   metadata address, unless the operator allowlist names it (:class:`HostGuard`).
 - IMAP and SMTP run **concurrently**, each under one time budget:
 
-  - IMAP (RFC 3501/9051): read the greeting on a connection of its own (a POP3 ``+OK`` or SMTP ``220`` is
-    refused there), then connect over implicit TLS (RFC 8314) or STARTTLS (RFC 3501 §6.2.1) with
-    :func:`~laifaxin_shared.imap.connect_imap`, ``LOGIN``, then ``ID`` (RFC 2971) when the server advertises it
+  - IMAP (RFC 3501/9051): connect over implicit TLS (RFC 8314) or STARTTLS (RFC 3501 §6.2.1) with
+    :func:`~laifaxin_shared.imap.connect_imap` (a POP3 ``+OK`` or SMTP ``220`` greeting is refused there), ``LOGIN``, then ``ID`` (RFC 2971) when the server advertises it
     or the catalog says the provider needs it (NetEase refuses ``SELECT`` with "Unsafe Login" otherwise), then
     ``SELECT INBOX`` (163 fails only there), ``LOGOUT``.
   - SMTP submission (RFC 6409): aiosmtplib connects over implicit TLS or STARTTLS (RFC 3207), ``EHLO``,
@@ -47,12 +47,17 @@ import weakref
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import aioimaplib
 import aiosmtplib
 
-from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap
+from laifaxin_shared.imap import (
+    NotImapGreetingError,
+    StartTlsUnsupportedError,
+    client_tls_context,
+    connect_imap,
+    greeting_protocol,
+)
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.netguard import HostAllowlist, Network
 from laifaxin_shared.providers.catalog import find_provider, split_email
@@ -348,25 +353,6 @@ class _ProbeResult:
     greeting: str | None = None
 
 
-Greeting = Literal["imap", "smtp", "pop3"]
-
-
-def _greeting_protocol(line: str | None) -> Greeting | None:
-    """Which protocol a server greeting belongs to: ``* OK`` / ``* PREAUTH`` / ``* BYE`` is IMAP (RFC 3501
-    §7.1), ``220`` / ``421`` / ``554`` is SMTP (RFC 5321 §4.2, §3.1), ``+OK`` / ``-ERR`` is POP3 (RFC 1939 §4:
-    the greeting is a status indicator, and §3: status indicators are ``+OK`` and ``-ERR``)."""
-    if not line:
-        return None
-    text = line.lstrip()
-    if text.startswith(("* OK", "* PREAUTH", "* BYE")):
-        return "imap"
-    if text[:3] in ("220", "421", "554"):
-        return "smtp"
-    if text.startswith(("+OK", "-ERR")):
-        return "pop3"
-    return None
-
-
 class Verifier:
     """Runs verifications; one instance per process (it holds the per-host connection limits).
 
@@ -472,6 +458,10 @@ class Verifier:
             return ProtocolResult(
                 protocol, endpoint, error=await self._smtp_reply_error(exc, request, endpoint)
             )
+        except NotImapGreetingError as exc:
+            return ProtocolResult(
+                protocol, endpoint, error=await self._foreign_greeting(exc, request, endpoint)
+            )
         except (TimeoutError, StartTlsUnsupportedError) as exc:
             return ProtocolResult(
                 protocol, endpoint, error=await self._diagnose(exc, protocol, request, endpoint)
@@ -494,9 +484,7 @@ class Verifier:
     # ------------------------------------------------------------------ IMAP
 
     async def _imap(self, request: VerifyRequest, endpoint: Endpoint) -> tuple[str, bool]:
-        """Greeting check, then LOGIN (username fallback), ID, SELECT INBOX, LOGOUT. Returns (accepted username,
-        ID sent)."""
-        await self._imap_greeting(request, endpoint)
+        """LOGIN (username fallback), ID, SELECT INBOX, LOGOUT. Returns (accepted username, ID sent)."""
         client = await connect_imap(
             endpoint.host,
             endpoint.port,
@@ -521,37 +509,18 @@ class Verifier:
             if transport is not None:
                 transport.close()
 
-    async def _imap_greeting(self, request: VerifyRequest, endpoint: Endpoint) -> None:
-        """Read the server's greeting on a short connection of its own (TLS from the first byte for ``ssl``,
-        verified like the real one; nothing is sent) and refuse a POP3 (``+OK``/``-ERR``, RFC 1939 §4) or SMTP
-        (``220``, RFC 5321 §4.2) greeting before the IMAP client sees it.
-
-        aioimaplib takes any greeting containing ``OK`` as IMAP's (POP3's ``+OK`` too), then waits for its
-        ``CAPABILITY`` answer without a timeout while holding the protocol's state lock, so its own connect
-        timeout cannot fire: a POP3 server would cost the whole budget and leave a task that never ends.
-        An IMAP greeting, or no recognisable one, goes on to the real connection.
-
-        Raises:
-            MailServerError: ``pop3_unsupported`` or ``wrong_port``.
-            OSError, ssl.SSLError, TimeoutError: as connecting would (refused, DNS, certificate, silence).
-        """
-        tls = self.ssl_context if endpoint.security is Security.SSL else None
-        async with asyncio.timeout(self.command_timeout):
-            reader, writer = await asyncio.open_connection(
-                endpoint.host, endpoint.port, ssl=tls, server_hostname=endpoint.host if tls else None
-            )
-            try:
-                line = await reader.readline()
-            except ValueError:  # a first line over the reader's limit: not a greeting we know
-                line = b""
-            finally:
-                writer.close()
-        greeting = line.decode("utf-8", "replace").strip()
-        spoken = _greeting_protocol(greeting)
+    async def _foreign_greeting(
+        self, exc: NotImapGreetingError, request: VerifyRequest, endpoint: Endpoint
+    ) -> MailError:
+        """The error for a server on the IMAP side that greeted in another protocol: ``pop3_unsupported`` for
+        POP3's ``+OK``/``-ERR`` (RFC 1939 §4), ``wrong_port`` for an SMTP banner (RFC 5321 §4.2), else what the
+        port probe finds (:meth:`_diagnose`)."""
+        spoken = greeting_protocol(exc.greeting)
         if spoken == "pop3":
-            raise MailServerError.from_error(self._pop3_greeting(request, endpoint, greeting))
+            return self._pop3_greeting(request, endpoint, exc.greeting)
         if spoken == "smtp":
-            raise MailServerError.from_error(self._wrong_port("imap", request, endpoint, greeting))
+            return self._wrong_port("imap", request, endpoint, exc.greeting)
+        return await self._diagnose(exc, "imap", request, endpoint)
 
     def _pop3_greeting(self, request: VerifyRequest, endpoint: Endpoint, greeting: str) -> MailError:
         """``pop3_unsupported`` for a server on the IMAP side that greeted like POP3 (RFC 1939 §4)."""
@@ -627,7 +596,7 @@ class Verifier:
     async def _smtp_reply_error(
         self, exc: aiosmtplib.SMTPResponseException, request: VerifyRequest, endpoint: Endpoint
     ) -> MailError:
-        if exc.code == -1 and _greeting_protocol(exc.message.removeprefix("Malformed SMTP response line:")):
+        if exc.code == -1 and greeting_protocol(exc.message.removeprefix("Malformed SMTP response line:")):
             return self._wrong_port("smtp", request, endpoint, exc.message)
         return explain("smtp", f"{exc.code} {exc.message}", request.provider_id, secrets=(request.password,))
 
@@ -675,7 +644,7 @@ class Verifier:
     ) -> MailError:
         """Tell a mismatched port or TLS mode apart from a real timeout by looking at what the port says."""
         probe = await self._probe(endpoint)
-        spoken = _greeting_protocol(probe.greeting)
+        spoken = greeting_protocol(probe.greeting)
         if spoken == "pop3" and protocol == "imap":
             return self._pop3_greeting(request, endpoint, probe.greeting or "")
         if spoken is not None and spoken != protocol:

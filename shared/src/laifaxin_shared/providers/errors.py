@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Literal
 
 from laifaxin_shared.events.mailbox import SyncState
+from laifaxin_shared.imap import NotImapGreetingError
 from laifaxin_shared.providers.catalog import find_provider, known_server_hosts, load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Protocol, Provider, QuirkCode, Text
 
@@ -1133,6 +1134,8 @@ def explain_exception(
     - other :class:`ssl.SSLError` (``WRONG_VERSION_NUMBER``: TLS spoken to a plain port; EOF or reset during
       the handshake) → ``tls_mismatch`` (product error table: "SSL handshake failed → wrong encryption");
     - :class:`socket.gaierror` → ``dns_failed`` with a typo ``suggestion`` for ``host`` from the catalog;
+    - :class:`~laifaxin_shared.imap.NotImapGreetingError` → ``pop3_unsupported`` for a POP3 greeting (RFC 1939
+      section 4), ``wrong_port`` for an SMTP banner, ``unknown`` otherwise;
     - :class:`ConnectionRefusedError` → ``connection_refused``; unreachable network/host → same;
     - :class:`TimeoutError` → ``timeout``, or ``tls_mismatch`` when STARTTLS was tried on an implicit-TLS
       port (993/465: the server waits for a ClientHello while the client waits for a greeting);
@@ -1164,6 +1167,10 @@ def explain_exception(
         return build(ErrorCode.TLS_MISMATCH)
     if isinstance(exc, socket.gaierror):
         return build(ErrorCode.DNS_FAILED, suggest_host(host) if host else None)
+    if isinstance(exc, NotImapGreetingError):
+        if exc.protocol == "pop3":
+            return build(ErrorCode.POP3_UNSUPPORTED)
+        return build(ErrorCode.WRONG_PORT if exc.protocol == "smtp" else ErrorCode.UNKNOWN)
     if isinstance(exc, ConnectionRefusedError):
         return build(ErrorCode.CONNECTION_REFUSED)
     if isinstance(exc, TimeoutError):

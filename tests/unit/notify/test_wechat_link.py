@@ -60,5 +60,5 @@ async def test_create_qrcode_checks_the_scene_before_calling() -> None:
         await sender.create_qrcode("x" * 65, 600)
     with pytest.raises(ValueError, match=r"1\.\.64"):
         await sender.create_qrcode("", 600)
-    assert sender.scrub("errmsg s3cr3t-value rid: 1") == "errmsg [REDACTED] rid: 1"
+    assert sender.scrub("errmsg s3cr3t-value rid: 1") == "errmsg *** rid: 1"
     await sender.aclose()

@@ -35,6 +35,8 @@ from typing import Any
 
 import aiohttp
 
+from laifaxin_shared.providers.errors import redact
+
 from ..models import DeliveryTask
 from ..planning import one_line
 from ..store import Binding
@@ -233,11 +235,9 @@ class WeChatSender:
         return f"WeChatSender(appid={self.appid!r})"
 
     def scrub(self, text: str) -> str:
-        """``text`` with the AppSecret and any cached access token replaced by ``[REDACTED]``."""
-        for value in (self._secret, *self.tokens.cached()):
-            if value:
-                text = text.replace(value, "[REDACTED]")
-        return text
+        """``text`` with the AppSecret and any cached access token replaced by ``***`` (the shared
+        :func:`~laifaxin_shared.providers.errors.redact`)."""
+        return redact(text, (self._secret, *self.tokens.cached()))
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -250,11 +250,6 @@ class WeChatSender:
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
-
-    async def _post_send(self, token: str, body: dict[str, Any]) -> dict[str, Any]:
-        return await post_json(
-            self._http(), f"{self._base}/cgi-bin/message/template/send", body, {"access_token": token}
-        )
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``path`` with the access token, refreshing it and retrying once on
@@ -325,13 +320,7 @@ class WeChatSender:
         }
         if url:
             body["url"] = url
-        token = await self.tokens.get(self.appid, self._secret)
-        result = await self._post_send(token, body)
-        if int(result.get("errcode", 0)) in TOKEN_ERRCODES:
-            self.tokens.invalidate(self.appid, token)
-            token = await self.tokens.get(self.appid, self._secret)
-            result = await self._post_send(token, body)
-        return result
+        return await self._call("/cgi-bin/message/template/send", body)
 
     async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
         """Send the task's alert to ``binding.target_id`` (an openid)."""

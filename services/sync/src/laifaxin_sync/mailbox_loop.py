@@ -751,20 +751,18 @@ class MailboxLoop:
             return "missing"
         if not await sync.changed(folder, parse_status(reply.lines)):
             return "unchanged"
-        if folder.role != "other":
+        try:
             await self._examine(client, folder, sync)
-            return "selected"
-        reply = await examine(client, folder.command_name, self.ctx.settings.imap_timeout)
-        if reply.result != "OK":
-            text = b" ".join(x for x in reply.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+        except ImapCommandError as exc:
+            if folder.role != "other" or exc.command != "EXAMINE":
+                raise
             log.warning(
                 "user folder refused EXAMINE; skipped until the next LIST",
                 mailbox_id=self.mailbox_id,
                 folder=folder.name,
-                server_text=redact_text(text)[:300],
+                server_text=redact_text(exc.text)[:300],
             )
             return "refused"
-        await sync.sync_selected(client, folder, parse_select(reply.lines))
         return "selected"
 
     async def _idle(self, client: aioimaplib.IMAP4, deadline: float) -> str:

@@ -289,12 +289,6 @@ class SyncStore:
 
     # ------------------------------------------------------------------------------------------ registry
 
-    async def upsert_mailbox(self, event: MailboxVerified, partition: int) -> Document | None:
-        """:meth:`upsert_mailboxes` for one event: the document written, or None when the event is older than
-        the mailbox's removal (ignored)."""
-        docs = await self.upsert_mailboxes([(event, partition)])
-        return docs[0] if docs else None
-
     async def upsert_mailboxes(self, events: Sequence[tuple[MailboxVerified, int]]) -> list[Document]:
         """Store the full config of each ``mailbox.verified`` (credential sealed), keeping the reported state,
         for many ``(event, partition)`` pairs (a later event of the same mailbox wins); returns the written

@@ -130,3 +130,56 @@ async def test_exists_sent_during_another_command_is_counted(
     assert exists_notifications(reader) > before
     await writer.logout()
     await reader.logout()
+
+
+async def test_a_connection_the_server_closes_fails_the_running_command_with_its_bye(
+    mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    # Dovecot ends a session whose selected folder another session renamed: "* BYE IMAP session state is
+    # inconsistent, please relogin." and a close. aioimaplib only logs the loss, so the running command waited
+    # for its whole timeout (60 s here) and was reported as a timeout; connect_imap fails it at once, with the BYE.
+    from laifaxin_shared.imap import ImapConnectionClosedError
+    from laifaxin_shared.providers.errors import explain_exception
+
+    reader = await connect_imap(
+        mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context, timeout=60
+    )
+    await reader.login(mail_account.email, mail_account.password)
+    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await writer.login(mail_account.email, mail_account.password)
+    assert (await writer.create("Customers")).result == "OK"
+    assert (await writer.append(message("filed by a rule"), mailbox="Customers")).result == "OK"
+    assert (await reader.select("Customers")).result == "OK"
+    assert (await writer.rename("Customers", "Buyers")).result == "OK"
+    assert (await writer.append(message("filed after the rename"), mailbox="Buyers")).result == "OK"
+
+    with pytest.raises(ImapConnectionClosedError) as closed:
+        await reader.uid_search("UID 1:*", charset=None)
+    assert closed.value.bye is not None and "relogin" in closed.value.bye
+    with pytest.raises(ImapConnectionClosedError):  # nothing more is sent on a closed connection
+        await reader.noop()
+    error = explain_exception(closed.value, "imap", host=mail_account.host, port=mail_account.imaps_port)
+    assert error.code.value == "server_unavailable" and "relogin" in (error.server_text or "")
+    await writer.logout()
+
+
+async def test_idle_on_a_connection_the_server_closes_ends_with_its_bye(
+    mail_account: MailAccount, tls_context: ssl.SSLContext
+) -> None:
+    # aioimaplib's IDLE never ended when the server closed the connection (iroco-co/aioimaplib#110).
+    from laifaxin_shared.imap import ImapConnectionClosedError
+
+    watcher = await connect_imap(
+        mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context, timeout=60
+    )
+    await watcher.login(mail_account.email, mail_account.password)
+    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    await writer.login(mail_account.email, mail_account.password)
+    assert (await writer.create("Quotes")).result == "OK"
+    assert (await watcher.select("Quotes")).result == "OK"
+    idle = await watcher.idle_start(timeout=60)
+    assert (await writer.rename("Quotes", "OldQuotes")).result == "OK"
+    assert (await writer.append(message("after the rename"), mailbox="OldQuotes")).result == "OK"
+    with pytest.raises(ImapConnectionClosedError):
+        await asyncio.wait_for(idle, 60)  # the guard: the server's close is what must end it
+    await writer.logout()

@@ -56,31 +56,73 @@ class NotImapGreetingError(ConnectionError):
         self.protocol = greeting_protocol(greeting)
 
 
+class ImapConnectionClosedError(ConnectionError):
+    """The server closed the connection while a command was running or before one was sent.
+
+    ``bye``: the text of the server's untagged ``BYE`` (RFC 3501 7.1.5: "the server is about to close the
+    connection"), e.g. Dovecot's ``IMAP session state is inconsistent, please relogin.`` after the selected
+    folder was renamed by another session, or a provider's idle-session or maintenance notice; None when the
+    connection dropped without one."""
+
+    def __init__(self, bye: str | None) -> None:
+        super().__init__(f"server closed the connection: {bye}" if bye else "server closed the connection")
+        self.bye = bye
+
+
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS")
+_BYE = re.compile(rb"^(?:\* )?BYE ?(.*)", re.DOTALL)
 
 
-def _track_exists(client: aioimaplib.IMAP4) -> None:
-    """Count every untagged ``EXISTS`` (RFC 3501 7.3.1) the server sends, whatever command is running.
+def _instrument(client: aioimaplib.IMAP4) -> None:
+    """Watch the connection for what aioimaplib drops.
 
-    aioimaplib hands untagged responses only to IDLE, NOOP or the command they name, and drops the rest;
-    an ``EXISTS`` sent during a FETCH is then lost, and a client that goes back to IDLE waits for a
-    notification the server has already given. :func:`exists_notifications` exposes the count.
+    - Every untagged ``EXISTS`` (RFC 3501 7.3.1) is counted whatever command is running: aioimaplib hands
+      untagged responses only to IDLE, NOOP or the command they name, and drops the rest; an ``EXISTS`` sent
+      during a FETCH is then lost, and a client that goes back to IDLE waits for a notification the server has
+      already given. :func:`exists_notifications` exposes the count.
+    - A closed connection fails the running commands at once with :class:`ImapConnectionClosedError` (carrying
+      the server's ``BYE`` text), and any later command too. aioimaplib (2.0.3, iroco-co/aioimaplib#110) only
+      logs the loss, so a command in flight, IDLE included, waited for its full timeout and then looked like a
+      slow server.
     """
     protocol: Any = client.protocol
-    original = protocol._untagged_response
+    untagged = protocol._untagged_response
+    lost = protocol.connection_lost
+    execute = protocol.execute
     protocol.laifaxin_exists_seen = 0
+    protocol.laifaxin_bye = None
+    protocol.laifaxin_closed = None
 
     def tracking(line: bytes) -> Any:
         if _EXISTS.match(line):
             protocol.laifaxin_exists_seen += 1
-        return original(line)
+        elif bye := _BYE.match(line):
+            protocol.laifaxin_bye = bye.group(1).decode("utf-8", "replace").strip()[:300] or None
+        return untagged(line)
+
+    def connection_lost(exc: Exception | None) -> None:
+        error = ImapConnectionClosedError(protocol.laifaxin_bye)
+        protocol.laifaxin_closed = error
+        lost(exc)
+        running = [protocol.pending_sync_command, *protocol.pending_async_commands.values()]
+        for command in running:
+            if command is not None and not command._event.is_set():
+                command._exception = error  # Command.wait() raises it (aioimaplib's own timeout path)
+                command.close(str(error).encode(), "NO")
+
+    async def checked_execute(command: Any, *args: Any, **kwargs: Any) -> Any:
+        if protocol.laifaxin_closed is not None:
+            raise ImapConnectionClosedError(protocol.laifaxin_closed.bye)
+        return await execute(command, *args, **kwargs)
 
     protocol._untagged_response = tracking
+    protocol.connection_lost = connection_lost
+    protocol.execute = checked_execute
 
 
 def exists_notifications(client: aioimaplib.IMAP4) -> int:
     """How many untagged ``EXISTS`` responses the server has sent on this connection (see
-    :func:`_track_exists`): compare before and after a command to learn whether mail arrived meanwhile."""
+    :func:`_instrument`): compare before and after a command to learn whether mail arrived meanwhile."""
     return int(getattr(client.protocol, "laifaxin_exists_seen", 0))
 
 
@@ -154,12 +196,12 @@ async def _connect(
             host=host, port=port, timeout=timeout, ssl_context=ctx
         )
         pending.append(client)
-        _track_exists(client)
+        _instrument(client)
         await _greeting(client, timeout)
         return client
     client = aioimaplib.IMAP4(host=host, port=port, timeout=timeout)
     pending.append(client)
-    _track_exists(client)
+    _instrument(client)
     await _greeting(client, timeout)
     if not client.has_capability("STARTTLS"):
         await asyncio.wait_for(client.protocol.capability(), timeout)

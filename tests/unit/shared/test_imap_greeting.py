@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from laifaxin_shared.imap import NotImapGreetingError, connect_imap
+from laifaxin_shared.imap import ImapConnectionClosedError, NotImapGreetingError, connect_imap
 from laifaxin_shared.providers.errors import explain_exception
 
 
@@ -66,3 +66,20 @@ async def test_a_greeting_that_cannot_be_finished_ends_the_connect(server: int, 
 def test_a_foreign_greeting_maps_to_its_taxonomy_code(greeting: str, code: str) -> None:
     """What sync reports for it (binding's verifier adds the catalog's IMAP server to the fix)."""
     assert explain_exception(NotImapGreetingError(greeting), "imap").code.value == code
+
+
+@pytest.mark.parametrize(
+    ("bye", "code"),
+    [
+        ("IMAP session state is inconsistent, please relogin.", "server_unavailable"),
+        ("Server shutting down.", "server_unavailable"),
+        (None, "server_unavailable"),
+        ("Too many simultaneous connections from your IP", "too_many_connections"),
+    ],
+)
+def test_a_closed_connection_is_classified_by_its_bye(bye: str | None, code: str) -> None:
+    """The server's BYE text (RFC 3501 7.1.5) is read like a reply: a throttling BYE is throttling (the backoff
+    follows it), any other close is server_unavailable; the text is kept for support."""
+    error = explain_exception(ImapConnectionClosedError(bye), "imap", host="imap.example.com", port=993)
+    assert error.code.value == code
+    assert error.server_text is not None and (bye or "closed the connection") in error.server_text

@@ -22,7 +22,12 @@ of a LIST command. ``ENABLE CONDSTORE``
 it (NetEase refuses SELECT without it).
 
 Failures never stop the mailbox: each is classified with the shared error taxonomy, reported on
-``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`). A
+``mailbox.sync_status`` when the state changes, and followed by a backoff (:mod:`laifaxin_sync.backoff`). One
+exception: a working connection the server closes (its ``BYE``, RFC 3501 7.1.5, or a reset: providers recycle
+long IDLE sessions, Dovecot ends a session whose selected folder another client renamed) is reconnected after
+the first backoff step without a report, when it is the first failure since the last stable connection;
+if the reconnect fails too, that failure is reported as usual (EmailEngine's separate "close" backoff; Nylas
+reports transient network errors only when they repeat). A
 mailbox that stays ``ok`` sends its ``ok`` again now and then with the time of its last sync pass
 (:mod:`laifaxin_sync.status_refresh`). A sync pass with a long backlog (initial window, return after an outage)
 reports ``syncing`` with its progress while it runs and ``ok`` when it ends (:mod:`laifaxin_sync.progress`).
@@ -47,7 +52,7 @@ from pymongo.errors import PyMongoError
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
-from laifaxin_shared.imap import connect_imap, exists_notifications
+from laifaxin_shared.imap import ImapConnectionClosedError, connect_imap, exists_notifications
 from laifaxin_shared.logging import get_logger, redact_text
 from laifaxin_shared.netguard import HostAllowlist
 from laifaxin_shared.providers.errors import (
@@ -184,6 +189,7 @@ class MailboxLoop:
         self._known_cursors: list[Cursor] | None = None
         self._user_folders_counted = 0  # this loop's part of the sync_user_folders gauge
         self._left_out_logged: tuple[str, ...] = ()
+        self._established = False  # the current connection finished its first sync pass
         if lease is not None:
             self._hold(lease)
             self._known_cursors = cursors
@@ -312,6 +318,7 @@ class MailboxLoop:
             connected_at = time.monotonic()
 
         password: str | None = None
+        self._established = False
         try:
             password = self._password()
             if self._account_reset is not None:
@@ -369,6 +376,10 @@ class MailboxLoop:
                     provider_id=self.config.get("provider_id"),
                     secrets=[password],
                 )
+            if connected_at is not None:
+                self.backoff.connection_lasted(time.monotonic() - connected_at)  # a stable one: failures = 0
+            if self._closed_by_server(exc, error):
+                return self._reconnect_quietly(error)
             kind: Kind
             if error.sync_state == "auth_failed" or (
                 not error.retryable and error.code is not ErrorCode.UNKNOWN
@@ -387,6 +398,25 @@ class MailboxLoop:
                 server_text=error.server_text,
             )
             return await self._failed(error, kind, connected_at)
+
+    def _closed_by_server(self, exc: BaseException, error: MailError) -> bool:
+        """Whether ``exc`` is a working connection's close by the server, the first failure since the last
+        stable connection (reconnected without a report: see the module docstring)."""
+        return (
+            self._established
+            and self.backoff.failures == 0
+            and isinstance(exc, ImapConnectionClosedError | ConnectionResetError | EOFError)
+            and error.code is ErrorCode.SERVER_UNAVAILABLE
+        )
+
+    def _reconnect_quietly(self, error: MailError) -> float:
+        log.info(
+            "server closed the connection; reconnecting",
+            mailbox_id=self.mailbox_id,
+            server_text=error.server_text,
+        )
+        self.ctx.metrics.errors.labels("connection_closed").inc()
+        return self.backoff.next_delay("error")
 
     async def _failed(self, error: MailError, kind: Kind, connected_at: float | None) -> float:
         self.ctx.metrics.errors.labels(error.code.value).inc()
@@ -695,6 +725,7 @@ class MailboxLoop:
                 continue  # re-EXAMINE INBOX before IDLE
             self.guard()
             self._started()
+            self._established = True
             if not use_idle:
                 await self._sleep(max(0.0, min(inbox_due, junk_due) - loop.time()))
                 continue
@@ -780,6 +811,7 @@ class MailboxLoop:
                 if stop in done:
                     return "stop"
                 if idle in done:
+                    idle.result()  # ImapConnectionClosedError (with the server's BYE) when the connection closed
                     raise ConnectionError("IDLE ended by the server")
                 try:
                     lines = push.result()

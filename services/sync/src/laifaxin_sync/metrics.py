@@ -56,7 +56,11 @@ class SyncMetrics:
             registry=r,
         )
         self.errors = Counter(
-            "sync_errors_total", "Mailbox loop failures by taxonomy code.", ["code"], registry=r
+            "sync_errors_total",
+            "Mailbox loop failures by taxonomy code; also infrastructure (store or broker), lease_lost, and "
+            "connection_closed (a working connection the server closed, reconnected without a report).",
+            ["code"],
+            registry=r,
         )
         self.status_events = Counter(
             "sync_status_events_total",

@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Literal
 
 from laifaxin_shared.events.mailbox import SyncState
-from laifaxin_shared.imap import NotImapGreetingError
+from laifaxin_shared.imap import ImapConnectionClosedError, NotImapGreetingError
 from laifaxin_shared.providers.catalog import find_provider, known_server_hosts, load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Protocol, Provider, QuirkCode, Text
 
@@ -1136,6 +1136,9 @@ def explain_exception(
     - :class:`socket.gaierror` → ``dns_failed`` with a typo ``suggestion`` for ``host`` from the catalog;
     - :class:`~laifaxin_shared.imap.NotImapGreetingError` → ``pop3_unsupported`` for a POP3 greeting (RFC 1939
       section 4), ``wrong_port`` for an SMTP banner, ``unknown`` otherwise;
+    - :class:`~laifaxin_shared.imap.ImapConnectionClosedError` → the server's ``BYE`` text classified like a
+      reply (:func:`explain`: a throttling or provider rule wins), ``server_unavailable`` otherwise or without
+      a ``BYE``;
     - :class:`ConnectionRefusedError` → ``connection_refused``; unreachable network/host → same;
     - :class:`TimeoutError` → ``timeout``, or ``tls_mismatch`` when STARTTLS was tried on an implicit-TLS
       port (993/465: the server waits for a ClientHello while the client waits for a greeting);
@@ -1171,6 +1174,12 @@ def explain_exception(
         if exc.protocol == "pop3":
             return build(ErrorCode.POP3_UNSUPPORTED)
         return build(ErrorCode.WRONG_PORT if exc.protocol == "smtp" else ErrorCode.UNKNOWN)
+    if isinstance(exc, ImapConnectionClosedError):
+        if exc.bye:
+            said = explain(protocol or "imap", exc.bye, provider_id, secrets=secrets)
+            if said.code is not ErrorCode.UNKNOWN:
+                return replace(said, server_text=text, rule=f"bye:{said.rule}")
+        return build(ErrorCode.SERVER_UNAVAILABLE)
     if isinstance(exc, ConnectionRefusedError):
         return build(ErrorCode.CONNECTION_REFUSED)
     if isinstance(exc, TimeoutError):

@@ -40,6 +40,7 @@ from .models import Channel, Preferences
 from .pipeline import Limits, MemoryCounter, MemoryQueue, Notifier, StoreCounter, TaskQueue
 from .settings import NotifySettings
 from .store import Binding, Store, push_target_id
+from .wechat_crypto import WeChatCryptoError, aes_key, check_msg_signature, decrypt
 from .wechat_link import WeChatEvent, handle_event, new_scene_id, ref
 
 CALLBACK_BUDGET_S = 4.0
@@ -506,11 +507,16 @@ def create_app(
         signature: str = "",
         timestamp: str = "",
         nonce: str = "",
+        encrypt_type: str = "",
+        msg_signature: str = "",
     ) -> PlainTextResponse:
-        """Event push from WeChat ("接收事件推送"; plaintext mode), answered ``success``.
+        """Event push from WeChat ("接收事件推送"), answered ``success``; plaintext, compatible or safe mode.
 
         The signature (``signature``, ``timestamp``, ``nonce`` query parameters) is checked first: 403 when wrong;
-        400 for a body that is not XML. Events: ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the
+        400 for a body that is not XML. With ``encrypt_type=aes`` (safe or compatible mode) the ``Encrypt``
+        element is checked against ``msg_signature`` (403 when wrong) and decrypted with
+        ``NOTIFY_WECHAT_ENCODING_AES_KEY`` (:mod:`laifaxin_notify.wechat_crypto`): 400 when it cannot be (wrong
+        key, another AppID's message), 503 when that setting is empty; each logged with the fix. Events: ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the
         delivery; ``subscribe`` with ``EventKey`` ``qrscene_<scene>`` or ``SCAN`` with ``<scene>`` binds the
         sender's openid (``FromUserName``) to the user of a pending QR link (``POST /v1/bindings/wechat/qrcode``);
         ``unsubscribe`` marks that openid's WeChat bindings inactive (as errcode 43004 does). Idempotent: WeChat
@@ -518,11 +524,9 @@ def create_app(
         in the background; a failure is logged and still answered ``success`` (the user can scan again).
         """
         _check_signature(runtime.settings, signature, timestamp, nonce)
-        body = await request.body()
-        try:
-            root = ElementTree.fromstring(body)
-        except ElementTree.ParseError:
-            raise HTTPException(400, "malformed XML") from None
+        root = _parse_xml(await request.body())
+        if encrypt_type.lower() == "aes":
+            root = _decrypted(runtime.settings, root, timestamp, nonce, msg_signature)
         ev = WeChatEvent.from_xml(root)
         if ev.event == "TEMPLATESENDJOBFINISH":
             msgid = (root.findtext("MsgID") or root.findtext("MsgId") or "").strip()
@@ -582,6 +586,48 @@ async def _handle_in_budget(runtime: Runtime, ev: WeChatEvent) -> None:
         log.warning("wechat event still being handled; answered", event=ev.event, openid_ref=ref(ev.openid))
     except Exception:  # noqa: BLE001, S110  # logged by done(); WeChat must get its answer
         pass
+
+
+def _parse_xml(body: bytes) -> Any:
+    try:
+        return ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        raise HTTPException(400, "malformed XML") from None
+
+
+def _decrypted(settings: NotifySettings, root: Any, timestamp: str, nonce: str, signature: str) -> Any:
+    """The inner event of an encrypted callback (``<Encrypt>``), checked and decrypted.
+
+    Raises:
+        HTTPException: 503 without ``NOTIFY_WECHAT_ENCODING_AES_KEY``; 403 for a wrong ``msg_signature``; 400
+            when the ``Encrypt`` text is missing or cannot be decrypted for this AppID.
+    """
+    key_text = settings.wechat_encoding_aes_key.get_secret_value()
+    if not key_text:
+        log.error(
+            "encrypted wechat event refused: NOTIFY_WECHAT_ENCODING_AES_KEY is not set",
+            fix="set NOTIFY_WECHAT_ENCODING_AES_KEY to the EncodingAESKey of the Official Account "
+            "(基本配置 → 服务器配置), or switch its 消息加解密方式 to 明文模式 (plaintext)",
+        )
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "encrypted events need the EncodingAESKey")
+    encrypted = (root.findtext("Encrypt") or "").strip()
+    if not encrypted:
+        raise HTTPException(400, "encrypt_type=aes without an Encrypt element")
+    try:
+        check_msg_signature(
+            settings.wechat_callback_token.get_secret_value(), timestamp, nonce, encrypted, signature
+        )
+        inner = decrypt(aes_key(key_text), settings.wechat_appid, encrypted)
+    except WeChatCryptoError as exc:
+        log.warning(
+            "encrypted wechat event refused",
+            reason=exc.reason,
+            fix="check NOTIFY_WECHAT_ENCODING_AES_KEY, NOTIFY_WECHAT_CALLBACK_TOKEN and NOTIFY_WECHAT_APPID "
+            "against 基本配置 → 服务器配置 of the Official Account",
+        )
+        code = status.HTTP_403_FORBIDDEN if exc.reason == "bad_signature" else status.HTTP_400_BAD_REQUEST
+        raise HTTPException(code, exc.reason) from None
+    return _parse_xml(inner)
 
 
 def _check_signature(settings: NotifySettings, signature: str, timestamp: str, nonce: str) -> None:

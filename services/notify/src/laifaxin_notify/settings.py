@@ -12,6 +12,8 @@ from pydantic_settings import SettingsConfigDict
 from laifaxin_shared.settings import ServiceSettings
 from laifaxin_shared.topics import NOTIFY_RETRY_LEVELS
 
+from .wechat_crypto import aes_key
+
 
 class NotifySettings(ServiceSettings):
     """Everything notify reads from the environment.
@@ -93,6 +95,13 @@ class NotifySettings(ServiceSettings):
     wechat_callback_token: SecretStr = Field(
         default=SecretStr(""), description="Token for the callback signature check; empty skips the check."
     )
+    wechat_encoding_aes_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="EncodingAESKey (43 characters) of 基本配置 → 服务器配置, needed when the Official Account's "
+        "message encryption mode is 安全模式 (safe) or 兼容模式 (compatible): callback events then arrive "
+        "encrypted (encrypt_type=aes). Empty: plaintext mode only; an encrypted event is refused with a log "
+        "line naming this setting.",
+    )
 
     smtp_host: str = Field(default="", description="Alert relay host; empty disables email.")
     smtp_port: int = Field(default=465)
@@ -171,6 +180,15 @@ class NotifySettings(ServiceSettings):
     def _ladder_fits_the_topics(cls, value: list[float]) -> list[float]:
         if not 1 <= len(value) <= NOTIFY_RETRY_LEVELS or any(d < 0 for d in value):
             raise ValueError(f"retry_delays_s needs 1..{NOTIFY_RETRY_LEVELS} non-negative delays")
+        return value
+
+    @field_validator("wechat_encoding_aes_key")
+    @classmethod
+    def _aes_key_is_43_base64(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            aes_key(
+                value.get_secret_value()
+            )  # WeChatCryptoError (a ValueError): told at start, not per event
         return value
 
     @field_validator("digest_window_s")

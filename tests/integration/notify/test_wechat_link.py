@@ -228,3 +228,24 @@ async def test_qrcode_without_wechat_configured(real_servers: Servers, wechat: W
         finally:
             await app.state.runtime.mongo.drop_database(settings.mongodb_database)
     assert wechat.qrcode_requests == 0
+
+
+async def test_expired_links_are_deleted_when_codes_are_made(
+    running: dict[str, Any], wechat: WeChatServer
+) -> None:
+    """No TTL index on FerretDB v1: the QR-code endpoint deletes links expired over an hour ago (once an hour per
+    process); a link expired a moment ago is kept, for WeChat's redelivery of its event."""
+    http: httpx.AsyncClient = running["http"]
+    settings: NotifySettings = running["settings"]
+    store: Store = running["app"].state.runtime.store
+    now = datetime.now(UTC)
+    old = ["old-scene-" + uuid.uuid4().hex for _ in range(3)]
+    for scene in old:
+        await store.create_wechat_link(scene, "tenant-p", "u-p", now - timedelta(hours=2))
+    recent = "recent-scene-" + uuid.uuid4().hex
+    await store.create_wechat_link(recent, "tenant-p", "u-p", now - timedelta(minutes=5))
+
+    await new_qrcode(http, wechat, auth(settings, "tenant-p", "u-p"))
+    left = await store.wechat_links.count_documents({"tenant_id": "tenant-p"})
+    assert left == 2  # the recent expired one and the new code
+    assert await store.wechat_links.find_one({"_id": hashlib.sha256(recent.encode()).hexdigest()}) is not None

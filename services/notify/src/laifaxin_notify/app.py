@@ -22,7 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, s
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, EmailStr, Field
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.kafka import make_broker
@@ -395,6 +395,7 @@ def create_app(
             ) from None
         expires_at = datetime.now(UTC) + timedelta(seconds=min(expire_s, code.expire_seconds))
         await runtime.store.create_wechat_link(scene, user.tenant_id, user.user_id, expires_at)
+        await _prune_wechat_links(runtime)
         log.info(
             "wechat qrcode created", tenant_id=user.tenant_id, user_id=user.user_id, scene_ref=ref(scene)
         )
@@ -558,6 +559,30 @@ def create_app(
         )
 
     return app
+
+
+LINK_PRUNE_EVERY = timedelta(hours=1)
+"""How often a process deletes expired QR links (on the next ``POST /v1/bindings/wechat/qrcode``)."""
+LINK_KEEP_AFTER_EXPIRY = timedelta(hours=1)
+"""How long an expired link is kept: a consumed link still answers WeChat's redelivery of its event (WeChat
+retries within seconds)."""
+
+
+async def _prune_wechat_links(runtime: Runtime) -> None:
+    """Delete QR links expired over :data:`LINK_KEEP_AFTER_EXPIRY` ago, at most every :data:`LINK_PRUNE_EVERY`
+    per process; a store failure is logged and left for the next time (the code was created)."""
+    now = datetime.now(UTC)
+    last: datetime | None = runtime.extra.get("wechat_links_pruned_at")
+    if last is not None and now - last < LINK_PRUNE_EVERY:
+        return
+    runtime.extra["wechat_links_pruned_at"] = now
+    try:
+        deleted = await runtime.store.prune_wechat_links(now - LINK_KEEP_AFTER_EXPIRY)
+    except PyMongoError as exc:
+        log.warning("expired wechat links not pruned", error=type(exc).__name__)
+        return
+    if deleted:
+        log.info("expired wechat links pruned", deleted=deleted)
 
 
 async def _handle_in_budget(runtime: Runtime, ev: WeChatEvent) -> None:

@@ -19,6 +19,7 @@ Collections:
 - ``wechat_links``: pending WeChat QR-code links (``POST /v1/bindings/wechat/qrcode``), one per code: ``_id`` =
   SHA-256 hex of the random scene id (the id itself is not stored), ``tenant_id``, ``user_id``, ``expires_at``,
   and once consumed by a follow/scan event ``consumed_by`` (the openid; ``""`` before) and ``consumed_at``.
+  Deleted an hour after they expire (:meth:`Store.prune_wechat_links`, from the QR-code endpoint).
 - ``wechat_follows``: per openid (``_id``) the ``CreateTime`` of its latest ``unsubscribe`` event
   (``unsubscribed_at``, seconds since the epoch), so a late redelivery of an older follow/scan event does not
   bind again.
@@ -349,6 +350,15 @@ class Store:
             "consumed_at": None,
         }
         await _busy_retry(lambda: self.wechat_links.insert_one(doc))
+
+    async def prune_wechat_links(self, before: datetime) -> int:
+        """Delete the QR links (pending, used or not) that expired before ``before``; returns how many.
+
+        On MongoDB a TTL index on ``expires_at`` could do this; FerretDB v1 has none, so the QR-code endpoint
+        calls it (at most once an hour per process). A filter on ``expires_at`` scans there.
+        """
+        result = await _busy_retry(lambda: self.wechat_links.delete_many({"expires_at": {"$lt": before}}))
+        return int(result.deleted_count)
 
     async def consume_wechat_link(
         self, scene_id: str, openid: str, now: datetime

@@ -10,7 +10,14 @@ from typing import Any
 import aioimaplib
 import pytest
 
-from laifaxin_shared.imap import StartTlsUnsupportedError, client_tls_context, connect_imap, is_tls
+from laifaxin_shared.imap import (
+    ImapConnectionClosedError,
+    StartTlsUnsupportedError,
+    client_tls_context,
+    connect_imap,
+    is_tls,
+)
+from laifaxin_shared.providers.errors import explain_exception
 from tests.conftest import MailAccount
 
 pytestmark = pytest.mark.integration
@@ -132,26 +139,41 @@ async def test_exists_sent_during_another_command_is_counted(
     await reader.logout()
 
 
+async def logged_in(
+    account: MailAccount, tls_context: ssl.SSLContext, timeout: float = 10.0
+) -> aioimaplib.IMAP4:
+    client = await connect_imap(
+        account.host, account.imaps_port, "ssl", ssl_context=tls_context, timeout=timeout
+    )
+    assert (await client.login(account.email, account.password)).result == "OK"
+    return client
+
+
+async def customers_selected(
+    account: MailAccount, tls_context: ssl.SSLContext
+) -> tuple[aioimaplib.IMAP4, aioimaplib.IMAP4]:
+    """Two sessions: a watcher (60 s command timeout) with a new folder ``Customers`` selected, and a writer."""
+    watcher = await logged_in(account, tls_context, timeout=60)
+    writer = await logged_in(account, tls_context)
+    assert (await writer.create("Customers")).result == "OK"
+    assert (await watcher.select("Customers")).result == "OK"
+    return watcher, writer
+
+
+async def rename_and_file(writer: aioimaplib.IMAP4) -> None:
+    """Rename ``Customers`` and file a message under the new name: Dovecot then ends any session that has the
+    folder selected with "* BYE IMAP session state is inconsistent, please relogin." and a close."""
+    assert (await writer.rename("Customers", "Buyers")).result == "OK"
+    assert (await writer.append(message("filed after the rename"), mailbox="Buyers")).result == "OK"
+
+
 async def test_a_connection_the_server_closes_fails_the_running_command_with_its_bye(
     mail_account: MailAccount, tls_context: ssl.SSLContext
 ) -> None:
-    # Dovecot ends a session whose selected folder another session renamed: "* BYE IMAP session state is
-    # inconsistent, please relogin." and a close. aioimaplib only logs the loss, so the running command waited
-    # for its whole timeout (60 s here) and was reported as a timeout; connect_imap fails it at once, with the BYE.
-    from laifaxin_shared.imap import ImapConnectionClosedError
-    from laifaxin_shared.providers.errors import explain_exception
-
-    reader = await connect_imap(
-        mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context, timeout=60
-    )
-    await reader.login(mail_account.email, mail_account.password)
-    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
-    await writer.login(mail_account.email, mail_account.password)
-    assert (await writer.create("Customers")).result == "OK"
-    assert (await writer.append(message("filed by a rule"), mailbox="Customers")).result == "OK"
-    assert (await reader.select("Customers")).result == "OK"
-    assert (await writer.rename("Customers", "Buyers")).result == "OK"
-    assert (await writer.append(message("filed after the rename"), mailbox="Buyers")).result == "OK"
+    # aioimaplib only logs the loss, so the running command waited for its whole timeout (60 s here) and was
+    # reported as a timeout; connect_imap fails it at once, with the BYE.
+    reader, writer = await customers_selected(mail_account, tls_context)
+    await rename_and_file(writer)
 
     with pytest.raises(ImapConnectionClosedError) as closed:
         await reader.uid_search("UID 1:*", charset=None)
@@ -167,19 +189,9 @@ async def test_idle_on_a_connection_the_server_closes_ends_with_its_bye(
     mail_account: MailAccount, tls_context: ssl.SSLContext
 ) -> None:
     # aioimaplib's IDLE never ended when the server closed the connection (iroco-co/aioimaplib#110).
-    from laifaxin_shared.imap import ImapConnectionClosedError
-
-    watcher = await connect_imap(
-        mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context, timeout=60
-    )
-    await watcher.login(mail_account.email, mail_account.password)
-    writer = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
-    await writer.login(mail_account.email, mail_account.password)
-    assert (await writer.create("Quotes")).result == "OK"
-    assert (await watcher.select("Quotes")).result == "OK"
+    watcher, writer = await customers_selected(mail_account, tls_context)
     idle = await watcher.idle_start(timeout=60)
-    assert (await writer.rename("Quotes", "OldQuotes")).result == "OK"
-    assert (await writer.append(message("after the rename"), mailbox="OldQuotes")).result == "OK"
+    await rename_and_file(writer)
     with pytest.raises(ImapConnectionClosedError):
         await asyncio.wait_for(idle, 60)  # the guard: the server's close is what must end it
     await writer.logout()

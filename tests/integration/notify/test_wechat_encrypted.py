@@ -5,7 +5,6 @@ EncodingAESKey (503) bind nothing. Real Kafka and FerretDB, the loopback WeChat 
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,14 +13,13 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.wechat_crypto import aes_key, encrypt, msg_signature
-from tests.integration.notify.conftest import APPID, alert_handled, classified
-from tests.integration.notify.test_service import auth, make_settings, run_service, wait_for
+from tests.integration.notify.conftest import APPID
+from tests.integration.notify.test_service import make_settings, run_service
 from tests.integration.notify.test_wechat_link import (
     CALLBACK_TOKEN,
-    event_xml,
-    new_qrcode,
+    follow_event_for_a_new_code,
+    link_and_alert,
     signed,
     wechat_bindings,
 )
@@ -67,27 +65,20 @@ def sealed(inner: str, *, mode: str = "safe", appid: str = APPID) -> tuple[dict[
 async def test_an_encrypted_subscribe_links_the_scanner_and_alerts_reach_them(
     running: dict[str, Any], wechat: WeChatServer, mode: str
 ) -> None:
-    http: httpx.AsyncClient = running["http"]
-    settings: NotifySettings = running["settings"]
-    ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
-    scene = await new_qrcode(http, wechat, me)
-    params, body = sealed(event_xml("oSEALED", "subscribe", int(time.time()), f"qrscene_{scene}"), mode=mode)
-    answer = await http.post("/wechat/callback", params=params, content=body)
-    assert answer.status_code == 200 and answer.text == "success"
-    assert await wechat_bindings(http, me) == [("oSEALED", True)]
-    await alert_handled(running, ev)
-    await wait_for(lambda: len(wechat.messages_for("oSEALED")) == 1)
+    async def deliver(http: httpx.AsyncClient, inner: str) -> None:
+        params, body = sealed(inner, mode=mode)
+        answer = await http.post("/wechat/callback", params=params, content=body)
+        assert answer.status_code == 200 and answer.text == "success"
+
+    await link_and_alert(running, wechat, "oSEALED", "subscribe", deliver)
 
 
 async def test_encrypted_events_that_are_not_ours_bind_nothing(
     running: dict[str, Any], wechat: WeChatServer
 ) -> None:
-    http: httpx.AsyncClient = running["http"]
-    settings: NotifySettings = running["settings"]
-    me = auth(settings, "tenant-sealed", "u-sealed")
-    scene = await new_qrcode(http, wechat, me)
-    inner = event_xml("oFORGED", "subscribe", int(time.time()), f"qrscene_{scene}")
+    http, me, inner = await follow_event_for_a_new_code(
+        running, wechat, "tenant-sealed", "u-sealed", "oFORGED"
+    )
 
     params, body = sealed(inner)
     params["msg_signature"] = "0" * 40
@@ -108,10 +99,8 @@ async def test_an_encrypted_event_without_the_key_configured_is_refused(
         real_servers, topic_prefix, wechat, wechat_callback_token=SecretStr(CALLBACK_TOKEN)
     )
     async with run_service(settings, topic_prefix) as api:
-        http: httpx.AsyncClient = api["http"]
-        me = auth(settings, "tenant-nokey", "u-nokey")
-        scene = await new_qrcode(http, wechat, me)
-        params, body = sealed(event_xml("oNOKEY", "subscribe", int(time.time()), f"qrscene_{scene}"))
+        http, me, inner = await follow_event_for_a_new_code(api, wechat, "tenant-nokey", "u-nokey", "oNOKEY")
+        params, body = sealed(inner)
         refused = await http.post("/wechat/callback", params=params, content=body)
         assert refused.status_code == 503 and AES_KEY not in refused.text
         assert await wechat_bindings(http, me) == []

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -90,6 +90,17 @@ async def new_qrcode(http: httpx.AsyncClient, wechat: WeChatServer, headers: dic
     return code.scene
 
 
+async def follow_event_for_a_new_code(
+    running: dict[str, Any], wechat: WeChatServer, tenant_id: str, user_id: str, openid: str
+) -> tuple[httpx.AsyncClient, dict[str, str], str]:
+    """A QR code made by the user ``(tenant_id, user_id)``; returns the API client, the user's headers and the
+    ``subscribe`` event of ``openid`` scanning it (not sent)."""
+    http: httpx.AsyncClient = running["http"]
+    me = auth(running["settings"], tenant_id, user_id)
+    scene = await new_qrcode(http, wechat, me)
+    return http, me, event_xml(openid, "subscribe", int(time.time()), f"qrscene_{scene}")
+
+
 async def wechat_bindings(http: httpx.AsyncClient, headers: dict[str, str]) -> list[tuple[str, bool]]:
     rows = (await http.get("/v1/bindings/wechat", headers=headers)).json()
     return [(r["target_id"], r["active"]) for r in rows]
@@ -139,16 +150,28 @@ async def test_qrcode_subscribe_binds_and_alerts_then_unsubscribe_stops_them(
     assert await wechat_bindings(http, me) == [("oNEW", True)]
 
 
-async def test_scan_when_already_following_binds(running: dict[str, Any], wechat: WeChatServer) -> None:
+async def link_and_alert(
+    running: dict[str, Any],
+    wechat: WeChatServer,
+    openid: str,
+    event: str,
+    deliver: Callable[[httpx.AsyncClient, str], Awaitable[None]] = post_event,
+) -> None:
+    """Make a code for a new user, have ``deliver`` post the scanner's ``event`` (``subscribe`` or ``SCAN``) for
+    it, and check that ``openid`` is bound and gets the user's next alert."""
     http: httpx.AsyncClient = running["http"]
-    settings: NotifySettings = running["settings"]
     ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
+    me = auth(running["settings"], ev.tenant_id, ev.user_id)
     scene = await new_qrcode(http, wechat, me)
-    await post_event(http, event_xml("oFOLLOWER", "SCAN", int(time.time()), scene))
-    assert await wechat_bindings(http, me) == [("oFOLLOWER", True)]
+    key = scene if event == "SCAN" else f"qrscene_{scene}"
+    await deliver(http, event_xml(openid, event, int(time.time()), key))
+    assert await wechat_bindings(http, me) == [(openid, True)]
     await alert_handled(running, ev)
-    await wait_for(lambda: len(wechat.messages_for("oFOLLOWER")) == 1)
+    await wait_for(lambda: len(wechat.messages_for(openid)) == 1)
+
+
+async def test_scan_when_already_following_binds(running: dict[str, Any], wechat: WeChatServer) -> None:
+    await link_and_alert(running, wechat, "oFOLLOWER", "SCAN")
 
 
 async def test_unknown_expired_and_unscened_events_bind_nothing(
@@ -172,11 +195,7 @@ async def test_unknown_expired_and_unscened_events_bind_nothing(
 
 
 async def test_bad_signature_is_refused(running: dict[str, Any], wechat: WeChatServer) -> None:
-    http: httpx.AsyncClient = running["http"]
-    settings: NotifySettings = running["settings"]
-    me = auth(settings, "tenant-s", "u-s")
-    scene = await new_qrcode(http, wechat, me)
-    xml = event_xml("oFORGED", "subscribe", int(time.time()), f"qrscene_{scene}")
+    http, me, xml = await follow_event_for_a_new_code(running, wechat, "tenant-s", "u-s", "oFORGED")
     forged = await http.post("/wechat/callback", params=signed("not-the-token"), content=xml)
     assert forged.status_code == 403
     unsigned = await http.post("/wechat/callback", content=xml)

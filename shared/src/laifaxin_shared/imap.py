@@ -92,6 +92,7 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
     protocol.laifaxin_exists_seen = 0
     protocol.laifaxin_bye = None
     protocol.laifaxin_closed = None
+    protocol.laifaxin_lost = asyncio.Event()
 
     def tracking(line: bytes) -> Any:
         if _EXISTS.match(line):
@@ -103,6 +104,7 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
     def connection_lost(exc: Exception | None) -> None:
         error = ImapConnectionClosedError(protocol.laifaxin_bye)
         protocol.laifaxin_closed = error
+        protocol.laifaxin_lost.set()
         lost(exc)
         running = [protocol.pending_sync_command, *protocol.pending_async_commands.values()]
         for command in running:
@@ -160,6 +162,8 @@ async def connect_imap(
         ssl.SSLError: handshake failed; ``ssl.SSLCertVerificationError`` for an untrusted certificate.
         TimeoutError: no greeting within ``timeout``.
         NotImapGreetingError: the server greeted in another protocol (POP3, SMTP...); nothing was sent to it.
+        ImapConnectionClosedError: the server refused the connection with a ``* BYE`` greeting, or closed it
+            before greeting.
         StartTlsUnsupportedError: ``starttls`` was asked but the server does not offer it.
         aioimaplib.AioImapException: protocol errors.
     """
@@ -232,24 +236,28 @@ async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
     greeting needs that lock, so such a server kept the connect waiting forever, its own timeout included (a
     cancelled wait must take the lock again before it ends). So the first line is checked here before
     aioimaplib acts on it (nothing is sent to a server that is not IMAP), and when ``timeout`` runs out the
-    greeting task is cancelled too.
+    greeting task is cancelled too. A ``* BYE`` greeting (RFC 3501 7.1.5: the server refuses the connection,
+    e.g. too many connections from this address) and a close before any greeting end the wait at once.
 
     Must be called before the connection delivers its first line (right after the client is made).
 
     Raises:
         NotImapGreetingError: the first line is not ``* OK`` / ``* PREAUTH`` / ``* BYE`` (RFC 3501 7.1).
+        ImapConnectionClosedError: a ``* BYE`` greeting (its text in ``bye``), or the server closed the
+            connection before greeting.
         TimeoutError: no greeting and CAPABILITY answer within ``timeout`` seconds.
     """
     loop = asyncio.get_running_loop()
     protocol = client.protocol
-    foreign: asyncio.Future[bytes] = loop.create_future()
+    refused: asyncio.Future[bytes] = loop.create_future()  # a foreign first line, or IMAP's BYE greeting
     welcome = protocol.welcome
 
     async def checked_welcome(line: bytes) -> None:
-        if greeting_protocol(line.decode("utf-8", "replace")) == "imap":
+        text = line.decode("utf-8", "replace")
+        if greeting_protocol(text) == "imap" and not _BYE.match(line):
             await welcome(line)
-        elif not foreign.done():
-            foreign.set_result(line)
+        elif not refused.done():
+            refused.set_result(line)
 
     protocol.welcome = checked_welcome  # aioimaplib calls it with the first line
 
@@ -259,13 +267,20 @@ async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
 
     watchdog = loop.call_later(timeout, expire)
     hello = asyncio.ensure_future(client.wait_hello_from_server())
+    closed = asyncio.ensure_future(protocol.laifaxin_lost.wait())
     try:
-        await asyncio.wait({hello, foreign}, return_when=asyncio.FIRST_COMPLETED)
-        if foreign.done():
-            raise NotImapGreetingError(foreign.result().decode("utf-8", "replace").strip()[:200])
+        await asyncio.wait({hello, refused, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if refused.done():
+            line = refused.result()
+            if bye := _BYE.match(line):
+                raise ImapConnectionClosedError(bye.group(1).decode("utf-8", "replace").strip()[:300] or None)
+            raise NotImapGreetingError(line.decode("utf-8", "replace").strip()[:200])
+        if closed.done() and not hello.done():
+            raise ImapConnectionClosedError(None)
         await hello
     finally:
         watchdog.cancel()
+        closed.cancel()
         if not hello.done():
             hello.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):

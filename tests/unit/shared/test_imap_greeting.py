@@ -18,8 +18,9 @@ def greeter(greeting: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWr
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(greeting)
         await writer.drain()
-        await reader.read()  # then silence until the client goes
-        writer.close()
+        if greeting and not greeting.startswith(b"* BYE"):
+            await reader.read()  # then silence until the client goes
+        writer.close()  # a BYE greeting or none: closed at once
 
     return handle
 
@@ -83,3 +84,28 @@ def test_a_closed_connection_is_classified_by_its_bye(bye: str | None, code: str
     error = explain_exception(ImapConnectionClosedError(bye), "imap", host="imap.example.com", port=993)
     assert error.code.value == code
     assert error.server_text is not None and (bye or "closed the connection") in error.server_text
+
+
+@pytest.mark.parametrize(
+    ("server", "bye"),
+    [
+        (b"* BYE Too many connections from your IP\r\n", "Too many connections from your IP"),
+        (b"", None),  # accepted, then closed without a greeting
+    ],
+    ids=["bye-greeting", "closed-silently"],
+    indirect=["server"],
+)
+async def test_a_refused_or_closed_connection_ends_the_connect_at_once(server: int, bye: str | None) -> None:
+    """RFC 3501 7.1.5: a BYE greeting refuses the connection; with a 60 s timeout, only the refusal itself can
+    end the connect within the test's guard (before, both waited for the timeout)."""
+    attempt = asyncio.create_task(connect_imap("127.0.0.1", server, "starttls", timeout=60))
+    done, _ = await asyncio.wait({attempt}, timeout=20)
+    if not done:
+        attempt.cancel()
+    assert attempt in done, "connect_imap waited for its timeout"
+    error = attempt.exception()
+    assert isinstance(error, ImapConnectionClosedError) and error.bye == bye
+    code = "too_many_connections" if bye else "server_unavailable"
+    assert (
+        explain_exception(error, "imap", host="127.0.0.1", port=143, security="starttls").code.value == code
+    )

@@ -1138,7 +1138,7 @@ def explain_exception(
       section 4), ``wrong_port`` for an SMTP banner, ``unknown`` otherwise;
     - :class:`~laifaxin_shared.imap.ImapConnectionClosedError` → the server's ``BYE`` text classified like a
       reply (:func:`explain`: a throttling or provider rule wins), ``server_unavailable`` otherwise or without
-      a ``BYE``;
+      a ``BYE`` (``tls_mismatch`` on a port whose usual security differs from ``security``);
     - :class:`ConnectionRefusedError` → ``connection_refused``; unreachable network/host → same;
     - :class:`TimeoutError` → ``timeout``, or ``tls_mismatch`` when STARTTLS was tried on an implicit-TLS
       port (993/465: the server waits for a ClientHello while the client waits for a greeting);
@@ -1179,7 +1179,7 @@ def explain_exception(
             said = explain(protocol or "imap", exc.bye, provider_id, secrets=secrets)
             if said.code is not ErrorCode.UNKNOWN:
                 return replace(said, server_text=text, rule=f"bye:{said.rule}")
-        return build(ErrorCode.SERVER_UNAVAILABLE)
+        return build(ErrorCode.TLS_MISMATCH if mismatched_port else ErrorCode.SERVER_UNAVAILABLE)
     if isinstance(exc, ConnectionRefusedError):
         return build(ErrorCode.CONNECTION_REFUSED)
     if isinstance(exc, TimeoutError):

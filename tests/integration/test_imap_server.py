@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from email.message import EmailMessage
 from typing import Any
@@ -195,3 +196,31 @@ async def test_idle_on_a_connection_the_server_closes_ends_with_its_bye(
     with pytest.raises(ImapConnectionClosedError):
         await asyncio.wait_for(idle, 60)  # the guard: the server's close is what must end it
     await writer.logout()
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+async def test_keepalive_probes_are_set_on_the_socket(
+    mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
+) -> None:
+    # A quiet IDLE connection keeps its NAT mapping and a dead peer is found in about 2 x 40 s (Linux options).
+    port = mail_account.imaps_port if security == "ssl" else mail_account.imap_port
+    client = await connect_imap(
+        mail_account.host,
+        port,
+        security,  # type: ignore[arg-type]
+        ssl_context=tls_context,
+        keepalive=40,
+    )
+    sock = client.protocol.transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 40
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 4
+    assert (await client.login(mail_account.email, mail_account.password)).result == "OK"
+    await client.logout()
+    plain = await connect_imap(mail_account.host, mail_account.imaps_port, "ssl", ssl_context=tls_context)
+    assert (
+        plain.protocol.transport.get_extra_info("socket").getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        == 0
+    )
+    await plain.logout()

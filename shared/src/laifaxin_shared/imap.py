@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
 import ssl
 from typing import Any, Literal
 
@@ -148,6 +149,7 @@ async def connect_imap(
     *,
     ssl_context: ssl.SSLContext | None = None,
     timeout: float = 10.0,
+    keepalive: float | None = None,
 ) -> aioimaplib.IMAP4:
     """Connect, read the greeting, and secure the session; returns a client in the NONAUTH state.
 
@@ -156,6 +158,8 @@ async def connect_imap(
         security: ``ssl`` for implicit TLS (RFC 8314), ``starttls`` for an upgrade on a plain port.
         ssl_context: a verifying context (default: :func:`client_tls_context`).
         timeout: seconds for connecting and for each command.
+        keepalive: seconds of silence before TCP keepalive probes (:func:`set_keepalive`); None: the system's
+            default (no probes on Linux). For long-lived connections (IDLE).
 
     Raises:
         OSError: refused, unreachable, or name resolution failed (``socket.gaierror``).
@@ -170,7 +174,10 @@ async def connect_imap(
     ctx = ssl_context or client_tls_context()
     pending: list[aioimaplib.IMAP4] = []
     try:
-        return await _connect(host, port, security, ctx, timeout, pending)
+        client = await _connect(host, port, security, ctx, timeout, pending)
+        if keepalive is not None:
+            set_keepalive(client, keepalive)
+        return client
     except BaseException:
         # A failed or cancelled connect must not leave its socket open (aioimaplib keeps the transport).
         for client in pending:
@@ -285,6 +292,37 @@ async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
             hello.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await hello
+
+
+KEEPALIVE_PROBES = 4
+"""Unanswered TCP keepalive probes before the kernel declares the peer dead."""
+
+
+def set_keepalive(client: aioimaplib.IMAP4, idle_s: float) -> None:
+    """Turn on TCP keepalive (``SO_KEEPALIVE``; Linux ``TCP_KEEPIDLE`` = ``idle_s``, ``TCP_KEEPINTVL`` =
+    ``idle_s`` / 4, ``TCP_KEEPCNT`` = :data:`KEEPALIVE_PROBES`) on the client's socket.
+
+    An IMAP connection in IDLE may carry nothing for many minutes (RFC 2177 lets it last 29). A NAT or firewall
+    on the way forgets such a flow (AWS NAT gateways after 350 s of silence) and the server's ``EXISTS`` never
+    arrives, while nothing tells the client. With probes every ``idle_s`` of silence the flow stays known, and
+    a dead peer closes the socket after about ``idle_s`` * 2 seconds: :func:`connect_imap`'s clients then fail
+    the running command, IDLE included, with :class:`ImapConnectionClosedError`, and the caller reconnects.
+    Options the platform lacks are skipped.
+    """
+    transport = client.protocol.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle = max(1, int(idle_s))
+    for name, value in (
+        ("TCP_KEEPIDLE", idle),
+        ("TCP_KEEPINTVL", max(1, idle // 4)),
+        ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def is_tls(client: aioimaplib.IMAP4) -> bool:

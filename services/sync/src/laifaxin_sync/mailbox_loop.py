@@ -569,6 +569,7 @@ class MailboxLoop:
             imap["security"],
             ssl_context=self.ctx.ssl_context,
             timeout=s.imap_timeout,
+            keepalive=s.tcp_keepalive_seconds or None,
         )
         self.ctx.metrics.connections.inc()
         try:

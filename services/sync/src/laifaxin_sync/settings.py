@@ -49,6 +49,14 @@ class SyncSettings(ServiceSettings):
     imap_timeout: float = Field(
         default=30.0, gt=0, description="Seconds for connecting and for each command."
     )
+    tcp_keepalive_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds of silence on an IMAP connection before TCP keepalive probes (every quarter of "
+        "that, 4 unanswered = dead: a dead peer is noticed after about twice this). Keeps NAT and firewall "
+        "mappings of a quiet IDLE connection alive (AWS NAT gateways drop them after 350 s) and ends a dead one "
+        "instead of waiting for the next poll. 0: off (the system's default).",
+    )
     idle_enabled: bool = Field(default=True, description="Use IDLE (RFC 2177) on INBOX where advertised.")
     idle_reissue_seconds: float = Field(
         default=25 * 60,

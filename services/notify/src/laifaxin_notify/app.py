@@ -517,10 +517,11 @@ def create_app(
         400 for a body that is not XML. With ``encrypt_type=aes`` (safe or compatible mode) the ``Encrypt``
         element is checked against ``msg_signature`` (403 when wrong) and decrypted with
         ``NOTIFY_WECHAT_ENCODING_AES_KEY`` (:mod:`laifaxin_notify.wechat_crypto`): 400 when it cannot be (wrong
-        key, another AppID's message), 503 when that setting is empty; each logged with the fix. Events: ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the
-        delivery; ``subscribe`` with ``EventKey`` ``qrscene_<scene>`` or ``SCAN`` with ``<scene>`` binds the
-        sender's openid (``FromUserName``) to the user of a pending QR link (``POST /v1/bindings/wechat/qrcode``);
-        ``unsubscribe`` marks that openid's WeChat bindings inactive (as errcode 43004 does). Idempotent: WeChat
+        key, another AppID's message), 503 when that setting is empty; each logged with the fix.
+
+        Events: ``TEMPLATESENDJOBFINISH`` (``MsgID``, ``Status``) updates the delivery; ``subscribe`` with
+        ``EventKey`` ``qrscene_<scene>`` or ``SCAN`` with ``<scene>`` binds the sender's openid (``FromUserName``)
+        to the user of a pending QR link (``POST /v1/bindings/wechat/qrcode``); ``unsubscribe`` marks that openid's WeChat bindings inactive (as errcode 43004 does). Idempotent: WeChat
         redelivers an event unanswered within 5 s. Handling waits at most ``CALLBACK_BUDGET_S`` (4 s), then goes on
         in the background; a failure is logged and still answered ``success`` (the user can scan again).
         """

@@ -72,6 +72,19 @@ class ImapConnectionClosedError(ConnectionError):
 
 _EXISTS = re.compile(rb"^(?:\* )?(\d+) EXISTS")
 _BYE = re.compile(rb"^(?:\* )?BYE ?(.*)", re.DOTALL)
+_STATUS = re.compile(rb'^(?:\* )?STATUS (?P<name>"(?:[^"\\]|\\.)*"|[^ "]+) \(', re.IGNORECASE)
+
+
+def status_mailbox(line: bytes | bytearray) -> str | None:
+    """The mailbox an untagged ``STATUS`` line names (RFC 3501 7.2.4), as on the wire (modified UTF-7, quotes
+    removed); None for any other line or a name sent as a literal."""
+    match = _STATUS.match(bytes(line))
+    if match is None:
+        return None
+    name = match.group("name").decode("ascii", "replace")
+    if len(name) >= 2 and name[0] == '"' and name[-1] == '"':
+        name = re.sub(r"\\(.)", r"\1", name[1:-1])
+    return name
 
 
 def _instrument(client: aioimaplib.IMAP4) -> None:
@@ -81,6 +94,11 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
       untagged responses only to IDLE, NOOP or the command they name, and drops the rest; an ``EXISTS`` sent
       during a FETCH is then lost, and a client that goes back to IDLE waits for a notification the server has
       already given. :func:`exists_notifications` exposes the count.
+    - An untagged ``STATUS`` (RFC 3501 7.2.4) that no STATUS command asked for, as NOTIFY (RFC 5465 5.2) sends
+      when another folder changes, is noted (:func:`take_notified_folders`) and kept out of the running
+      command's reply: aioimaplib appends every untagged line to the command under way, where a foreign
+      ``UIDVALIDITY`` / ``UIDNEXT`` in an EXAMINE reply would be read as the examined folder's. Under IDLE it
+      reaches the IDLE queue as usual (``wait_server_push``).
     - A closed connection fails the running commands at once with :class:`ImapConnectionClosedError` (carrying
       the server's ``BYE`` text), and any later command too. aioimaplib (2.0.3, iroco-co/aioimaplib#110) only
       logs the loss, so a command in flight, IDLE included, waited for its full timeout and then looked like a
@@ -91,6 +109,7 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
     lost = protocol.connection_lost
     execute = protocol.execute
     protocol.laifaxin_exists_seen = 0
+    protocol.laifaxin_notified = set()
     protocol.laifaxin_bye = None
     protocol.laifaxin_closed = None
     protocol.laifaxin_lost = asyncio.Event()
@@ -100,6 +119,9 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
             protocol.laifaxin_exists_seen += 1
         elif bye := _BYE.match(line):
             protocol.laifaxin_bye = bye.group(1).decode("utf-8", "replace").strip()[:300] or None
+        elif (name := status_mailbox(line)) is not None and not _status_expected(protocol):
+            protocol.laifaxin_notified.add(name)
+            return None  # as aioimaplib's own "ignored untagged response"
         return untagged(line)
 
     def connection_lost(exc: Exception | None) -> None:
@@ -121,6 +143,24 @@ def _instrument(client: aioimaplib.IMAP4) -> None:
     protocol._untagged_response = tracking
     protocol.connection_lost = connection_lost
     protocol.execute = checked_execute
+
+
+def _status_expected(protocol: Any) -> bool:
+    """Whether an untagged STATUS now belongs to the command under way: IDLE (it is queued for the caller) or
+    a STATUS command (aioimaplib runs STATUS as an async command, with no sync command pending)."""
+    pending = protocol.pending_sync_command
+    if pending is not None:
+        return bool(pending.name == "IDLE")
+    return "STATUS" in protocol.pending_async_commands
+
+
+def take_notified_folders(client: aioimaplib.IMAP4) -> set[str]:
+    """The folders (wire names: :func:`status_mailbox`) that untagged ``STATUS`` responses named since the last
+    call, outside IDLE and outside a STATUS command (NOTIFY events, RFC 5465 5.2; see :func:`_instrument`)."""
+    protocol: Any = client.protocol
+    names: set[str] = getattr(protocol, "laifaxin_notified", set())
+    protocol.laifaxin_notified = set()
+    return names
 
 
 def exists_notifications(client: aioimaplib.IMAP4) -> int:
@@ -292,6 +332,35 @@ async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
             hello.cancel()
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await hello
+
+
+NOTIFY_EVENTS = "(selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))"
+"""What :func:`notify_set` asks for (RFC 5465 5.1, 5.2): ``EXISTS`` / ``EXPUNGE`` for the selected folder, as
+without NOTIFY, and an untagged ``STATUS`` (``MESSAGES``, ``UIDNEXT``, ``UIDVALIDITY``) when mail arrives in or
+leaves any other personal folder."""
+
+
+async def notify_set(client: aioimaplib.IMAP4, timeout: float) -> aioimaplib.Response:
+    """``NOTIFY SET`` :data:`NOTIFY_EVENTS` (RFC 5465 3.1) on an authenticated connection whose server
+    advertises ``NOTIFY``: then other folders' changes are pushed as untagged ``STATUS`` during IDLE (and counted
+    by :func:`take_notified_folders` outside it) instead of being found by polling.
+
+    aioimaplib has no NOTIFY command; it is added to its command table (valid when authenticated or selected,
+    run like other sync commands) and executed through the protocol, as STARTTLS is above.
+
+    Returns the tagged reply (``NO`` / ``BAD``: the server refused; nothing changed on the connection).
+
+    Raises:
+        TimeoutError, aioimaplib.AioImapException, ImapConnectionClosedError: the connection failed.
+    """
+    aioimaplib.Commands.setdefault(
+        "NOTIFY",
+        aioimaplib.Cmd("NOTIFY", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync),
+    )
+    protocol = client.protocol
+    command = aioimaplib.Command("NOTIFY", protocol.new_tag(), "SET", NOTIFY_EVENTS, loop=protocol.loop)
+    response: aioimaplib.Response = await asyncio.wait_for(protocol.execute(command), timeout)
+    return response
 
 
 KEEPALIVE_PROBES = 4

@@ -15,7 +15,9 @@ MESSAGES, HIGHESTMODSEQ with CONDSTORE) and only a changed one is EXAMINEd and s
 baseline and initial window (:class:`~laifaxin_sync.folder_sync.FolderSync`; a message in two folders is
 published once, by Message-ID). LIST is done again at the first poll ``SYNC_FOLDER_LIST_SECONDS`` after the
 last one (new folders), and at the next poll when a folder's STATUS failed (deleted or renamed: it is dropped).
-A user folder that STATUS shows but EXAMINE refuses is skipped until the next LIST; the mailbox goes on. One
+A user folder that STATUS shows but EXAMINE refuses is skipped until the next LIST; the mailbox goes on. Where
+the server offers NOTIFY (RFC 5465) and ``SYNC_IMAP_NOTIFY`` is on, the other folders' changes are pushed as
+untagged ``STATUS`` during IDLE and polled at once (the interval poll stays as the safety net). One
 STATUS per folder per poll rather than LIST-STATUS (RFC 5819): aioimaplib drops the untagged ``STATUS`` replies
 of a LIST command. ``ENABLE CONDSTORE``
 (RFC 7162 3.1) makes SELECT/STATUS report HIGHESTMODSEQ; ``ID`` (RFC 2971) is sent when the provider requires
@@ -47,12 +49,20 @@ from typing import Any
 
 import aioimaplib
 from aiokafka.errors import KafkaError
+from imapclient import imap_utf7
 from pymongo.errors import PyMongoError
 
 from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
-from laifaxin_shared.imap import ImapConnectionClosedError, connect_imap, exists_notifications
+from laifaxin_shared.imap import (
+    ImapConnectionClosedError,
+    connect_imap,
+    exists_notifications,
+    notify_set,
+    status_mailbox,
+    take_notified_folders,
+)
 from laifaxin_shared.logging import get_logger, redact_text
 from laifaxin_shared.netguard import HostAllowlist
 from laifaxin_shared.providers.errors import (
@@ -690,12 +700,15 @@ class MailboxLoop:
         self._count_user_folders(len(others))
         list_due = loop.time() + s.folder_list_seconds
         use_idle = s.idle_enabled and client.has_capability("IDLE")
+        pushed = use_idle and s.imap_notify and await self._notify_set(client)
         junk_due = loop.time()
         inbox_due = loop.time()
         while True:
             self.guard()
             now = loop.time()
             mark = exists_notifications(client)
+            if pushed and _wire_names(junk, others) & take_notified_folders(client):
+                junk_due = now  # NOTIFY: a polled folder changed while another command ran
             if now >= inbox_due or use_idle:
                 await self._examine(client, INBOX, sync)
                 inbox_due = now + self.interval
@@ -734,7 +747,10 @@ class MailboxLoop:
             if await self._catch_up(client, sync, mark):
                 await self._synced(sync)  # a pass of its own: its progress must not add up with the next one
             while True:
-                wake = await self._idle(client, deadline)
+                wake = await self._idle(client, deadline, _wire_names(junk, others) if pushed else set())
+                if wake == "status":
+                    junk_due = loop.time()  # NOTIFY pushed a change of a polled folder: poll them now
+                    self.ctx.metrics.notify_wakeups.inc()
                 if wake != "exists":
                     break
                 self.guard()
@@ -797,8 +813,23 @@ class MailboxLoop:
             return "refused"
         return "selected"
 
-    async def _idle(self, client: aioimaplib.IMAP4, deadline: float) -> str:
-        """IDLE (RFC 2177) until new mail (``exists``), ``deadline`` (loop time) or a stop; then DONE."""
+    async def _notify_set(self, client: aioimaplib.IMAP4) -> bool:
+        """Ask a server that advertises NOTIFY to push the other folders' changes (RFC 5465,
+        :func:`~laifaxin_shared.imap.notify_set`); False when it does not or refuses (they are polled)."""
+        if not client.has_capability("NOTIFY"):
+            return False
+        reply = await notify_set(client, self.ctx.settings.imap_timeout)
+        if reply.result != "OK":
+            text = b" ".join(x for x in reply.lines if isinstance(x, bytes)).decode("utf-8", "replace")
+            log.info(
+                "NOTIFY refused; other folders are polled", mailbox_id=self.mailbox_id, server_text=text[:300]
+            )
+            return False
+        return True
+
+    async def _idle(self, client: aioimaplib.IMAP4, deadline: float, pushed: set[str]) -> str:
+        """IDLE (RFC 2177) until new mail (``exists``), a NOTIFY ``STATUS`` naming one of the ``pushed`` folders
+        (wire names; ``status``), ``deadline`` (loop time) or a stop; then DONE."""
         loop = asyncio.get_running_loop()
         timeout = max(0.05, deadline - loop.time())
         idle = await client.idle_start(timeout=timeout)
@@ -822,6 +853,8 @@ class MailboxLoop:
                     return "deadline"
                 if has_exists(lines):
                     return "exists"
+                if pushed and any(status_mailbox(x) in pushed for x in lines if isinstance(x, bytes)):
+                    return "status"
         finally:
             self.ctx.metrics.idle_connections.dec()
             for fut in (push, stop):
@@ -831,6 +864,12 @@ class MailboxLoop:
                 client.idle_done()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(idle, self.ctx.settings.imap_timeout)
+
+
+def _wire_names(junk: Folder | None, others: list[Folder]) -> set[str]:
+    """The polled folders' names as the server writes them (modified UTF-7, RFC 3501 5.1.3)."""
+    folders = ([junk] if junk is not None else []) + others
+    return {imap_utf7.encode(f.name).decode("ascii") for f in folders}
 
 
 def _aware(at: Any) -> datetime | None:

@@ -62,6 +62,11 @@ class SyncMetrics:
             ["code"],
             registry=r,
         )
+        self.notify_wakeups = Counter(
+            "sync_notify_wakeups_total",
+            "IDLE ended by a NOTIFY STATUS (RFC 5465) for Junk or a user folder, which is then synced at once.",
+            registry=r,
+        )
         self.status_events = Counter(
             "sync_status_events_total",
             "mailbox.sync_status events sent (transitions and ok refreshes).",

@@ -57,6 +57,12 @@ class SyncSettings(ServiceSettings):
         "mappings of a quiet IDLE connection alive (AWS NAT gateways drop them after 350 s) and ends a dead one "
         "instead of waiting for the next poll. 0: off (the system's default).",
     )
+    imap_notify: bool = Field(
+        default=True,
+        description="Where the server advertises NOTIFY (RFC 5465; Dovecot does) and IDLE is used, ask it to push "
+        "changes of the other folders (Junk, user folders) as STATUS during IDLE, so they are synced at once "
+        "instead of at the next poll. false: those folders are polled at the interval only.",
+    )
     idle_enabled: bool = Field(default=True, description="Use IDLE (RFC 2177) on INBOX where advertised.")
     idle_reissue_seconds: float = Field(
         default=25 * 60,

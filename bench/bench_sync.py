@@ -8,8 +8,10 @@
 3. **Scale**: one worker holding M mailboxes (full 100/500/1,000; quick 50/100), IDLE and 60-second polling:
    CPU (share of one core, steady state), RSS, and APPEND-to-event latency (target at 1,000: under one core and
    under 500 MB). CPU and RSS are of the worker process plus its children (the parsing pool).
+4. **Folders**: APPEND into a user folder (as a filter rule files mail) to its ``mail.received``: pushed by
+   NOTIFY (RFC 5465) during IDLE, against the 180 s poll interval that finds it without NOTIFY.
 
-Usage: ``python bench/bench_sync.py [--quick] [--only latency,catchup,scale]``. Prints ``figure: NAME = VALUE
+Usage: ``python bench/bench_sync.py [--quick] [--only latency,folders,catchup,scale]``. Prints ``figure: NAME = VALUE
 UNIT`` lines (``x`` for ratios).
 """
 
@@ -392,6 +394,36 @@ async def bench_latency(info: dict[str, Any], accounts: Accounts, quick: bool) -
         figure("idle_latency_n", len(total), "messages")
 
 
+async def bench_folders(info: dict[str, Any], accounts: Accounts, quick: bool) -> None:
+    """Mail filed into a user folder (as a filter rule does), one message at a time: with NOTIFY (RFC 5465,
+    Dovecot pushes a STATUS for the folder during IDLE) against the mailbox's poll interval (180 s), which is
+    what finds it without NOTIFY (Gmail, QQ, NetEase...)."""
+    [(email, pw)] = accounts.make(1, "fold")
+    writer = await login(info, email, pw)
+    assert (await writer.create("Customers")).result == "OK"
+    async with World(info) as world:
+        world.start_worker()
+        mailbox_id = await world.register(email, pw)
+        await wait(lambda: mailbox_id in world.ok, 60, "mailbox ok")
+        await asyncio.sleep(1.0)
+        n = 10 if quick else 40
+        took: list[float] = []
+        for i in range(n):
+            subject = f"folder {i} {uuid.uuid4().hex[:6]}"
+            t0 = time.monotonic()
+            assert (await writer.append(message(subject), mailbox="Customers")).result == "OK"
+            await wait(lambda s=subject: s in world.arrivals, 60, "folder event")
+            took.append(world.arrivals[subject] - t0)
+            await asyncio.sleep(0.5)
+        await writer.logout()
+        p50 = percentile(took, 50)
+        figure("folder_push_latency_p50", p50 * 1000, "ms")
+        figure("folder_push_latency_p99", percentile(took, 99) * 1000, "ms")
+        figure("folder_poll_interval", 180.0, "s")
+        figure("folder_push_vs_poll_interval_ratio", p50 / 180.0, "x")
+        figure("folder_latency_n", len(took), "messages")
+
+
 async def _append_many(info: dict[str, Any], email: str, pw: str, n: int, tag: str, conns: int = 4) -> None:
     async def worker(k: int) -> None:
         client = await login(info, email, pw)
@@ -531,7 +563,7 @@ async def bench_scale(
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", default="latency,catchup,scale")
+    parser.add_argument("--only", default="latency,folders,catchup,scale")
     parser.add_argument(
         "--scale-sizes", default="", help="comma-separated mailbox counts (overrides the defaults)"
     )
@@ -542,6 +574,8 @@ async def main() -> int:
     only = set(args.only.split(","))
     if "latency" in only:
         await bench_latency(info, accounts, args.quick)
+    if "folders" in only:
+        await bench_folders(info, accounts, args.quick)
     if "catchup" in only:
         await bench_catchup(info, accounts, args.quick)
     if "scale" in only:

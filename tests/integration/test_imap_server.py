@@ -34,12 +34,19 @@ def message(subject: str) -> bytes:
     return msg.as_bytes()
 
 
+async def connected(
+    account: MailAccount, tls_context: ssl.SSLContext, security: str, **options: Any
+) -> aioimaplib.IMAP4:
+    """connect_imap to the local Dovecot over implicit TLS (``ssl``, 993's stand-in) or ``starttls``."""
+    port = account.imaps_port if security == "ssl" else account.imap_port
+    return await connect_imap(account.host, port, security, ssl_context=tls_context, **options)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("security", ["ssl", "starttls"])
 async def test_login_append_select_fetch(
     mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
 ) -> None:
-    port = mail_account.imaps_port if security == "ssl" else mail_account.imap_port
-    client = await connect_imap(mail_account.host, port, security, ssl_context=tls_context)  # type: ignore[arg-type]
+    client = await connected(mail_account, tls_context, security)
     assert is_tls(client)
     login = await client.login(mail_account.email, mail_account.password)
     assert login.result == "OK"
@@ -203,14 +210,7 @@ async def test_keepalive_probes_are_set_on_the_socket(
     mail_account: MailAccount, tls_context: ssl.SSLContext, security: str
 ) -> None:
     # A quiet IDLE connection keeps its NAT mapping and a dead peer is found in about 2 x 40 s (Linux options).
-    port = mail_account.imaps_port if security == "ssl" else mail_account.imap_port
-    client = await connect_imap(
-        mail_account.host,
-        port,
-        security,  # type: ignore[arg-type]
-        ssl_context=tls_context,
-        keepalive=40,
-    )
+    client = await connected(mail_account, tls_context, security, keepalive=40)
     sock = client.protocol.transport.get_extra_info("socket")
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 40

@@ -334,6 +334,10 @@ async def _greeting(client: aioimaplib.IMAP4, timeout: float) -> None:
                 await hello
 
 
+aioimaplib.Commands.setdefault(  # RFC 5465 NOTIFY, which aioimaplib 2.0.3 does not know: see notify_set()
+    "NOTIFY", aioimaplib.Cmd("NOTIFY", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync)
+)
+
 NOTIFY_EVENTS = "(selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge))"
 """What :func:`notify_set` asks for (RFC 5465 5.1, 5.2): ``EXISTS`` / ``EXPUNGE`` for the selected folder, as
 without NOTIFY, and an untagged ``STATUS`` (``MESSAGES``, ``UIDNEXT``, ``UIDVALIDITY``) when mail arrives in or
@@ -345,18 +349,15 @@ async def notify_set(client: aioimaplib.IMAP4, timeout: float) -> aioimaplib.Res
     advertises ``NOTIFY``: then other folders' changes are pushed as untagged ``STATUS`` during IDLE (and counted
     by :func:`take_notified_folders` outside it) instead of being found by polling.
 
-    aioimaplib has no NOTIFY command; it is added to its command table (valid when authenticated or selected,
-    run like other sync commands) and executed through the protocol, as STARTTLS is above.
+    aioimaplib has no NOTIFY command; this module adds it to aioimaplib's command table once, at import (valid
+    when authenticated or selected, run like other sync commands), and it is executed through the protocol, as
+    STARTTLS is above.
 
     Returns the tagged reply (``NO`` / ``BAD``: the server refused; nothing changed on the connection).
 
     Raises:
         TimeoutError, aioimaplib.AioImapException, ImapConnectionClosedError: the connection failed.
     """
-    aioimaplib.Commands.setdefault(
-        "NOTIFY",
-        aioimaplib.Cmd("NOTIFY", (aioimaplib.AUTH, aioimaplib.SELECTED), aioimaplib.Exec.is_sync),
-    )
     protocol = client.protocol
     command = aioimaplib.Command("NOTIFY", protocol.new_tag(), "SET", NOTIFY_EVENTS, loop=protocol.loop)
     response: aioimaplib.Response = await asyncio.wait_for(protocol.execute(command), timeout)

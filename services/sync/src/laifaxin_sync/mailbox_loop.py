@@ -370,8 +370,7 @@ class MailboxLoop:
                 error=redact_text(f"{type(exc).__name__}: {exc}")[:300],
             )
             self.ctx.metrics.errors.labels("infrastructure").inc()
-            if connected_at is not None:
-                self.backoff.connection_lasted(time.monotonic() - connected_at)
+            self._connection_ended(connected_at)
             return self.backoff.next_delay("error")
         except Exception as exc:  # noqa: BLE001  # any failure of one mailbox is classified, reported and backed off
             if isinstance(exc, ImapCommandError):
@@ -386,8 +385,7 @@ class MailboxLoop:
                     provider_id=self.config.get("provider_id"),
                     secrets=[password],
                 )
-            if connected_at is not None:
-                self.backoff.connection_lasted(time.monotonic() - connected_at)  # a stable one: failures = 0
+            self._connection_ended(connected_at)  # before the check: a stable connection resets the failures
             if self._closed_by_server(exc, error):
                 return self._reconnect_quietly(error)
             kind: Kind
@@ -407,7 +405,12 @@ class MailboxLoop:
                 exc_type=type(exc).__name__,
                 server_text=error.server_text,
             )
-            return await self._failed(error, kind, connected_at)
+            return await self._failed(error, kind, None)  # the connection's length is recorded above
+
+    def _connection_ended(self, connected_at: float | None) -> None:
+        """Tell the backoff how long the connection that just failed stayed up (None: it never logged in)."""
+        if connected_at is not None:
+            self.backoff.connection_lasted(time.monotonic() - connected_at)
 
     def _closed_by_server(self, exc: BaseException, error: MailError) -> bool:
         """Whether ``exc`` is a working connection's close by the server, the first failure since the last
@@ -430,8 +433,7 @@ class MailboxLoop:
 
     async def _failed(self, error: MailError, kind: Kind, connected_at: float | None) -> float:
         self.ctx.metrics.errors.labels(error.code.value).inc()
-        if connected_at is not None:
-            self.backoff.connection_lasted(time.monotonic() - connected_at)
+        self._connection_ended(connected_at)
         delay = self.backoff.next_delay(kind)
         retry_at = utc_now() + timedelta(seconds=delay)
         await self.report(error.sync_state, error=error, retry_at=retry_at)
@@ -700,14 +702,14 @@ class MailboxLoop:
         self._count_user_folders(len(others))
         list_due = loop.time() + s.folder_list_seconds
         use_idle = s.idle_enabled and client.has_capability("IDLE")
-        pushed = use_idle and s.imap_notify and await self._notify_set(client)
+        notify_on = use_idle and s.imap_notify and await self._notify_set(client)
         junk_due = loop.time()
         inbox_due = loop.time()
         while True:
             self.guard()
             now = loop.time()
             mark = exists_notifications(client)
-            if pushed and _wire_names(junk, others) & take_notified_folders(client):
+            if notify_on and _wire_names(junk, others) & take_notified_folders(client):
                 junk_due = now  # NOTIFY: a polled folder changed while another command ran
             if now >= inbox_due or use_idle:
                 await self._examine(client, INBOX, sync)
@@ -747,7 +749,7 @@ class MailboxLoop:
             if await self._catch_up(client, sync, mark):
                 await self._synced(sync)  # a pass of its own: its progress must not add up with the next one
             while True:
-                wake = await self._idle(client, deadline, _wire_names(junk, others) if pushed else set())
+                wake = await self._idle(client, deadline, _wire_names(junk, others) if notify_on else set())
                 if wake == "status":
                     junk_due = loop.time()  # NOTIFY pushed a change of a polled folder: poll them now
                     self.ctx.metrics.notify_wakeups.inc()

@@ -17,7 +17,14 @@ from laifaxin_notify.app import create_app
 from laifaxin_notify.settings import NotifySettings
 from laifaxin_shared.kafka import publish_event
 from tests.integration.notify.conftest import classified, serve
-from tests.integration.notify.test_service import auth, make_settings, read_topic, run_service, wait_for
+from tests.integration.notify.test_service import (
+    auth,
+    make_settings,
+    new_user,
+    read_topic,
+    run_service,
+    wait_for,
+)
 from tests.support.infra import Servers
 from tests.support.webhook_server import WebhookServer
 from tests.support.wechat_server import WeChatServer
@@ -141,11 +148,9 @@ async def running(
 async def test_robot_errcode_retries_through_kafka_and_bad_robot_is_dead_lettered(
     running: dict[str, Any], hooks: WebhookServer
 ) -> None:
-    http: httpx.AsyncClient = running["http"]
     settings: NotifySettings = running["settings"]
     producer: KafkaBroker = running["producer"]
-    ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
+    http, ev, me = new_user(running)
     assert (
         await http.post("/v1/bindings/apprise", json={"url": f"wecombot://{KEY}"}, headers=me)
     ).status_code == 201

@@ -20,7 +20,7 @@ from laifaxin_notify.app import create_app
 from laifaxin_notify.auth import issue_token
 from laifaxin_notify.replay import replay_dlq
 from laifaxin_notify.settings import NotifySettings
-from laifaxin_shared.events import MailboxRemoved
+from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event
 from laifaxin_shared.topics import TOPICS
 from tests.integration.notify.conftest import APPID, SECRET, TEMPLATE, alert_handled, classified, serve
@@ -96,6 +96,12 @@ def auth(settings: NotifySettings, tenant: str, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, tenant, user)}"}
 
 
+def new_user(running: dict[str, Any]) -> tuple[httpx.AsyncClient, MailClassified, dict[str, str]]:
+    """A running service's API client, a ``mail.classified`` event of a fresh user, and that user's headers."""
+    ev = classified()
+    return running["http"], ev, auth(running["settings"], ev.tenant_id, ev.user_id)
+
+
 async def test_api_bindings_preferences_scoping_and_openapi(
     running: dict[str, Any], push: PushService
 ) -> None:
@@ -155,11 +161,9 @@ async def test_api_bindings_preferences_scoping_and_openapi(
 async def test_mail_classified_to_alerts_through_kafka(
     running: dict[str, Any], wechat: WeChatServer, push: PushService
 ) -> None:
-    http: httpx.AsyncClient = running["http"]
     settings: NotifySettings = running["settings"]
     producer: KafkaBroker = running["producer"]
-    ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
+    http, ev, me = new_user(running)
     await http.put("/v1/bindings/wechat", json={"openid": "oKAFKA"}, headers=me)
     sub = push.subscribe()
     await http.post("/v1/bindings/webpush", json=sub, headers=me)

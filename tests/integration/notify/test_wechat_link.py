@@ -27,7 +27,7 @@ from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Store
 from laifaxin_shared.kafka import publish_event
 from tests.integration.notify.conftest import SECRET, alert_handled, classified, serve
-from tests.integration.notify.test_service import auth, make_settings, run_service, wait_for
+from tests.integration.notify.test_service import auth, make_settings, new_user, run_service, wait_for
 from tests.support.infra import Servers
 from tests.support.push_service import PushService
 from tests.support.wechat_server import WeChatServer
@@ -109,11 +109,9 @@ async def wechat_bindings(http: httpx.AsyncClient, headers: dict[str, str]) -> l
 async def test_qrcode_subscribe_binds_and_alerts_then_unsubscribe_stops_them(
     running: dict[str, Any], wechat: WeChatServer
 ) -> None:
-    http: httpx.AsyncClient = running["http"]
     settings: NotifySettings = running["settings"]
     producer: KafkaBroker = running["producer"]
-    ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
+    http, ev, me = new_user(running)
     someone_else = auth(settings, ev.tenant_id, "another-user")
     assert await wechat_bindings(http, me) == []
 
@@ -159,9 +157,7 @@ async def link_and_alert(
 ) -> None:
     """Make a code for a new user, have ``deliver`` post the scanner's ``event`` (``subscribe`` or ``SCAN``) for
     it, and check that ``openid`` is bound and gets the user's next alert."""
-    http: httpx.AsyncClient = running["http"]
-    ev = classified()
-    me = auth(running["settings"], ev.tenant_id, ev.user_id)
+    http, ev, me = new_user(running)
     scene = await new_qrcode(http, wechat, me)
     key = scene if event == "SCAN" else f"qrscene_{scene}"
     await deliver(http, event_xml(openid, event, int(time.time()), key))

@@ -8,7 +8,10 @@ import socket
 import dns.asyncresolver
 import pytest
 
+from laifaxin_binding import errors
 from laifaxin_binding.detect import AutoconfigError, Detector, detect, parse_autoconfig
+from laifaxin_binding.models import ServerIn
+from laifaxin_binding.service import servers_from_detection
 from laifaxin_shared.providers.catalog import load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Security
 from tests.support.dns_server import LoopbackDNS
@@ -48,6 +51,25 @@ def _autoconfig(
   </emailProvider>
 </clientConfig>
 """.encode()
+
+
+def _publish_autoconfig(
+    http_server: AutoconfigHTTP,
+    domain: str,
+    imap_host: str,
+    smtp_host: str,
+    *,
+    well_known: bool = False,
+    **kw: str,
+) -> None:
+    """Serve :func:`_autoconfig` where detection looks for ``domain``: ``autoconfig.<domain>/mail/...`` (the
+    ISP's), or the domain's own ``/.well-known/autoconfig/mail/...`` with ``well_known``."""
+    where = (
+        (domain, "/.well-known/autoconfig/mail/config-v1.1.xml")
+        if well_known
+        else (f"autoconfig.{domain}", "/mail/config-v1.1.xml")
+    )
+    http_server.documents[where] = (200, _autoconfig(imap_host, smtp_host, **kw))
 
 
 def _detector(dns_server: LoopbackDNS, http_server: AutoconfigHTTP) -> Detector:
@@ -169,9 +191,8 @@ async def test_mx_lookalike_does_not_match(dns_server: LoopbackDNS, http_server:
 async def test_autoconfig_inside_the_users_domain(
     dns_server: LoopbackDNS, http_server: AutoconfigHTTP
 ) -> None:
-    http_server.documents[("autoconfig.cfg.example", "/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.cfg.example", "smtp.cfg.example", username="%EMAILLOCALPART%"),
+    _publish_autoconfig(
+        http_server, "cfg.example", "imap.cfg.example", "smtp.cfg.example", username="%EMAILLOCALPART%"
     )
     detection = await _detector(dns_server, http_server).detect("zhang@cfg.example")
     assert detection.source == "autoconfig"
@@ -189,29 +210,47 @@ async def test_autoconfig_inside_the_users_domain(
         "/mail/config-v1.1.xml",
         "emailaddress=zhang%40cfg.example",
     )
+    # what a bind without servers then verifies against (servers_from_detection): the domain's own servers
+    servers = servers_from_detection(detection, None, None)
+    assert servers.provider is None
+    assert servers.imap == ServerIn(host="imap.cfg.example", port=993, security="ssl")
+    assert servers.smtp == ServerIn(host="smtp.cfg.example", port=587, security="starttls")
+    assert servers.imap_usernames == ("zhang",) and servers.smtp_usernames == ("zhang",)
 
 
 async def test_autoconfig_well_known_fallback_outside_domain_needs_confirmation(
     dns_server: LoopbackDNS, http_server: AutoconfigHTTP
 ) -> None:
-    http_server.documents[("hosted.example", "/.well-known/autoconfig/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.bighoster.example.net", "smtp.bighoster.example.net"),
+    _publish_autoconfig(
+        http_server,
+        "hosted.example",
+        "imap.bighoster.example.net",
+        "smtp.bighoster.example.net",
+        well_known=True,
     )
     detection = await _detector(dns_server, http_server).detect("a@hosted.example")
     assert detection.source == "autoconfig"
     assert detection.needs_confirmation is True
     assert detection.unconfirmed_hosts == ["imap.bighoster.example.net", "smtp.bighoster.example.net"]
     assert [r[0] for r in http_server.requests] == ["autoconfig.hosted.example", "hosted.example"]
+    # a bind without servers is answered with the servers to confirm (servers_from_detection)
+    with pytest.raises(errors.BindingError) as info:
+        servers_from_detection(detection, None, None)
+    body = info.value.to_dict()
+    assert info.value.status == 422 and body["code"] == "servers_need_confirmation"
+    assert body["detected"]["imap"] == {"host": "imap.bighoster.example.net", "port": 993, "security": "ssl"}
+    assert body["detected"]["unconfirmed_hosts"] == [
+        "imap.bighoster.example.net",
+        "smtp.bighoster.example.net",
+    ]
+    assert "--imap imap.bighoster.example.net:993:ssl" in body["fix"]
+    assert body["message_zh"] and body["fix_zh"]
 
 
 async def test_autoconfig_pointing_at_catalog_hosts_is_trusted(
     dns_server: LoopbackDNS, http_server: AutoconfigHTTP
 ) -> None:
-    http_server.documents[("autoconfig.gm.example", "/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.gmail.com", "smtp.gmail.com", auth="OAuth2"),
-    )
+    _publish_autoconfig(http_server, "gm.example", "imap.gmail.com", "smtp.gmail.com", auth="OAuth2")
     detection = await _detector(dns_server, http_server).detect("a@gm.example")
     assert detection.source == "autoconfig"
     assert detection.provider == "gmail"
@@ -224,9 +263,8 @@ async def test_autoconfig_beats_srv_and_broken_documents_are_skipped(
 ) -> None:
     dns_server.set_records({("_imaps._tcp.both.example", "SRV"): ["0 1 993 imap.srv.both.example."]})
     http_server.documents[("autoconfig.both.example", "/mail/config-v1.1.xml")] = (200, b"<not-xml")
-    http_server.documents[("both.example", "/.well-known/autoconfig/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.both.example", "smtp.both.example"),
+    _publish_autoconfig(
+        http_server, "both.example", "imap.both.example", "smtp.both.example", well_known=True
     )
     detection = await _detector(dns_server, http_server).detect("a@both.example")
     assert detection.source == "autoconfig"

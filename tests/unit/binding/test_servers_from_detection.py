@@ -1,6 +1,7 @@
 """How a bind without provider or servers turns a detection into the servers it verifies against
 (:func:`laifaxin_binding.service.servers_from_detection`), with detection running against real loopback DNS and
-autoconfig servers (tests/support/dns_server.py, autoconfig_http.py) as in test_detect.py."""
+autoconfig servers (tests/support/dns_server.py, autoconfig_http.py) as in test_detect.py, where the autoconfig scenarios also
+check what servers_from_detection makes of them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from laifaxin_binding.models import ServerIn
 from laifaxin_binding.service import servers_from_detection
 from tests.support.dns_server import LoopbackDNS
 from tests.unit.binding.autoconfig_http import AutoconfigHTTP
-from tests.unit.binding.test_detect import _autoconfig, _detector
+from tests.unit.binding.test_detect import _detector, _publish_autoconfig
 
 
 async def test_mx_of_a_catalog_provider_binds_as_that_provider(
@@ -51,53 +52,14 @@ async def test_an_oauth2_only_provider_found_through_mx_is_oauth_required(
     assert info.value.code == "oauth_required"
 
 
-async def test_autoconfig_inside_the_domain_gives_custom_servers_and_its_username_form(
-    dns_server: LoopbackDNS, http_server: AutoconfigHTTP
-) -> None:
-    http_server.documents[("autoconfig.isp.example", "/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.isp.example", "smtp.isp.example", username="%EMAILLOCALPART%"),
-    )
-    detection = await _detector(dns_server, http_server).detect("zhang@isp.example")
-    servers = servers_from_detection(detection, None, None)
-    assert servers.provider is None
-    assert servers.imap == ServerIn(host="imap.isp.example", port=993, security="ssl")
-    assert servers.smtp == ServerIn(host="smtp.isp.example", port=587, security="starttls")
-    assert servers.imap_usernames == ("zhang",) and servers.smtp_usernames == ("zhang",)
-
-
 async def test_autoconfig_naming_catalog_hosts_uses_that_provider(
     dns_server: LoopbackDNS, http_server: AutoconfigHTTP
 ) -> None:
-    http_server.documents[("autoconfig.qqhosted.example", "/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.exmail.qq.com", "smtp.exmail.qq.com"),
-    )
+    _publish_autoconfig(http_server, "qqhosted.example", "imap.exmail.qq.com", "smtp.exmail.qq.com")
     detection = await _detector(dns_server, http_server).detect("a@qqhosted.example")
     servers = servers_from_detection(detection, None, None)
     assert servers.provider is not None and servers.provider.id == "tencent_exmail"
     assert servers.imap is not None and servers.imap.host == "imap.exmail.qq.com"
-
-
-async def test_servers_outside_the_domain_and_the_catalog_need_confirmation(
-    dns_server: LoopbackDNS, http_server: AutoconfigHTTP
-) -> None:
-    http_server.documents[("hosted.example", "/.well-known/autoconfig/mail/config-v1.1.xml")] = (
-        200,
-        _autoconfig("imap.bighoster.example.net", "smtp.bighoster.example.net"),
-    )
-    detection = await _detector(dns_server, http_server).detect("a@hosted.example")
-    with pytest.raises(errors.BindingError) as info:
-        servers_from_detection(detection, None, None)
-    body = info.value.to_dict()
-    assert info.value.status == 422 and body["code"] == "servers_need_confirmation"
-    assert body["detected"]["imap"] == {"host": "imap.bighoster.example.net", "port": 993, "security": "ssl"}
-    assert body["detected"]["unconfirmed_hosts"] == [
-        "imap.bighoster.example.net",
-        "smtp.bighoster.example.net",
-    ]
-    assert "--imap imap.bighoster.example.net:993:ssl" in body["fix"]
-    assert body["message_zh"] and body["fix_zh"]
 
 
 async def test_srv_records_inside_the_domain_give_custom_servers(

@@ -60,6 +60,29 @@ def generate_key() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
+def parse_key_spec(spec: str) -> dict[str, bytes]:
+    """Parse ``"id1:BASE64KEY,id2:BASE64KEY"`` (standard or url-safe base64) into key id -> raw key bytes.
+
+    Shared by every key ring of the platform (credentials, reply tokens); key lengths are checked by the user.
+
+    Raises:
+        KeyRingError: malformed entry or key (the message names the entry's id, never the key).
+    """
+    keys: dict[str, bytes] = {}
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        key_id, sep, b64 = entry.partition(":")
+        if not sep or not key_id:
+            raise KeyRingError("key ring entries must look like 'key_id:base64key'")
+        try:
+            raw = base64.b64decode(
+                b64.replace("-", "+").replace("_", "/") + "=" * (-len(b64) % 4), validate=True
+            )
+        except (binascii.Error, ValueError) as exc:
+            raise KeyRingError(f"key {key_id!r} is not valid base64") from exc
+        keys[key_id] = raw
+    return keys
+
+
 class KeyRing:
     """Key id -> 256-bit key, with one active key for sealing.
 
@@ -91,19 +114,7 @@ class KeyRing:
         Raises:
             KeyRingError: malformed entry or key (the message names the entry's id, never the key).
         """
-        keys: dict[str, bytes] = {}
-        for entry in filter(None, (e.strip() for e in spec.split(","))):
-            key_id, sep, b64 = entry.partition(":")
-            if not sep or not key_id:
-                raise KeyRingError("key ring entries must look like 'key_id:base64key'")
-            try:
-                raw = base64.b64decode(
-                    b64.replace("-", "+").replace("_", "/") + "=" * (-len(b64) % 4), validate=True
-                )
-            except (binascii.Error, ValueError) as exc:
-                raise KeyRingError(f"key {key_id!r} is not valid base64") from exc
-            keys[key_id] = raw
-        return cls(keys, active_key_id)
+        return cls(parse_key_spec(spec), active_key_id)
 
     @property
     def key_ids(self) -> frozenset[str]:

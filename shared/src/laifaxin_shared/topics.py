@@ -24,6 +24,7 @@ from .events import (
     MailboxVerified,
     MailClassified,
     MailReceived,
+    MailSent,
 )
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -148,6 +149,17 @@ _EVENT_TOPICS = [
         ("notify",),
         MailClassified,
         "The category of one message, with confidence, reasons, language and flags.",
+    ),
+    TopicSpec(
+        "mail.sent",
+        "mailbox_id",
+        MAILBOX_PARTITIONS,
+        "delete",
+        30 * DAY_MS,
+        ("send", "other Laifaxin senders"),
+        ("classifier",),
+        MailSent,
+        "One message accepted by the submission server: Message-ID, recipients, campaign, sender.",
     ),
 ]
 

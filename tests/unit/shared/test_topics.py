@@ -13,6 +13,7 @@ EXPECTED = {
     "mailbox.sync_status",
     "mail.received",
     "mail.classified",
+    "mail.sent",
 }
 
 

@@ -11,6 +11,7 @@ from .mail import (
     MessageRef,
 )
 from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+from .sent import MailSent, SendKind
 
 __all__ = [
     "AttachmentMeta",
@@ -23,11 +24,13 @@ __all__ = [
     "EventModel",
     "MailClassified",
     "MailReceived",
+    "MailSent",
     "MailboxRemoved",
     "MailboxSyncStatus",
     "MailboxUpdated",
     "MailboxVerified",
     "MessageRef",
+    "SendKind",
     "ServerEndpoint",
     "SyncSettings",
     "utc_now",

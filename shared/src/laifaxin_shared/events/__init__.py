@@ -8,7 +8,9 @@ from .mail import (
     ClassificationFlags,
     MailClassified,
     MailReceived,
+    MatchMethod,
     MessageRef,
+    ReplyMatch,
 )
 from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
 from .sent import MailSent, SendKind
@@ -29,7 +31,9 @@ __all__ = [
     "MailboxSyncStatus",
     "MailboxUpdated",
     "MailboxVerified",
+    "MatchMethod",
     "MessageRef",
+    "ReplyMatch",
     "SendKind",
     "ServerEndpoint",
     "SyncSettings",

@@ -198,6 +198,54 @@ class BounceInfo(EventModel):
     )
 
 
+MatchMethod = Literal["in_reply_to", "references", "reply_token", "dsn", "heuristic"]
+"""How a received message was tied to a sent one, strongest first: its In-Reply-To or References name the sent
+Message-ID (RFC 5322 section 3.6.4); it was addressed to a signed reply token; it is a delivery status
+notification (RFC 3464) naming the sent message or its recipient; or the sender and subject fit a recent send."""
+
+
+class ReplyMatch(EventModel):
+    """The sent message a received one answers (or reports on, for a bounce), and who sent it."""
+
+    sent_message_id: str = Field(
+        max_length=998,
+        description="Message-ID of the matched sent message, without angle brackets.",
+        examples=["lfx.7f3a9c1e2b4d.cmd-0042@mail.laifaxin.com"],
+    )
+    sent_mailbox_id: MailboxId
+    sent_event_id: str | None = Field(
+        default=None,
+        description="event_id of the mail.sent event that recorded it.",
+        examples=["0d7c1f7e-8a51-5b1e-9f0a-3e6c2b1d4a01"],
+    )
+    owner_tenant_id: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Tenant that sent it: for system-mailbox mail the campaign owner's, not the platform's.",
+        examples=["tenant-acme"],
+    )
+    owner_user_id: str = Field(
+        min_length=1, max_length=64, description="User that sent it.", examples=["u_42"]
+    )
+    campaign_id: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Campaign of the sent message.",
+        examples=["cmp_2026_11_led"],
+    )
+    recipient: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The recipient of the sent message this answers (or that bounced), lowercased.",
+        examples=["maria@buyer.example"],
+    )
+    method: MatchMethod = Field(description="How it was matched.", examples=["in_reply_to"])
+    confidence: float = Field(ge=0.0, le=1.0, description="Confidence in [0, 1].", examples=[1.0])
+    system_mailbox: bool = Field(
+        default=False, description="The sent message left from the system mailbox.", examples=[False]
+    )
+
+
 class MailClassified(Envelope):
     """The category of one received message (topic ``mail.classified``).
 
@@ -241,4 +289,9 @@ class MailClassified(Envelope):
     )
     arrived_at: UtcDatetime | None = Field(
         default=None, description="Copied from mail.received.", examples=["2026-11-21T08:29:42Z"]
+    )
+    match: ReplyMatch | None = Field(
+        default=None,
+        description="The sent message this answers, when reply matching found one. For mail in the system "
+        "mailbox, tenant_id/user_id of this event are the match's owner (the campaign's sender).",
     )

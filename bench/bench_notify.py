@@ -41,6 +41,7 @@ from laifaxin_notify.app import create_app
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
 from laifaxin_notify.channels.wechat import WeChatSender
 from laifaxin_notify.consumer import KafkaQueue, register
+from laifaxin_notify.egress import EgressGuard
 from laifaxin_notify.models import AlertContent, DeliveryTask, dedupe_key
 from laifaxin_notify.pipeline import Limits, MemoryQueue, Notifier
 from laifaxin_notify.settings import NotifySettings
@@ -194,7 +195,9 @@ async def bench_senders(providers: RemoteProviders, n: int) -> None:
     """The channel layer alone (no database): WeChat template/send and Web Push with VAPID + aes128gcm."""
     await providers.reset()
     wechat = wechat_sender(providers)
-    webpush = WebPushSender(vapid=load_vapid(""), subject="mailto:bench@laifa.xin")
+    webpush = WebPushSender(
+        vapid=load_vapid(""), subject="mailto:bench@laifa.xin", guard=EgressGuard("127.0.0.0/8")
+    )
     subs = await providers.subscribe(50)
     content = AlertContent(title="新询盘 New inquiry", sender="Buyer", subject="Quotation", url="https://x/1")
     jobs: list[tuple[Any, DeliveryTask, Binding]] = []
@@ -238,7 +241,9 @@ async def bench_domain(providers: RemoteProviders, mongo_url: str, n: int) -> No
     await store.ensure_indexes()
     try:
         wechat = wechat_sender(providers)
-        webpush = WebPushSender(vapid=load_vapid(""), subject="mailto:bench@laifa.xin")
+        webpush = WebPushSender(
+            vapid=load_vapid(""), subject="mailto:bench@laifa.xin", guard=EgressGuard("127.0.0.0/8")
+        )
         notifier = Notifier(
             store,
             {"wechat": wechat, "webpush": webpush},

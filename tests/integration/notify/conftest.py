@@ -14,6 +14,7 @@ import uvicorn
 
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
 from laifaxin_notify.channels.wechat import WeChatSender
+from laifaxin_notify.egress import EgressGuard
 from laifaxin_notify.pipeline import Limits, MemoryQueue, Notifier
 from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Binding, Store, push_target_id
@@ -25,6 +26,8 @@ from tests.support.push_service import PushService
 from tests.support.wechat_server import WeChatServer
 
 APPID, SECRET, TEMPLATE = "wx-test-app", "test-app-secret", "TPL_NEW_REPLY"
+LOOPBACK = "127.0.0.0/8"
+"""The operator allowlist the tests give notify for the loopback push service and webhooks (http, 127.0.0.1)."""
 
 
 @pytest.fixture
@@ -57,7 +60,9 @@ async def wechat_sender(wechat: WeChatServer) -> AsyncIterator[WeChatSender]:
 
 @pytest.fixture
 async def push_sender() -> AsyncIterator[WebPushSender]:
-    sender = WebPushSender(vapid=load_vapid(""), subject="mailto:ops@laifa.xin", ttl_s=3600)
+    sender = WebPushSender(
+        vapid=load_vapid(""), subject="mailto:ops@laifa.xin", ttl_s=3600, guard=EgressGuard(LOOPBACK)
+    )
     yield sender
     await sender.aclose()
 

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 from laifaxin_notify.app import create_app
 from laifaxin_notify.auth import issue_token
 from laifaxin_notify.channels.webpush import WebPushSender, load_vapid
+from laifaxin_notify.egress import EgressGuard
 from laifaxin_notify.settings import NotifySettings
 from tests.integration.notify.conftest import classified, serve
 from tests.support.infra import Servers
@@ -161,7 +162,9 @@ async def test_page_service_worker_and_push_notification(real_servers: Servers, 
         log_json=False,
         log_level="WARNING",
     )
-    sender = WebPushSender(vapid=vapid, subject="mailto:ops@laifa.xin", ttl_s=600)
+    sender = WebPushSender(
+        vapid=vapid, subject="mailto:ops@laifa.xin", ttl_s=600, guard=EgressGuard("127.0.0.0/8")
+    )
     app = create_app(settings, consume=False, senders={"webpush": sender})
     ev = classified()
     token = issue_token(settings, ev.tenant_id, ev.user_id)

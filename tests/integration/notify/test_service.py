@@ -20,9 +20,11 @@ from laifaxin_notify.app import create_app
 from laifaxin_notify.auth import issue_token
 from laifaxin_notify.replay import replay_dlq
 from laifaxin_notify.settings import NotifySettings
+from laifaxin_notify.store import Binding, Store
 from laifaxin_shared.events import MailboxRemoved, MailClassified
 from laifaxin_shared.kafka import ensure_topics, make_broker, publish_event
 from laifaxin_shared.topics import TOPICS
+from tests.conftest import MailAccount
 from tests.integration.notify.conftest import APPID, SECRET, TEMPLATE, alert_handled, classified, serve
 from tests.support.infra import Servers
 from tests.support.push_service import PushService
@@ -38,6 +40,7 @@ NOTIFY_TOPICS = [
 
 
 def make_settings(servers: Servers, prefix: str, wechat: WeChatServer, **kw: Any) -> NotifySettings:
+    kw.setdefault("push_allowlist", "127.0.0.0/8")  # the loopback push service: http on 127.0.0.1
     return NotifySettings(
         kafka_bootstrap_servers=servers.kafka_bootstrap_servers,
         mongodb_url=SecretStr(servers.mongodb_url),
@@ -76,6 +79,40 @@ async def running(
         yield api
 
 
+def relay_settings(account: MailAccount) -> dict[str, Any]:
+    """Settings that send notify's mail (alerts, confirmations) through the local SMTP relay as ``account``."""
+    return {
+        "smtp_host": account.host,
+        "smtp_port": account.smtps_port,
+        "smtp_security": "ssl",
+        "smtp_username": account.email,
+        "smtp_password": SecretStr(account.password),
+        "smtp_ca_file": str(account.servers.ca_file),
+        "smtp_from": f"Laifaxin alerts <{account.email}>",
+    }
+
+
+@pytest.fixture
+async def running_with_email(
+    real_servers: Servers,
+    topic_prefix: str,
+    wechat: WeChatServer,
+    push: PushService,
+    mail_account: MailAccount,
+) -> AsyncIterator[dict[str, Any]]:
+    """:func:`running` with email alerts through the local relay (``"mail_account"``: the relay account)."""
+    settings = make_settings(real_servers, topic_prefix, wechat, **relay_settings(mail_account))
+    async with run_service(settings, topic_prefix) as api:
+        yield {**api, "mail_account": mail_account}
+
+
+async def bind_openid(running: dict[str, Any], tenant_id: str, user_id: str, openid: str) -> None:
+    """Bind a WeChat openid as a scanned QR code does (``PUT /v1/bindings/wechat`` is refused: openids are
+    linked only through the QR flow, test_wechat_link.py)."""
+    store: Store = running["app"].state.runtime.store
+    await store.put_binding(Binding(tenant_id, user_id, "wechat", openid, {}))
+
+
 @contextlib.asynccontextmanager
 async def run_service(settings: NotifySettings, topic_prefix: str) -> AsyncIterator[dict[str, Any]]:
     """The whole service (API and Kafka consumers) with its topics, a test producer and an HTTP client:
@@ -103,8 +140,9 @@ def new_user(running: dict[str, Any]) -> tuple[httpx.AsyncClient, MailClassified
 
 
 async def test_api_bindings_preferences_scoping_and_openapi(
-    running: dict[str, Any], push: PushService
+    running_with_email: dict[str, Any], push: PushService
 ) -> None:
+    running = running_with_email
     http: httpx.AsyncClient = running["http"]
     settings: NotifySettings = running["settings"]
     me, other = auth(settings, "tenant-a", "u1"), auth(settings, "tenant-b", "u1")
@@ -128,10 +166,12 @@ async def test_api_bindings_preferences_scoping_and_openapi(
     bad_zone = {**new, "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "Nowhere/Land"}}
     assert (await http.put("/v1/preferences", json=bad_zone, headers=me)).status_code == 422
 
-    assert (await http.put("/v1/bindings/wechat", json={"openid": "oABC_123"}, headers=me)).status_code == 200
-    assert (
-        await http.put("/v1/bindings/email", json={"address": "Owner@Example.com"}, headers=me)
-    ).status_code == 200
+    typed = await http.put("/v1/bindings/wechat", json={"openid": "oABC_123"}, headers=me)
+    assert typed.status_code == 410 and typed.json()["detail"]["code"] == "wechat_qrcode_required"
+    await bind_openid(running, "tenant-a", "u1", "oABC_123")
+    email = await http.put("/v1/bindings/email", json={"address": "Owner@Example.com"}, headers=me)
+    assert email.status_code == 200
+    assert email.json()["confirmed"] is False and email.json()["active"] is False  # until confirmed
     sub = push.subscribe()
     created = await http.post("/v1/bindings/webpush", json=sub, headers=me)
     assert created.status_code == 201
@@ -164,7 +204,7 @@ async def test_mail_classified_to_alerts_through_kafka(
     settings: NotifySettings = running["settings"]
     producer: KafkaBroker = running["producer"]
     http, ev, me = new_user(running)
-    await http.put("/v1/bindings/wechat", json={"openid": "oKAFKA"}, headers=me)
+    await bind_openid(running, ev.tenant_id, ev.user_id, "oKAFKA")
     sub = push.subscribe()
     await http.post("/v1/bindings/webpush", json=sub, headers=me)
     wechat.script(-1)  # the first WeChat send fails: it must come back through notify.retry.0
@@ -228,7 +268,7 @@ async def test_dead_letter_and_replay(running: dict[str, Any], wechat: WeChatSer
     producer: KafkaBroker = running["producer"]
     ev = classified()
     me = auth(settings, ev.tenant_id, ev.user_id)
-    await http.put("/v1/bindings/wechat", json={"openid": "oDLQ"}, headers=me)
+    await bind_openid(running, ev.tenant_id, ev.user_id, "oDLQ")
     wechat.templates.clear()  # 40037 invalid template_id: configuration error, dead-lettered
     await publish_event(producer, ev, prefix=settings.topic_prefix)
     [dead] = await read_topic(settings, settings.topic("notify.dlq"), 1)
@@ -250,12 +290,10 @@ async def _status(http: httpx.AsyncClient, headers: dict[str, str]) -> str:
 
 
 async def test_mailbox_removed_is_consumed(running: dict[str, Any], wechat: WeChatServer) -> None:
-    http: httpx.AsyncClient = running["http"]
     settings: NotifySettings = running["settings"]
     producer: KafkaBroker = running["producer"]
     ev = classified()
-    me = auth(settings, ev.tenant_id, ev.user_id)
-    await http.put("/v1/bindings/wechat", json={"openid": "oREMOVED"}, headers=me)
+    await bind_openid(running, ev.tenant_id, ev.user_id, "oREMOVED")
     await publish_event(
         producer,
         MailboxRemoved(tenant_id=ev.tenant_id, mailbox_id=ev.ref.mailbox_id),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import secrets
 import ssl
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,10 +34,11 @@ from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from .auth import Principal, principal
 from .channels.apprise import SUPPORTED_TEXT, AppriseSender, AppriseUrlError, new_target_id
 from .channels.base import Sender
-from .channels.email import EmailSender
+from .channels.email import EmailSender, build_confirmation
 from .channels.webpush import WebPushSender, load_vapid
 from .channels.wechat import WeChatApiError, WeChatHttpError, WeChatSender
 from .consumer import KafkaQueue, register
+from .egress import EgressGuard, EgressRefused
 from .models import Channel, Preferences
 from .pipeline import Limits, MemoryCounter, MemoryQueue, Notifier, StoreCounter, TaskQueue
 from .settings import NotifySettings
@@ -82,16 +85,24 @@ def build_senders(settings: NotifySettings) -> dict[str, Sender]:
         subject=settings.vapid_subject,
         ttl_s=settings.push_ttl_s,
         timeout_s=settings.http_timeout_s,
+        guard=push_guard(settings),
     )
     if settings.apprise_enabled:
         senders["apprise"] = build_apprise_sender(settings)
     return senders
 
 
+def push_guard(settings: NotifySettings) -> EgressGuard:
+    """Which Web Push endpoints may be stored and connected to: https to public addresses, plus what
+    ``NOTIFY_PUSH_ALLOWLIST`` names (:mod:`laifaxin_notify.egress`)."""
+    return EgressGuard(settings.push_allowlist, timeout_s=min(settings.http_timeout_s, 5.0))
+
+
 def build_apprise_sender(settings: NotifySettings) -> AppriseSender:
-    """The Apprise channel: URLs sealed under the shared key ring (``LAIFAXIN_CREDENTIAL_KEYS``)."""
+    """The Apprise channel: URLs sealed under notify's own key ring (``NOTIFY_SECRETS_KEYS``), never the
+    mailbox credential ring."""
     return AppriseSender(
-        keyring=KeyRing.parse(settings.credential_keys.get_secret_value(), settings.credential_active_key_id),
+        keyring=KeyRing.parse(settings.secrets_keys.get_secret_value(), settings.secrets_active_key_id),
         wecom_base_url=settings.wecom_bot_api_base,
         timeout_s=settings.http_timeout_s,
         concurrency=settings.apprise_concurrency,
@@ -144,10 +155,6 @@ def make_notifier(
 
 
 # request / response bodies ---------------------------------------------------------------------------------
-class WeChatBindingIn(BaseModel):
-    openid: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$", examples=["oABC123"])
-
-
 class WeChatQrCodeOut(BaseModel):
     """A temporary QR code that links the caller's WeChat when scanned (WeChat doc "生成带参数的二维码")."""
 
@@ -165,6 +172,12 @@ class EmailBindingIn(BaseModel):
     address: EmailStr = Field(examples=["owner@example.com"])
 
 
+class EmailConfirmIn(BaseModel):
+    """The code of a confirmation mail (also the ``#code=`` part of its link)."""
+
+    code: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+
+
 class PushKeys(BaseModel):
     p256dh: str = Field(min_length=40, max_length=200, description="Client public key, base64url (RFC 8291).")
     auth: str = Field(min_length=16, max_length=64, description="Auth secret, base64url (16 bytes).")
@@ -173,7 +186,13 @@ class PushKeys(BaseModel):
 class PushSubscriptionIn(BaseModel):
     """A browser's ``PushSubscription.toJSON()``."""
 
-    endpoint: str = Field(min_length=10, max_length=2048, pattern=r"^https?://")
+    endpoint: str = Field(
+        min_length=10,
+        max_length=2048,
+        pattern=r"^https?://",
+        description="The push service URL: https, resolving to public addresses only (plain http and "
+        "non-public hosts only where the operator allowlist NOTIFY_PUSH_ALLOWLIST names them).",
+    )
     keys: PushKeys
     expirationTime: float | None = None  # the browser's JSON field name
 
@@ -199,6 +218,11 @@ class BindingOut(BaseModel):
         default=None, description="Apprise bindings: the redacted URL, scheme://host/****.", examples=[None]
     )
     label: str | None = Field(default=None, description="Apprise bindings: the user's label.")
+    confirmed: bool | None = Field(
+        default=None,
+        description="Email bindings: whether the address was confirmed (double opt-in); alerts go only to "
+        "confirmed addresses (``active`` stays false until then).",
+    )
 
 
 class BindingRef(BaseModel):
@@ -219,7 +243,10 @@ def _binding_out(b: Binding) -> BindingOut:
             display=str(b.data.get("display", "")),
             label=str(b.data.get("label", "")),
         )
-    return BindingOut(channel=b.channel, target_id=b.target_id, active=b.active, endpoint_origin=origin)
+    confirmed = bool(b.data.get("confirmed", True)) if b.channel == "email" else None
+    return BindingOut(
+        channel=b.channel, target_id=b.target_id, active=b.active, endpoint_origin=origin, confirmed=confirmed
+    )
 
 
 def _runtime(request: Request) -> Runtime:
@@ -321,12 +348,30 @@ def create_app(
         """The caller's channel bindings (no push keys are returned)."""
         return [_binding_out(b) for b in await runtime.store.list_bindings(user.tenant_id, user.user_id)]
 
-    @app.put("/v1/bindings/wechat", response_model=BindingOut, tags=["bindings"])
-    async def bind_wechat(body: WeChatBindingIn, user: User, runtime: Rt) -> BindingOut:
-        """Bind the caller's WeChat openid (of our Official Account); re-enables a disabled binding."""
-        b = Binding(user.tenant_id, user.user_id, "wechat", body.openid, {})
-        await runtime.store.put_binding(b)
-        return _binding_out(b)
+    @app.put(
+        "/v1/bindings/wechat",
+        status_code=410,
+        tags=["bindings"],
+        deprecated=True,
+        responses={
+            410: {
+                "description": "Always: an openid is bound only through the QR flow (code "
+                "``wechat_qrcode_required``, with the fix)."
+            }
+        },
+    )
+    async def bind_wechat(user: User) -> Response:
+        """Refused (410 ``wechat_qrcode_required``): a WeChat openid cannot be typed in, since nothing would
+        prove it belongs to the caller. Link WeChat with ``POST /v1/bindings/wechat/qrcode`` instead: scanning
+        the code binds the scanner's openid (and re-enables a binding disabled by an unfollow or 43004)."""
+        raise HTTPException(
+            status.HTTP_410_GONE,
+            {
+                "code": "wechat_qrcode_required",
+                "message": "WeChat accounts are linked by scanning a QR code; an openid cannot be set directly",
+                "fix": "POST /v1/bindings/wechat/qrcode, show its qrcode_url, and scan it with WeChat",
+            },
+        )
 
     @app.get("/v1/bindings/wechat", response_model=list[BindingOut], tags=["bindings"])
     async def list_wechat(user: User, runtime: Rt) -> list[BindingOut]:
@@ -340,7 +385,11 @@ def create_app(
         status_code=201,
         tags=["bindings"],
         responses={
-            409: {"description": "WeChat is not configured (code ``wechat_not_configured``, with a fix)."},
+            409: {
+                "description": "WeChat is not configured (code ``wechat_not_configured``, with a fix), or the "
+                "caller has NOTIFY_WECHAT_MAX_BINDINGS_PER_USER WeChat accounts already "
+                "(``too_many_wechat_bindings``)."
+            },
             502: {"description": "WeChat refused (``wechat_error`` with ``errcode``) or was unreachable."},
         },
     )
@@ -369,6 +418,16 @@ def create_app(
                     "message": "WeChat alerts are not configured on this server",
                     "fix": "Set NOTIFY_WECHAT_APPID and NOTIFY_WECHAT_SECRET to the Official Account's AppID "
                     "and AppSecret (and NOTIFY_WECHAT_TEMPLATE_ID), then restart notify.",
+                },
+            )
+        linked = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["wechat"])
+        if len(linked) >= runtime.settings.wechat_max_bindings_per_user:
+            raise HTTPException(
+                409,
+                {
+                    "code": "too_many_wechat_bindings",
+                    "message": f"at most {runtime.settings.wechat_max_bindings_per_user} WeChat accounts; "
+                    "remove one first (DELETE /v1/bindings/wechat/{openid})",
                 },
             )
         scene = new_scene_id()
@@ -403,18 +462,177 @@ def create_app(
             ticket=code.ticket, qrcode_url=code.image_url, content_url=code.url, expires_at=expires_at
         )
 
-    @app.put("/v1/bindings/email", response_model=BindingOut, tags=["bindings"])
+    @app.put(
+        "/v1/bindings/email",
+        response_model=BindingOut,
+        tags=["bindings"],
+        responses={
+            409: {"description": "``too_many_email_addresses`` or ``email_not_configured``."},
+            429: {"description": "``too_many_confirmations``: NOTIFY_EMAIL_CONFIRMATIONS_PER_HOUR reached."},
+            502: {"description": "``confirmation_not_sent``: the relay refused the confirmation mail."},
+        },
+    )
     async def bind_email(body: EmailBindingIn, user: User, runtime: Rt) -> BindingOut:
-        """Set an alert email address."""
-        b = Binding(user.tenant_id, user.user_id, "email", str(body.address).lower(), {})
-        await runtime.store.put_binding(b)
-        return _binding_out(b)
+        """Add an alert email address; alerts go to it only once it is confirmed (double opt-in).
 
-    @app.post("/v1/bindings/webpush", response_model=BindingOut, status_code=201, tags=["bindings"])
+        A new (or still unconfirmed) address is stored inactive (``confirmed`` false) and a confirmation mail
+        is sent to it through notify's own relay: a link ``{NOTIFY_PUBLIC_BASE_URL}/confirm-email#code=CODE``
+        and the code, single use, valid ``NOTIFY_EMAIL_CONFIRM_TTL_S`` (24 h); ``POST
+        /v1/bindings/email/confirm`` with the code confirms it. An address already confirmed is returned as it
+        is (no mail). Errors: 409 ``too_many_email_addresses`` (over ``NOTIFY_EMAIL_MAX_ADDRESSES_PER_USER``)
+        or ``email_not_configured``; 429 ``too_many_confirmations`` (over
+        ``NOTIFY_EMAIL_CONFIRMATIONS_PER_HOUR`` mails per user); 502 ``confirmation_not_sent``.
+        """
+        settings = runtime.settings
+        address = str(body.address).lower()
+        existing = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["email"])
+        same = next((b for b in existing if b.target_id == address), None)
+        if same is not None and same.data.get("confirmed", True):
+            return _binding_out(same)
+        if same is None and len(existing) >= settings.email_max_addresses_per_user:
+            raise HTTPException(
+                409,
+                {
+                    "code": "too_many_email_addresses",
+                    "message": f"at most {settings.email_max_addresses_per_user} alert email addresses; "
+                    "remove one first",
+                },
+            )
+        sender = runtime.senders.get("email")
+        if not isinstance(sender, EmailSender):
+            raise HTTPException(
+                409,
+                {
+                    "code": "email_not_configured",
+                    "message": "email alerts are not configured on this server",
+                    "fix": "set NOTIFY_SMTP_HOST (and NOTIFY_SMTP_USERNAME/NOTIFY_SMTP_PASSWORD), then restart",
+                },
+            )
+        now = datetime.now(UTC)
+        made = await runtime.store.count_email_confirmations(
+            user.tenant_id, user.user_id, now - timedelta(hours=1)
+        )
+        if made >= settings.email_confirmations_per_hour:
+            raise HTTPException(
+                429,
+                {
+                    "code": "too_many_confirmations",
+                    "message": f"at most {settings.email_confirmations_per_hour} confirmation mails an hour; "
+                    "try again later",
+                },
+            )
+        code = secrets.token_urlsafe(24)
+        ttl = settings.email_confirm_ttl_s
+        await runtime.store.create_email_confirmation(
+            code, user.tenant_id, user.user_id, address, now + timedelta(seconds=ttl)
+        )
+        pending = Binding(
+            user.tenant_id,
+            user.user_id,
+            "email",
+            address,
+            {"confirmed": False, "requested_at": now.isoformat()},
+            active=False,
+        )
+        await runtime.store.put_binding(pending)
+        link = f"{settings.public_base_url.rstrip('/')}/confirm-email#code={code}"
+        mail = build_confirmation(
+            sender.sender,
+            address,
+            code=code,
+            link=link,
+            expires_in_s=ttl,
+            message_id=f"confirm-{secrets.token_hex(12)}",
+        )
+        outcome = await sender.send_message(mail)
+        if outcome.kind != "sent":
+            log.warning("email confirmation not sent", detail=outcome.detail[:80])
+            raise HTTPException(
+                502,
+                {
+                    "code": "confirmation_not_sent",
+                    "message": "the confirmation mail could not be sent; try again later",
+                },
+            )
+        await _prune_confirmations(runtime)
+        log.info("email confirmation sent", tenant_id=user.tenant_id, user_id=user.user_id)
+        return _binding_out(pending)
+
+    @app.post(
+        "/v1/bindings/email/confirm",
+        response_model=BindingOut,
+        tags=["bindings"],
+        responses={404: {"description": "``invalid_code``: unknown, expired or already used."}},
+    )
+    async def confirm_email(body: EmailConfirmIn, runtime: Rt) -> BindingOut:
+        """Confirm an alert email address with the code of its confirmation mail (no bearer token needed: the
+        code proves access to the mailbox). Single use; afterwards alerts go to the address. Errors: 404
+        ``invalid_code`` (unknown, expired, used, or the address was removed meanwhile)."""
+        invalid = HTTPException(
+            404,
+            {
+                "code": "invalid_code",
+                "message": "this confirmation code is unknown, expired or already used; add the address again",
+            },
+        )
+        now = datetime.now(UTC)
+        used = await runtime.store.use_email_confirmation(body.code, now)
+        if used is None:
+            raise invalid
+        tenant_id, user_id, address = str(used["tenant_id"]), str(used["user_id"]), str(used["address"])
+        current = await runtime.store.get_binding(tenant_id, user_id, "email", address)
+        if current is None:
+            raise invalid
+        confirmed = Binding(
+            tenant_id, user_id, "email", address, {"confirmed": True, "confirmed_at": now.isoformat()}
+        )
+        await runtime.store.put_binding(confirmed)
+        log.info("email address confirmed", tenant_id=tenant_id, user_id=user_id)
+        return _binding_out(confirmed)
+
+    @app.post(
+        "/v1/bindings/webpush",
+        response_model=BindingOut,
+        status_code=201,
+        tags=["bindings"],
+        responses={
+            409: {"description": "``too_many_push_subscriptions``."},
+            422: {
+                "description": "``https_required``, ``host_not_allowed``, ``invalid_url`` or ``dns_failed``."
+            },
+        },
+    )
     async def bind_webpush(body: PushSubscriptionIn, user: User, runtime: Rt) -> BindingOut:
-        """Store a browser push subscription (``PushSubscription.toJSON()``)."""
+        """Store a browser push subscription (``PushSubscription.toJSON()``).
+
+        The endpoint must be an https URL whose host resolves to public addresses only (the platform's SSRF
+        rule; plain http or a non-public host only where ``NOTIFY_PUSH_ALLOWLIST`` names it); every push
+        checks again when it connects. Errors: 422 ``https_required``, ``host_not_allowed``, ``invalid_url``,
+        ``dns_failed``; 409 ``too_many_push_subscriptions`` (over ``NOTIFY_WEBPUSH_MAX_SUBSCRIPTIONS_PER_USER``).
+        """
+        guard = runtime.webpush.guard
+        try:
+            host, _port = guard.check_url(body.endpoint)
+            await guard.check_host(host)
+        except EgressRefused as exc:
+            raise HTTPException(422, {"code": exc.code, "message": str(exc)}) from None
+        except (OSError, TimeoutError):
+            raise HTTPException(
+                422, {"code": "dns_failed", "message": f"the push service host {host} does not resolve"}
+            ) from None
+        target_id = push_target_id(body.endpoint)
+        existing = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["webpush"])
+        limit = runtime.settings.webpush_max_subscriptions_per_user
+        if all(b.target_id != target_id for b in existing) and len(existing) >= limit:
+            raise HTTPException(
+                409,
+                {
+                    "code": "too_many_push_subscriptions",
+                    "message": f"at most {limit} browser subscriptions; remove one first",
+                },
+            )
         data = {"endpoint": body.endpoint, "keys": body.keys.model_dump()}
-        b = Binding(user.tenant_id, user.user_id, "webpush", push_target_id(body.endpoint), data)
+        b = Binding(user.tenant_id, user.user_id, "webpush", target_id, data)
         await runtime.store.put_binding(b)
         return _binding_out(b)
 
@@ -429,7 +647,7 @@ def create_app(
         """Add an extra channel as an Apprise URL (channels/apprise.py has the rules).
 
         The URL is parsed by Apprise, its host checked (json/form webhooks: public addresses only, unless
-        allowlisted), sealed with the shared key ring and stored; adding the same URL again returns the
+        allowlisted), sealed with notify's key ring (NOTIFY_SECRETS_KEYS) and stored; adding the same URL again returns the
         existing binding (re-enabled). Alerts go out while ``apprise`` is among the preference's channels
         (the default). Errors: 422 ``unsupported_apprise_scheme`` (lists the supported schemes),
         ``invalid_apprise_url``, ``host_not_allowed``, ``dns_failed``; 409 ``too_many_apprise_urls``;
@@ -497,8 +715,10 @@ def create_app(
     async def wechat_verify(
         signature: str, timestamp: str, nonce: str, echostr: str, runtime: Rt
     ) -> PlainTextResponse:
-        """Server URL verification: echo ``echostr`` when the signature matches."""
+        """Server URL verification: echo ``echostr`` when the signature matches and the request is fresh
+        (403 otherwise, as for events)."""
         _check_signature(runtime.settings, signature, timestamp, nonce)
+        await _check_fresh(runtime, timestamp, nonce)
         return PlainTextResponse(echostr)
 
     @app.post("/wechat/callback", tags=["wechat"], response_class=PlainTextResponse)
@@ -514,7 +734,9 @@ def create_app(
         """Event push from WeChat ("接收事件推送"), answered ``success``; plaintext, compatible or safe mode.
 
         The signature (``signature``, ``timestamp``, ``nonce`` query parameters) is checked first: 403 when wrong;
-        400 for a body that is not XML. With ``encrypt_type=aes`` (safe or compatible mode) the ``Encrypt``
+        then replay protection (when ``NOTIFY_WECHAT_CALLBACK_TOKEN`` is set): 403 when ``timestamp`` is further
+        than ``NOTIFY_WECHAT_CALLBACK_MAX_SKEW_S`` (300 s) from our clock, or its (``timestamp``, ``nonce``) was
+        already accepted; 400 for a body that is not XML. With ``encrypt_type=aes`` (safe or compatible mode) the ``Encrypt``
         element is checked against ``msg_signature`` (403 when wrong) and decrypted with
         ``NOTIFY_WECHAT_ENCODING_AES_KEY`` (:mod:`laifaxin_notify.wechat_crypto`): 400 when it cannot be (wrong
         key, another AppID's message), 503 when that setting is empty; each logged with the fix.
@@ -526,6 +748,7 @@ def create_app(
         in the background; a failure is logged and still answered ``success`` (the user can scan again).
         """
         _check_signature(runtime.settings, signature, timestamp, nonce)
+        await _check_fresh(runtime, timestamp, nonce)
         root = _parse_xml(await request.body())
         if encrypt_type.lower() == "aes":
             root = _decrypted(runtime.settings, root, timestamp, nonce, msg_signature)
@@ -544,6 +767,12 @@ def create_app(
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(static.joinpath("index.html").read_text(encoding="utf-8"))
+
+    @app.get("/confirm-email", response_class=HTMLResponse, include_in_schema=False)
+    async def confirm_email_page() -> HTMLResponse:
+        """The page a confirmation mail links to (``#code=...``: the code stays in the browser); its button
+        posts the code to ``/v1/bindings/email/confirm`` (a link preview or mail scanner confirms nothing)."""
+        return HTMLResponse(static.joinpath("confirm-email.html").read_text(encoding="utf-8"))
 
     @app.get("/sw.js", include_in_schema=False)
     async def service_worker() -> Response:
@@ -591,7 +820,14 @@ async def _handle_in_budget(runtime: Runtime, ev: WeChatEvent) -> None:
 
     Errors are logged (event type and the openid's :func:`ref` only), never raised: the callback answers anyway.
     """
-    task = asyncio.create_task(handle_event(runtime.store, ev, datetime.now(UTC)))
+    task = asyncio.create_task(
+        handle_event(
+            runtime.store,
+            ev,
+            datetime.now(UTC),
+            max_bindings=runtime.settings.wechat_max_bindings_per_user,
+        )
+    )
     pending: set[asyncio.Task[Any]] = runtime.extra.setdefault("wechat_event_tasks", set())
     pending.add(task)
 
@@ -612,6 +848,53 @@ async def _handle_in_budget(runtime: Runtime, ev: WeChatEvent) -> None:
         log.warning("wechat event still being handled; answered", event=ev.event, openid_ref=ref(ev.openid))
     except Exception:  # noqa: BLE001, S110  # logged by done(); WeChat must get its answer
         pass
+
+
+CONFIRMATION_PRUNE_EVERY = timedelta(hours=1)
+CONFIRMATION_KEEP_AFTER_EXPIRY = timedelta(days=1)
+NONCE_PRUNE_EVERY = timedelta(minutes=5)
+
+
+async def _prune_confirmations(runtime: Runtime) -> None:
+    """Delete email confirmations expired over a day ago, at most hourly per process (no TTL on FerretDB v1)."""
+    now = datetime.now(UTC)
+    last: datetime | None = runtime.extra.get("confirmations_pruned_at")
+    if last is not None and now - last < CONFIRMATION_PRUNE_EVERY:
+        return
+    runtime.extra["confirmations_pruned_at"] = now
+    try:
+        await runtime.store.prune_email_confirmations(now - CONFIRMATION_KEEP_AFTER_EXPIRY)
+    except PyMongoError as exc:
+        log.warning("expired email confirmations not pruned", error=type(exc).__name__)
+
+
+async def _check_fresh(runtime: Runtime, timestamp: str, nonce: str) -> None:
+    """Replay protection of signed WeChat callbacks (the signature covers ``timestamp`` and ``nonce``, WeChat
+    docs "接入指南"/"消息加解密说明"): the timestamp within ``NOTIFY_WECHAT_CALLBACK_MAX_SKEW_S`` of our clock, and
+    each (timestamp, nonce) accepted once (collection ``wechat_nonces``, shared by every worker). Without a
+    callback token (development) nothing is signed, so nothing is checked.
+
+    Raises:
+        HTTPException: 403 for a stale, future or malformed timestamp or a replayed pair.
+    """
+    settings = runtime.settings
+    if not settings.wechat_callback_token.get_secret_value():
+        return
+    skew = settings.wechat_callback_max_skew_s
+    if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > skew:
+        log.warning("wechat callback refused: timestamp outside the window", max_skew_s=skew)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "stale or future timestamp")
+    now = datetime.now(UTC)
+    if not await runtime.store.claim_wechat_nonce(timestamp, nonce, now):
+        log.warning("wechat callback refused: replayed timestamp and nonce")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "replayed request")
+    last: datetime | None = runtime.extra.get("wechat_nonces_pruned_at")
+    if last is None or now - last >= NONCE_PRUNE_EVERY:
+        runtime.extra["wechat_nonces_pruned_at"] = now
+        try:  # a pair is useless once its timestamp is out of the window (both ways: 2 x skew)
+            await runtime.store.prune_wechat_nonces(now - timedelta(seconds=2 * skew + 60))
+        except PyMongoError as exc:
+            log.warning("old wechat nonces not pruned", error=type(exc).__name__)
 
 
 def _parse_xml(body: bytes) -> Any:

@@ -1,18 +1,53 @@
 """Notify's settings (env prefix ``NOTIFY_``; infrastructure names are the shared unprefixed ones).
 
-Secrets (JWT secret, WeChat AppSecret, SMTP password, VAPID private key) are :class:`~pydantic.SecretStr` and
-refused as placeholders outside development/test (:meth:`ServiceSettings.secret_fields`).
+Secrets (JWT secret, notify's own key ring, WeChat AppSecret, SMTP password, VAPID private key) are
+:class:`~pydantic.SecretStr` and refused as placeholders outside development/test
+(:meth:`ServiceSettings.secret_fields`); outside development/test the JWT secret must also be strong
+(:func:`jwt_secret_weakness`). Notify does not use the platform's credential key ring
+(``LAIFAXIN_CREDENTIAL_KEYS``, which opens mailbox passwords): what it seals (users' Apprise URLs) is sealed with
+its own ring, ``NOTIFY_SECRETS_KEYS``.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+import math
+from collections import Counter
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from laifaxin_shared.settings import ServiceSettings
+from laifaxin_shared.crypto import KeyRing, KeyRingError
+from laifaxin_shared.settings import PLACEHOLDER_SECRETS, ServiceSettings
 from laifaxin_shared.topics import NOTIFY_RETRY_LEVELS
 
 from .wechat_crypto import aes_key
+
+DEV_NOTIFY_SECRETS_KEYS = "notify-dev-0:bm90aWZ5LWRldi1vbmx5LWtleS1ub3QtZm9yLXByb2Q="
+"""A fixed development key ring for notify's own secrets (32 bytes). Refused outside development and test."""
+JWT_SECRET_MIN_CHARS = 32
+"""HS256 wants a key of at least the hash's size, 256 bits (RFC 7518 section 3.2)."""
+JWT_SECRET_MIN_BITS = 128.0
+"""Least estimated entropy of the JWT secret outside development: its length times the Shannon entropy of its
+characters (a random 43-character base64url token estimates ~230 bits; ``aaaa...`` or ``abab...`` estimate 0 or
+1 bit per character)."""
+GENERATE_JWT_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"  # noqa: S105  # a command
+
+
+def jwt_secret_weakness(secret: str) -> str | None:
+    """Why ``secret`` is too weak for HS256 outside development, or None when it is acceptable.
+
+    Rules: at least :data:`JWT_SECRET_MIN_CHARS` characters (RFC 7518 section 3.2: a key of at least 256 bits)
+    and at least :data:`JWT_SECRET_MIN_BITS` bits estimated as length x Shannon entropy per character, which
+    refuses repeated or patterned text however long. The reason never quotes the secret.
+    """
+    if len(secret) < JWT_SECRET_MIN_CHARS:
+        return f"it has {len(secret)} characters; at least {JWT_SECRET_MIN_CHARS} are needed"
+    counts = Counter(secret)
+    per_char = -sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    if per_char * len(secret) < JWT_SECRET_MIN_BITS:
+        bits = max(per_char * len(secret), 0.0)
+        return f"it looks low-entropy (about {bits:.0f} bits; {JWT_SECRET_MIN_BITS:.0f} needed)"
+    return None
 
 
 class NotifySettings(ServiceSettings):
@@ -22,7 +57,9 @@ class NotifySettings(ServiceSettings):
     ``retry_delays_s[0]`` ...); after the last one a task goes to ``notify.dlq``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="NOTIFY_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFY_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     service_name: str = "notify"
     mongodb_database: str = "notify"
@@ -37,7 +74,20 @@ class NotifySettings(ServiceSettings):
         default="https://app.laifa.xin", description="Base of the link to a message in the Laifaxin web app."
     )
 
-    jwt_secret: SecretStr = Field(default=SecretStr("change-me"), description="HS256 key for bearer JWTs.")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("change-me"),
+        description="HS256 key for bearer JWTs. Outside development/test: at least 32 characters of random "
+        f"text (generate one with {GENERATE_JWT_SECRET}); short or low-entropy secrets are refused at start.",
+    )
+    secrets_keys: SecretStr = Field(
+        default=SecretStr(DEV_NOTIFY_SECRETS_KEYS),
+        description="Notify's own key ring for the secrets it stores (users' Apprise URLs): 'key_id:base64key' "
+        "pairs, comma-separated, 32-byte keys (python -c 'from laifaxin_shared.crypto import generate_key; "
+        "print(generate_key())'). Not the mailbox credential ring, which notify never gets.",
+    )
+    secrets_active_key_id: str = Field(
+        default="notify-dev-0", description="Key id of secrets_keys that seals new secrets; others only open."
+    )
     jwt_audience: str = Field(default="laifaxin", description="Expected `aud` claim.")
     jwt_issuer: str | None = Field(default=None, description="Expected `iss` claim, if set.")
 
@@ -136,7 +186,7 @@ class NotifySettings(ServiceSettings):
     apprise_enabled: bool = Field(
         default=True,
         description="Extra channels users add as Apprise URLs (WeCom robot, DingTalk, Feishu/Lark, Telegram, "
-        "Slack, JSON/form webhooks); sealed with LAIFAXIN_CREDENTIAL_KEYS.",
+        "Slack, JSON/form webhooks); sealed with NOTIFY_SECRETS_KEYS.",
     )
     apprise_concurrency: int = Field(
         default=8, ge=1, le=256, description="Threads running Apprise's blocking sends per worker."
@@ -169,6 +219,35 @@ class NotifySettings(ServiceSettings):
         description='Delay after Feishu/Lark bot code 9499 "too many request" or 11232 (100 messages/minute, '
         "5/second per bot), s.",
     )
+    push_allowlist: str = Field(
+        default="",
+        description="Comma-separated CIDRs or host names Web Push endpoints may point at although they are not "
+        "public, and over plain http (local development and tests: e.g. 127.0.0.1). Empty: endpoints must be "
+        "https URLs whose host resolves to public addresses only (checked when subscribed and at every connect).",
+    )
+    webpush_max_subscriptions_per_user: int = Field(
+        default=10, ge=1, description="Most browser push subscriptions one user may keep."
+    )
+    email_max_addresses_per_user: int = Field(
+        default=3, ge=1, description="Most alert email addresses (confirmed or pending) one user may keep."
+    )
+    email_confirm_ttl_s: int = Field(
+        default=86_400,
+        ge=60,
+        description="Life of the confirmation link of a new alert email address (double opt-in), seconds.",
+    )
+    email_confirmations_per_hour: int = Field(
+        default=5, ge=1, description="Most confirmation mails one user may cause per hour."
+    )
+    wechat_max_bindings_per_user: int = Field(
+        default=3, ge=1, description="Most WeChat accounts (openids) one user may link."
+    )
+    wechat_callback_max_skew_s: int = Field(
+        default=300,
+        ge=30,
+        description="WeChat callbacks whose signed timestamp is further than this from our clock are refused, "
+        "and a (timestamp, nonce) pair is accepted once within this window (replay protection), seconds.",
+    )
     host_allowlist: str = Field(
         default="",
         description="Comma-separated CIDRs or host names that json:// / form:// webhook URLs may point at "
@@ -191,6 +270,15 @@ class NotifySettings(ServiceSettings):
             )  # WeChatCryptoError (a ValueError): told at start, not per event
         return value
 
+    @model_validator(mode="after")
+    def _secrets_ring_parses(self) -> NotifySettings:
+        """NOTIFY_SECRETS_KEYS is told at start when malformed (the message names the key id, never a key)."""
+        try:
+            KeyRing.parse(self.secrets_keys.get_secret_value(), self.secrets_active_key_id)
+        except KeyRingError as exc:
+            raise ValueError(f"NOTIFY_SECRETS_KEYS / NOTIFY_SECRETS_ACTIVE_KEY_ID: {exc}") from None
+        return self
+
     @field_validator("digest_window_s")
     @classmethod
     def _window_divides_the_hour(cls, value: int) -> int:
@@ -198,9 +286,36 @@ class NotifySettings(ServiceSettings):
             raise ValueError("digest_window_s must divide 3600 (counters are kept per hour)")
         return value
 
+    @model_validator(mode="after")
+    def _strong_secrets_outside_development(self) -> NotifySettings:
+        """Outside development/test: a strong JWT secret and a real key ring of notify's own (the placeholder
+        refusal of :class:`ServiceSettings` runs first). Messages name the setting and how to make a value,
+        never the value."""
+        if self.environment in ("development", "test"):
+            return self
+        raw = self.jwt_secret.get_secret_value()
+        if raw.strip().lower() not in PLACEHOLDER_SECRETS:
+            why = jwt_secret_weakness(raw)
+            if why is not None:
+                raise ValueError(
+                    f"NOTIFY_JWT_SECRET is too weak for environment={self.environment}: {why}. Use at least "
+                    f"{JWT_SECRET_MIN_CHARS} random characters, e.g. generate one with: {GENERATE_JWT_SECRET}"
+                )
+        if self.secrets_keys.get_secret_value() == DEV_NOTIFY_SECRETS_KEYS:
+            raise ValueError(
+                f"NOTIFY_SECRETS_KEYS is the development key ring; set a real one for "
+                f"environment={self.environment} (generate a key with python -c 'from laifaxin_shared.crypto "
+                "import generate_key; print(generate_key())')"
+            )
+        return self
+
     def secret_fields(self) -> dict[str, SecretStr]:
-        """Secrets that must be real outside development/test."""
-        fields = {**super().secret_fields(), "NOTIFY_JWT_SECRET": self.jwt_secret}
+        """Secrets that must be real outside development/test (notify does not take the mailbox credential
+        ring, so ``LAIFAXIN_CREDENTIAL_KEYS`` is not among them)."""
+        fields = {
+            "NOTIFY_SECRETS_KEYS": self.secrets_keys,
+            "NOTIFY_JWT_SECRET": self.jwt_secret,
+        }
         if self.wechat_appid:
             fields["NOTIFY_WECHAT_SECRET"] = self.wechat_secret
         if self.smtp_username:

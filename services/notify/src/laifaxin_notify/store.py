@@ -6,7 +6,7 @@ Collections:
   :class:`~.models.Preferences` fields and the ids of the user's bindings.
 - ``bindings``: one per (tenant_id, user_id, channel, target_id): a WeChat openid, an alert email address or
   a Web Push subscription (endpoint + keys); ``active`` false after WeChat 43004. Channel ``apprise``: a random
-  binding id, ``data`` = the URL sealed with the shared key ring (``credential``), ``scheme``, redacted
+  binding id, ``data`` = the URL sealed with notify's own key ring (``NOTIFY_SECRETS_KEYS``) (``credential``), ``scheme``, redacted
   ``display`` and ``label`` (channels/apprise.py); ``active`` false after WeCom robot 93000.
 - ``deliveries``: one per dedupe key (unique index), the status history of one alert.
 - ``counters``: alert counts, insert-only: one document per (tenant, user) and batch that alerted them (random
@@ -23,6 +23,13 @@ Collections:
 - ``wechat_follows``: per openid (``_id``) the ``CreateTime`` of its latest ``unsubscribe`` event
   (``unsubscribed_at``, seconds since the epoch), so a late redelivery of an older follow/scan event does not
   bind again.
+- ``email_confirmations``: double opt-in of alert email addresses, one per confirmation mail: ``_id`` = SHA-256
+  hex of the random token mailed (the token itself is not stored), ``tenant_id``, ``user_id``, ``address``,
+  ``created_at``, ``expires_at``, ``used_at`` (None until the token is used, once). Counted per user and hour to
+  cap confirmation mails; deleted a day after they expire (:meth:`Store.prune_email_confirmations`).
+- ``wechat_nonces``: WeChat callback (``timestamp``, ``nonce``) pairs already accepted (``_id`` = SHA-256 of
+  ``timestamp|nonce``, ``at``), so a replayed signed request is refused; deleted once older than the accepted
+  clock skew (:meth:`Store.prune_wechat_nonces`).
 - ``sent``: one mark per delivery the batch path sent on its first attempt (``_id`` = dedupe key, provider id,
   time). Its ``deliveries`` document keeps the ``pending`` claim; readers (:meth:`Store.history`,
   :meth:`Store.acquire`) apply the mark, so such a delivery reads as ``sent`` and is never sent again.
@@ -217,6 +224,8 @@ class Store:
         self.sent = db["sent"]
         self.wechat_links = db["wechat_links"]
         self.wechat_follows = db["wechat_follows"]
+        self.email_confirmations = db["email_confirmations"]
+        self.wechat_nonces = db["wechat_nonces"]
 
     async def ensure_indexes(self) -> None:
         """Create the declared indexes (idempotent)."""
@@ -248,7 +257,8 @@ class Store:
 
     # bindings ----------------------------------------------------------------------------------------------
     async def put_binding(self, binding: Binding) -> None:
-        """Create or replace a binding (re-activates a disabled one) and list it on the user's document.
+        """Create or replace a binding with ``binding.active`` (True re-activates a disabled one; an alert email
+        address waiting for its confirmation is stored inactive) and list it on the user's document.
 
         The user document (``preferences``, ``_id`` = ``tenant|user``) keeps the binding ids, so finding a
         user's bindings is a few ``_id`` lookups rather than a collection scan.
@@ -261,13 +271,14 @@ class Store:
             "channel": binding.channel,
             "target_id": binding.target_id,
             "data": binding.data,
-            "active": True,
+            "active": binding.active,
             "updated_at": _now(),
         }
         if not await _claim(self.bindings, {**doc, "created_at": _now()}):
             await _busy_retry(
                 lambda: self.bindings.update_one(
-                    {"_id": key}, {"$set": {"data": binding.data, "active": True, "updated_at": _now()}}
+                    {"_id": key},
+                    {"$set": {"data": binding.data, "active": binding.active, "updated_at": _now()}},
                 )
             )
         user_key = await self._ensure_user_doc(binding.tenant_id, binding.user_id)
@@ -401,6 +412,63 @@ class Store:
         """True when ``openid`` unsubscribed after ``create_time`` (the event is older than the unfollow)."""
         doc = await self.wechat_follows.find_one({"_id": openid})
         return doc is not None and int(doc.get("unsubscribed_at", 0)) > create_time
+
+    # alert email double opt-in ---------------------------------------------------------------------------------
+    async def create_email_confirmation(
+        self, token: str, tenant_id: str, user_id: str, address: str, expires_at: datetime
+    ) -> None:
+        """Store a confirmation of ``address`` for (tenant, user) under the SHA-256 of ``token`` (the token itself,
+        mailed to the address, is not stored)."""
+        doc = {
+            "_id": _link_key(token),
+            "tenant_id": tenant_id,
+            "user_id": user_id,
+            "address": address,
+            "created_at": _now(),
+            "expires_at": expires_at,
+            "used_at": None,
+        }
+        await _busy_retry(lambda: self.email_confirmations.insert_one(doc))
+
+    async def use_email_confirmation(self, token: str, now: datetime) -> Document | None:
+        """Consume the confirmation of ``token``: its document when this call used it (unused and not expired),
+        else None (unknown, expired or already used). Single use: a conditional update, one winner."""
+        return await _busy_retry(
+            lambda: self.email_confirmations.find_one_and_update(
+                {"_id": _link_key(token), "used_at": None, "expires_at": {"$gt": now}},
+                {"$set": {"used_at": now}},
+                return_document=ReturnDocument.AFTER,
+            )
+        )
+
+    async def count_email_confirmations(self, tenant_id: str, user_id: str, since: datetime) -> int:
+        """Confirmation mails made for (tenant, user) since ``since`` (a scan on FerretDB v1; the collection is
+        small: a few documents per user, pruned)."""
+        return int(
+            await self.email_confirmations.count_documents(
+                {"tenant_id": tenant_id, "user_id": user_id, "created_at": {"$gte": since}}
+            )
+        )
+
+    async def prune_email_confirmations(self, before: datetime) -> int:
+        """Delete confirmations that expired before ``before``; returns how many."""
+        result = await _busy_retry(
+            lambda: self.email_confirmations.delete_many({"expires_at": {"$lt": before}})
+        )
+        return int(result.deleted_count)
+
+    # WeChat callback replay protection ---------------------------------------------------------------------
+    async def claim_wechat_nonce(self, timestamp: str, nonce: str, now: datetime) -> bool:
+        """True the first time a signed callback's (``timestamp``, ``nonce``) is seen, False for a replay (an
+        insert under a unique ``_id``: one winner across workers)."""
+        key = hashlib.sha256(f"{timestamp}|{nonce}".encode()).hexdigest()
+        return await _claim(self.wechat_nonces, {"_id": key, "at": now})
+
+    async def prune_wechat_nonces(self, before: datetime) -> int:
+        """Delete accepted (timestamp, nonce) pairs recorded before ``before`` (older requests are refused by
+        their timestamp anyway); returns how many."""
+        result = await _busy_retry(lambda: self.wechat_nonces.delete_many({"at": {"$lt": before}}))
+        return int(result.deleted_count)
 
     # deliveries --------------------------------------------------------------------------------------------
     def _delivery_doc(self, task: DeliveryTask, status: DeliveryStatus, now: datetime) -> Document:

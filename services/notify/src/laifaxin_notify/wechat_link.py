@@ -46,7 +46,9 @@ log = get_logger(__name__)
 SCENE_PREFIX = "qrscene_"
 """Prefix of ``EventKey`` on a ``subscribe`` made through a parameter QR code ("接收事件推送")."""
 
-LinkResult = Literal["bound", "rebound", "unknown_scene", "stale", "no_scene", "unsubscribed", "ignored"]
+LinkResult = Literal[
+    "bound", "rebound", "unknown_scene", "stale", "no_scene", "unsubscribed", "ignored", "too_many"
+]
 
 
 def new_scene_id() -> str:
@@ -96,13 +98,17 @@ class WeChatEvent:
         return ""
 
 
-async def handle_event(store: Store, ev: WeChatEvent, now: datetime) -> LinkResult:
+async def handle_event(
+    store: Store, ev: WeChatEvent, now: datetime, *, max_bindings: int | None = None
+) -> LinkResult:
     """Apply a ``subscribe`` / ``SCAN`` / ``unsubscribe`` event (module docstring); idempotent.
 
     Returns what happened: ``bound`` (link consumed, binding stored), ``rebound`` (a redelivery of a consumed
     link: bound again, no change), ``unknown_scene`` (unknown, expired or used by another openid), ``stale``
     (older than the openid's latest unsubscribe), ``no_scene`` (a follow not through our code),
-    ``unsubscribed``, ``ignored`` (another event, or no openid).
+    ``unsubscribed``, ``ignored`` (another event, or no openid), ``too_many`` (the user already has
+    ``max_bindings`` other WeChat accounts linked: codes made before the last link was added are not honoured
+    past the cap).
     """
     if not ev.openid or ev.event not in ("subscribe", "SCAN", "unsubscribe"):
         return "ignored"
@@ -128,6 +134,11 @@ async def handle_event(store: Store, ev: WeChatEvent, now: datetime) -> LinkResu
         log.info("wechat link scene unknown, expired or used, ignored", openid_ref=who, scene_ref=ref(scene))
         return "unknown_scene"
     tenant_id, user_id = str(link["tenant_id"]), str(link["user_id"])
+    if max_bindings is not None:
+        linked = await store.list_bindings(tenant_id, user_id, ["wechat"])
+        if all(b.target_id != ev.openid for b in linked) and len(linked) >= max_bindings:
+            log.warning("wechat link refused: too many WeChat accounts", tenant_id=tenant_id, user_id=user_id)
+            return "too_many"
     await store.put_binding(Binding(tenant_id, user_id, "wechat", ev.openid, {}))
     log.info(
         "wechat linked by qr code" if fresh else "wechat link event redelivered",

@@ -52,7 +52,7 @@ and sends for every supported scheme except the chat robots (``wecombot``, ``din
   are off (``retry=0``); ours are the retry topics. Redirects are not followed, certificates are verified,
   and the timeouts are ours.
 
-Secrets: the URL carries the token or webhook key, so it is stored only sealed with the shared key ring
+Secrets: the URL carries the token or webhook key, so it is stored only sealed with notify's own key ring
 (:class:`laifaxin_shared.crypto.KeyRing`, AES-256-GCM, associated data bound to the tenant, the user and the
 binding id), opened only here to send, and shown everywhere else as :func:`redact` (scheme, host, ``****``).
 Apprise's logger is detached from the root logger (its debug lines print URLs with keys), outcomes carry
@@ -63,7 +63,11 @@ its token, secret and signature (a DingTalk ``sign`` rides in the query string) 
 
 Generic ``json://`` / ``form://`` targets name the user's own host: it must resolve to public addresses only,
 unless ``NOTIFY_HOST_ALLOWLIST`` names it (ARCHITECTURE.md "Credentials and tenancy"; the tests allowlist
-loopback); checked when the URL is added and again before each send.
+loopback); checked when the URL is added, before each send, and when the send connects: Apprise's ``requests``
+connects only to the addresses checked for the host (:meth:`laifaxin_notify.egress.EgressGuard.blocking`, no
+second DNS lookup, so no rebinding window), and a refusal there disables the binding like one at the check.
+
+Secrets are sealed with notify's own key ring (``NOTIFY_SECRETS_KEYS``), not the mailbox credential ring.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ from laifaxin_shared.crypto import CredentialError, KeyRing
 from laifaxin_shared.events.base import EncryptedCredential
 from laifaxin_shared.netguard import HostAllowlist
 
+from ..egress import EgressGuard
 from ..models import AlertContent, DeliveryTask
 from ..store import Binding
 from .base import Outcome
@@ -595,7 +600,7 @@ class AppriseSender:
     """Sends alerts to users' Apprise URLs (see the module docstring for the rules).
 
     Args:
-        keyring: the shared credential key ring that seals and opens the URLs.
+        keyring: notify's own key ring (``NOTIFY_SECRETS_KEYS``) that seals and opens the URLs.
         wecom_base_url: WeCom API base for robots (``https://qyapi.weixin.qq.com``).
         timeout_s: connect and read timeout of each provider call.
         concurrency: threads running Apprise's blocking sends (and URL parsing) at once.
@@ -633,6 +638,8 @@ class AppriseSender:
         )
         self.keyring = keyring
         self.guard = HostGuard(host_allowlist, timeout_s=timeout_s)
+        self.egress = EgressGuard(host_allowlist, timeout_s=timeout_s)
+        """Connect-time check of the plugins' connections (same allowlist)."""
         self.timeout_s = timeout_s
         self.robot_bases = {
             "wecombot": wecom_base_url.rstrip("/"),
@@ -841,7 +848,9 @@ class AppriseSender:
 
     def _notify_blocking(
         self, target: AppriseTarget, title: str, body: str, secrets: tuple[str, ...]
-    ) -> tuple[bool | None, list[str]]:
+    ) -> tuple[bool | None, list[str], bool]:
+        """Run the plugin's send in this pool thread; returns (accepted, or None when the URL no longer
+        instantiates; the captured warnings; whether a connection was refused by the egress guard)."""
         buf: list[str] = []
         token = _captured.set(buf)
         masked = _sending.set(secrets)  # this pool thread's own context: set and reset around the send
@@ -850,8 +859,10 @@ class AppriseSender:
                 dict(target.params), asset=self._asset, suppress_exceptions=True
             )
             if plugin is None:
-                return None, buf
-            return bool(plugin.notify(body=body, title=title)), buf
+                return None, buf, False
+            with self.egress.blocking() as refusals:
+                ok = bool(plugin.notify(body=body, title=title))
+            return ok, buf, bool(refusals)
         finally:
             _sending.reset(masked)
             _captured.reset(token)
@@ -860,9 +871,11 @@ class AppriseSender:
         self, target: AppriseTarget, title: str, body: str, secrets: tuple[str, ...]
     ) -> Outcome:
         try:
-            ok, messages = await self._blocking(self._notify_blocking, target, title, body, secrets)
+            ok, messages, refused = await self._blocking(self._notify_blocking, target, title, body, secrets)
         except Exception as exc:  # noqa: BLE001  # a plugin bug is a failed attempt, retried, never a crash
             return Outcome("retry", f"apprise {target.scheme}: {type(exc).__name__}")
+        if refused:  # the host resolved to a non-public address when connecting (e.g. DNS rebinding)
+            return Outcome("failed", "apprise: host_not_allowed", binding_action="disable")
         if ok is None:
             return Outcome("failed", f"apprise {target.scheme}: url no longer accepted", dead_letter=True)
         if ok:

@@ -60,6 +60,41 @@ def build_message(task: DeliveryTask, sender: str, to: str) -> EmailMessage:
     return msg
 
 
+def build_confirmation(
+    sender: str, to: str, *, code: str, link: str, expires_in_s: int, message_id: str
+) -> EmailMessage:
+    """The double opt-in mail for a new alert address: a fixed text (nothing the requester typed but the
+    address itself), the one-time ``code`` and the ``link`` that confirms it, and how long they are valid.
+    ``Auto-Submitted: auto-generated`` (RFC 3834); the ``Message-ID`` is ``<message_id@notify.laifaxin>``."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = "[Laifaxin] Confirm this address for alerts / 确认提醒邮箱"
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = f"<{message_id}@notify.laifaxin>"
+    msg["Auto-Submitted"] = "auto-generated"
+    hours = max(1, round(expires_in_s / 3600))
+    msg.set_content(
+        "\n".join(
+            [
+                "Someone asked to receive Laifaxin mail alerts at this address.",
+                "If it was you, confirm it by opening this link:",
+                "",
+                link,
+                "",
+                f"or by entering the confirmation code: {code}",
+                "",
+                f"The link and the code are valid for {hours} hour(s) and work once. If it was not you,",
+                "ignore this mail: no alert is sent to an address that was not confirmed.",
+                "",
+                "有人请求将此地址用于来发信邮件提醒。如果是您本人，请打开上面的链接或输入确认码确认；",
+                "如果不是，请忽略本邮件：未经确认的地址不会收到任何提醒。",
+            ]
+        )
+    )
+    return msg
+
+
 @dataclass
 class _Session:
     """One open SMTP session to the relay: how many messages it carried, and when it was last used."""
@@ -181,7 +216,11 @@ class EmailSender:
 
     async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
         """Send the alert to ``binding.target_id`` (the alert address)."""
-        msg = build_message(task, self.sender, binding.target_id)
+        return await self.send_message(build_message(task, self.sender, binding.target_id))
+
+    async def send_message(self, msg: EmailMessage) -> Outcome:
+        """Send one prepared mail over a kept session; the outcome classifies the relay's answer (never raises
+        for it): ``sent`` with the relay's reply, ``retry`` for 4xx and transport errors, ``failed`` for 5xx."""
         async with self._slots:
             try:
                 session, errors, reply = await self._transaction(msg)

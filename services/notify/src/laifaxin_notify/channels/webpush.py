@@ -11,6 +11,13 @@ when less than an hour is left, instead of one ECDSA signature per message.
 Status handling (RFC 8030 sections 5, 7; reference/notify.md section 3): 201 sent; 404/410 the subscription is
 gone: delete it, no retry; 413 resend once with a shorter payload; 429 retry after ``Retry-After``;
 400/401/403 configuration: dead-letter and alert; 5xx and transport errors retry.
+
+Endpoints are user-given URLs, so every push goes through :class:`~laifaxin_notify.egress.EgressGuard`: https
+only (plain http only for hosts the operator allowlist, ``NOTIFY_PUSH_ALLOWLIST``, names), the endpoint's name
+resolved once and every address checked against the shared SSRF rule at connect time, the connection made to the
+checked address (TLS SNI and ``Host`` keep the name), and redirects never followed (a 3xx is a permanent
+failure). pywebpush encrypts (RFC 8291); the POST is ours, so that its options are. An outcome's detail is the
+status (or the status class for codes RFC 8030 gives no meaning), never the endpoint's answer body or an address.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ import aiohttp
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
-from pywebpush import WebPushException, webpush_async
+from pywebpush import WebPusher, WebPushException
 
+from ..egress import EgressGuard, EgressRefused, refused
 from ..models import DeliveryTask
 from ..store import Binding
 from .base import Outcome
@@ -39,6 +47,8 @@ VAPID_LIFETIME_S = 12 * 3600
 """``exp`` of a VAPID JWT, seconds ahead (RFC 8292 section 2 allows at most 24 hours; pywebpush uses 12)."""
 VAPID_RENEW_BEFORE_S = 3600
 """A cached VAPID JWT is re-signed when less than this many seconds of its validity are left."""
+KNOWN_STATUSES = frozenset({200, 201, 202, 400, 401, 403, 404, 410, 413, 429})
+"""Statuses with a meaning in RFC 8030 / 8292, shown as they are in an outcome; others show as a class."""
 VAPID_CACHE_MAX = 1024
 """Most origins with a cached JWT (endpoints are user-supplied; past this the cache starts over)."""
 
@@ -112,7 +122,17 @@ def retry_after_seconds(value: str | None, default: float = 60.0) -> float:
 class WebPushSender:
     """Sends encrypted pushes to stored subscriptions with one VAPID key."""
 
-    def __init__(self, *, vapid: Vapid02, subject: str, ttl_s: int = 86_400, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        vapid: Vapid02,
+        subject: str,
+        ttl_s: int = 86_400,
+        timeout_s: float = 10.0,
+        guard: EgressGuard | None = None,
+    ) -> None:
+        self.guard = guard or EgressGuard(timeout_s=timeout_s)
+        """Which endpoints may be connected to (default: https to public addresses only)."""
         self.vapid = vapid
         self.subject = subject
         self.ttl_s = ttl_s
@@ -151,26 +171,34 @@ class WebPushSender:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+            self._session = aiohttp.ClientSession(connector=self.guard.connector(limit=200))
         return self._session
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def _push(self, subscription: dict[str, Any], data: str, urgency: str, topic: str) -> int:
-        headers = {"Urgency": urgency, "Topic": topic, **self.vapid_headers(str(subscription["endpoint"]))}
-        response = await webpush_async(  # no vapid_claims: pywebpush would sign a new JWT for every message
-            subscription_info=subscription,
-            data=data,
-            content_encoding="aes128gcm",
-            ttl=self.ttl_s,
-            timeout=self.timeout,  # type: ignore[arg-type]  # passed through to aiohttp, which wants ClientTimeout
-            headers=headers,  # type: ignore[arg-type]  # pywebpush's annotation is dict[str, str | int | float]
-            aiohttp_session=self._http(),
-        )
-        assert not isinstance(response, str)
-        return response.status
+    async def _push(
+        self, subscription: dict[str, Any], data: str, urgency: str, topic: str
+    ) -> tuple[int, dict[str, str]]:
+        """One encrypted POST to the endpoint; returns (status, response headers). Redirects are not followed
+        and the answer's body is not read. Raises EgressRefused (the endpoint is not allowed) or what aiohttp
+        raises."""
+        endpoint = str(subscription["endpoint"])
+        self.guard.check_url(endpoint)
+        body = WebPusher(subscription).encode(data.encode(), "aes128gcm")["body"]
+        headers = {
+            "TTL": str(self.ttl_s),
+            "Content-Encoding": "aes128gcm",
+            "Content-Type": "application/octet-stream",
+            "Urgency": urgency,
+            "Topic": topic,
+            **self.vapid_headers(endpoint),  # cached per origin: not one signature per message
+        }
+        async with self._http().post(
+            endpoint, data=body, headers=headers, timeout=self.timeout, allow_redirects=False
+        ) as response:
+            return response.status, dict(response.headers)
 
     async def send(self, task: DeliveryTask, binding: Binding) -> Outcome:
         """Push the alert to the subscription stored in ``binding.data`` (endpoint, keys.p256dh, keys.auth)."""
@@ -180,29 +208,48 @@ class WebPushSender:
         short = False
         for _ in range(2):
             try:
-                status = await self._push(subscription, payload(task, short=short), urgency, topic)
-            except WebPushException as exc:
-                resp = exc.response
-                status = int(getattr(resp, "status", 0) or 0)
-                if status == 413 and not short:
-                    short = True
-                    continue
-                return self._classify(status, resp)
+                status, headers = await self._push(subscription, payload(task, short=short), urgency, topic)
+            except EgressRefused as exc:
+                return self._not_allowed(exc)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                why = refused(exc)
+                if why is not None:
+                    return self._not_allowed(why)
                 return Outcome("retry", f"push transport: {type(exc).__name__}")
-            return Outcome("sent", f"push {status}", provider_id=f"push:{status}")
+            except (WebPushException, ValueError, TypeError) as exc:  # keys that do not encrypt
+                return Outcome(
+                    "failed",
+                    f"push subscription keys unusable: {type(exc).__name__}",
+                    binding_action="delete",
+                )
+            if status in (200, 201, 202):
+                return Outcome("sent", f"push {status}", provider_id=f"push:{status}")
+            if status == 413 and not short:
+                short = True
+                continue
+            return self._classify(status, headers)
         return Outcome("failed", "push 413 even for the short payload", dead_letter=True)
 
     @staticmethod
-    def _classify(status: int, resp: Any) -> Outcome:
-        detail = f"push {status}"
+    def _not_allowed(exc: EgressRefused) -> Outcome:
+        """The endpoint may not be connected to (its name now resolves to a non-public address, or the
+        allowlist changed): the subscription is removed; the detail names the rule, not the address."""
+        return Outcome("failed", f"push endpoint refused: {exc.code}", binding_action="delete")
+
+    @staticmethod
+    def _classify(status: int, headers: dict[str, str]) -> Outcome:
+        """A push service's refusal by status (RFC 8030 sections 5, 7); codes without a meaning there show as
+        their class only (``push 5xx``)."""
+        detail = f"push {status}" if status in KNOWN_STATUSES else f"push {status // 100}xx"
         if status in (404, 410):
             return Outcome("skipped", detail + ": subscription gone", binding_action="delete")
         if status == 429:
-            headers = getattr(resp, "headers", {}) or {}
-            return Outcome("retry", detail, retry_after_s=retry_after_seconds(headers.get("Retry-After")))
+            retry_after = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+            return Outcome("retry", detail, retry_after_s=retry_after_seconds(retry_after))
         if status == 413:
             return Outcome("failed", detail, dead_letter=True)
         if status in (400, 401, 403):
             return Outcome("failed", detail, dead_letter=True, alert=True)
+        if 300 <= status < 400:
+            return Outcome("failed", detail + ": redirect not followed", dead_letter=True)
         return Outcome("retry", detail)

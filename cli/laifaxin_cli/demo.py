@@ -142,7 +142,9 @@ async def drive(
 ) -> dict[str, Any]:
     say(f"binding {owner.email} through POST {platform.stack.binding_url}/v1/mailboxes (bearer JWT) ...")
     await platform.bind_mailbox(owner)
-    say("alerts bound through notify's API: WeChat openid, alert email, browser push subscription")
+    say(
+        "alerts bound through notify's API: WeChat by QR-code scan, alert email confirmed, browser push subscription"
+    )
     say(f"delivering {len(corpus)} messages into INBOX as new mail (IMAP APPEND) ...")
     duplicates = duplicate_count(corpus)
     async with asyncio.TaskGroup() as tasks:  # the APPENDs run while the progress line follows the mail

@@ -1,8 +1,10 @@
 """Drive the whole platform as a user would: used by ``make demo``, the end-to-end tests and the benchmarks.
 
 :func:`running_platform` starts the loopback WeChat and Web Push services and the four services as processes
-(:class:`laifaxin_cli.stack.Stack`), binds the alert channels through notify's API and follows the message
-topics; :class:`Platform` then binds mailboxes through binding's API, delivers mail with IMAP APPEND and tells
+(:class:`laifaxin_cli.stack.Stack`), binds the alert channels through notify's API as a user does (WeChat by
+scanning a QR code, which the loopback WeChat pushes to notify's callback; email by confirming the address with
+the code of the confirmation mail the local SMTP server received; a browser push subscription) and follows the
+message topics; :class:`Platform` then binds mailboxes through binding's API, delivers mail with IMAP APPEND and tells
 what each channel delivered, by notify's dedupe key (WeChat ``client_msg_id``, the push payload's ``tag``, the
 alert email's ``Message-ID``).
 """
@@ -62,6 +64,40 @@ class LocalAccount:
 def dedupe_key(event_id: str, user_id: str, channel: str, target_id: str) -> str:
     """notify's delivery key (SHA-256 of ``event_id|user_id|channel|target_id``), to attribute each alert."""
     return hashlib.sha256(f"{event_id}|{user_id}|{channel}|{target_id}".encode()).hexdigest()
+
+
+CONFIRMATION_CODE = re.compile(r"confirmation code: ([A-Za-z0-9_-]+)")
+
+
+def find_confirmation_code(index: Path, address: str, since: float) -> str | None:
+    """The code of the latest confirmation mail notify sent to ``address`` since ``since`` (epoch seconds), as the
+    local SMTP server recorded it (``received.jsonl`` + the message file), or None."""
+    records = [json.loads(line) for line in index.read_text().splitlines()] if index.exists() else []
+    for rec in reversed(records):
+        if rec["received_at"] < since or address not in rec.get("rcpt_tos", []):
+            continue
+        msg = email.message_from_bytes(Path(rec["file"]).read_bytes(), policy=email.policy.default)
+        body = msg.get_body(("plain",))
+        found = CONFIRMATION_CODE.search(body.get_content() if body is not None else "")
+        if found:
+            return found.group(1)
+    return None
+
+
+async def confirmation_code(index: Path, address: str, since: float, timeout_s: float = 30.0) -> str:
+    """:func:`find_confirmation_code`, waiting up to ``timeout_s`` for the mail.
+
+    Raises:
+        TimeoutError: no such mail arrived.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        code = await asyncio.to_thread(find_confirmation_code, index, address, since)
+        if code is not None:
+            return code
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no confirmation mail to {address}")
+        await asyncio.sleep(0.2)
 
 
 def alert_emails(index: Path, since: float) -> list[tuple[str, float]]:
@@ -130,6 +166,8 @@ class Platform:
     tenant_id: str
     user_id: str
     categories: list[str]
+    callback_token: str = ""
+    """notify's ``NOTIFY_WECHAT_CALLBACK_TOKEN``: the loopback WeChat signs the scan events it pushes with it."""
     started: float = field(default_factory=time.time)
     targets: dict[str, str] = field(default_factory=dict)
     mailboxes: dict[str, Account] = field(default_factory=dict)
@@ -142,19 +180,42 @@ class Platform:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.stack.config.token(self.tenant_id, self.user_id)}"}
 
+    async def _notify(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        r = await self.http.request(
+            method, self.stack.notify_url + path, headers=self.headers if auth else {}, json=body
+        )
+        if r.status_code >= 300:
+            raise RuntimeError(f"notify {method} {path}: {r.status_code} {r.text}")
+        return r.json()
+
     async def bind_alerts(self) -> None:
-        """Preferences (categories, all three channels) and one binding per channel, through notify's API."""
-        for method, path, body in [
-            ("PUT", "/v1/preferences", {"categories": self.categories, "channels": list(CHANNELS)}),
-            ("PUT", "/v1/bindings/wechat", {"openid": "o" + secrets.token_hex(13)}),
-            ("PUT", "/v1/bindings/email", {"address": f"owner-{uuid.uuid4().hex[:6]}@laifaxin.example"}),
-            ("POST", "/v1/bindings/webpush", self.push.subscribe()),
-        ]:
-            r = await self.http.request(method, self.stack.notify_url + path, headers=self.headers, json=body)
-            if r.status_code >= 300:
-                raise RuntimeError(f"notify {method} {path}: {r.status_code} {r.text}")
-        bindings = (await self.http.get(self.stack.notify_url + "/v1/bindings", headers=self.headers)).json()
-        self.targets = {b["channel"]: b["target_id"] for b in bindings}
+        """Preferences (categories, all three channels) and one binding per channel, through notify's API as a
+        user does: WeChat by scanning a QR code (the loopback WeChat pushes the signed ``subscribe`` event to
+        notify's callback), email by confirming the address with the code of its confirmation mail (read from
+        the local SMTP server's record), browser push by a subscription."""
+        await self._notify(
+            "PUT", "/v1/preferences", {"categories": self.categories, "channels": list(CHANNELS)}
+        )
+        code = await self._notify("POST", "/v1/bindings/wechat/qrcode")
+        scanned = await self.wechat.scan(
+            self.stack.notify_url + "/wechat/callback",
+            self.callback_token,
+            "o" + secrets.token_hex(13),
+            ticket=code["ticket"],
+        )
+        if scanned.status != 200:
+            raise RuntimeError(f"notify /wechat/callback: {scanned.status} {scanned.text}")
+        address = f"owner-{uuid.uuid4().hex[:6]}@laifaxin.example"
+        asked = time.time()
+        await self._notify("PUT", "/v1/bindings/email", {"address": address})
+        confirmation = await confirmation_code(Path(self.mail["smtp_received_index"]), address, asked - 1)
+        await self._notify("POST", "/v1/bindings/email/confirm", {"code": confirmation}, auth=False)
+        await self._notify("POST", "/v1/bindings/webpush", self.push.subscribe())
+        bindings = await self._notify("GET", "/v1/bindings")
+        self.targets = {b["channel"]: b["target_id"] for b in bindings if b["active"]}
+        missing = set(CHANNELS) - set(self.targets)
+        if missing:
+            raise RuntimeError(f"alert channels not bound: {sorted(missing)}")
 
     async def bind_mailbox(self, account: Account, timeout_s: float = 90) -> str:
         """Bind through ``POST /v1/mailboxes`` and wait until sync has baselined it; returns the mailbox id."""
@@ -306,7 +367,16 @@ async def running_platform(
     prefix = f"p{uuid.uuid4().hex[:8]}."
     await ensure_topics(kafka_bootstrap_servers, prefix=prefix, replication_factor=1)
     appid, app_secret = "wx" + uuid.uuid4().hex[:14], secrets.token_urlsafe(12)
-    env = {"notify": {"NOTIFY_DIGEST_THRESHOLD_PER_MINUTE": "100000", "NOTIFY_RATE_LIMIT_PER_HOUR": "100000"}}
+    callback_token = secrets.token_urlsafe(16)
+    env = {
+        "notify": {
+            "NOTIFY_DIGEST_THRESHOLD_PER_MINUTE": "100000",
+            "NOTIFY_RATE_LIMIT_PER_HOUR": "100000",
+            # the loopback push service is plain http on 127.0.0.1: the operator allowlist for it
+            "NOTIFY_PUSH_ALLOWLIST": "127.0.0.0/8",
+            "NOTIFY_WECHAT_CALLBACK_TOKEN": callback_token,
+        }
+    }
     for service, values in (extra_env or {}).items():
         env.setdefault(service, {}).update(values)
     async with WeChatServer(apps={appid: app_secret}) as wechat, PushService() as push:
@@ -335,6 +405,7 @@ async def running_platform(
                 tenant_id,
                 f"u{uuid.uuid4().hex[:8]}",
                 categories or list(ALL_CATEGORIES),
+                callback_token,
             )
             try:
                 await stack.start(sync_workers=sync_workers)

@@ -14,6 +14,12 @@ Implements, on aiohttp:
   30 when absent) and answers ``{"ticket": .., "expire_seconds": N, "url": "http://weixin.qq.com/q/.."}``; the
   codes made are in :attr:`WeChatServer.qrcodes`.
 
+The other direction, WeChat pushing an event to the Official Account's server ("接收事件推送"):
+:meth:`WeChatServer.scan` plays a user scanning one of the codes made: it POSTs the ``subscribe`` event
+(``EventKey`` ``qrscene_<scene>``, ``Ticket``; or ``SCAN`` with ``<scene>`` for a user already following) to the
+server's callback URL, signed as WeChat signs it (``signature`` = SHA-1 of the sorted token, ``timestamp`` and
+``nonce``; "接入指南"), and returns what it sent and the answer (:class:`CallbackPush`), so tests can replay it.
+
 Every answer is HTTP 200 with an errcode body, as WeChat does. Scripting: :meth:`script` queues errcodes
 answered by the next sends (``0`` = normal processing), :meth:`script_qrcode` the same for
 ``qrcode/create``; :meth:`expire_tokens` makes every issued token answer
@@ -23,6 +29,7 @@ answered by the next sends (``0`` = normal processing), :meth:`script_qrcode` th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import secrets
 import time
@@ -30,6 +37,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.support.loopback import serve
@@ -75,6 +83,33 @@ class QrCodeMade:
 
 
 @dataclass
+class CallbackPush:
+    """One event pushed to an Official Account server: the signed query, the XML body and the answer."""
+
+    params: dict[str, str]
+    body: str
+    status: int
+    text: str
+
+
+def sign_callback(token: str, timestamp: str, nonce: str) -> str:
+    """WeChat's callback ``signature``: SHA-1 hex of the sorted concatenation of token, timestamp and nonce."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()  # noqa: S324  # WeChat's
+
+
+async def push_callback(
+    url: str, token: str, body: str, *, timestamp: str | None = None, nonce: str | None = None
+) -> CallbackPush:
+    """POST ``body`` to ``url`` as WeChat pushes events: ``signature``, ``timestamp`` (now unless given) and a
+    random ``nonce`` in the query."""
+    timestamp = timestamp or str(int(time.time()))
+    nonce = nonce or str(secrets.randbelow(10**10))
+    params = {"signature": sign_callback(token, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+    async with aiohttp.ClientSession() as http, http.post(url, params=params, data=body.encode()) as answer:
+        return CallbackPush(params, body, answer.status, await answer.text())
+
+
+@dataclass
 class WeChatServer:
     """The fake API; ``async with WeChatServer(apps={"wxAPP": "secret"}) as wx: wx.base_url``."""
 
@@ -112,6 +147,29 @@ class WeChatServer:
 
     def messages_for(self, openid: str) -> list[SentMessage]:
         return [m for m in self.sent if m.openid == openid]
+
+    async def scan(
+        self,
+        callback_url: str,
+        token: str,
+        openid: str,
+        *,
+        ticket: str | None = None,
+        following: bool = False,
+        account: str = "gh_laifaxin",
+    ) -> CallbackPush:
+        """``openid`` scans the code of ``ticket`` (default: the last one made): WeChat pushes ``subscribe``
+        (``qrscene_<scene>``), or ``SCAN`` (``<scene>``) when ``following``, to ``callback_url``, signed with
+        ``token``."""
+        code = next(c for c in reversed(self.qrcodes) if ticket is None or c.ticket == ticket)
+        event, key = ("SCAN", code.scene) if following else ("subscribe", f"qrscene_{code.scene}")
+        body = (
+            f"<xml><ToUserName><![CDATA[{account}]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[{event}]]></Event><EventKey><![CDATA[{key}]]></EventKey>"
+            f"<Ticket><![CDATA[{code.ticket}]]></Ticket></xml>"
+        )
+        return await push_callback(callback_url, token, body)
 
     async def __aenter__(self) -> WeChatServer:
         app = web.Application()

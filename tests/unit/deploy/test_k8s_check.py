@@ -93,9 +93,33 @@ def test_credential_keys_reach_only_the_services_that_seal(prod: list[dict[str, 
         for e in c.get("env", [])
         if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "laifaxin-credential-keys"
     }
-    # binding seals mailbox passwords, sync opens them, notify seals users' Apprise URLs; the classifier
-    # never sees a secret
-    assert holders == {"binding", "sync", "notify"}
+    # binding seals mailbox passwords, sync opens them; notify (internet-facing: WeChat callbacks, users' webhook
+    # URLs) seals its own secrets with its own ring; the classifier never sees a secret
+    assert holders == {"binding", "sync"}
+
+
+def test_notify_has_its_own_database_user_and_key_ring(prod: list[dict[str, Any]]) -> None:
+    """A compromised notify pod holds neither the mailbox credential ring nor binding's/sync's database URL."""
+    [container] = _one(prod, "Deployment", "notify")["spec"]["template"]["spec"]["containers"]
+    refs = {
+        e["name"]: (ref["name"], ref["key"])
+        for e in container.get("env", [])
+        if (ref := e.get("valueFrom", {}).get("secretKeyRef"))
+    }
+    assert refs["MONGODB_URL"] == ("notify-mongodb", "MONGODB_URL")
+    assert refs["NOTIFY_SECRETS_KEYS"] == ("notify-channels", "NOTIFY_SECRETS_KEYS")
+    assert "LAIFAXIN_CREDENTIAL_KEYS" not in refs
+    assert not any(name == "laifaxin-credential-keys" for name, _ in refs.values())
+    others = {
+        d["metadata"]["name"]: {
+            e.get("valueFrom", {}).get("secretKeyRef", {}).get("name")
+            for c in d["spec"]["template"]["spec"]["containers"]
+            for e in c.get("env", [])
+        }
+        for d in prod
+        if d["kind"] == "Deployment" and d["metadata"]["name"] != "notify"
+    }
+    assert all("notify-mongodb" not in names and "notify-channels" not in names for names in others.values())
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``python -m laifaxin_notify serve`` (HTTP API + consumers) or ``replay-dlq`` (operators).
+"""``python -m laifaxin_notify serve`` (HTTP API + consumers), ``replay-dlq`` or ``reseal-secrets`` (operators).
 
 Environment: ``KAFKA_BOOTSTRAP_SERVERS``, ``MONGODB_URL``, ``LAIFAXIN_TOPIC_PREFIX`` and the ``NOTIFY_*``
 settings (see :class:`laifaxin_notify.settings.NotifySettings`).
@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     replay = sub.add_parser("replay-dlq", help="re-queue dead-lettered delivery tasks to notify.retry.0")
     replay.add_argument("--limit", type=int, default=1000)
     replay.add_argument("--dry-run", action="store_true")
+    sub.add_parser(
+        "reseal-secrets", help="reseal stored Apprise URLs under the active key of NOTIFY_SECRETS_KEYS"
+    )
     args = parser.parse_args(argv)
     settings = NotifySettings()
     if args.command == "serve":
@@ -35,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port or settings.http_port,
             log_config=None,
         )
+        return 0
+    if args.command == "reseal-secrets":
+        from . import reseal
+
+        json.dump(reseal.run(settings), sys.stdout, indent=2)
+        print()
         return 0
     from .replay import run
 

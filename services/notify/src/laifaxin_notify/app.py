@@ -402,7 +402,8 @@ def create_app(
         ``QR_STR_SCENE`` code with that scene (``POST /cgi-bin/qrcode/create``; the access token is refreshed and
         the call retried once on 40001/40014/42001). When the user scans it and follows the account
         (``subscribe``, ``EventKey`` ``qrscene_<scene>``) or already follows (``SCAN``), ``/wechat/callback`` binds
-        their openid as ``PUT /v1/bindings/wechat`` would; the link is used once.
+        their openid (re-enabling it after an unfollow); the link is used once. Past
+        ``NOTIFY_WECHAT_MAX_BINDINGS_PER_USER`` linked accounts: 409 ``too_many_wechat_bindings``.
 
         Returns ``{ticket, qrcode_url, content_url, expires_at}``. Errors: 409 ``wechat_not_configured`` (fix:
         set ``NOTIFY_WECHAT_APPID`` and ``NOTIFY_WECHAT_SECRET``); 502 ``wechat_error`` with WeChat's ``errcode``

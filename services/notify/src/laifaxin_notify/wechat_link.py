@@ -16,11 +16,11 @@ The Official Account linking flow (WeChat docs "生成带参数的二维码" and
    - ``unsubscribe``: the user unfollowed.
 
 3. :func:`handle_event`: a follow/scan with a known, unexpired, unconsumed scene binds that openid for the link's
-   (tenant, user) with the same store call as ``PUT /v1/bindings/wechat`` (:meth:`~.store.Store.put_binding`,
-   which also re-enables a disabled binding) and consumes the link (first openid wins; the code cannot bind a
+   (tenant, user) (:meth:`~.store.Store.put_binding`, which also re-enables a disabled binding; this is the only
+   way an openid is bound: ``PUT /v1/bindings/wechat`` is refused) and consumes the link (first openid wins; the code cannot bind a
    second WeChat). ``unsubscribe`` marks every WeChat binding of that openid inactive with the store call the
    pipeline uses for errcode 43004 "require subscribe" (:meth:`~.store.Store.set_binding_active`), so no more
-   sends are attempted; binding again (a new QR code or ``PUT``) re-enables it.
+   sends are attempted; binding again (a new QR code) re-enables it.
 
 Redelivery (WeChat retries an event 3 times within 15 s when it gets no answer in 5 s): the same follow/scan again
 finds the link consumed by the same openid and binds again, which changes nothing; a follow/scan older than the

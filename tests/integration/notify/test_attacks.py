@@ -52,6 +52,8 @@ from tests.support.wechat_server import WeChatServer, push_callback
 pytestmark = pytest.mark.integration
 
 CALLBACK_TOKEN = "attack-tests-callback-token"
+MAX_PUSH, MAX_EMAILS, MAX_CONFIRMATIONS, MAX_WECHAT = 4, 2, 4, 2
+"""The per-user caps the service under attack is given (small, so the tests stay short)."""
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -112,6 +114,10 @@ async def service(
         wechat,
         push_allowlist="127.0.0.1/32",
         wechat_callback_token=SecretStr(CALLBACK_TOKEN),
+        webpush_max_subscriptions_per_user=MAX_PUSH,
+        email_max_addresses_per_user=MAX_EMAILS,
+        email_confirmations_per_hour=MAX_CONFIRMATIONS,
+        wechat_max_bindings_per_user=MAX_WECHAT,
         **relay_settings(mail_account),
     )
     async with run_service(settings, topic_prefix) as api:
@@ -214,7 +220,7 @@ async def test_push_redirects_are_not_followed_and_deliveries_leak_nothing(
 
 async def test_push_subscriptions_per_user_are_capped(service: dict[str, Any], push: PushService) -> None:
     http, _ev, me = user(service)
-    limit = service["settings"].webpush_max_subscriptions_per_user
+    limit = MAX_PUSH
     subs = [push.subscribe() for _ in range(limit + 1)]
     for sub in subs[:limit]:
         assert (await http.post("/v1/bindings/webpush", json=sub, headers=me)).status_code == 201
@@ -290,15 +296,14 @@ def datetime_ago(seconds: float) -> Any:
 
 async def test_email_addresses_and_confirmation_mails_are_capped(service: dict[str, Any]) -> None:
     http, _ev, me = user(service)
-    settings: NotifySettings = service["settings"]
-    addresses = [f"a{i}-{uuid.uuid4().hex[:6]}@laifaxin.example" for i in range(4)]
-    for a in addresses[: settings.email_max_addresses_per_user]:
+    addresses = [f"a{i}-{uuid.uuid4().hex[:6]}@laifaxin.example" for i in range(MAX_EMAILS + 1)]
+    for a in addresses[:MAX_EMAILS]:
         assert (await http.put("/v1/bindings/email", json={"address": a}, headers=me)).status_code == 200
     over = await http.put("/v1/bindings/email", json={"address": addresses[-1]}, headers=me)
     assert over.status_code == 409 and over.json()["detail"]["code"] == "too_many_email_addresses"
     # re-asking for a pending address sends a new confirmation, up to the hourly cap
-    made = settings.email_max_addresses_per_user
-    while made < settings.email_confirmations_per_hour:
+    made = MAX_EMAILS
+    while made < MAX_CONFIRMATIONS:
         assert (
             await http.put("/v1/bindings/email", json={"address": addresses[0]}, headers=me)
         ).status_code == 200
@@ -320,10 +325,9 @@ async def test_a_typed_in_openid_gets_no_alerts(service: dict[str, Any], wechat:
 
 async def test_wechat_links_per_user_are_capped(service: dict[str, Any], wechat: WeChatServer) -> None:
     http, _ev, me = user(service)
-    settings: NotifySettings = service["settings"]
     callback = service["base_url"] + "/wechat/callback"
     codes = []
-    for _ in range(settings.wechat_max_bindings_per_user + 1):  # codes made before any is scanned
+    for _ in range(MAX_WECHAT + 1):  # codes made before any is scanned
         made = await http.post("/v1/bindings/wechat/qrcode", headers=me)
         assert made.status_code == 201
         codes.append(made.json()["ticket"])
@@ -331,7 +335,7 @@ async def test_wechat_links_per_user_are_capped(service: dict[str, Any], wechat:
         scanned = await wechat.scan(callback, CALLBACK_TOKEN, f"oLINK{i}", ticket=ticket)
         assert scanned.status == 200
     linked = (await http.get("/v1/bindings/wechat", headers=me)).json()
-    assert len(linked) == settings.wechat_max_bindings_per_user  # the last scan is past the cap
+    assert len(linked) == MAX_WECHAT  # the last scan is past the cap
     more = await http.post("/v1/bindings/wechat/qrcode", headers=me)
     assert more.status_code == 409 and more.json()["detail"]["code"] == "too_many_wechat_bindings"
 

@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,9 @@ from pydantic import SecretStr
 
 from laifaxin_notify.app import create_app
 from laifaxin_notify.auth import issue_token
-from laifaxin_notify.channels.webpush import vapid_private_raw
+from laifaxin_notify.channels.apprise import AppriseSender, new_target_id
+from laifaxin_notify.channels.webpush import load_vapid, vapid_private_raw
+from laifaxin_notify.egress import EgressGuard
 from laifaxin_notify.reseal import reseal_secrets
 from laifaxin_notify.settings import NotifySettings
 from laifaxin_notify.store import Binding, Store, push_target_id
@@ -288,9 +291,7 @@ async def test_an_expired_confirmation_code_confirms_nothing(service: dict[str, 
     assert row["confirmed"] is False and row["active"] is False
 
 
-def datetime_ago(seconds: float) -> Any:
-    from datetime import UTC, datetime, timedelta
-
+def datetime_ago(seconds: float) -> datetime:
     return datetime.now(UTC) - timedelta(seconds=seconds)
 
 
@@ -392,8 +393,6 @@ async def test_production_notify_needs_no_credential_ring_and_seals_with_its_own
 
 
 def _vapid() -> Any:
-    from laifaxin_notify.channels.webpush import load_vapid
-
     return load_vapid("")
 
 
@@ -466,3 +465,35 @@ async def test_replayed_and_stale_wechat_callbacks_are_refused(
     fresh = await push_callback(callback, CALLBACK_TOKEN, scene_body)
     assert fresh.status == 200
     assert [b["target_id"] for b in (await http.get("/v1/bindings/wechat", headers=me)).json()] == ["oLATE"]
+
+
+async def test_a_webhook_whose_name_moves_inward_after_the_check_is_refused_when_it_connects(
+    store: Store, make_notifier: Any, internal: InternalService
+) -> None:
+    """An Apprise ``json://`` webhook passes the check before the send (here: the check's allowlist lets the
+    internal address through, as a DNS answer that changes between check and connect would), but the plugin's
+    own connection (requests/urllib3, in a worker thread) is checked again at connect time and refused: nothing
+    reaches the internal service and the binding is disabled."""
+    sender = AppriseSender(keyring=KeyRing.parse(DEV_CREDENTIAL_KEYS, "dev-0"), host_allowlist="127.0.0.0/8")
+    sender.egress = EgressGuard("")  # what the connection sees: the strict rule
+    try:
+        notifier, _queue = make_notifier({"apprise": sender})
+        ev = classified()
+        url = f"json://{internal.host}:{internal.port}/hook"
+        target_id = new_target_id()
+        credential = sender.seal(url, tenant_id=ev.tenant_id, user_id=ev.user_id, target_id=target_id)
+        await store.put_binding(
+            Binding(
+                ev.tenant_id, ev.user_id, "apprise", target_id, {"credential": credential, "scheme": "json"}
+            )
+        )
+        assert [r for _, r in await notifier.handle_classified(ev)] == ["failed"]
+        assert internal.connections == 0
+        [binding] = await store.list_bindings(ev.tenant_id, ev.user_id)
+        assert binding.active is False
+        [row] = await store.history(ev.tenant_id, ev.user_id)
+        assert row["last_error"] == "apprise: host_not_allowed" and internal.host not in json.dumps(
+            row, default=str
+        )
+    finally:
+        await sender.aclose()

@@ -222,7 +222,7 @@ class WebPushSender:
                     f"push subscription keys unusable: {type(exc).__name__}",
                     binding_action="delete",
                 )
-            if status in (200, 201, 202):
+            if 200 <= status < 300:  # 201 Created (RFC 8030 section 5); any 2xx is an acceptance
                 return Outcome("sent", f"push {status}", provider_id=f"push:{status}")
             if status == 413 and not short:
                 short = True

@@ -187,7 +187,7 @@ def create_app(
         if start_broker:
             if settings.create_topics:
                 await ensure_topics(
-                    settings.kafka_bootstrap_servers,
+                    settings,
                     [spec(name) for name in BINDING_TOPICS],
                     prefix=settings.topic_prefix,
                     replication_factor=settings.topic_replication_factor,

@@ -114,9 +114,7 @@ class SyncWorker:
                 log.warning("mongo not ready; retrying", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(min(2.0 * attempt, 10.0))
         if s.create_topics:
-            await ensure_topics(
-                s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
-            )
+            await ensure_topics(s, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1)
         await self.broker.connect()
         await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()

@@ -78,7 +78,9 @@ class SyncWorker:
         )
         declare_publishers(self.broker, settings, "mail.received", "mailbox.sync_status")  # AsyncAPI
         keyring = KeyRing.parse(
-            settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+            settings.credential_keys.get_secret_value(),
+            settings.credential_active_key_id,
+            accept_v1=settings.credential_accept_v1,
         )
         processes = settings.parse_processes
         self.preparer = Preparer(

@@ -69,6 +69,9 @@ class ErrorCode(StrEnum):
     UIDVALIDITY_UNSTABLE = "uidvalidity_unstable"
     """Sync only: the server changed a folder's UIDVALIDITY (RFC 3501 2.3.1.1) many times in a row, so its
     message numbers cannot be trusted; re-reading the folder is held and retried later."""
+    CREDENTIAL_MISMATCH = "credential_mismatch"
+    """Sync only: the sealed password does not open for the servers and login sync was told to use (settings that
+    binding did not verify, or a credential key this worker lacks); nothing is sent to the server."""
     UNKNOWN = "unknown"
 
 
@@ -326,6 +329,24 @@ CODES: dict[ErrorCode, CodeInfo] = {
             "（每次登录都在重建索引文件）。",
         ),
         True,
+        "error",
+    ),
+    ErrorCode.CREDENTIAL_MISMATCH: CodeInfo(
+        _t(
+            "The saved password could not be opened for this mailbox's current servers and login, so sync did "
+            "not connect: the settings sync received are not the ones the password was verified with (or it "
+            "was sealed with a key this worker does not have).",
+            "保存的密码无法用于该邮箱当前的服务器和登录名，因此同步没有连接：同步收到的设置不是验证密码时使用的设置"
+            "（或密码由本节点没有的密钥加密）。",
+        ),
+        _t(
+            "Verify the mailbox again (or edit and save its settings) so the password is sealed for the current "
+            "servers. If it happens again without anyone changing the mailbox, tell your administrator: a "
+            "mailbox event may have been altered, or the credential keys differ between services.",
+            "请重新验证该邮箱（或编辑并保存其设置），使密码按当前服务器重新加密。如果无人修改邮箱却再次出现，"
+            "请通知管理员：邮箱事件可能被篡改，或各服务的凭据密钥不一致。",
+        ),
+        False,
         "error",
     ),
     ErrorCode.UNKNOWN: CodeInfo(

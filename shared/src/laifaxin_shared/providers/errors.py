@@ -20,7 +20,6 @@ code, the message and the redacted server text.
 
 from __future__ import annotations
 
-import base64
 import errno
 import re
 import socket
@@ -32,6 +31,7 @@ from typing import Literal
 
 from laifaxin_shared.events.mailbox import SyncState
 from laifaxin_shared.imap import ImapConnectionClosedError, NotImapGreetingError
+from laifaxin_shared.logging import mask_secrets
 from laifaxin_shared.providers.catalog import find_provider, known_server_hosts, load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Protocol, Provider, QuirkCode, Text
 
@@ -483,32 +483,14 @@ def decode_reply(reply: str | bytes) -> str:
     return reply.decode("utf-8", errors="replace")
 
 
-def _secret_forms(secret: str) -> set[str]:
-    forms = {secret}
-    stripped = "".join(secret.split())
-    forms.add(stripped)
-    for value in (secret, stripped):
-        forms.add(base64.b64encode(value.encode()).decode())
-    return {form for form in forms if len(form) >= 3}
-
-
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Replace every occurrence of each secret (as typed, whitespace-stripped, and base64 as in AUTH LOGIN)
-    and of base64 AUTH PLAIN blobs that contain it with ``***``."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in sorted(_secret_forms(secret), key=len, reverse=True):
-            text = text.replace(form, "***")
-        # AUTH PLAIN sends base64("authzid\0user\0password"); drop any base64 token that decodes to contain it.
-        for token in set(re.findall(r"[A-Za-z0-9+/]{8,}={0,2}", text)):
-            try:
-                decoded = base64.b64decode(token, validate=True)
-            except ValueError:
-                continue
-            if secret.encode() in decoded:
-                text = text.replace(token, "***")
-    return text
+    """Replace every occurrence of each secret (as typed, whitespace-stripped, base64 as in AUTH LOGIN, IMAP-quoted,
+    URL-encoded) and of base64 AUTH PLAIN blobs that contain it with ``***``.
+
+    Only the known secrets: a server's reply keeps its words (``NO LOGIN ...``), which the rules then match. The
+    implementation is the platform's one redaction, :func:`laifaxin_shared.logging.mask_secrets`.
+    """
+    return mask_secrets(text, secrets, marker="***")
 
 
 # --------------------------------------------------------------------------------------------- building errors

@@ -79,6 +79,10 @@ CRD_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
         "github.com/kedacore/keda/v2@v2.21.0",
         "config/crd/bases/keda.sh_scaledobjects.yaml",
     ),
+    ("keda.sh", "TriggerAuthentication"): (
+        "github.com/kedacore/keda/v2@v2.21.0",
+        "config/crd/bases/keda.sh_triggerauthentications.yaml",
+    ),
     ("monitoring.coreos.com", "ServiceMonitor"): (
         "github.com/prometheus-operator/prometheus-operator@v0.85.0",
         "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
@@ -86,6 +90,7 @@ CRD_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
 }
 LOCAL_CRDS: dict[tuple[str, str], Path] = {
     ("kafka.strimzi.io", "KafkaTopic"): SCHEMAS / "kafkatopics.kafka.strimzi.io.yaml",
+    ("kafka.strimzi.io", "KafkaUser"): SCHEMAS / "kafkausers.kafka.strimzi.io.yaml",
 }
 
 SERVICE_DIRS = REPO / "services"

@@ -53,7 +53,7 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     reports, crd_sources = check.check()
     names = [r.combination for r in reports]
     components = sorted(p.name for p in check.COMPONENTS.iterdir() if p.is_dir())
-    assert components == ["kafka-topics", "keda-sync", "monitoring", "network-policies"]
+    assert components == ["kafka-topics", "kafka-users", "keda-sync", "monitoring", "network-policies"]
     assert names == [
         "generated",
         "tree",
@@ -66,10 +66,17 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     failures = {r.combination: r.errors for r in reports if r.errors}
     assert not failures, failures
     # Every custom resource was validated against a CRD schema, none skipped.
-    assert {kind for _, kind in crd_sources} == {"KafkaTopic", "ScaledObject", "ServiceMonitor"}
+    assert {kind for _, kind in crd_sources} == {
+        "KafkaTopic",
+        "KafkaUser",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "ServiceMonitor",
+    }
     prod_report = reports[-1]
-    # one KafkaTopic per registered topic, the ScaledObject, two ServiceMonitors
-    assert prod_report.against == {"core": 28, "crd": len(TOPICS) + 3}
+    # one KafkaTopic per registered topic, four KafkaUsers, the ScaledObject and its TriggerAuthentication, two
+    # ServiceMonitors
+    assert prod_report.against == {"core": 28, "crd": len(TOPICS) + 8}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:

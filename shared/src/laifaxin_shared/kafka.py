@@ -12,6 +12,10 @@ Rules every service follows (STYLE.md, after Sentry arroyo and FastStream's docs
   the consumer goes on. Handlers therefore only ever see valid events.
 - Events are published keyed by ``mailbox_id`` with :func:`publish_event`, which picks the topic from the
   registry by the event's type.
+- Every client (FastStream broker, aiokafka producer, consumer and admin client) connects with the cluster's
+  security settings (:class:`~laifaxin_shared.settings.KafkaSettings`: ``KAFKA_SECURITY_PROTOCOL``,
+  ``KAFKA_SASL_*``, ``KAFKA_SSL_CA_FILE``) through :func:`client_options` / :func:`broker_security`; the helpers
+  below that take a bootstrap string read those settings from the environment.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,11 +32,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from .events import Envelope
 from .logging import get_logger, redact_text
-from .settings import ServiceSettings
+from .settings import KafkaSettings, ServiceSettings
 from .topics import DLQ_SUFFIX, TOPICS, TopicSpec
 from .wire import event_headers, event_key, serialize, topic_for
 
@@ -54,11 +60,84 @@ DLQ_HEADERS = (
 """Headers a dead-letter record carries in addition to the original ones."""
 
 
+# ------------------------------------------------------------------------------------------------- connection
+
+KafkaTarget = str | KafkaSettings
+"""A cluster to connect to: settings, or a bootstrap string (``host:port,...``) whose security settings are then
+read from the environment (``KAFKA_SECURITY_PROTOCOL`` ...)."""
+
+
+def kafka_settings(target: KafkaTarget) -> KafkaSettings:
+    """``target`` as :class:`KafkaSettings` (a bootstrap string gets the security settings of the environment).
+
+    Raises:
+        pydantic.ValidationError: the environment's Kafka security settings are incomplete.
+    """
+    if isinstance(target, KafkaSettings):
+        return target
+    return KafkaSettings(kafka_bootstrap_servers=target)
+
+
+def kafka_ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL/SASL_SSL (None for the plaintext protocols): TLS 1.2+, the broker's certificate
+    checked against ``KAFKA_SSL_CA_FILE`` (else the system store) and its host name verified.
+
+    Raises:
+        OSError / ssl.SSLError: the CA file cannot be read.
+    """
+    if not settings.kafka_uses_tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def client_options(target: KafkaTarget) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client (``AIOKafkaProducer``, ``AIOKafkaConsumer``,
+    ``AIOKafkaAdminClient``): ``bootstrap_servers`` and the security options (``security_protocol``,
+    ``ssl_context``, ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``).
+
+    The result holds the SASL password: pass it to the client, never log it.
+    """
+    settings = kafka_settings(target)
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_uses_tls:
+        options["ssl_context"] = kafka_ssl_context(settings)
+    if settings.kafka_uses_sasl:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
+def broker_security(target: KafkaTarget) -> BaseSecurity | None:
+    """The FastStream ``security`` object for :class:`KafkaBroker` (None for PLAINTEXT); same settings as
+    :func:`client_options`, so FastStream's brokers and the raw aiokafka clients connect alike."""
+    settings = kafka_settings(target)
+    context = kafka_ssl_context(settings)
+    if not settings.kafka_uses_sasl:
+        return BaseSecurity(ssl_context=context, use_ssl=True) if settings.kafka_uses_tls else None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    return kinds[settings.kafka_sasl_mechanism](
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=settings.kafka_uses_tls,
+    )
+
+
 def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
     """A FastStream :class:`KafkaBroker` with the platform's producer guarantees and dead-letter middleware.
 
     Args:
-        settings: bootstrap servers and topic prefix come from here.
+        settings: bootstrap servers, security (:func:`broker_security`) and topic prefix come from here.
         client_id: Kafka client id (defaults to the service name).
         **kwargs: passed to :class:`KafkaBroker` (for example ``description`` for AsyncAPI).
     """
@@ -69,6 +148,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kw
         enable_idempotence=True,
         client_id=client_id or settings.service_name,
         middlewares=middlewares,
+        security=broker_security(settings),
         **kwargs,
     )
 
@@ -212,7 +292,7 @@ def _group_of(context: Any) -> str | None:
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaTarget,
     specs: Iterable[TopicSpec] | None = None,
     *,
     prefix: str = "",
@@ -225,9 +305,7 @@ async def ensure_topics(
     Production clusters get their topics from the Strimzi ``KafkaTopic`` manifests instead.
     """
     specs = list(specs if specs is not None else TOPICS.values())
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -250,7 +328,7 @@ async def ensure_topics(
         await admin.close()
 
 
-async def delete_topics(bootstrap_servers: str, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
+async def delete_topics(bootstrap_servers: KafkaTarget, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (test and demo clean-up); returns their names.
 
     Raises:
@@ -258,9 +336,7 @@ async def delete_topics(bootstrap_servers: str, prefix: str, *, timeout_s: float
     """
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -284,13 +360,13 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str], timeout_
 
 
 async def read_dead_letters(
-    bootstrap_servers: str, dlq_topic: str, *, idle_ms: int = 1500, limit: int = 100_000
+    bootstrap_servers: KafkaTarget, dlq_topic: str, *, idle_ms: int = 1500, limit: int = 100_000
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in ``dlq_topic`` (read from the beginning without a consumer group; stops after
     ``idle_ms`` without new records)."""
     consumer = AIOKafkaConsumer(
         dlq_topic,
-        bootstrap_servers=bootstrap_servers.split(","),
+        **client_options(bootstrap_servers),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -310,7 +386,7 @@ async def read_dead_letters(
 
 
 async def replay_dead_letters(
-    bootstrap_servers: str, dlq_topic: str, *, since_offset: int = 0, dry_run: bool = False
+    bootstrap_servers: KafkaTarget, dlq_topic: str, *, since_offset: int = 0, dry_run: bool = False
 ) -> list[dict[str, Any]]:
     """Re-publish dead-lettered records to the topic they came from (after the fix is deployed).
 
@@ -324,9 +400,7 @@ async def replay_dead_letters(
     producer = (
         None
         if dry_run
-        else AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True
-        )
+        else AIOKafkaProducer(**client_options(bootstrap_servers), acks="all", enable_idempotence=True)
     )
     if producer is not None:
         await producer.start()

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from laifaxin_binding.app import create_app, rotate_credentials
 from laifaxin_binding.auth import issue_token
-from laifaxin_shared.crypto import KeyRing, generate_key
+from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing, generate_key
 from laifaxin_shared.events import MailboxVerified
 from laifaxin_shared.kafka import ensure_topics
 from laifaxin_shared.topics import spec
@@ -71,6 +71,61 @@ async def test_rotation_reseals_and_re_emits(
     assert rotated.credential.key_id == "new"
     only_new = KeyRing.parse(f"new:{new_key}", "new")  # the old key can now be dropped everywhere
     assert (
-        only_new.open(rotated.credential, tenant_id="tenant-r", mailbox_id=mailbox_id)
+        only_new.open_mailbox(rotated.credential, CredentialContext.of(rotated.model_dump()))
         == mail_account.password
     )
+
+
+async def test_rotation_reseals_v1_envelopes_to_v2(
+    real_servers: Servers, topic_prefix: str, mongo_db: Any, mail_account: MailAccount
+) -> None:
+    """A mailbox sealed before v2 (associated data: tenant and mailbox only) is resealed with v2 for its stored
+    servers and logins by `credentials rotate`, under the same key, even with v1 already refused; the re-emitted
+    envelope opens for those servers only."""
+    key = generate_key()
+    settings = make_settings(real_servers, topic_prefix, mongo_db.name).model_copy(
+        update={"credential_keys": SecretStr(f"k1:{key}"), "credential_active_key_id": "k1"}
+    )
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [spec("mailbox.verified"), spec("mailbox.sync_status")],
+        prefix=topic_prefix,
+        replication_factor=1,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://b") as client,
+    ):
+        r = await client.post(
+            "/v1/mailboxes",
+            headers={"Authorization": f"Bearer {issue_token(settings, 'tenant-r', 'u1')}"},
+            json={
+                "email": mail_account.email,
+                "password": mail_account.password,
+                "imap": {"host": mail_account.host, "port": mail_account.imaps_port, "security": "ssl"},
+                "smtp": {"host": mail_account.host, "port": mail_account.smtps_port, "security": "ssl"},
+            },
+        )
+        assert r.status_code == 201, r.text
+    mailbox_id = r.json()["id"]
+    ring = KeyRing.parse(f"k1:{key}", "k1")
+    legacy = ring.seal(mail_account.password, tenant_id="tenant-r", mailbox_id=mailbox_id)  # as before v2
+    await mongo_db.mailboxes.update_one({"_id": mailbox_id}, {"$set": {"credential": legacy.model_dump()}})
+
+    strict = settings.model_copy(update={"credential_accept_v1": False})
+    assert await rotate_credentials(strict) == {"checked": 1, "resealed": 1, "failed": 0}
+    assert await rotate_credentials(strict) == {"checked": 1, "resealed": 0, "failed": 0}  # idempotent
+
+    doc = await mongo_db.mailboxes.find_one({"_id": mailbox_id})
+    assert doc["credential"]["aad"] == "v2" and doc["credential"]["key_id"] == "k1"
+    records = await read_topic(settings.kafka_bootstrap_servers, settings.topic("mailbox.verified"), expect=2)
+    event = MailboxVerified.model_validate_json(records[-1].value)
+    assert event.credential.aad == "v2"
+    context = CredentialContext.of(event.model_dump())
+    assert ring.open_mailbox(event.credential, context) == mail_account.password
+    moved = CredentialContext.of(
+        {**event.model_dump(), "imap": {**event.imap.model_dump(), "host": "evil.example"}}
+    )
+    with pytest.raises(CredentialError):
+        ring.open_mailbox(event.credential, moved)

@@ -112,7 +112,8 @@ async def bind_system_mailbox(service: MailboxService, settings: BindingSettings
 
 
 async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
-    """Operator command: reseal every stored credential under the active key and emit ``mailbox.verified``
+    """Operator command: reseal every stored credential under the active key, with v2 associated data (bound to
+    its servers and logins), and emit ``mailbox.verified``
     for each (``laifaxin-mail credentials rotate``). Uses binding's own settings (database, key ring, Kafka)."""
     mongo = make_mongo_client(
         settings.mongodb_url.get_secret_value(), appname=f"{settings.service_name}-rotate"
@@ -127,7 +128,11 @@ async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
         store=MailboxStore(db),
         attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
         verifier=build_verifier(settings),
-        keyring=KeyRing.parse(settings.credential_keys.get_secret_value(), settings.credential_active_key_id),
+        keyring=KeyRing.parse(
+            settings.credential_keys.get_secret_value(),
+            settings.credential_active_key_id,
+            accept_v1=settings.credential_accept_v1,
+        ),
         publish=publish,
     )
     await broker.start()
@@ -172,7 +177,9 @@ def create_app(
             attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
             verifier=build_verifier(settings),
             keyring=KeyRing.parse(
-                settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+                settings.credential_keys.get_secret_value(),
+                settings.credential_active_key_id,
+                accept_v1=settings.credential_accept_v1,
             ),
             publish=publish,
             detector=detector,
@@ -187,7 +194,7 @@ def create_app(
         if start_broker:
             if settings.create_topics:
                 await ensure_topics(
-                    settings.kafka_bootstrap_servers,
+                    settings,
                     [spec(name) for name in BINDING_TOPICS],
                     prefix=settings.topic_prefix,
                     replication_factor=settings.topic_replication_factor,

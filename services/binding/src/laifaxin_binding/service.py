@@ -49,7 +49,7 @@ from laifaxin_binding.models import (
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest, pop3_server_error
 from laifaxin_shared.auth import Principal
-from laifaxin_shared.crypto import CredentialError, KeyRing
+from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import (
     EncryptedCredential,
     Envelope,
@@ -164,7 +164,7 @@ class MailboxService:
         verification = await self._verify(who, request)
         mailbox_id = new_mailbox_id()
         at = now_utc()
-        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         document = {
             "_id": mailbox_id,
             "tenant_id": who.tenant_id,
@@ -213,11 +213,7 @@ class MailboxService:
         existing = await self.store.find_by_email(who.tenant_id, _email(body.email))
         if existing is None:
             return await self.create(who, body, is_system=True)
-        current = self.keyring.open(
-            EncryptedCredential.model_validate(existing["credential"]),
-            tenant_id=who.tenant_id,
-            mailbox_id=existing["_id"],
-        )
+        current = self._open(existing)
         if current == body.password.get_secret_value().strip():
             return self.view(existing)
         return await self.update(
@@ -227,7 +223,8 @@ class MailboxService:
     # ------------------------------------------------------------------ key rotation
 
     async def reseal_credentials(self) -> dict[str, int]:
-        """Re-encrypt every stored credential that is not under the ring's active key, and emit
+        """Re-encrypt every stored credential that is not under the ring's active key or not yet bound to its
+        servers (v1 associated data; sealed again with v2 for the stored servers and logins), and emit
         ``mailbox.verified`` for each so sync's copies follow (key rotation, step 2 of the operator's guide).
 
         Returns counts: ``checked``, ``resealed``, ``failed`` (an envelope under a key no longer in the ring,
@@ -237,10 +234,10 @@ class MailboxService:
         async for doc in self.store.collection.find({}):
             counts["checked"] += 1
             envelope = EncryptedCredential.model_validate(doc["credential"])
-            if not self.keyring.needs_reseal(envelope):
+            if not self.keyring.mailbox_needs_reseal(envelope):
                 continue
             try:
-                fresh = self.keyring.reseal(envelope, tenant_id=doc["tenant_id"], mailbox_id=doc["_id"])
+                fresh = self.keyring.reseal_mailbox(envelope, CredentialContext.of(doc))
             except CredentialError as exc:
                 counts["failed"] += 1
                 log.error("credential not resealed", mailbox_id=doc["_id"], error=str(exc))
@@ -320,7 +317,7 @@ class MailboxService:
         provider = servers.provider
         request = _request(email, password, servers, incoming)
         verification = await self._verify(who, request)
-        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         fields = {
             **plain,
             "email": email,
@@ -355,11 +352,7 @@ class MailboxService:
                     {"status": exc.code, "last_error": _last_error_dict(exc.to_dict(), at), "updated_at": at},
                 )
             raise
-        credential = self.keyring.reseal(
-            EncryptedCredential.model_validate(doc["credential"]),
-            tenant_id=who.tenant_id,
-            mailbox_id=mailbox_id,
-        )
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         fields = {"updated_at": at, **_verified_fields(verification, request, provider, credential, at)}
         updated = await self.store.update(who.tenant_id, mailbox_id, fields)
         if updated is None:
@@ -470,11 +463,32 @@ class MailboxService:
         return doc
 
     def _open(self, doc: dict[str, Any]) -> str:
-        return self.keyring.open(
-            EncryptedCredential.model_validate(doc["credential"]),
-            tenant_id=doc["tenant_id"],
-            mailbox_id=doc["_id"],
+        """The stored password, opened for the stored servers and logins (v2 associated data)."""
+        return self.keyring.open_mailbox(
+            EncryptedCredential.model_validate(doc["credential"]), CredentialContext.of(doc)
         )
+
+    def _seal(self, tenant_id: str, mailbox_id: str, verification: Verification) -> EncryptedCredential:
+        """Seal the verified password for the servers and logins it was just verified with (what
+        :func:`_verified_fields` stores and ``mailbox.verified`` carries), so it opens only for them."""
+        imap, smtp = verification.imap, verification.smtp
+        fields = {
+            "tenant_id": tenant_id,
+            "_id": mailbox_id,
+            "username": imap.username,
+            "smtp_username": smtp.username,
+            "imap": {
+                "host": imap.endpoint.host,
+                "port": imap.endpoint.port,
+                "security": imap.endpoint.security.value,
+            },
+            "smtp": {
+                "host": smtp.endpoint.host,
+                "port": smtp.endpoint.port,
+                "security": smtp.endpoint.security.value,
+            },
+        }
+        return self.keyring.seal_mailbox(verification.password, CredentialContext.of(fields))
 
     async def _verify(self, who: Principal, request: VerifyRequest) -> Verification:
         """Rate limits, then the verification; raises the failure, records the attempt either way."""
@@ -504,6 +518,7 @@ class MailboxService:
             nickname=doc["nickname"],
             provider_id=doc["provider_id"],
             username=doc["username"],
+            smtp_username=doc.get("smtp_username"),
             imap=ServerEndpoint.model_validate(doc["imap"]),
             smtp=ServerEndpoint.model_validate(doc["smtp"]),
             credential=EncryptedCredential.model_validate(doc["credential"]),

@@ -78,7 +78,9 @@ class SyncWorker:
         )
         declare_publishers(self.broker, settings, "mail.received", "mailbox.sync_status")  # AsyncAPI
         keyring = KeyRing.parse(
-            settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+            settings.credential_keys.get_secret_value(),
+            settings.credential_active_key_id,
+            accept_v1=settings.credential_accept_v1,
         )
         processes = settings.parse_processes
         self.preparer = Preparer(
@@ -114,9 +116,7 @@ class SyncWorker:
                 log.warning("mongo not ready; retrying", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(min(2.0 * attempt, 10.0))
         if s.create_topics:
-            await ensure_topics(
-                s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
-            )
+            await ensure_topics(s, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1)
         await self.broker.connect()
         await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()

@@ -140,7 +140,14 @@ class Platform:
 
     @property
     def headers(self) -> dict[str, str]:
+        """Binding's bearer token (each service has its own key and audience)."""
         return {"Authorization": f"Bearer {self.stack.config.token(self.tenant_id, self.user_id)}"}
+
+    @property
+    def notify_headers(self) -> dict[str, str]:
+        """Notify's bearer token."""
+        token = self.stack.config.token(self.tenant_id, self.user_id, service="notify")
+        return {"Authorization": f"Bearer {token}"}
 
     async def bind_alerts(self) -> None:
         """Preferences (categories, all three channels) and one binding per channel, through notify's API."""
@@ -150,10 +157,14 @@ class Platform:
             ("PUT", "/v1/bindings/email", {"address": f"owner-{uuid.uuid4().hex[:6]}@laifaxin.example"}),
             ("POST", "/v1/bindings/webpush", self.push.subscribe()),
         ]:
-            r = await self.http.request(method, self.stack.notify_url + path, headers=self.headers, json=body)
+            r = await self.http.request(
+                method, self.stack.notify_url + path, headers=self.notify_headers, json=body
+            )
             if r.status_code >= 300:
                 raise RuntimeError(f"notify {method} {path}: {r.status_code} {r.text}")
-        bindings = (await self.http.get(self.stack.notify_url + "/v1/bindings", headers=self.headers)).json()
+        bindings = (
+            await self.http.get(self.stack.notify_url + "/v1/bindings", headers=self.notify_headers)
+        ).json()
         self.targets = {b["channel"]: b["target_id"] for b in bindings}
 
     async def bind_mailbox(self, account: Account, timeout_s: float = 90) -> str:

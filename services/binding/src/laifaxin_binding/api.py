@@ -30,10 +30,14 @@ from laifaxin_binding.service import MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_shared.providers.catalog import get_provider, load_catalog, provider_for_domain
 
-_bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with claims tenant, sub, exp.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="JWT (HS256, binding's own key) with claims tenant_id, sub, aud (BINDING_JWT_AUDIENCE), iat, "
+    "exp (at most BINDING_JWT_MAX_LIFETIME_SECONDS after iat); optional role=admin, mailbox_limit.",
+)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422, 429, 503)
+    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 

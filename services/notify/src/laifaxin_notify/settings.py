@@ -37,8 +37,11 @@ class NotifySettings(ServiceSettings):
         default="https://app.laifa.xin", description="Base of the link to a message in the Laifaxin web app."
     )
 
-    jwt_secret: SecretStr = Field(default=SecretStr("change-me"), description="HS256 key for bearer JWTs.")
-    jwt_audience: str = Field(default="laifaxin", description="Expected `aud` claim.")
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("change-me"),
+        description="Notify's own HS256 key for bearer JWTs (never binding's); production: at least 32 bytes.",
+    )
+    jwt_audience: str = Field(default="laifaxin-notify", description="Required `aud` claim.")
     jwt_issuer: str | None = Field(default=None, description="Expected `iss` claim, if set.")
 
     consumer_group: str = Field(default="notify", description="Kafka consumer group of notify.")

@@ -12,7 +12,14 @@ Rules (issue 3 "HTTP API", "Security"; product page email-account §2):
 - Sync interval under :data:`MIN_SYNC_INTERVAL_SECONDS` (180 s) is refused with the reason.
 - Verification attempts are rate-limited per address (failures) and per tenant (all attempts), because
   providers ban an IP after about ten bad logins (providers.md §3, §5.5).
-- Every store call is scoped by the caller's tenant.
+- Every store call is scoped by the caller's tenant, and by the caller as owner (``user_id``): a user sees,
+  edits, re-verifies and removes only the mailboxes they bound. A token with ``role=admin`` (the tenant's
+  administrator) reaches every mailbox of the tenant (to list them, fix nicknames and sync settings, re-verify
+  or remove a departed colleague's mailbox), but it, too, must give the password to send it anywhere new.
+- The stored password is only ever sent where it was verified: an edit without a password that would log in to
+  another host or port, or with another login name, than the stored settings (and their catalog backups) is
+  refused with ``password_required`` before any connection (otherwise whoever can edit a mailbox could have
+  its password sent to a server of their choosing).
 - Without a provider id and without both servers, the servers come from the catalog (the address's domain),
   else from detection (:class:`~laifaxin_binding.detect.Detector`, within its time budget): a catalog provider
   found through the domain's MX hosts is used as that provider; servers from autoconfig or SRV records are
@@ -256,7 +263,7 @@ class MailboxService:
     # ------------------------------------------------------------------ read
 
     async def list(self, who: Principal) -> MailboxList:
-        docs = await self.store.list(who.tenant_id)
+        docs = await self.store.list(who.tenant_id, owner=_owner(who))
         return MailboxList(items=[self.view(d) for d in docs], limit=self.mailbox_limit(who))
 
     async def get(self, who: Principal, mailbox_id: str) -> MailboxOut:
@@ -285,7 +292,7 @@ class MailboxService:
         if patch.credential_expires_at is not None:
             plain["credential_expires_at"] = patch.credential_expires_at
         if not patch.needs_verification():
-            updated = await self.store.update(who.tenant_id, mailbox_id, plain)
+            updated = await self.store.update(who.tenant_id, mailbox_id, plain, owner=_owner(who))
             if updated is None:
                 raise errors.not_found()
             await self.publish(
@@ -301,6 +308,7 @@ class MailboxService:
         email = _email(patch.email) if patch.email is not None else doc["email"]
         if email != doc["email"] and await self.store.find_by_email(who.tenant_id, email) is not None:
             raise errors.mailbox_exists(email)
+        stored_password = patch.password is None
         password = patch.password.get_secret_value() if patch.password is not None else self._open(doc)
         incoming = patch.incoming_protocol or "imap"
         _refuse_pop3(incoming)
@@ -319,6 +327,10 @@ class MailboxService:
             servers = await self.servers(patch.provider_id, email, patch.imap, patch.smtp)
         provider = servers.provider
         request = _request(email, password, servers, incoming)
+        if stored_password:
+            new_places = _new_destinations(request, self._stored_request(doc, password))
+            if new_places:
+                raise errors.password_required(doc["email"], new_places)
         verification = await self._verify(who, request)
         credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
         fields = {
@@ -326,11 +338,19 @@ class MailboxService:
             "email": email,
             **_verified_fields(verification, request, provider, credential, at),
         }
-        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields, owner=_owner(who))
         if updated is None:
             raise errors.not_found()
         await self.publish(self._verified_event(updated))
         return self.view(updated)
+
+    def _stored_request(self, doc: dict[str, Any], password: str) -> VerifyRequest:
+        """What re-verifying the stored settings would try: the only places the stored password may go."""
+        provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
+        provider = get_provider(provider_id) if provider_id else None
+        imap_first, smtp_first = _stored_usernames(doc)
+        servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
+        return _request(doc["email"], password, servers, "imap")
 
     async def reverify(self, who: Principal, mailbox_id: str) -> MailboxOut:
         """Verify the stored settings again (after the user fixed something at the provider).
@@ -341,9 +361,7 @@ class MailboxService:
         doc = await self._get(who, mailbox_id)
         provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
         provider = get_provider(provider_id) if provider_id else None
-        imap_first, smtp_first = _stored_usernames(doc)
-        servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
-        request = _request(doc["email"], self._open(doc), servers, "imap")
+        request = self._stored_request(doc, self._open(doc))
         at = now_utc()
         try:
             verification = await self._verify(who, request)
@@ -353,6 +371,7 @@ class MailboxService:
                     who.tenant_id,
                     mailbox_id,
                     {"status": exc.code, "last_error": _last_error_dict(exc.to_dict(), at), "updated_at": at},
+                    owner=_owner(who),
                 )
             raise
         credential = self.keyring.reseal(
@@ -361,7 +380,7 @@ class MailboxService:
             mailbox_id=mailbox_id,
         )
         fields = {"updated_at": at, **_verified_fields(verification, request, provider, credential, at)}
-        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields, owner=_owner(who))
         if updated is None:
             raise errors.not_found()
         await self.publish(self._verified_event(updated))
@@ -375,7 +394,7 @@ class MailboxService:
         Raises:
             BindingError: 404 ``not_found`` (also for another tenant's mailbox).
         """
-        if not await self.store.delete(who.tenant_id, mailbox_id):
+        if not await self.store.delete(who.tenant_id, mailbox_id, owner=_owner(who)):
             raise errors.not_found()
         await self.publish(MailboxRemoved(tenant_id=who.tenant_id, mailbox_id=mailbox_id, reason="user"))
         log.info("mailbox removed", mailbox_id=mailbox_id, tenant_id=who.tenant_id)
@@ -464,7 +483,7 @@ class MailboxService:
     # ------------------------------------------------------------------ helpers
 
     async def _get(self, who: Principal, mailbox_id: str) -> dict[str, Any]:
-        doc = await self.store.get(who.tenant_id, mailbox_id)
+        doc = await self.store.get(who.tenant_id, mailbox_id, owner=_owner(who))
         if doc is None:
             raise errors.not_found()
         return doc
@@ -540,6 +559,31 @@ class MailboxService:
 
 
 # ---------------------------------------------------------------------- pure helpers
+
+
+def _owner(who: Principal) -> str | None:
+    """The owner filter of ``who``'s mailbox operations: their own user id, or None (the whole tenant) for the
+    tenant's admin."""
+    return None if who.is_admin else who.user_id
+
+
+def _new_destinations(request: VerifyRequest, stored: VerifyRequest) -> list[str]:
+    """What ``request`` would send the password to that ``stored`` (the stored settings) would not: IMAP/SMTP
+    ``host:port`` pairs and login names, each as ``"imap server host:port"`` / ``"smtp login name"``; empty when
+    it goes nowhere new."""
+    new: list[str] = []
+    for protocol, endpoints, known in (
+        ("imap", request.imap, stored.imap),
+        ("smtp", request.smtp, stored.smtp),
+    ):
+        places = {(e.host, e.port) for e in known}
+        new += [f"{protocol} server {e.host}:{e.port}" for e in endpoints if (e.host, e.port) not in places]
+    for protocol, names, known_names in (
+        ("imap", request.imap_usernames, stored.imap_usernames),
+        ("smtp", request.smtp_usernames, stored.smtp_usernames),
+    ):
+        new += [f"{protocol} login {name}" for name in names if name not in known_names]
+    return new
 
 
 def _email(raw: str) -> str:

@@ -10,7 +10,7 @@
      verified_at, created_at, updated_at}
 
 Unique index (tenant_id, email). Every query takes ``tenant_id``: a mailbox id alone never finds another
-tenant's document.
+tenant's document; the API's queries also take the owner (``user_id``) unless the caller is the tenant's admin.
 
 ``verification_attempts``: ``{tenant_id, email, at, ok, code}``, one per verification, for rate limits.
 FerretDB v1 has no TTL indexes (reference/infra.md), so :meth:`AttemptLog.prune` deletes expired entries by
@@ -64,30 +64,50 @@ class MailboxStore:
         """Insert a new mailbox; False when the tenant already has that address."""
         return await insert_unique(self.collection, document)
 
-    async def get(self, tenant_id: str, mailbox_id: str) -> Document | None:
-        return await self.collection.find_one({"_id": mailbox_id, "tenant_id": tenant_id})
+    @staticmethod
+    def _scope(tenant_id: str, mailbox_id: str | None = None, owner: str | None = None) -> dict[str, Any]:
+        """The filter of a tenant's mailboxes: one (``mailbox_id``), and only ``owner``'s when given."""
+        query: dict[str, Any] = {"tenant_id": tenant_id}
+        if mailbox_id is not None:
+            query["_id"] = mailbox_id
+        if owner is not None:
+            query["user_id"] = owner
+        return query
+
+    async def get(self, tenant_id: str, mailbox_id: str, *, owner: str | None = None) -> Document | None:
+        """The mailbox, None when the tenant (or ``owner``, when given) has no such mailbox."""
+        return await self.collection.find_one(self._scope(tenant_id, mailbox_id, owner))
 
     async def find_by_email(self, tenant_id: str, email: str) -> Document | None:
         return await self.collection.find_one({"tenant_id": tenant_id, "email": email})
 
-    async def list(self, tenant_id: str) -> list[Document]:
-        cursor = self.collection.find({"tenant_id": tenant_id}).sort("created_at", ASCENDING)
+    async def list(self, tenant_id: str, *, owner: str | None = None) -> list[Document]:
+        """The tenant's mailboxes (``owner``'s only, when given), oldest first."""
+        cursor = self.collection.find(self._scope(tenant_id, owner=owner)).sort("created_at", ASCENDING)
         return [doc async for doc in cursor]
 
     async def count(self, tenant_id: str) -> int:
         return await self.collection.count_documents({"tenant_id": tenant_id})
 
-    async def update(self, tenant_id: str, mailbox_id: str, fields: dict[str, Any]) -> Document | None:
-        """``$set`` ``fields``; returns the updated document, None when the tenant has no such mailbox."""
-        result = await self.collection.update_one(
-            {"_id": mailbox_id, "tenant_id": tenant_id}, {"$set": fields}
-        )
+    async def update(
+        self,
+        tenant_id: str,
+        mailbox_id: str,
+        fields: dict[str, Any],
+        *,
+        owner: str | None = None,
+        match: dict[str, Any] | None = None,
+    ) -> Document | None:
+        """``$set`` ``fields``; returns the updated document, None when the tenant (or ``owner``) has no such
+        mailbox or it no longer matches ``match`` (a compare-and-set: e.g. the credential envelope read before)."""
+        query = {**self._scope(tenant_id, mailbox_id, owner), **(match or {})}
+        result = await self.collection.update_one(query, {"$set": fields})
         if result.matched_count == 0:
             return None
         return await self.get(tenant_id, mailbox_id)
 
-    async def delete(self, tenant_id: str, mailbox_id: str) -> bool:
-        result = await self.collection.delete_one({"_id": mailbox_id, "tenant_id": tenant_id})
+    async def delete(self, tenant_id: str, mailbox_id: str, *, owner: str | None = None) -> bool:
+        result = await self.collection.delete_one(self._scope(tenant_id, mailbox_id, owner))
         return result.deleted_count == 1
 
     async def set_status_if_newer(

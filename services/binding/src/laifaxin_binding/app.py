@@ -183,6 +183,7 @@ def create_app(
             limits=Limits(
                 mailboxes_per_tenant=settings.mailbox_limit_per_tenant,
                 failures_per_address=settings.rate_max_failures_per_address,
+                failures_per_address_all_tenants=settings.rate_max_failures_per_address_all_tenants,
                 attempts_per_tenant=settings.rate_max_attempts_per_tenant,
                 window=timedelta(seconds=settings.rate_window_seconds),
                 expiry_warning=timedelta(days=settings.credential_expiry_warning_days),

@@ -10,8 +10,10 @@ Rules (issue 3 "HTTP API", "Security"; product page email-account §2):
 - The password is sealed with AES-256-GCM bound to tenant + mailbox id (:mod:`laifaxin_shared.crypto`)
   before it is stored or published; it is never logged, returned or put in an error.
 - Sync interval under :data:`MIN_SYNC_INTERVAL_SECONDS` (180 s) is refused with the reason.
-- Verification attempts are rate-limited per address (failures) and per tenant (all attempts), because
-  providers ban an IP after about ten bad logins (providers.md §3, §5.5).
+- Verification attempts are rate-limited per address (failures, by the tenant and by all tenants together:
+  one address attacked from many tenants) and per tenant (all attempts), because providers ban an IP after
+  about ten bad logins (providers.md §3, §5.5). The limits hold under concurrency: an attempt is reserved
+  (inserted) before the counts, which include every reservation (:class:`~laifaxin_binding.store.AttemptLog`).
 - Every store call is scoped by the caller's tenant, and by the caller as owner (``user_id``): a user sees,
   edits, re-verifies and removes only the mailboxes they bound. A token with ``role=admin`` (the tenant's
   administrator) reaches every mailbox of the tenant (to list them, fix nicknames and sync settings, re-verify
@@ -88,6 +90,7 @@ class Limits:
 
     mailboxes_per_tenant: int = 20
     failures_per_address: int = 5
+    failures_per_address_all_tenants: int = 10
     attempts_per_tenant: int = 60
     window: timedelta = timedelta(minutes=15)
     expiry_warning: timedelta = timedelta(days=14)
@@ -188,6 +191,9 @@ class MailboxService:
         }
         if not await self.store.insert(document):
             raise errors.mailbox_exists(email)
+        if await self.store.count(who.tenant_id) > limit:  # simultaneous binds: insert first, then count
+            await self.store.delete(who.tenant_id, mailbox_id)
+            raise errors.mailbox_limit(limit)
         try:
             await self.publish(self._verified_event(document))
         except (
@@ -496,23 +502,49 @@ class MailboxService:
         )
 
     async def _verify(self, who: Principal, request: VerifyRequest) -> Verification:
-        """Rate limits, then the verification; raises the failure, records the attempt either way."""
+        """Rate limits, then the verification; raises the failure, records the attempt either way.
+
+        The attempt is reserved before the limits are counted and the counts include it (and every other
+        running attempt), so simultaneous requests cannot all pass a limit that each alone would see free.
+
+        Raises:
+            BindingError: 429 ``verification_rate_limited`` (nothing sent to a server), or 422 with the
+                verification's code.
+        """
         at = now_utc()
         await self.attempts.prune(at)
-        failures = await self.attempts.failures(who.tenant_id, request.email, at)
-        if len(failures) >= self.limits.failures_per_address:
-            raise errors.rate_limited(_retry_after(failures, self.limits, at), "address")
-        attempts = await self.attempts.attempts(who.tenant_id, at)
-        if len(attempts) >= self.limits.attempts_per_tenant:
-            raise errors.rate_limited(_retry_after(attempts, self.limits, at), "tenant")
-        verification = await self.verifier.verify(request)
+        reservation = await self.attempts.reserve(who.tenant_id, request.email, at)
+        try:
+            refusal = await self._over_limits(who, request.email, at)
+        except BaseException:
+            await self.attempts.release(reservation)
+            raise
+        if refusal is not None:
+            await self.attempts.release(reservation)
+            raise refusal
+        try:
+            verification = await self.verifier.verify(request)
+        except BaseException:  # interrupted after connecting maybe: counted as a failure, never forgotten
+            await self.attempts.settle(reservation, ok=False, code="interrupted")
+            raise
         error = verification.error
-        await self.attempts.record(
-            who.tenant_id, request.email, ok=error is None, code=error.code.value if error else None, now=at
-        )
+        await self.attempts.settle(reservation, ok=error is None, code=error.code.value if error else None)
         if error is not None:
             raise errors.verification_failed(error, verification.errors())
         return verification
+
+    async def _over_limits(self, who: Principal, email: str, at: datetime) -> errors.BindingError | None:
+        """The 429 to answer when a limit is passed, counting the caller's own reservation; None otherwise."""
+        failures = await self.attempts.failures(who.tenant_id, email, at)
+        if len(failures) > self.limits.failures_per_address:
+            return errors.rate_limited(_retry_after(failures, self.limits, at), "address")
+        everywhere = await self.attempts.failures(None, email, at)
+        if len(everywhere) > self.limits.failures_per_address_all_tenants:
+            return errors.rate_limited(_retry_after(everywhere, self.limits, at), "address")
+        attempts = await self.attempts.attempts(who.tenant_id, at)
+        if len(attempts) > self.limits.attempts_per_tenant:
+            return errors.rate_limited(_retry_after(attempts, self.limits, at), "tenant")
+        return None
 
     def _verified_event(self, doc: dict[str, Any]) -> MailboxVerified:
         return MailboxVerified(

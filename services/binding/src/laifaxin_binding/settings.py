@@ -95,7 +95,14 @@ class BindingSettings(ServiceSettings):
     rate_max_failures_per_address: int = Field(
         default=5,
         ge=1,
-        description="Failed verifications of one address allowed per window (providers ban an IP after ~10).",
+        description="Failed (or running) verifications of one address by one tenant allowed per window "
+        "(providers ban an IP after ~10); simultaneous attempts are counted before they connect.",
+    )
+    rate_max_failures_per_address_all_tenants: int = Field(
+        default=10,
+        ge=1,
+        description="Failed (or running) verifications of one address allowed per window across all tenants "
+        "together (one address attacked from many tenants; providers ban an IP after ~10).",
     )
     rate_max_attempts_per_tenant: int = Field(
         default=60, ge=1, description="Verifications (any outcome) one tenant may start per window."

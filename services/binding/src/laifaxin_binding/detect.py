@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import xml.etree.ElementTree as ET  # input is size-capped and DTDs are refused before parsing
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +37,8 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 import httpx
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 from pydantic import BaseModel, ConfigDict, Field
 
 from laifaxin_shared.providers.catalog import (
@@ -532,10 +534,13 @@ def parse_autoconfig(document: bytes, email: str) -> _Found:
     Raises:
         AutoconfigError: not XML, contains a DOCTYPE/ENTITY, or lacks a usable IMAP or SMTP server.
     """
-    if b"<!DOCTYPE" in document.upper() or b"<!ENTITY" in document.upper():
-        raise AutoconfigError("DTDs are not accepted")
     try:
-        root = ET.fromstring(document)  # noqa: S314  # DTD/entities refused above; size capped by the caller
+        # defusedxml refuses a DTD, entity declarations and external references in whatever encoding the
+        # document declares (UTF-16 included: a byte search for "<!DOCTYPE" does not see it there); the size
+        # is capped by the caller.
+        root = SafeET.fromstring(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise AutoconfigError(f"DTDs and entities are not accepted ({type(exc).__name__})") from None
     except ET.ParseError as exc:
         raise AutoconfigError(f"not XML: {exc}") from exc
     provider = root.find("emailProvider")

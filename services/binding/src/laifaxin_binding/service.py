@@ -244,7 +244,9 @@ class MailboxService:
         ``mailbox.verified`` for each so sync's copies follow (key rotation, step 2 of the operator's guide).
 
         Returns counts: ``checked``, ``resealed``, ``failed`` (an envelope under a key no longer in the ring,
-        or tampered: logged with the mailbox id, left as it is).
+        or tampered: logged with the mailbox id, left as it is). Each write is a compare-and-set on the envelope
+        read: a credential changed meanwhile (a password edit, sealed under the active key) is kept, not
+        reverted to the resealed old one, and counted in neither.
         """
         counts = {"checked": 0, "resealed": 0, "failed": 0}
         async for doc in self.store.collection.find({}):
@@ -258,12 +260,24 @@ class MailboxService:
                 counts["failed"] += 1
                 log.error("credential not resealed", mailbox_id=doc["_id"], error=str(exc))
                 continue
+            # Compare-and-set on the envelope read above: a password changed meanwhile (an edit sealed a new
+            # envelope, under the active key already) must not be overwritten by the reseal of the old one.
+            read = doc["credential"]
             updated = await self.store.update(
-                doc["tenant_id"], doc["_id"], {"credential": fresh.model_dump(), "updated_at": now_utc()}
+                doc["tenant_id"],
+                doc["_id"],
+                {"credential": fresh.model_dump(), "updated_at": now_utc()},
+                match={
+                    "credential.key_id": read["key_id"],
+                    "credential.nonce": read["nonce"],
+                    "credential.ciphertext": read["ciphertext"],
+                },
             )
-            if updated is not None:
-                await self.publish(self._verified_event(updated))
-                counts["resealed"] += 1
+            if updated is None:
+                log.info("credential changed during the reseal; the newer one is kept", mailbox_id=doc["_id"])
+                continue
+            await self.publish(self._verified_event(updated))
+            counts["resealed"] += 1
         return counts
 
     # ------------------------------------------------------------------ read

@@ -41,6 +41,7 @@ from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as SafeET
 from pydantic import BaseModel, ConfigDict, Field
 
+from laifaxin_shared.logging import get_logger
 from laifaxin_shared.providers.catalog import (
     is_same_or_subdomain,
     known_server_hosts,
@@ -72,6 +73,8 @@ DEFAULT_HTTP_TIMEOUT = 5.0
 
 DEFAULT_BUDGET = 15.0
 """Seconds the network part of one detection may take in total."""
+
+log = get_logger(__name__)
 
 
 class ServerOut(BaseModel):
@@ -443,7 +446,10 @@ class Detector:
             return False
         private = [a for a in addresses if not ipaddress.ip_address(a).is_global]
         if private:
-            self._note("autoconfig", f"{host}: refused, resolves to non-public {', '.join(private)}")
+            # Which addresses stays in our log: shown to the user (detection attempts), it would map the
+            # cluster's internal network through host names such as <service>.<namespace>.svc.
+            log.info("autoconfig host refused", host=host, addresses=private)
+            self._note("autoconfig", f"{host}: refused, resolves to a non-public address")
             return False
         return True
 

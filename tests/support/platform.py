@@ -178,11 +178,18 @@ class Platform:
 
     @property
     def headers(self) -> dict[str, str]:
+        """Binding's bearer token (each service has its own key and audience)."""
         return {"Authorization": f"Bearer {self.stack.config.token(self.tenant_id, self.user_id)}"}
+
+    @property
+    def notify_headers(self) -> dict[str, str]:
+        """Notify's bearer token."""
+        token = self.stack.config.token(self.tenant_id, self.user_id, service="notify")
+        return {"Authorization": f"Bearer {token}"}
 
     async def _notify(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
         r = await self.http.request(
-            method, self.stack.notify_url + path, headers=self.headers if auth else {}, json=body
+            method, self.stack.notify_url + path, headers=self.notify_headers if auth else {}, json=body
         )
         if r.status_code >= 300:
             raise RuntimeError(f"notify {method} {path}: {r.status_code} {r.text}")

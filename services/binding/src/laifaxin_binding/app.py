@@ -5,6 +5,9 @@ Run: ``uvicorn --factory laifaxin_binding.app:create_app --host 0.0.0.0 --port 8
 ``mailbox.verified|updated|removed`` and consumes ``mailbox.sync_status`` (consumer group ``binding``,
 offset committed after the handler returns: :func:`~laifaxin_shared.kafka.subscriber_options`).
 
+Requests pass :class:`~laifaxin_shared.asgi.RequestGuard` first: a body over ``BINDING_MAX_BODY_BYTES`` is 413 and
+a ``/v1/`` write without a valid token is 401, both before the body is read.
+
 Probes: ``/healthz`` (liveness: the process answers) and ``/readyz`` (readiness: Kafka and MongoDB answer).
 """
 
@@ -29,6 +32,7 @@ from laifaxin_binding.service import Limits, MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import HostGuard, Verifier
+from laifaxin_shared.asgi import RequestGuard
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import Envelope, MailboxSyncStatus
 from laifaxin_shared.imap import client_tls_context
@@ -186,6 +190,7 @@ def create_app(
             limits=Limits(
                 mailboxes_per_tenant=settings.mailbox_limit_per_tenant,
                 failures_per_address=settings.rate_max_failures_per_address,
+                failures_per_address_all_tenants=settings.rate_max_failures_per_address_all_tenants,
                 attempts_per_tenant=settings.rate_max_attempts_per_tenant,
                 window=timedelta(seconds=settings.rate_window_seconds),
                 expiry_warning=timedelta(days=settings.credential_expiry_warning_days),
@@ -218,6 +223,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(
+        RequestGuard, verifier=settings.token_verifier(), max_body_bytes=settings.max_body_bytes
+    )
     app.state.broker = broker
     app.state.detector = detector
     app.include_router(router)

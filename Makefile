@@ -92,3 +92,10 @@ k8s-check: uv  ## render every kustomize combination (base, components, overlays
 
 clean: infra-down  ## stop servers and remove local state
 	rm -rf deploy/local/state
+
+# ---- images and pods (deploy/docker, deploy/podman): Podman and Buildah from Debian packages, no Docker engine
+.PHONY: deps-check
+
+deps-check: uv  ## install each service alone (as its image does) and import all of its code: undeclared dependencies fail
+	$(UV) sync --locked --all-packages --quiet
+	$(PY) deploy/docker/deps_check.py

@@ -99,3 +99,24 @@ clean: infra-down  ## stop servers and remove local state
 deps-check: uv  ## install each service alone (as its image does) and import all of its code: undeclared dependencies fail
 	$(UV) sync --locked --all-packages --quiet
 	$(PY) deploy/docker/deps_check.py
+
+PODMAN_LOCAL := nice -n 15 $(UV) run --locked python deploy/podman/local.py
+.PHONY: podman-install images images-check pods-up pods-down pods-status
+
+podman-install:  ## Podman, Buildah, runc, mmdebstrap from Debian packages (when run as root; idempotent)
+	bash deploy/podman/install.sh
+
+images: uv podman-install  ## build every service image with Podman from deploy/docker/Dockerfile on a Debian base (sizes, times)
+	$(PODMAN_LOCAL) images
+
+images-check: images  ## start each image as its pod runs it and wait for /readyz (needs the local servers: make infra-up)
+	$(PODMAN_LOCAL) images-check
+
+pods-up: images  ## the `local` kustomize overlay with podman kube play, until every readiness probe passes (servers: make infra-up)
+	$(PODMAN_LOCAL) up
+
+pods-down: uv  ## remove the pods, secrets and state of pods-up
+	$(PODMAN_LOCAL) down
+
+pods-status: uv  ## the pods of pods-up and their URLs
+	$(PODMAN_LOCAL) status

@@ -52,10 +52,11 @@ infra-down: uv  ## stop every local server; no process of ours is left
 infra-status: uv  ## one line per local server
 	$(INFRA) status
 
-test: install  ## lint, start the servers, run every test, stop the servers (also on failure)
+test: install  ## lint, start the servers, run every test, build the images and start each, stop the servers (also on failure)
 	$(MAKE) --no-print-directory lint
 	$(INFRA) up --fresh
 	status=0; CI=$${CI:-} $(UV) run --locked pytest -ra $(PYTEST_ARGS) || status=$$?; \
+		[ $$status -ne 0 ] || $(MAKE) --no-print-directory images-check || status=$$?; \
 		$(INFRA) down; \
 		exit $$status
 
@@ -101,7 +102,7 @@ deps-check: uv  ## install each service alone (as its image does) and import all
 	$(PY) deploy/docker/deps_check.py
 
 PODMAN_LOCAL := nice -n 15 $(UV) run --locked python deploy/podman/local.py
-.PHONY: podman-install images images-check pods-up pods-down pods-status
+.PHONY: podman-install images images-check pods-up pods-down pods-status demo-pods
 
 podman-install:  ## Podman, Buildah, runc, mmdebstrap from Debian packages (when run as root; idempotent)
 	bash deploy/podman/install.sh
@@ -120,3 +121,6 @@ pods-down: uv  ## remove the pods, secrets and state of pods-up
 
 pods-status: uv  ## the pods of pods-up and their URLs
 	$(PODMAN_LOCAL) status
+
+demo-pods: images  ## `make demo` with the four services as the pods of the local overlay (DEMO_SERVICES=pods)
+	DEMO_SERVICES=pods $(PY) -m laifaxin_cli.demo

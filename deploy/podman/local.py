@@ -376,7 +376,9 @@ def container_running(name: str) -> bool:
     return out.strip() == "true"
 
 
-def images_check(names: list[str], timeout_s: float = 120.0) -> dict[str, float]:
+def images_check(
+    names: list[str], timeout_s: float = 120.0, results: dict[str, float] | None = None
+) -> dict[str, float]:
     """Run each image as its pod would and wait for /readyz; seconds from start to ready per service.
 
     Raises:
@@ -399,7 +401,7 @@ def images_check(names: list[str], timeout_s: float = 120.0) -> dict[str, float]
         value = next(iter(values[secret].values()))
         plain[var] = f"check-{run_id}-{var.lower()}"
         podman("secret", "create", "--label", f"{LABEL}=1", plain[var], "-", stdin=value)
-    results: dict[str, float] = {}
+    results = {} if results is None else results
     containers: list[str] = []
     try:
         for name in names:
@@ -569,8 +571,19 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def pods_up(prefix: str, timeout_s: float = 180.0) -> dict[str, Any]:
+def pods_up(
+    prefix: str,
+    timeout_s: float = 180.0,
+    *,
+    env: dict[str, dict[str, str]] | None = None,
+    secret_values: dict[str, dict[str, str]] | None = None,
+) -> dict[str, Any]:
     """Render the local overlay, create its Secrets, play it and wait for every readiness probe.
+
+    Args:
+        prefix: topic prefix (``<prefix>.``) and database names (``<prefix>_<service>``) of this run.
+        env: extra settings per ConfigMap (``common`` or a service name), merged into the rendered ConfigMaps.
+        secret_values: Secret keys to set instead of fresh random values (Secret name -> key -> value).
 
     Raises:
         LocalError: a port is taken, an image is missing, kube play failed, or a Deployment did not turn ready.
@@ -583,6 +596,13 @@ def pods_up(prefix: str, timeout_s: float = 180.0) -> dict[str, Any]:
     if not ca.is_file():
         raise LocalError("no mail-server CA (infra.json ca_file): start the local servers first")
     objs = render(prefix, ca)
+    extra: dict[str, dict[str, str]] = {"common": {"KAFKA_BOOTSTRAP_SERVERS": srv["kafka"]}}
+    for key, settings in (env or {}).items():
+        extra.setdefault(key, {}).update(settings)
+    for obj in objs:
+        if obj["kind"] == "ConfigMap":
+            name = obj["metadata"]["name"].rsplit("-", 1)[0]  # kustomize's name-<hash>
+            obj.setdefault("data", {}).update(extra.get("common" if name == "laifaxin-common" else name, {}))
     urls = readiness_urls(objs)
     taken = [u for u in urls.values() if not _port_free(int(u.split(":")[2].split("/")[0]))]
     if taken:
@@ -600,6 +620,8 @@ def pods_up(prefix: str, timeout_s: float = 180.0) -> dict[str, Any]:
     skipped = sorted({o["kind"] for o in objs} - {"Deployment", "ConfigMap"})
     STATE.mkdir(parents=True, exist_ok=True)
     values = fresh_secrets(srv["mongodb"])
+    for name, data in (secret_values or {}).items():
+        values.setdefault(name, {}).update(data)
     secret_file = STATE / "secrets.json"
     secret_file.write_text(json.dumps(values), encoding="utf-8")
     secret_file.chmod(0o600)
@@ -633,6 +655,63 @@ def pods_up(prefix: str, timeout_s: float = 180.0) -> dict[str, Any]:
     (STATE / "pods.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"pods: all {len(ready)} Deployments ready in {max(ready.values()):.1f} s; state in {STATE}")
     return result
+
+
+class PodStack:
+    """The four services as the pods of the ``local`` overlay, for ``make demo DEMO_SERVICES=pods``.
+
+    It has what the demo and ``tests/support/platform.py`` use of :class:`laifaxin_cli.stack.Stack` (``config``,
+    ``binding_url``, ``notify_url``, ``start``, ``stop``): the run's settings from its
+    :class:`~laifaxin_cli.stack.StackConfig` go into the rendered ConfigMaps (topic prefix, databases, the
+    loopback WeChat API, the SMTP relay account, notify's extra settings) and Secrets (the JWT key the demo signs
+    its tokens with, the WeChat AppSecret and SMTP password); the pods run in production mode like the
+    manifests say. One sync replica.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.processes: dict[str, Any] = {}
+        urls = readiness_urls(render(config.topic_prefix.rstrip("."), Path(config.mail["ca_file"])))
+        self.binding_url = urls["binding"].rsplit("/", 1)[0]
+        self.notify_url = urls["notify"].rsplit("/", 1)[0]
+
+    async def start(self, sync_workers: int = 1) -> None:
+        import asyncio
+
+        if sync_workers != 1:
+            raise LocalError("the local overlay runs one sync replica")
+        cfg = self.config
+        notify = {
+            "NOTIFY_JWT_AUDIENCE": "laifaxin",
+            "NOTIFY_PUBLIC_BASE_URL": self.notify_url,
+            "NOTIFY_SMTP_FROM": "Laifaxin alerts <alerts@laifaxin.test>",
+        }
+        channels: dict[str, str] = {}
+        if cfg.smtp_relay_user and cfg.smtp_relay_password:
+            notify["NOTIFY_SMTP_USERNAME"] = cfg.smtp_relay_user
+            channels["NOTIFY_SMTP_PASSWORD"] = cfg.smtp_relay_password
+        if cfg.wechat_api_base:
+            notify |= {
+                "NOTIFY_WECHAT_API_BASE": cfg.wechat_api_base,
+                "NOTIFY_WECHAT_APPID": cfg.wechat_appid,
+                "NOTIFY_WECHAT_TEMPLATE_ID": cfg.wechat_template_id,
+            }
+            channels["NOTIFY_WECHAT_SECRET"] = cfg.wechat_secret
+        if cfg.vapid_private_key:
+            channels["NOTIFY_VAPID_PRIVATE_KEY"] = cfg.vapid_private_key
+        env: dict[str, dict[str, str]] = {"common": {"KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap_servers}}
+        env["notify"] = notify
+        for service, values in cfg.extra_env.items():
+            env.setdefault(service, {}).update(values)
+        secret_values = {
+            "laifaxin-mongodb": {"MONGODB_URL": cfg.mongodb_url},
+            "laifaxin-jwt": {"JWT_SECRET": cfg.jwt_secret},
+            "notify-channels": channels,
+        }
+        await asyncio.to_thread(pods_up, cfg.topic_prefix.rstrip("."), env=env, secret_values=secret_values)
+
+    def stop(self) -> None:
+        pods_down()
 
 
 def pods_down() -> None:
@@ -687,8 +766,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "images":
             print(json.dumps(images(args.services, rebuild_base=args.rebuild_base)))
         elif args.command == "images-check":
-            results = images_check(args.services)
-            print(json.dumps({"ready_seconds": {k: round(v, 1) for k, v in results.items()}}))
+            results: dict[str, float] = {}
+            try:
+                images_check(args.services, results=results)
+            finally:
+                print(json.dumps({"ready_seconds": {k: round(v, 1) for k, v in results.items()}}))
+                # The plain closing line CI reads after pytest's: images that started and answered /readyz.
+                failed = len(args.services) - len(results)
+                print(f"images-check: {len(results)} passed, {failed} failed", flush=True)
         elif args.command == "up":
             print(json.dumps(pods_up(args.prefix)))
         elif args.command == "down":

@@ -275,6 +275,10 @@ def images(names: list[str], *, rebuild_base: bool = False) -> dict[str, Any]:
         print(f"image {image_ref(name)}: {mb(size)}, built in {seconds:.0f} s", flush=True)
     report["base_bytes"] = image_size(BASE_IMAGE)
     report["total_seconds"] = round(time.monotonic() - started, 1)
+    # Every code change leaves the previous images' layers untagged; drop those older than a day, so a machine
+    # that builds on every test run stays bounded while today's layers remain the build cache.
+    pruned = podman("image", "prune", "--force", "--filter", "until=24h", check=False).split()
+    report["pruned_images"] = len(pruned)
     user = podman("image", "inspect", "--format", "{{.Config.User}}", *(image_ref(n) for n in names))
     if {u.strip() for u in user.splitlines()} != {"10001:10001"}:
         raise LocalError(f"an image does not run as 10001:10001: {user.split()}")

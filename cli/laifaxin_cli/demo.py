@@ -8,7 +8,9 @@ anything quarantined with its reason, and arrival-to-alert latency percentiles. 
 JSON object (see :func:`summary`). Everything it started is stopped before it exits.
 
 The corpus is the sample the repository ships (``demo_corpus/``), or ``DEMO_MAIL=path``: a folder of messages
-(searched recursively: ``.eml``, ``.txt``, ``.msg``), a Maildir, or an mbox file.
+(searched recursively: ``.eml``, ``.txt``, ``.msg``), a Maildir, or an mbox file. ``DEMO_SERVICES=pods`` runs the
+four services as the pods of the ``local`` Kubernetes overlay on Podman (``make demo-pods`` builds the images
+first) instead of as processes.
 
 Exit status: 0 when every message was classified, quarantined with its reason, or recognised as a duplicate
 of one already received (none lost), and every expected alert arrived; 1 otherwise; 130 when interrupted.
@@ -121,7 +123,12 @@ async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
     with servers() as srv:
         relay = await make_account(srv.mail, f"alerts-{run_id}")
         owner = await make_account(srv.mail, f"sales-{run_id}")
-        say("starting binding, sync, classifier and notify as separate processes ...")
+        if os.environ.get("DEMO_SERVICES") == "pods":
+            say(
+                "starting binding, sync, classifier and notify as pods (podman kube play of the local overlay) ..."
+            )
+        else:
+            say("starting binding, sync, classifier and notify as separate processes ...")
         async with running_platform(
             kafka_bootstrap_servers=srv.kafka_bootstrap_servers,
             mongodb_url=srv.mongodb_url,
@@ -130,6 +137,7 @@ async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
             relay=relay,
             categories=list(ALERT_CATEGORIES),
             tenant_id=TENANT,
+            services=os.environ.get("DEMO_SERVICES") or "processes",
         ) as platform:
             try:
                 return await drive(platform, owner, corpus, timeout_s)

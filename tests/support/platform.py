@@ -365,12 +365,17 @@ async def running_platform(
     sync_workers: int = 1,
     extra_env: dict[str, dict[str, str]] | None = None,
     tenant_id: str = "tenant-demo",
+    services: str = "processes",
 ) -> AsyncIterator[Platform]:
     """Loopback WeChat and Web Push, the four services as processes, alerts bound; stops all on exit.
 
     ``relay`` is the SMTP account notify sends alert emails through. Alerts are never folded into digests
-    or rate-limited here, so that every alert can be counted and timed.
+    or rate-limited here, so that every alert can be counted and timed. ``services="pods"`` runs the services
+    as the pods of the ``local`` Kubernetes overlay on Podman instead (deploy/podman/local.py ``PodStack``;
+    the images from ``make images``).
     """
+    if services not in ("processes", "pods"):
+        raise ValueError(f"services must be processes or pods, not {services!r}")
     prefix = f"p{uuid.uuid4().hex[:8]}."
     await ensure_topics(kafka_bootstrap_servers, prefix=prefix, replication_factor=1)
     appid, app_secret = "wx" + uuid.uuid4().hex[:14], secrets.token_urlsafe(12)
@@ -401,7 +406,12 @@ async def running_platform(
             smtp_relay_password=relay.password,
             extra_env=env,
         )
-        stack = Stack(config)
+        if services == "pods":
+            from deploy.podman.local import PodStack
+
+            stack: Any = PodStack(config)
+        else:
+            stack = Stack(config)
         async with httpx.AsyncClient(timeout=60) as http:
             platform = Platform(
                 stack,

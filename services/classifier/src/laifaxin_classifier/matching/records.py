@@ -20,6 +20,7 @@ A second document ``<scope>|<digest of provider Message-ID>`` with ``a: "<primar
 
 from __future__ import annotations
 
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -64,7 +65,7 @@ class SentRecord:
 
     @classmethod
     def from_event(cls, ev: MailSent) -> SentRecord:
-        """The record of a ``mail.sent`` event."""
+        """The record of a ``mail.sent`` event (repeated names interned, as :meth:`from_document`)."""
         return cls(
             scope=tenant_scope(ev.tenant_id, system=ev.system_mailbox),
             message_id=ev.message_id.strip().strip("<>"),
@@ -120,22 +121,24 @@ class SentRecord:
 
     @classmethod
     def from_document(cls, doc: dict[str, Any]) -> SentRecord:
-        """The record of a stored primary document (not an alias)."""
+        """The record of a stored primary document (not an alias). Repeated names (tenant, user, mailbox, campaign) are
+        interned: the index holds each once."""
         at = doc["at"]
         if at.tzinfo is None:  # PyMongo returns naive UTC unless tz_aware
             at = at.replace(tzinfo=UTC)
         raw_event = doc.get("e")
         event_id = str(uuid.UUID(bytes=bytes(raw_event))) if raw_event is not None else ""
+        campaign = doc.get("c")
         return cls(
-            scope=str(doc["_id"]).rpartition("|")[0],
+            scope=sys.intern(str(doc["_id"]).rpartition("|")[0]),
             message_id=doc["m"],
             provider_message_id=doc.get("pm"),
-            mailbox_id=doc["mb"],
-            tenant_id=doc["t"],
-            user_id=doc["u"],
+            mailbox_id=sys.intern(doc["mb"]),
+            tenant_id=sys.intern(doc["t"]),
+            user_id=sys.intern(doc["u"]),
             system=bool(doc.get("s", False)),
             event_id=event_id,
-            campaign_id=doc.get("c"),
+            campaign_id=sys.intern(campaign) if campaign else None,
             recipients=tuple(doc.get("r", ())),
             subject_key=int(doc["k"]),
             sent_at=at,

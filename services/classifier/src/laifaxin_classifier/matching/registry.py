@@ -17,6 +17,7 @@ replica stored. Writes are insert-only and batched (``insert_many(ordered=False)
 from __future__ import annotations
 
 import bisect
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -82,37 +83,55 @@ class SentRegistry(Protocol):
         ...
 
 
+def _slot(scope: str, digest: str) -> int:
+    """The index key of (scope, digest): 64 bits of SHA-256 (an int keeps the index small; a hit is checked)."""
+    return int.from_bytes(hashlib.sha256(f"{scope}|{digest}".encode()).digest()[:8], "big")
+
+
+def _sent_at(record: SentRecord) -> datetime:
+    return record.sent_at
+
+
 @dataclass
 class MemoryRegistry:
-    """The registry in dicts: the matcher's index, and the whole store for the CLI and unit tests."""
+    """The registry in dicts: the matcher's index, and the whole store for the CLI and unit tests.
 
-    by_digest: dict[str, SentRecord] = field(default_factory=dict)
-    by_recipient: dict[tuple[str, str], list[tuple[datetime, str]]] = field(default_factory=dict)
+    ``by_digest`` maps a 64-bit key of (scope, digest) to the record (checked on a hit, so a key collision
+    cannot match the wrong message); ``by_recipient`` keeps each (mailbox, recipient)'s records in send order.
+    """
+
+    by_digest: dict[int, SentRecord] = field(default_factory=dict)
+    by_recipient: dict[tuple[str, str], list[SentRecord]] = field(default_factory=dict)
     waiting: dict[str, list[PendingReply]] = field(default_factory=dict)
     claimed: set[str] = field(default_factory=set)
 
     def index(self, record: SentRecord) -> bool:
         """Add one record to the index; False when its Message-ID was already there."""
-        key = record.key()
-        if key in self.by_digest:
+        digests = record.digests()
+        if self._get(record.scope, digests[0]) is not None:
             return False
-        for digest in record.digests():
-            self.by_digest.setdefault(f"{record.scope}|{digest}", record)
+        for digest in digests:
+            self.by_digest.setdefault(_slot(record.scope, digest), record)
         for rcpt in record.recipients:
             entries = self.by_recipient.setdefault((record.mailbox_id, rcpt), [])
-            item = (record.sent_at, key)
-            if not entries or entries[-1] <= item:
-                entries.append(item)
+            if not entries or entries[-1].sent_at <= record.sent_at:
+                entries.append(record)
             else:
-                bisect.insort(entries, item)
+                bisect.insort(entries, record, key=_sent_at)
         return True
+
+    def _get(self, scope: str, digest: str) -> SentRecord | None:
+        record = self.by_digest.get(_slot(scope, digest))
+        if record is None or record.scope != scope or digest not in record.digests():
+            return None
+        return record
 
     async def add(self, records: Sequence[SentRecord]) -> list[SentRecord]:
         return [r for r in records if self.index(r)]
 
     async def find(self, scope: str, digests: Sequence[str]) -> SentRecord | None:
         for digest in digests:
-            record = self.by_digest.get(f"{scope}|{digest}")
+            record = self._get(scope, digest)
             if record is not None:
                 return record
         return None
@@ -124,12 +143,11 @@ class MemoryRegistry:
         if not entries:
             return []
         out: list[SentRecord] = []
-        for at, key in reversed(entries):
-            if at > until:
+        for record in reversed(entries):
+            if record.sent_at > until:
                 continue
-            if at < since or len(out) >= 20:
+            if record.sent_at < since or len(out) >= 20:
                 break
-            record = self.by_digest[key]
             if record.scope == scope:
                 out.append(record)
         return out

@@ -18,6 +18,12 @@ transactions, so the record is insert-only: ``insert_many(ordered=False)``, a du
 recorded". (Records written before ``_id`` carried the event id have a random ``_id`` and the id in
 ``event_id``, still unique; such a message redelivered is published once more, which consumers absorb.)
 
+Reply matching (:mod:`.matching`): before they are published, the batch's mail.classified events go through
+:meth:`ReplyMatching.on_classified`, which adds the sent message each answers (and, for mail in the system
+mailbox, makes the campaign owner its tenant and user) and returns the ``contact.status`` events to publish with
+them. ``mail.sent`` is consumed by the ``classifier-sent`` group into the sent registry
+(:func:`.matching.service.register_sent_consumer`).
+
 Worst case per batch: ``batch_max_records`` messages each stopped at ``message_wall_limit_seconds`` over
 ``workers`` processes; ``max.poll.interval.ms`` is set above that, so a batch of hostile messages never makes the
 consumer leave its group.
@@ -36,7 +42,7 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.specification import AsyncAPI
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import SettingsConfigDict
 from pymongo import ASCENDING, IndexModel
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -56,6 +62,9 @@ from laifaxin_shared.settings import ServiceSettings
 from laifaxin_shared.wire import serialize
 
 from .classify import Classification, Classifier, to_mail_classified
+from .matching.cli import DEV_REPLY_TOKEN_KEYS
+from .matching.pipeline import ReplyMatching
+from .matching.service import MatchingSettings, build_matching, publish_results, register_sent_consumer
 from .message import ClassifierInput
 from .pool import ClassifierPool
 
@@ -81,8 +90,9 @@ LATENCY = Histogram(
 )
 
 
-class ClassifierSettings(ServiceSettings):
-    """Settings of the classifier service (env prefix ``CLASSIFIER_``; infra names are shared)."""
+class ClassifierSettings(ServiceSettings, MatchingSettings):
+    """Settings of the classifier service (env prefix ``CLASSIFIER_``; infra names are shared; reply matching's
+    in :class:`~.matching.service.MatchingSettings`)."""
 
     model_config = SettingsConfigDict(env_prefix="CLASSIFIER_", extra="ignore", populate_by_name=True)
 
@@ -120,6 +130,20 @@ class ClassifierSettings(ServiceSettings):
         description="Tests only: a worker spins on the CPU for a message whose subject contains this text "
         "(to exercise the budget). Empty in production.",
     )
+
+    def secret_fields(self) -> dict[str, SecretStr]:
+        """The shared secrets and the reply token key ring (refused as placeholders outside development)."""
+        return {**super().secret_fields(), "LAIFAXIN_REPLY_TOKEN_KEYS": self.reply_token_keys}
+
+    @model_validator(mode="after")
+    def _refuse_dev_reply_token_key(self) -> ClassifierSettings:
+        if self.environment not in ("development", "test") and (
+            self.reply_token_keys.get_secret_value() == DEV_REPLY_TOKEN_KEYS
+        ):
+            raise ValueError(
+                f"LAIFAXIN_REPLY_TOKEN_KEYS is the development key; set a real key ring for environment={self.environment}"
+            )
+        return self
 
     def max_poll_interval_ms(self) -> int:
         """Kafka max.poll.interval.ms for the consumer: above the worst batch (every message stopped at the
@@ -167,6 +191,7 @@ class Runtime:
     broker: KafkaBroker
     pool: ClassifierPool
     db: Any
+    matching: ReplyMatching | None = None
 
 
 async def _recorded(db: Any, ids: list[str]) -> set[str]:
@@ -234,13 +259,19 @@ async def handle_batch(rt: Runtime, batch: Sequence[tuple[MailReceived, bytes]])
             result = fallback_classification(outcome.reason or "classifier:unavailable")
         pairs.append((event, result))
     events = classified_events(pairs)
+    if (
+        rt.matching is not None
+    ):  # reply matching: the match, the owner of system-mailbox mail, contact statuses
+        matched = await rt.matching.on_classified([(r, e) for (r, _), e in zip(pairs, events, strict=True)])
+        events = matched.classified
+        await publish_results(rt.broker, rt.settings.topic_prefix, matched)
     await asyncio.gather(*(publish_event(rt.broker, e, prefix=rt.settings.topic_prefix) for e in events))
     await _record(
         rt.db,
         [
-            {
-                "_id": str(e.event_id),
-                "event_id": str(e.event_id),
+            {  # keyed by the derived id, which a redelivery looks up (a late-matched event carries another)
+                "_id": str(received.ref.derived_event_id("mail.classified")),
+                "event_id": str(received.ref.derived_event_id("mail.classified")),
                 "message": received.ref.natural_key(),
                 "category": e.category,
                 "received_event_id": str(received.event_id),
@@ -276,7 +307,16 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     db = mongo[settings.mongodb_database]
     state: dict[str, Runtime] = {}
 
-    declare_publishers(broker, settings, "mail.classified")  # for the AsyncAPI document
+    declare_publishers(broker, settings, "mail.classified", "contact.status")  # for the AsyncAPI document
+
+    def matching() -> ReplyMatching:
+        rt = state["rt"]
+        assert rt.matching is not None
+        return rt.matching
+
+    register_sent_consumer(
+        broker, settings.topic("mail.sent"), settings.topic_prefix, settings.sent_batch_max_records, matching
+    )
 
     @broker.subscriber(
         settings.topic("mail.received"),
@@ -324,7 +364,7 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
         await pool.start()
         log.info("workers ready", workers=settings.workers, seconds=round(time.perf_counter() - t0, 3))
         await ensure_indexes(db, INDEXES)
-        state["rt"] = Runtime(settings, broker, pool, db)
+        state["rt"] = Runtime(settings, broker, pool, db, await build_matching(settings, db))
 
     async def shutdown() -> None:
         if "rt" in state:

@@ -1,9 +1,12 @@
-"""Reply matching, pure parts: subject prefixes of real clients, DSN extraction, contact status, the evaluation
-figures on the generated corpus."""
+"""Reply matching, pure parts: subject prefixes of real clients, contact status, the evaluation figures on the
+generated corpus, and ``laifaxin-mail replies match``."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import mailbox
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,7 @@ from laifaxin_classifier.matching.corpus import generate
 from laifaxin_classifier.matching.evaluate import score
 from laifaxin_classifier.matching.status import contact_status, status_kind
 from laifaxin_classifier.matching.subjects import reply_subject, subject_key
+from laifaxin_cli.main import main
 from laifaxin_shared.events import BounceInfo, MailClassified, ReplyMatch
 from laifaxin_shared.replytoken import ReplyTokens
 from laifaxin_shared.topics import spec
@@ -128,3 +132,43 @@ def test_precision_and_recall_on_the_generated_corpus() -> None:
     assert bare["precision"] >= 0.95, bare["errors"]
     assert {"in_reply_to", "reply_token", "dsn", "heuristic"} <= set(full["by_method"])
     assert set(bare["by_method"]) <= {"dsn", "heuristic"}
+
+
+def test_cli_replies_match_reads_sent_jsonl_and_a_maildir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = ReplyTokens.parse(DEV_REPLY_TOKEN_KEYS, "dev")
+    corpus = generate(tokens, n_sent=30, seed=3)
+    acme = [c for c in corpus.cases if c.mailbox.mailbox_id == "mbx_acme"]
+    sent = [s for s in corpus.sent if s.mailbox_id == "mbx_acme"]
+    sent_file = tmp_path / "sent.jsonl"
+    sent_file.write_text("\n".join(s.model_dump_json(by_alias=True) for s in sent) + "\n", encoding="utf-8")
+    box = mailbox.Maildir(tmp_path / "md", create=True)
+    keys = [box.add(c.raw) for c in acme]
+    code = main(["replies", "match", "--sent", str(sent_file), str(tmp_path / "md")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and len(lines) == len(acme)
+    expected = {k: c.expected for k, c in zip(keys, acme, strict=True)}
+    for line in lines:
+        assert set(line) >= {
+            "path",
+            "matched",
+            "sent_message_id",
+            "campaign_id",
+            "recipient",
+            "method",
+            "confidence",
+        }
+        assert line["sent_message_id"] == expected[line["key"]]
+        assert line["matched"] is (line["sent_message_id"] is not None)
+
+
+def test_cli_replies_match_refuses_a_bad_sent_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "sent.jsonl"
+    bad.write_text('{"not": "a mail.sent"}\n', encoding="utf-8")
+    eml = tmp_path / "a.eml"
+    eml.write_bytes(b"From: a@b.example\nSubject: hi\n\nhello\n")
+    assert main(["replies", "match", "--sent", str(bad), str(eml)]) == 2
+    assert "sent.jsonl:1" in capsys.readouterr().err

@@ -145,14 +145,17 @@ async def test_replies_are_matched_routed_and_alert_the_owner_once(
             await publish_event(producer, late, prefix=topic_prefix)
             await publish_event(producer, early, prefix=topic_prefix)
             await publish_event(producer, replies[2], prefix=topic_prefix)
-            await all_committed(boot, SENT_GROUP, topic_prefix + "mail.sent", 5)
+            await producer.publish(b"{not json", topic_prefix + "mail.sent", key=b"mbx_acme")  # poison
+            await all_committed(boot, SENT_GROUP, topic_prefix + "mail.sent", 6)
             await all_committed(boot, GROUP_ID, topic_prefix + "mail.received", 7)
             await asyncio.sleep(1.0)
             classified_records = await read_all(boot, topic_prefix + "mail.classified", expect=6)
             status_records = await read_all(boot, topic_prefix + "contact.status", expect=4)
+            dead = await read_all(boot, topic_prefix + "mail.sent.dlq", expect=1)
     finally:
         await app.stop()
     assert len(first) == 5
+    assert dead[0].value == b"{not json" and dict(dead[0].headers)["x-dlq-group"] == SENT_GROUP.encode()
     events = [MailClassified.model_validate_json(r.value) for r in classified_records]
     assert len(events) == 6, [(e.ref.uid, e.match) for e in events]  # nothing more after the redeliveries
     by_uid: dict[int, list[MailClassified]] = {}

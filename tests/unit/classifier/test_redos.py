@@ -321,11 +321,19 @@ _PIECES = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(st.lists(_PIECES, max_size=4).map(" ".join), max_size=8).map("\n".join))
 def test_line_scan_matches_the_old_regex(text: str) -> None:
     old = _OLD_QUOTE_HEADER.search(text)
     assert quote_start(text) == (None if old is None else old.start())
+
+
+def test_rule_over_blank_line_starts_where_the_old_regex_did() -> None:
+    for text in [
+        "\n-----Original Message----- On Mon, 16 Nov 2026 Lily <l@x.cn> wrote:",
+        "\n______________________\n-----Original Message-----",
+    ]:
+        assert quote_start(text) == 0 == _OLD_QUOTE_HEADER.search(text).start(), text  # type: ignore[union-attr]
 
 
 def test_reply_prefix_subject_not_quadratic() -> None:

@@ -122,6 +122,9 @@ def _wrote_at(line: str, start: int = 0) -> int | None:
 def _is_quote_line(lines: list[str], i: int) -> int | None:
     """Index of the line where a quote header that shows at line ``i`` begins (``i``, or an earlier line for
     a rule wrapped over blank lines), else None."""
+    rule = _original_rule_start(lines, i)  # first: the only marker that may begin on an earlier line
+    if rule is not None:
+        return rule
     line = lines[i]
     head = line[:LINE_SCAN_CHARS]
     if _FROM_LINE.match(head) and any(
@@ -144,7 +147,7 @@ def _is_quote_line(lines: list[str], i: int) -> int | None:
         return i
     if _FORWARD_LINE.match(line) or _UNDERSCORE_RULE.match(line):
         return i
-    return _original_rule_start(lines, i)
+    return None
 
 
 def _original_rule_start(lines: list[str], i: int) -> int | None:
@@ -187,8 +190,20 @@ def quote_start(text: str) -> int | None:
     lines = text.split("\n")
     for i in range(len(lines)):
         found = _is_quote_line(lines, i)
-        if found is not None:
-            return sum(len(line) + 1 for line in lines[:found])
+        if found is None:
+            continue
+        # an "Original Message" rule a few lines down may begin above: its rule characters can span the
+        # rule-only lines from here to it (e.g. Outlook's underscore line, then "-----Original Message-----")
+        k = found
+        while k + 1 < len(lines) and (
+            _RULE_ONLY.match(lines[k]) or (k == found and _QUOTED_RULE_ONLY.match(lines[k]))
+        ):
+            k += 1
+            below = _original_rule_start(lines, k)
+            if below is not None:
+                found = min(found, below)
+                break
+        return sum(len(line) + 1 for line in lines[:found])
     return None
 
 

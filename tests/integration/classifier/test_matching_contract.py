@@ -264,3 +264,16 @@ def MatchingRecord(ev: MailSent) -> Any:  # reads like the record type it builds
     from laifaxin_classifier.matching.records import SentRecord
 
     return SentRecord.from_event(ev)
+
+
+async def test_a_late_mail_sent_matches_a_reply_another_replica_kept_waiting(mongo_db: Any) -> None:
+    a = sent(SYSTEM, 13, "wang.fang@126.com", subject="Cross replica")
+    reply = bytes(reply_qq(a, "wang.fang@126.com", token_address(a), NOW, "r15", False))
+    one = matching_for(MongoRegistry(mongo_db))
+    assert (await receive(one, reply, SYSTEM)).classified[0].match is None
+    two = matching_for(MongoRegistry(mongo_db))  # index empty: the waiting message is found by _id
+    late = await two.on_sent([a])
+    assert [c.match.sent_message_id for c in late.classified if c.match] == [a.message_id]
+    three = MongoRegistry(mongo_db)
+    await three.load()
+    assert await matching_for(three).on_sent([a]) == Published()  # claimed once, also after a restart

@@ -20,7 +20,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pymongo import InsertOne
@@ -33,6 +33,8 @@ from .records import SentRecord
 log = get_logger(__name__)
 
 DUPLICATE_KEY = 11000
+STORE_LOOKUPS = 3
+"""Most ids of one message asked of the collection on an index miss (In-Reply-To and the newest References)."""
 PENDING_SLOTS = 4
 """Received messages that may wait on one key (two replies to one unknown message, ...); more are dropped."""
 
@@ -226,6 +228,8 @@ class MongoRegistry:
             count += 1
         now = datetime.now(UTC)
         async for doc in self.db.pending.find({}, batch_size=batch_size):
+            if "r" not in doc:
+                continue  # a key document; its message's document lists every key
             item = _pending_from(doc)
             if item.expires_at > now:
                 self.index.keep_pending(item)
@@ -256,7 +260,7 @@ class MongoRegistry:
         found = await self.index.find(scope, digests)
         if found is not None or not self.store_lookups:
             return found
-        for digest in digests:
+        for digest in digests[:STORE_LOOKUPS]:
             doc = await self.db.sent.find_one({"_id": f"{scope}|{digest}"})
             if doc is not None and "a" in doc:
                 doc = await self.db.sent.find_one({"_id": doc["a"]})
@@ -272,27 +276,41 @@ class MongoRegistry:
         return await self.index.sent_to(scope, mailbox_id, recipient, since=since, until=until)
 
     async def add_pending(self, items: Sequence[PendingReply]) -> None:
+        """One document per message (``_id`` ``m|<natural key>``: the events, the keys, the expiry) and one
+        small document per key (``_id`` ``<key>#<slot>``: the natural key), all insert-only."""
         if not items:
             return
         todo: list[tuple[str, PendingReply]] = []
+        bodies = []
         for item in items:
-            for key in item.keys:
-                if all(p.natural_key != item.natural_key for p in self.index.waiting.get(key, ())):
-                    todo.append((key, item))
-            self.index.keep_pending(item)
-        for slot in range(PENDING_SLOTS):  # a taken slot is another message waiting on the key: next slot
-            if not todo:
-                break
-            docs = [
+            keys = [
+                k
+                for k in item.keys
+                if all(p.natural_key != item.natural_key for p in self.index.waiting.get(k, ()))
+            ]
+            if not keys:
+                continue  # a redelivered message already waits
+            todo += [(key, item) for key in keys]
+            bodies.append(
                 {
-                    "_id": f"{key}#{slot}",
-                    "k": key,
-                    "n": item.natural_key,
+                    "_id": f"m|{item.natural_key}",
+                    "ks": list(item.keys),
                     "r": item.received,
                     "c": item.classified,
                     "x": item.expires_at,
                 }
-                for key, item in todo
+            )
+            self.index.keep_pending(item)
+        if bodies:
+            try:
+                await self.db.pending.insert_many(bodies, ordered=False)
+            except BulkWriteError as exc:
+                _inserted(exc, len(bodies))  # a duplicate: the message's document is already there
+        for slot in range(PENDING_SLOTS):  # a taken slot is another message waiting on the key: next slot
+            if not todo:
+                break
+            docs = [
+                {"_id": f"{key}#{slot}", "n": item.natural_key, "x": item.expires_at} for key, item in todo
             ]
             try:
                 result: Any = await self.db.pending.insert_many(docs, ordered=False)
@@ -310,9 +328,12 @@ class MongoRegistry:
                 if key in self.index.waiting:
                     continue
                 for slot in range(PENDING_SLOTS):
-                    doc = await self.db.pending.find_one({"_id": f"{key}#{slot}"})
-                    if doc is None:
+                    pointer = await self.db.pending.find_one({"_id": f"{key}#{slot}"})
+                    if pointer is None:
                         break
+                    doc = await self.db.pending.find_one({"_id": f"m|{pointer['n']}"})
+                    if doc is None:
+                        continue
                     item = _pending_from(doc)
                     if item.expires_at > now:
                         self.index.keep_pending(item)
@@ -342,13 +363,14 @@ class MongoRegistry:
 
 
 def _pending_from(doc: dict[str, Any]) -> PendingReply:
+    """The waiting message of a ``m|<natural key>`` document."""
     expires = doc["x"]
     if expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
-    key = str(doc.get("k") or str(doc["_id"]).rpartition("#")[0])
     return PendingReply(
-        natural_key=doc["n"], keys=(key,), received=doc["r"], classified=doc["c"], expires_at=expires
+        natural_key=str(doc["_id"])[2:],
+        keys=tuple(doc.get("ks", ())),
+        received=doc["r"],
+        classified=doc["c"],
+        expires_at=expires,
     )
-
-
-PENDING_WINDOW = timedelta(days=7)

@@ -16,6 +16,7 @@ derived from the message (:func:`late_event_id`) — the owner is alerted once.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -86,8 +87,9 @@ class ReplyMatching:
         waiting: list[PendingReply] = []
         claims: dict[str, int] = {}
         now = datetime.now(UTC)
-        for ev, classified in pairs:
-            outcome = await self.matcher.match(ev, classified)
+        # concurrently: an index miss that asks the database (another replica's send) overlaps the others
+        outcomes = await asyncio.gather(*(self.matcher.match(ev, classified) for ev, classified in pairs))
+        for (ev, classified), outcome in zip(pairs, outcomes, strict=True):
             result = with_match(classified, outcome.match, system=outcome.system_mailbox)
             if outcome.match is not None:
                 MATCHED.labels(outcome.match.method).inc()

@@ -12,7 +12,7 @@ PY := $(UV) run --locked python
 INFRA := $(PY) deploy/local/infra.py
 PYTEST_ARGS ?=
 
-.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval k8s-check clean
+.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval eval-matching k8s-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -86,6 +86,9 @@ train: install  ## train the classifier model artifact (reproducible)
 
 eval: install  ## evaluate the classifier on the held-out split (and on ../shared/data/real-mail when present)
 	$(PY) -m laifaxin_classifier.evaluate
+
+eval-matching: install  ## reply matching: precision and recall on the generated corpus of client reply styles
+	$(PY) -m laifaxin_classifier.matching.evaluate
 
 k8s-check: uv  ## render every kustomize combination (base, components, overlays) and validate it offline
 	$(UV) sync --locked --all-packages --quiet

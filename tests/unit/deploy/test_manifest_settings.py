@@ -37,6 +37,12 @@ SETTINGS: dict[str, Any] = {
 def _secret_value(key: str) -> str:
     if key == "LAIFAXIN_CREDENTIAL_KEYS":
         return "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if key == "NOTIFY_SECRETS_KEYS":
+        return "n1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if key == "LAIFAXIN_REPLY_TOKEN_KEYS":
+        return "r1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    if key == "LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID":
+        return "r1"
     if key == "MONGODB_URL":
         return "mongodb://mongo.example:27017/"
     if key == "NOTIFY_VAPID_PRIVATE_KEY":
@@ -93,4 +99,4 @@ def test_settings_load_from_the_deployment_env_in_production(
 
 def test_only_the_services_that_decrypt_get_the_key_ring() -> None:
     given = {name for name in SETTINGS if "LAIFAXIN_CREDENTIAL_KEYS" in container_env(name)}
-    assert given == {"binding", "sync", "notify"}
+    assert given == {"binding", "sync"}

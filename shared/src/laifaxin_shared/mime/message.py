@@ -88,6 +88,9 @@ CLASSIFICATION_HEADERS: frozenset[str] = frozenset(
         "return-path",
         "content-type",
         "x-failed-recipients",  # Exim
+        # Where it was delivered: a reply token (reply+TOKEN@, RFC 5233) survives here when the client drops it.
+        "delivered-to",
+        "x-original-to",
         # Who sent it.
         "x-mailer",
         "user-agent",
@@ -117,6 +120,16 @@ _MESSAGE_FIELDS = frozenset(
     }
 )  # fmt: skip
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_RETURNED_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global",
+        "message/global-headers",
+    }
+)
+MAX_ORIGINAL_RECIPIENTS = 20
 _NEWLINES = re.compile(r"\r\n?")
 _BLANK_RUNS = re.compile(r"\n{4,}")
 
@@ -214,6 +227,8 @@ class ParsedMessage(BaseModel):
     content_type: str = "text/plain"
     report_type: str | None = None
     delivery_status: str | None = None
+    original_message_id: str | None = None
+    original_recipients: list[str] = Field(default_factory=list)
     text: str = ""
     text_truncated: bool = False
     html_only: bool = False
@@ -289,6 +304,7 @@ class _Walk:
         self.alternative_html: list[Message] = []  # HTML branches not chosen: used when the plain is blank
         self.attachments: list[AttachmentMeta] = []
         self.dsn: Message | None = None
+        self.returned: Message | None = None  # the first message/rfc822 or text/rfc822-headers part
         self.report_type: str | None = None
 
 
@@ -486,6 +502,8 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
         if walk.dsn is None:
             walk.dsn = part
         return
+    if ctype in _RETURNED_TYPES and walk.returned is None:
+        walk.returned = part
 
     if maintype == "multipart" and part.is_multipart():
         children = [p for p in cast("list[Any]", part.get_payload()) if isinstance(p, Message)]
@@ -617,6 +635,36 @@ def _dsn_text(part: Message, walk: _Walk) -> str:
     return text.strip()[:TEXT_CAP_CHARS]
 
 
+def returned_headers(part: Message, walk: _Walk) -> tuple[str | None, list[str]]:
+    """(Message-ID, To/Cc addresses lowercased) of a returned message or header block: the third part of a
+    DSN (RFC 3464 section 2, RFC 6522 section 3: message/rfc822 or text/rfc822-headers) or the message a
+    non-standard bounce attaches. Damage is recorded in ``walk.defects`` and yields what could be read."""
+    header_part: Message | None = None
+    if part.is_multipart():  # message/rfc822: the stdlib parsed the enclosed message
+        inner = cast("list[Any]", part.get_payload())
+        header_part = inner[0] if inner and isinstance(inner[0], Message) else None
+    else:  # text/rfc822-headers: a header block as text
+        text = _part_text(part, walk, 64 * 1024)[0]
+        header_part = _guard(
+            walk.defects,
+            "returned_headers_unparseable",
+            None,
+            lambda: _PARSER.parsebytes(text.encode("utf-8")),
+        )
+    if header_part is None:
+        return None, []
+    fields: dict[str, list[str]] = {}
+    for name, value in header_part.raw_items():
+        fields.setdefault(name.lower().strip(), []).append(value)
+    ids = fields.get("message-id", [])
+    message_id = first_msg_id(decode_field(ids[0], walk.hint, walk.defects)) if ids else ""
+    addresses = parse_addresses(
+        fields.get("to", []) + fields.get("cc", []), walk.hint, walk.defects, MAX_ORIGINAL_RECIPIENTS
+    )
+    recipients = list(dict.fromkeys(a.email.strip().lower() for a in addresses if "@" in a.email))
+    return message_id or None, recipients
+
+
 def _collect_headers(fields: dict[str, list[str]], hint: str | None, defects: DefectLog) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in sorted(CLASSIFICATION_HEADERS & fields.keys()):
@@ -742,6 +790,7 @@ def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
     headers = _collect_headers(fields, hint, defects)
     content_type = _content_type(msg, defects)
     delivery_status = _dsn_text(walk.dsn, walk) if walk.dsn is not None else None
+    original_id, original_rcpts = returned_headers(walk.returned, walk) if walk.returned else (None, [])
     for part in msg.walk():
         for defect in part.defects:
             defects.add_stdlib(defect)
@@ -759,6 +808,8 @@ def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
         content_type=content_type[:255],
         report_type=walk.report_type,
         delivery_status=delivery_status,
+        original_message_id=original_id[:998] if original_id else None,
+        original_recipients=original_rcpts,
         text=text,
         text_truncated=truncated,
         html_only=html_only,

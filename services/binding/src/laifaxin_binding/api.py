@@ -22,15 +22,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from laifaxin_binding import errors
 from laifaxin_binding.auth import decode_token
 from laifaxin_binding.detect import Detection, Detector
-from laifaxin_binding.models import DetectIn, ErrorOut, MailboxCreate, MailboxList, MailboxOut, MailboxPatch
+from laifaxin_binding.models import (
+    DOMAIN_PATTERN,
+    DetectIn,
+    ErrorOut,
+    MailboxCreate,
+    MailboxList,
+    MailboxOut,
+    MailboxPatch,
+)
 from laifaxin_binding.service import MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
+from laifaxin_shared.api import error_responses
 from laifaxin_shared.providers.catalog import get_provider, load_catalog, provider_for_domain
 
 _bearer = HTTPBearer(
@@ -39,9 +48,25 @@ _bearer = HTTPBearer(
     "exp (at most BINDING_JWT_MAX_LIFETIME_SECONDS after iat); optional role=admin, mailbox_limit.",
 )
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 413, 422, 429, 503)
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 409, 413, 422, 429, 503, model=ErrorOut)
+"""Every status a ``/v1`` operation can answer besides its success, each with :class:`ErrorOut` (400: a
+``Content-Length`` that is not a number, before any route)."""
+
+_MAILBOX_ID = {"mailbox_id": "$response.body#/id"}
+MAILBOX_LINKS = {
+    "GetMailbox": {"operationId": "get_mailbox_v1_mailboxes__mailbox_id__get", "parameters": _MAILBOX_ID},
+    "EditMailbox": {"operationId": "edit_mailbox_v1_mailboxes__mailbox_id__patch", "parameters": _MAILBOX_ID},
+    "VerifyMailbox": {
+        "operationId": "reverify_mailbox_v1_mailboxes__mailbox_id__verify_post",
+        "parameters": _MAILBOX_ID,
+    },
+    "DeleteMailbox": {
+        "operationId": "delete_mailbox_v1_mailboxes__mailbox_id__delete",
+        "parameters": _MAILBOX_ID,
+    },
 }
+"""OpenAPI links: the ``id`` a mailbox operation answers feeds the ``/{mailbox_id}`` operations (clients and
+stateful testers follow them)."""
 
 
 def principal(
@@ -65,7 +90,13 @@ Service = Annotated[MailboxService, Depends(service)]
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
-@router.post("/mailboxes", status_code=201, response_model=MailboxOut, tags=["mailboxes"])
+@router.post(
+    "/mailboxes",
+    status_code=201,
+    response_model=MailboxOut,
+    tags=["mailboxes"],
+    responses={201: {"description": "Verified and saved.", "links": MAILBOX_LINKS}},
+)
 async def create_mailbox(body: MailboxCreate, who: Who, svc: Service) -> MailboxOut:
     """Verify IMAP and SMTP, then save and emit ``mailbox.verified``. Nothing is saved on failure; the error
     names the taxonomy code (auth_failed, tls_mismatch...) with the fix. Without ``provider_id`` and servers, they
@@ -81,12 +112,22 @@ async def list_mailboxes(who: Who, svc: Service) -> MailboxList:
     return await svc.list(who)
 
 
-@router.get("/mailboxes/{mailbox_id}", response_model=MailboxOut, tags=["mailboxes"])
+@router.get(
+    "/mailboxes/{mailbox_id}",
+    response_model=MailboxOut,
+    tags=["mailboxes"],
+    responses={200: {"description": "The mailbox.", "links": MAILBOX_LINKS}},
+)
 async def get_mailbox(mailbox_id: str, who: Who, svc: Service) -> MailboxOut:
     return await svc.get(who, mailbox_id)
 
 
-@router.patch("/mailboxes/{mailbox_id}", response_model=MailboxOut, tags=["mailboxes"])
+@router.patch(
+    "/mailboxes/{mailbox_id}",
+    response_model=MailboxOut,
+    tags=["mailboxes"],
+    responses={200: {"description": "The edited mailbox.", "links": MAILBOX_LINKS}},
+)
 async def edit_mailbox(mailbox_id: str, body: MailboxPatch, who: Who, svc: Service) -> MailboxOut:
     """Edit. Email, password, provider or servers: verify first, change nothing on failure, emit
     ``mailbox.verified`` on success. Nickname / sync settings only: save and emit ``mailbox.updated``. Without
@@ -109,7 +150,10 @@ async def reverify_mailbox(mailbox_id: str, who: Who, svc: Service) -> MailboxOu
 
 
 @router.get("/providers", tags=["providers"])
-async def list_providers(who: Who, domain: str | None = None) -> list[dict[str, Any]]:
+async def list_providers(
+    who: Who,
+    domain: Annotated[str | None, Query(max_length=253, pattern=DOMAIN_PATTERN)] = None,
+) -> list[dict[str, Any]]:
     """Catalog entries; with ``domain``, only the provider serving that email domain (may be empty)."""
     del who
     if domain is not None:
@@ -123,11 +167,12 @@ async def list_providers(who: Who, domain: str | None = None) -> list[dict[str, 
 
 @router.get("/providers/{provider_id}", tags=["providers"])
 async def show_provider(provider_id: str, who: Who) -> dict[str, Any]:
+    """One catalog entry; 404 ``unknown_provider`` for an id the catalog does not have."""
     del who
     try:
         return get_provider(provider_id).model_dump(mode="json")
     except KeyError:
-        raise errors.unknown_provider(provider_id) from None
+        raise errors.unknown_provider(provider_id, status=404) from None
 
 
 @router.post("/providers/detect", response_model=Detection, tags=["providers"])

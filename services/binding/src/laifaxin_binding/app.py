@@ -32,6 +32,7 @@ from laifaxin_binding.service import Limits, MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import HostGuard, Verifier
+from laifaxin_shared.api import install_method_not_allowed
 from laifaxin_shared.asgi import RequestGuard
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import Envelope, MailboxSyncStatus
@@ -229,6 +230,7 @@ def create_app(
     app.state.broker = broker
     app.state.detector = detector
     app.include_router(router)
+    install_method_not_allowed(app, render=lambda status, detail: errors.http_error(status, detail).to_dict())
     register_subscribers(broker, settings, app)
 
     @app.exception_handler(errors.BindingError)
@@ -242,6 +244,10 @@ def create_app(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
         )
         error = errors.invalid_request(details)
+        for e in exc.errors():
+            loc = e.get("loc", ())
+            if loc and loc[-1] == "email" and e.get("type") == "string_pattern_mismatch":
+                error = errors.invalid_email(str(e.get("input", "")))
         return JSONResponse(error.to_dict(), status_code=error.status)
 
     @app.get("/healthz", tags=["health"])

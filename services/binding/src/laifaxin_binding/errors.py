@@ -247,10 +247,11 @@ def servers_need_confirmation(
     )
 
 
-def unknown_provider(provider_id: str) -> BindingError:
+def unknown_provider(provider_id: str, status: int = 422) -> BindingError:
+    """422 when a request names the provider; 404 when the provider is the resource asked for."""
     return BindingError(
         "unknown_provider",
-        422,
+        status,
         _t(f"Unknown provider {provider_id!r}.", f"未知的邮箱服务商 {provider_id!r}。"),
         _t(
             "Use an id from GET /v1/providers, or leave it out to detect it.",
@@ -294,4 +295,21 @@ def invalid_request(details: str) -> BindingError:
         422,
         _t(f"The request is not valid: {details}", f"请求无效：{details}"),
         _t("Correct the named fields and send it again.", "请更正所列字段后重新提交。"),
+    )
+
+
+def http_error(status: int, detail: str) -> BindingError:
+    """An error raised by the HTTP layer itself (400 a body that is not JSON, 404 an unknown path, 405), in the
+    same shape as every other error."""
+    code = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        status, f"http_{status}"
+    )
+    return BindingError(
+        code,
+        status,
+        _t(f"{detail}.", f"请求无法处理（{detail}）。"),
+        _t(
+            "Send a JSON body as the API document describes, to a path and method it lists.",
+            "请按照 API 文档发送 JSON 请求体，并使用文档列出的路径和方法。",
+        ),
     )

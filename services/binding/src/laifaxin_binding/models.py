@@ -11,9 +11,16 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
+from laifaxin_shared.api import ApiError
 from laifaxin_shared.events.mailbox import DEFAULT_SYNC_INTERVAL_SECONDS, MIN_SYNC_INTERVAL_SECONDS
 
 SecurityIn = Literal["ssl", "starttls"]
+
+EMAIL_PATTERN = r"^[^@\s]+@(?:[\w-]{1,63}\.)*[\w-]{1,63}\.?$"
+"""What the service takes as an address: a local part without ``@`` or spaces, ``@``, and a domain of labels of 1-63
+letters, digits or hyphens (Unicode letters are IDNA-encoded, RFC 5891); anything else is 422 ``invalid_email``."""
+DOMAIN_PATTERN = r"^(?:[\w-]{1,63}\.)*[\w-]{1,63}\.?$"
+"""An email domain as :data:`EMAIL_PATTERN` takes it."""
 
 
 class _In(BaseModel):
@@ -24,28 +31,35 @@ class ServerIn(_In):
     """An IMAP or SMTP server the user typed (overrides the catalog)."""
 
     host: str = Field(min_length=1, max_length=253, examples=["imap.163.com"])
-    port: int = Field(ge=1, le=65535, examples=[993])
+    port: int = Field(ge=1, le=65535, strict=True, examples=[993])
     security: SecurityIn = Field(description="ssl = implicit TLS (993/465); starttls (143/587).")
 
 
 class SyncIn(_In):
     """Sync settings. ``interval_seconds`` under 180 is refused with code ``sync_interval_too_short``."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)
     interval_seconds: int = Field(
         default=DEFAULT_SYNC_INTERVAL_SECONDS,
+        strict=True,
         ge=1,
         le=86400,
         description=f"Polling interval, seconds; minimum {MIN_SYNC_INTERVAL_SECONDS} (providers rate-limit).",
         examples=[300],
     )
-    initial_window_days: int = Field(default=30, ge=0, le=365)
+    initial_window_days: int = Field(default=30, ge=0, le=365, strict=True)
 
 
 class MailboxCreate(_In):
     """Bind a mailbox: verified against the servers before anything is saved."""
 
-    email: str = Field(min_length=3, max_length=320, examples=["sales@163.com"])
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        json_schema_extra={"format": "email"},
+        examples=["sales@163.com"],
+    )
     password: SecretStr = Field(
         description="App password / authorization code (whitespace in app passwords is stripped).",
     )
@@ -70,7 +84,13 @@ class MailboxPatch(_In):
     that would log in to another host or port, or with another login name, needs ``password`` again (code
     ``password_required``): the stored password is never sent anywhere new."""
 
-    email: str | None = Field(default=None, min_length=3, max_length=320)
+    email: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        json_schema_extra={"format": "email"},
+    )
     password: SecretStr | None = None
     nickname: str | None = Field(default=None, max_length=128)
     provider_id: str | None = None
@@ -162,15 +182,20 @@ class MailboxList(BaseModel):
 
 
 class DetectIn(_In):
-    email: str = Field(min_length=3, max_length=320)
-    offline: bool = Field(default=False, description="Catalog only: no DNS, no HTTP.")
+    email: str = Field(
+        min_length=3,
+        max_length=320,
+        pattern=EMAIL_PATTERN,
+        json_schema_extra={"format": "email"},
+        examples=["sales@163.com"],
+    )
+    offline: bool = Field(default=False, strict=True, description="Catalog only: no DNS, no HTTP.")
 
 
-class ErrorOut(BaseModel):
-    """Every error response: a stable code, and what to do, in English and Chinese."""
+class ErrorOut(ApiError):
+    """Every error response: the platform's error model (:class:`~laifaxin_shared.api.ApiError`) with the fix and
+    the Chinese texts always present, and the fields of binding's own errors."""
 
-    code: str
-    message: str
     fix: str
     message_zh: str
     fix_zh: str

@@ -26,6 +26,7 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, EmailStr, Field
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from laifaxin_shared.api import DetailError, error_responses, install_method_not_allowed
 from laifaxin_shared.asgi import RequestGuard
 from laifaxin_shared.auth import TokenVerifier, check_secret
 from laifaxin_shared.crypto import KeyRing
@@ -309,7 +310,9 @@ def create_app(
         description="Alert preferences, channel bindings (WeChat openid, alert email, Web Push), delivery "
         "history. Bearer JWT (HS256) with `sub` and `tenant_id`; every query is scoped to the caller.",
         lifespan=lifespan,
+        responses=error_responses(400, 401, 404, 413, 422, model=DetailError),
     )
+    install_method_not_allowed(app, wrap_detail=True)
     app.state.settings = settings
     check_secret("NOTIFY_JWT_SECRET", settings.jwt_secret.get_secret_value(), settings.environment)
     app.add_middleware(  # 401 / 413 before a body is read; the unauthenticated WeChat callback: 16 KiB
@@ -366,8 +369,9 @@ def create_app(
         deprecated=True,
         responses={
             410: {
+                "model": DetailError,
                 "description": "Always: an openid is bound only through the QR flow (code "
-                "``wechat_qrcode_required``, with the fix)."
+                "``wechat_qrcode_required``, with the fix).",
             }
         },
     )
@@ -397,11 +401,15 @@ def create_app(
         tags=["bindings"],
         responses={
             409: {
+                "model": DetailError,
                 "description": "WeChat is not configured (code ``wechat_not_configured``, with a fix), or the "
                 "caller has NOTIFY_WECHAT_MAX_BINDINGS_PER_USER WeChat accounts already "
-                "(``too_many_wechat_bindings``)."
+                "(``too_many_wechat_bindings``).",
             },
-            502: {"description": "WeChat refused (``wechat_error`` with ``errcode``) or was unreachable."},
+            502: {
+                "model": DetailError,
+                "description": "WeChat refused (``wechat_error`` with ``errcode``) or was unreachable.",
+            },
         },
     )
     async def wechat_qrcode(user: User, runtime: Rt) -> WeChatQrCodeOut:
@@ -479,9 +487,18 @@ def create_app(
         response_model=BindingOut,
         tags=["bindings"],
         responses={
-            409: {"description": "``too_many_email_addresses`` or ``email_not_configured``."},
-            429: {"description": "``too_many_confirmations``: NOTIFY_EMAIL_CONFIRMATIONS_PER_HOUR reached."},
-            502: {"description": "``confirmation_not_sent``: the relay refused the confirmation mail."},
+            409: {
+                "model": DetailError,
+                "description": "``too_many_email_addresses`` or ``email_not_configured``.",
+            },
+            429: {
+                "model": DetailError,
+                "description": "``too_many_confirmations``: NOTIFY_EMAIL_CONFIRMATIONS_PER_HOUR reached.",
+            },
+            502: {
+                "model": DetailError,
+                "description": "``confirmation_not_sent``: the relay refused the confirmation mail.",
+            },
         },
     )
     async def bind_email(body: EmailBindingIn, user: User, runtime: Rt) -> BindingOut:
@@ -574,7 +591,9 @@ def create_app(
         "/v1/bindings/email/confirm",
         response_model=BindingOut,
         tags=["bindings"],
-        responses={404: {"description": "``invalid_code``: unknown, expired or already used."}},
+        responses={
+            404: {"model": DetailError, "description": "``invalid_code``: unknown, expired or already used."}
+        },
     )
     async def confirm_email(body: EmailConfirmIn, runtime: Rt) -> BindingOut:
         """Confirm an alert email address with the code of its confirmation mail (no bearer token needed: the
@@ -608,9 +627,10 @@ def create_app(
         status_code=201,
         tags=["bindings"],
         responses={
-            409: {"description": "``too_many_push_subscriptions``."},
+            409: {"model": DetailError, "description": "``too_many_push_subscriptions``."},
             422: {
-                "description": "``https_required``, ``host_not_allowed``, ``invalid_url`` or ``dns_failed``."
+                "model": DetailError,
+                "description": "``https_required``, ``host_not_allowed``, ``invalid_url`` or ``dns_failed``.",
             },
         },
     )
@@ -631,6 +651,10 @@ def create_app(
         except (OSError, TimeoutError):
             raise HTTPException(
                 422, {"code": "dns_failed", "message": f"the push service host {host} does not resolve"}
+            ) from None
+        except ValueError:  # a host name IDNA cannot encode (UnicodeError), found by schemathesis: was a 500
+            raise HTTPException(
+                422, {"code": "invalid_url", "message": "the push service host is not a valid name"}
             ) from None
         target_id = push_target_id(body.endpoint)
         existing = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["webpush"])
@@ -654,7 +678,24 @@ def create_app(
         found = await runtime.store.list_bindings(user.tenant_id, user.user_id, ["apprise"])
         return [_binding_out(b) for b in found]
 
-    @app.post("/v1/bindings/apprise", response_model=BindingOut, status_code=201, tags=["bindings"])
+    @app.post(
+        "/v1/bindings/apprise",
+        response_model=BindingOut,
+        status_code=201,
+        tags=["bindings"],
+        responses=error_responses(
+            409,
+            422,
+            503,
+            model=DetailError,
+            notes={
+                409: "``too_many_apprise_urls``.",
+                422: "``unsupported_apprise_scheme``, ``invalid_apprise_url``, ``host_not_allowed``, "
+                "``dns_failed``, or a body that fails validation.",
+                503: "``apprise_disabled``.",
+            },
+        ),
+    )
     async def bind_apprise(body: AppriseBindingIn, user: User, runtime: Rt) -> BindingOut:
         """Add an extra channel as an Apprise URL (channels/apprise.py has the rules).
 
@@ -699,11 +740,18 @@ def create_app(
         log.info("apprise binding added", scheme=target.scheme, target_id=target_id)
         return _binding_out(b)
 
-    @app.delete("/v1/bindings/{channel}/{target_id}", status_code=204, tags=["bindings"])
+    @app.delete(
+        "/v1/bindings/{channel}/{target_id}",
+        status_code=204,
+        tags=["bindings"],
+        responses={
+            404: {"model": DetailError, "description": "``not_found``: no such binding of the caller."}
+        },
+    )
     async def unbind(channel: Channel, target_id: str, user: User, runtime: Rt) -> Response:
         """Remove one of the caller's bindings."""
         if not await runtime.store.delete_binding(user.tenant_id, user.user_id, channel, target_id):
-            raise HTTPException(404, "no such binding")
+            raise HTTPException(404, {"code": "not_found", "message": "no such binding"})
         return Response(status_code=204)
 
     @app.get("/v1/vapid-public-key", tags=["bindings"])
@@ -723,7 +771,12 @@ def create_app(
         docs = await runtime.store.history(user.tenant_id, user.user_id, event_id=event_id, limit=limit)
         return [_jsonable(d) for d in docs]
 
-    @app.get("/wechat/callback", tags=["wechat"], response_class=PlainTextResponse)
+    @app.get(
+        "/wechat/callback",
+        tags=["wechat"],
+        response_class=PlainTextResponse,
+        responses=error_responses(400, 403, 503, model=DetailError),
+    )
     async def wechat_verify(
         signature: str, timestamp: str, nonce: str, echostr: str, runtime: Rt
     ) -> PlainTextResponse:
@@ -733,7 +786,12 @@ def create_app(
         await _check_fresh(runtime, timestamp, nonce)
         return PlainTextResponse(echostr)
 
-    @app.post("/wechat/callback", tags=["wechat"], response_class=PlainTextResponse)
+    @app.post(
+        "/wechat/callback",
+        tags=["wechat"],
+        response_class=PlainTextResponse,
+        responses=error_responses(400, 403, 503, model=DetailError),
+    )
     async def wechat_event(
         request: Request,
         runtime: Rt,

@@ -76,7 +76,9 @@ class Preferences(BaseModel):
         examples=[["wechat", "webpush"]],
     )
     quiet_hours: QuietHours | None = Field(default=None, description="Quiet hours, if any.")
-    digest: bool = Field(default=True, description="Fold bursts into one summary instead of many alerts.")
+    digest: bool = Field(
+        default=True, strict=True, description="Fold bursts into one summary instead of many alerts."
+    )
 
 
 class AlertContent(BaseModel):

@@ -12,7 +12,7 @@ PY := $(UV) run --locked python
 INFRA := $(PY) deploy/local/infra.py
 PYTEST_ARGS ?=
 
-.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval eval-matching k8s-check clean
+.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit contracts bench bench-quick demo up down status-platform train eval eval-matching k8s-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -62,6 +62,12 @@ test: install  ## lint, start the servers, run every test, build the images and 
 
 test-unit: install  ## the tests that need no server
 	$(UV) run --locked pytest -ra tests/unit $(PYTEST_ARGS)
+
+contracts: install  ## schemathesis against every HTTP API at a larger size (60 examples per operation; starts the servers)
+	$(INFRA) up
+	status=0; CONTRACT_MAX_EXAMPLES=$${CONTRACT_MAX_EXAMPLES:-60} $(UV) run --locked pytest -ra -s tests/integration/contracts $(PYTEST_ARGS) || status=$$?; \
+		$(INFRA) down; \
+		exit $$status
 
 bench: install  ## every benchmark at full size (starts the servers it needs)
 	$(PY) bench/run.py

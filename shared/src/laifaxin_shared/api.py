@@ -59,39 +59,62 @@ class ApiError(BaseModel):
     fix_zh: str | None = Field(default=None, description="What to do about it, in Chinese.")
 
 
-class DetailError(BaseModel):
-    """An error as ``{"detail": ApiError}`` (notify; FastAPI's ``HTTPException`` shape). A few callback
-    errors (WeChat's server is the caller, not a person) carry the code alone as a string."""
+class ValidationIssue(BaseModel):
+    """One field that failed validation (pydantic's error: where, what, which rule)."""
 
-    detail: ApiError | str
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] = Field(description="Where: body / query / path, then the field names.")
+    msg: str
+    type: str = Field(description="pydantic's error type, e.g. missing, string_too_long.")
+
+
+class DetailError(BaseModel):
+    """An error as ``{"detail": ApiError}`` (notify; FastAPI's ``HTTPException`` shape). A request that fails
+    validation has the list of :class:`ValidationIssue` instead (FastAPI's ``HTTPValidationError``), and a few
+    callback errors (WeChat's server is the caller, not a person) carry the code alone as a string."""
+
+    detail: ApiError | list[ValidationIssue] | str
 
 
 def error_responses(
-    *statuses: int, model: type[BaseModel] = ApiError, notes: dict[int, str] | None = None
+    *statuses: int,
+    model: type[BaseModel] = ApiError,
+    notes: dict[int, str] | None = None,
+    json_ref: bool = False,
 ) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a FastAPI route: each of ``statuses`` answered with ``model`` and a description
-    (:data:`STATUS_DESCRIPTIONS`, or ``notes[status]`` for the operation's own codes)."""
+    (:data:`STATUS_DESCRIPTIONS`, or ``notes[status]`` for the operation's own codes). ``json_ref``: for a route
+    whose success is not JSON (``response_class=PlainTextResponse``), the errors are still JSON; the schema is then
+    a reference to ``model``'s component (which another route must use, so that it exists)."""
     notes = notes or {}
-    return {
-        status: {"model": model, "description": notes.get(status, STATUS_DESCRIPTIONS.get(status, "Error."))}
-        for status in statuses
-    }
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        description = notes.get(status, STATUS_DESCRIPTIONS.get(status, "Error."))
+        if json_ref:
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            out[status] = {"description": description, "content": {"application/json": {"schema": ref}}}
+        else:
+            out[status] = {"model": model, "description": description}
+    return out
 
 
 def allowed_methods(app: Starlette, scope: dict[str, Any]) -> list[str]:
     """Every method some route of ``app`` serves at the request's path (FastAPI makes one route per method, and
     Starlette's own 405 names only the first route's methods)."""
     methods: set[str] = set()
+    template: str | None = None
     for route in app.router.routes:
         match, _ = route.matches({**scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
-        if match is not Match.NONE and route_methods:
-            methods.update(route_methods)
-        elif match is not Match.NONE:
-            # A route of another kind (a mount) answers every method it was given.
-            match_any, _ = route.matches(scope)
-            if match_any is Match.FULL:
-                methods.add(scope["method"])
+        if match is Match.NONE:
+            continue
+        path = getattr(route, "path", None)
+        # The first route that matches names the path template (the document's path); a later template that
+        # also matches (``/v1/bindings/{channel}/{target_id}`` for ``/v1/bindings/wechat/qrcode``) is another
+        # resource of the document.
+        template = path if template is None else template
+        if path == template:
+            methods.update(getattr(route, "methods", None) or ())
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)

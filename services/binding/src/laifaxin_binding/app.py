@@ -255,7 +255,11 @@ def create_app(
         """Liveness: the process and its event loop answer."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["health"])
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "Not ready: the same body with the failing check's error type."}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: MongoDB answers ``ping`` and the Kafka broker answers, each within 2 s."""
         checks: dict[str, Any] = {}

@@ -18,7 +18,9 @@ SecurityIn = Literal["ssl", "starttls"]
 
 EMAIL_PATTERN = r"^[^@\s]+@(?:[\w-]{1,63}\.)*[\w-]{1,63}\.?$"
 """What the service takes as an address: a local part without ``@`` or spaces, ``@``, and a domain of labels of 1-63
-letters, digits or hyphens (Unicode letters are IDNA-encoded, RFC 5891); anything else is 422 ``invalid_email``."""
+letters, digits or hyphens (Unicode letters are IDNA-encoded, RFC 5891), one trailing dot allowed; anything else is
+422 ``invalid_email``. (Not JSON Schema's ``format: email``: that is RFC 5321's ASCII form, and the service also
+takes internationalized addresses, RFC 6531.)"""
 DOMAIN_PATTERN = r"^(?:[\w-]{1,63}\.)*[\w-]{1,63}\.?$"
 """An email domain as :data:`EMAIL_PATTERN` takes it."""
 
@@ -57,7 +59,6 @@ class MailboxCreate(_In):
         min_length=3,
         max_length=320,
         pattern=EMAIL_PATTERN,
-        json_schema_extra={"format": "email"},
         examples=["sales@163.com"],
     )
     password: SecretStr = Field(
@@ -89,7 +90,6 @@ class MailboxPatch(_In):
         min_length=3,
         max_length=320,
         pattern=EMAIL_PATTERN,
-        json_schema_extra={"format": "email"},
     )
     password: SecretStr | None = None
     nickname: str | None = Field(default=None, max_length=128)
@@ -186,7 +186,6 @@ class DetectIn(_In):
         min_length=3,
         max_length=320,
         pattern=EMAIL_PATTERN,
-        json_schema_extra={"format": "email"},
         examples=["sales@163.com"],
     )
     offline: bool = Field(default=False, strict=True, description="Catalog only: no DNS, no HTTP.")

@@ -329,7 +329,11 @@ def create_app(
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={503: {"description": "Not ready: the same body, ready false, with the failing check."}},
+    )
     async def readyz(runtime: Rt) -> JSONResponse:
         """Readiness: MongoDB answers ping and, when consuming, the broker is connected."""
         checks: dict[str, bool] = {}
@@ -775,7 +779,7 @@ def create_app(
         "/wechat/callback",
         tags=["wechat"],
         response_class=PlainTextResponse,
-        responses=error_responses(400, 403, 503, model=DetailError),
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503, model=DetailError, json_ref=True),
     )
     async def wechat_verify(
         signature: str, timestamp: str, nonce: str, echostr: str, runtime: Rt
@@ -790,7 +794,7 @@ def create_app(
         "/wechat/callback",
         tags=["wechat"],
         response_class=PlainTextResponse,
-        responses=error_responses(400, 403, 503, model=DetailError),
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503, model=DetailError, json_ref=True),
     )
     async def wechat_event(
         request: Request,

@@ -50,6 +50,14 @@ class QuietHours(BaseModel):
     timezone: str = Field(default="Asia/Shanghai", description="IANA time zone.", examples=["Asia/Shanghai"])
     action: Literal["defer", "drop"] = Field(default="defer", description="What happens to alerts inside.")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time_text(cls, value: object) -> object:
+        """The document says a string (HH:MM); pydantic would also take a number of seconds."""
+        if not isinstance(value, str | time):
+            raise ValueError("a local time as HH:MM")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

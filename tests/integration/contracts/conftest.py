@@ -40,7 +40,7 @@ async def run_schemathesis(
         "-m",
         "schemathesis.cli",
         "--config-file",
-        str(Path(__file__).with_name("schemathesis.toml")),
+        str(Path(__file__).with_name(f"schemathesis-{service}.toml")),
         "run",
         str(ROOT / "docs" / "openapi" / f"{service}.json"),
         "--url",

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from laifaxin_binding import errors
@@ -166,7 +166,7 @@ async def list_providers(
 
 
 @router.get("/providers/{provider_id}", tags=["providers"])
-async def show_provider(provider_id: str, who: Who) -> dict[str, Any]:
+async def show_provider(provider_id: Annotated[str, Path(examples=["netease"])], who: Who) -> dict[str, Any]:
     """One catalog entry; 404 ``unknown_provider`` for an id the catalog does not have."""
     del who
     try:

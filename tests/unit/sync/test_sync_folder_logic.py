@@ -406,7 +406,7 @@ async def test_the_parse_pool_gives_what_inline_parsing_gives() -> None:
 
     ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
     jobs = [ParseJob(1, raw("one"), utc_now(), False), ParseJob(2, b"\r\n\r\nno headers\r\n", None, True)]
-    preparer = Preparer(1, inline_max=0)
+    preparer = Preparer(1)
     await preparer.start()
     try:
         pooled = await preparer.prepare(ctx, jobs)

@@ -91,7 +91,7 @@ class SyncWorker:
         self.ctx = WorkerContext(
             settings,
             self.store,
-            Publisher(self.broker, settings.topic_prefix),
+            Publisher(self.broker, settings.topic_prefix, dlq_prefix_bytes=settings.dlq_raw_prefix_bytes),
             self.metrics,
             keyring,
             self.preparer,

@@ -33,6 +33,13 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
   cursor behind; the retry finds the entries it had claimed at the same location and republishes them under
   the same ``event_id`` (consumers dedupe on it), and skips copies indexed at another location: at-least-once
   publish, one index entry per message.
+- **Dead letters are references with bounded bytes**: a quarantined message (unparsable, over a structure
+  limit or its parsing budget, or whose ``mail.received`` record the broker refuses as too large) goes to
+  ``mail.received.dlq`` as its first ``SYNC_DLQ_RAW_PREFIX_BYTES`` plus headers naming the reason, the raw store
+  document (``x-dlq-raw-ref``), its location and SHA-256 (:meth:`Publisher.quarantine`). So one message can
+  never make a record the broker refuses, which would hold the folder (the cursor would wait behind it for
+  ever): a refused ``mail.received`` record is that message's quarantine (``event_too_large``) and the cursor
+  moves on.
 - **Progress, for free**: the UIDs each ``UID SEARCH`` gives to fetch and the UIDs each committed group handled
   are passed to ``on_found`` / ``on_handled`` (the mailbox loop's catch-up progress,
   :mod:`laifaxin_sync.progress`); counting them costs no command and no write.
@@ -57,7 +64,7 @@ from laifaxin_shared.logging import get_logger
 from laifaxin_sync.imap_parse import FetchedMessage, FolderStatus, parse_fetch, parse_search, uid_set
 from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.prepare import BatchContext, ParseJob, Prepared, Preparer, with_event_id
-from laifaxin_sync.publisher import Publisher
+from laifaxin_sync.publisher import DeadLetterRef, Publisher
 from laifaxin_sync.store import Cursor, IndexEntry, Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
@@ -131,6 +138,7 @@ class _Stored:
     events: list[Prepared] = field(default_factory=list)
     quarantines: list[tuple[Prepared, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    bodies: dict[int, bytes] = field(default_factory=dict)  # of the events: for a record the broker refuses
 
 
 async def _run_stages(*stages: Coroutine[Any, Any, None]) -> None:
@@ -540,6 +548,7 @@ class FolderSync:
                 # The cursor never passed it: a retried batch, published again under the same event_id.
                 p = with_event_id(p, held["event_id"])
             out.events.append(p)
+            out.bodies[p.uid] = bodies[p.uid]
         return out
 
     async def _commit(self, folder: Folder, cur: Cursor, stored: _Stored) -> int:
@@ -549,7 +558,17 @@ class FolderSync:
         if (stored.events or stored.quarantines) and not await self.store.holds_lease(self.lease):
             raise LeaseLost(self.lease.mailbox_id, self.lease.epoch)
         if stored.events:
-            await self.publisher.received(cur.mailbox_id, stored.events)
+            refused = await self.publisher.received(cur.mailbox_id, stored.events)
+            for r in refused:
+                # Too large for the broker whatever we do: that message's quarantine, and the folder goes on.
+                p = r.prepared
+                p.reason = "event_too_large"
+                p.detail = f"its mail.received record ({r.size_bytes} bytes) was refused: {r.error}"[:500]
+                await self.store.mark_quarantined(p.key, p.reason, p.detail)
+                stored.quarantines.append((p, stored.bodies[p.uid]))
+            if refused:
+                gone = {id(r.prepared) for r in refused}
+                stored.events = [p for p in stored.events if id(p) not in gone]
         for p, body in stored.quarantines:
             log.warning(
                 "message quarantined",
@@ -557,8 +576,16 @@ class FolderSync:
                 folder=folder.name,
                 uid=p.uid,
                 reason=p.reason,
+                size_bytes=len(body),
             )
-            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": p.uid, "index_key": p.key}
+            ref = DeadLetterRef(
+                raw_ref=f"sync:raw_messages/{p.key}",
+                stored_bytes=min(len(body), self.raw_max_bytes),
+                folder=folder.name,
+                uidvalidity=cur.uidvalidity,
+                uid=p.uid,
+                index_key=p.key,
+            )
             await self.publisher.quarantine(
                 body, mailbox_id=cur.mailbox_id, reason=p.reason or "", detail=p.detail, ref=ref
             )

@@ -689,6 +689,13 @@ class SyncStore:
     async def _find_in(self, name: str, values: Iterable[str]) -> Mapping[str, Document]:
         return {d[name]: d async for d in self.messages.find({name: {"$in": sorted(values)}})}
 
+    async def mark_quarantined(self, key: str, reason: str, detail: str) -> None:
+        """Record that the message indexed at ``key`` is quarantined after all (its ``mail.received`` record
+        was refused by the broker as too large): ``reason``/``detail`` set, ``event_id`` cleared."""
+        await self.messages.update_one(
+            {"_id": key}, {"$set": {"reason": reason, "detail": detail, "event_id": None}}
+        )
+
     async def reindex(self, entry: IndexEntry, raw_doc: Document) -> bool:
         """Give a location to another message: its UID was reused (UIDNEXT went backwards without a UIDVALIDITY
         change, a server fault). False when the new message is already indexed elsewhere (a duplicate).

@@ -20,8 +20,9 @@ from email.quoprimime import header_decode
 
 __all__ = ["ENCODED_WORD", "decode_words"]
 
-ENCODED_WORD = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?]*)\?=")
-"""One encoded word (RFC 2047 section 2): groups charset (with an RFC 2231 ``*language``), encoding, text."""
+ENCODED_WORD = re.compile(r"=\?([^?]*)\?([qQbB])\?([^?\n]*)\?=")
+"""One encoded word (RFC 2047 section 2): groups charset (with an RFC 2231 ``*language``), encoding, text (no
+line feed in it, as the stdlib's ``.``)."""
 
 
 def _decode_b(text: str) -> bytes:

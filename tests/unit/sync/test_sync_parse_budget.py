@@ -48,7 +48,7 @@ def subjects(prepared: list) -> list[str | None]:  # type: ignore[type-arg]
 
 
 async def test_a_message_over_its_cpu_budget_is_quarantined_and_the_process_goes_on() -> None:
-    preparer = Preparer(1, budget=ParseBudget(cpu_seconds=0.05))
+    preparer = Preparer(1, budget=ParseBudget(cpu_seconds=0.05, cpu_seconds_per_mb=0))
     try:
         loop_turns = 0
 

@@ -85,7 +85,9 @@ class SyncWorker:
             default_processes() if processes is None else processes,
             idle_seconds=settings.parse_idle_seconds,
             keep_processes=settings.parse_keep_processes,
-            budget=ParseBudget(settings.parse_cpu_seconds, settings.mime_limits()),
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
             wall_seconds=settings.parse_wall_seconds,
         )
         self.ctx = WorkerContext(

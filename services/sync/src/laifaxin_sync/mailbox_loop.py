@@ -130,7 +130,10 @@ class WorkerContext:
         self.metrics = metrics
         self.keyring = keyring
         self.preparer = preparer or Preparer(
-            1, budget=ParseBudget(settings.parse_cpu_seconds, settings.mime_limits())
+            1,
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
         )
         self.start_gate = start_gate or StartGate(settings.start_concurrency, metrics)
         self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)

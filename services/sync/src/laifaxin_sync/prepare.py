@@ -6,7 +6,9 @@ hands every batch, new mail under IDLE included, to one of its parsing processes
 time budget there (:class:`ParseBudget`):
 
 1. the structure limits (:class:`laifaxin_shared.mime.MimeLimits`) refuse hostile structure before parsing;
-2. a CPU timer (``ITIMER_PROF``) interrupts a parse that used ``cpu_seconds``: the message is quarantined with
+2. a CPU timer (``ITIMER_PROF``) interrupts a parse that used its budget (``cpu_seconds``, plus
+   ``cpu_seconds_per_mb`` per MB of message: parsing is linear in the size once the limits hold, and a 25 MB
+   attachment takes about 1-2 s on a busy 2-core machine): the message is quarantined with
    the reason ``parse_budget_exceeded`` and the process goes on with the next one;
 3. the kernel ends a process whose parse is stuck inside one C call (``RLIMIT_CPU``, set per message to
    whole seconds 0.25 to 1.25 s beyond the CPU timer: ``SIGXCPU``); and the worker kills a process that
@@ -14,7 +16,8 @@ time budget there (:class:`ParseBudget`):
    records its position in shared memory) is quarantined with ``parse_budget_exceeded``, and the rest of the
    batch is parsed again.
 
-So no message costs sync more than ``cpu_seconds`` + 1.25 s of CPU (2 s with the defaults). The process builds and
+So no message costs sync more than its budget + 1.25 s of CPU: with the defaults, 2 s for a message of up to
+about 1 MB (nearly all mail) and 0.1 s more per MB above (at most 7 s for the largest accepted, 50 MB). The process builds and
 serialises the event too: the loop receives record bytes ready to send, never builds a pydantic model per
 message.
 
@@ -77,11 +80,17 @@ class ParseJob:
 
 @dataclass(frozen=True, slots=True)
 class ParseBudget:
-    """What one message may cost: ``cpu_seconds`` of CPU time in the parsing process (> 0), and the structure
-    ``limits`` checked before parsing."""
+    """What one message may cost: ``cpu_seconds`` of CPU time in the parsing process (> 0) plus
+    ``cpu_seconds_per_mb`` per MB (10^6 bytes) of the message, and the structure ``limits`` checked before
+    parsing."""
 
     cpu_seconds: float = 0.75
+    cpu_seconds_per_mb: float = 0.1
     limits: MimeLimits = field(default_factory=MimeLimits)
+
+    def seconds(self, size_bytes: int) -> float:
+        """The CPU seconds a message of ``size_bytes`` may use."""
+        return self.cpu_seconds + self.cpu_seconds_per_mb * size_bytes / 1e6
 
 
 @dataclass(slots=True)
@@ -139,12 +148,13 @@ def _within_budget(ctx: BatchContext, job: ParseJob, budget: ParseBudget) -> Pre
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     # Whole seconds, 0.25-1.25 s after the CPU timer (which should win: it leaves the process alive).
-    cap = int(usage.ru_utime + usage.ru_stime + budget.cpu_seconds + 0.25) + 1
+    seconds = budget.seconds(len(job.body))
+    cap = int(usage.ru_utime + usage.ru_stime + seconds + 0.25) + 1
     if hard == resource.RLIM_INFINITY or cap <= hard:
         resource.setrlimit(resource.RLIMIT_CPU, (cap, hard))
     previous = signal.signal(signal.SIGPROF, _on_cpu_timer)
     try:
-        signal.setitimer(signal.ITIMER_PROF, budget.cpu_seconds)
+        signal.setitimer(signal.ITIMER_PROF, seconds)
         try:
             return _prepare(ctx, job, budget.limits)
         finally:
@@ -155,7 +165,7 @@ def _within_budget(ctx: BatchContext, job: ParseJob, budget: ParseBudget) -> Pre
             job,
             hashlib.sha256(job.body).hexdigest(),
             "parse_budget_exceeded",
-            f"parsing used more than its {budget.cpu_seconds:g} s of CPU time; not parsed",
+            f"parsing used more than its {seconds:.3g} s of CPU time; not parsed",
         )
     finally:
         signal.signal(signal.SIGPROF, previous)
@@ -316,7 +326,7 @@ class Preparer:
     A process is started by the first batch that needs it (or by :meth:`start`; about a second: it imports the
     parser) and the batches wait meanwhile, so the event loop keeps fetching. After ``idle_seconds`` without
     work the processes beyond ``keep_processes`` exit (about 80 MB each), so the one new mail under IDLE brings
-    does not wait for a process to start. A batch that gets no answer within ``wall_seconds`` + (``cpu_seconds``
+    does not wait for a process to start. A batch that gets no answer within ``wall_seconds`` + (its budget
     + 1.25 s) per message, or whose process dies, has its process killed and replaced; the message it was on is
     quarantined with ``parse_budget_exceeded`` and the others are parsed again (a process lost before it
     reached any message: each message again alone; one lost twice that way is quarantined).
@@ -489,7 +499,7 @@ class Preparer:
         self._busy += 1
         future: Future[list[Prepared]] = slot.executor.submit(_run_batch, ctx, jobs, self.budget)
         # What the batch may use at most (each message its budget + 1.25 s, then the kernel ends it), and slack.
-        deadline = self.wall_seconds + (self.budget.cpu_seconds + 1.25) * len(jobs)
+        deadline = self.wall_seconds + sum(self.budget.seconds(len(j.body)) + 1.25 for j in jobs)
         release = True
         try:
             return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), deadline)
@@ -504,7 +514,7 @@ class Preparer:
             self._discard(slot)
             raise _Lost(
                 index,
-                f"the parsing process ended (CPU time limit: {self.budget.cpu_seconds:g} s + up to 1.25 s; or memory)",
+                "the parsing process ended (its CPU time limit, the message's budget + up to 1.25 s; or memory)",
             ) from None
         except asyncio.CancelledError:
             release = False  # the batch was abandoned: the slot comes back when its work is done

@@ -132,16 +132,25 @@ class SyncSettings(ServiceSettings):
         default=0.75,
         gt=0,
         le=60,
-        description="CPU time budget of one message in a parsing process (parse, event build, serialisation). A "
-        "CPU timer stops a parse that uses it and the message is quarantined as parse_budget_exceeded; a parse "
-        "stuck in one C call is ended by the kernel (RLIMIT_CPU) 0.25-1.25 s later and its process replaced: no "
-        "message costs more than this + 1.25 s of CPU (2 s with the default).",
+        description="CPU time budget of one message in a parsing process (parse, event build, serialisation), "
+        "plus SYNC_PARSE_CPU_SECONDS_PER_MB per MB of the message. A CPU timer stops a parse that uses it and the "
+        "message is quarantined as parse_budget_exceeded; a parse stuck in one C call is ended by the kernel "
+        "(RLIMIT_CPU) 0.25-1.25 s later and its process replaced: no message costs more than its budget + 1.25 s "
+        "of CPU (2 s for mail up to about 1 MB with the defaults).",
+    )
+    parse_cpu_seconds_per_mb: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="CPU seconds added to a message's parsing budget per MB (10^6 bytes) of it: within the "
+        "structure limits parsing is linear in the size (a 25 MB attachment takes about 1-2 s on a busy 2-core "
+        "machine), and large mail must not be quarantined for being large.",
     )
     parse_wall_seconds: float = Field(
         default=10.0,
         gt=0,
-        description="A batch whose parsing process does not answer within this + (SYNC_PARSE_CPU_SECONDS + 1.25 s) "
-        "per message has its process killed and replaced; the message it was on is quarantined as "
+        description="A batch whose parsing process does not answer within this + (each message's budget + "
+        "1.25 s) per message has its process killed and replaced; the message it was on is quarantined as "
         "parse_budget_exceeded and the others are parsed again.",
     )
     mime_max_parts: int = Field(

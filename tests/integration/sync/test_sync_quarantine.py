@@ -78,6 +78,34 @@ async def test_a_message_over_a_mebibyte_that_cannot_be_parsed_is_quarantined_by
     assert worker.metrics.quarantined.labels("no_headers")._value.get() == 1
 
 
+async def test_a_message_larger_than_one_store_document_is_kept_whole_in_chunks(
+    sync_env: Env, mail_account: MailAccount, imap_factory: Any
+) -> None:
+    """SYNC_RAW_MAX_BYTES is the size of one raw_messages document (MongoDB caps a document at 16 MiB); a larger
+    message is kept whole in continuation chunks, so a dead letter's reference names all of it."""
+    imap = await imap_factory(mail_account)
+    worker = await sync_env.start_worker(SYNC_RAW_MAX_BYTES=256 * 1024)
+    mailbox_id = await sync_env.register(mail_account)
+    await sync_env.wait_for(
+        lambda: any(s.mailbox_id == mailbox_id and s.state == "ok" for s in sync_env.statuses),
+        what="state ok",
+    )
+    await imap.append(BIG_UNPARSABLE)
+    await sync_env.wait_for(lambda: len(sync_env.dlq) >= 1, what="dead letter")
+    headers = {k: v.decode() for k, v in sync_env.dlq[0].headers}
+    head = await raw_doc(sync_env, headers["x-dlq-raw-ref"])
+    assert head["chunks"] == 5 and not head["truncated"] and len(head["data"]) == 256 * 1024
+    client = make_mongo_client(sync_env.servers.mongodb_url)
+    try:
+        rest = [d async for d in client[sync_env.db_name]["raw_messages"].find({"part_of": head["_id"]})]
+    finally:
+        await client.close()
+    whole = head["data"] + b"".join(d["data"] for d in sorted(rest, key=lambda d: d["n"]))
+    assert hashlib.sha256(whole).hexdigest() == headers["x-dlq-content-sha256"]
+    assert int(headers["x-dlq-raw-stored-bytes"]) == len(whole) == int(headers["x-dlq-size-bytes"])
+    assert worker.metrics.quarantined.labels("no_headers")._value.get() == 1
+
+
 async def test_a_mail_received_record_the_broker_refuses_as_too_large_is_that_messages_quarantine(
     sync_env: Env, mail_account: MailAccount, imap_factory: Any
 ) -> None:

@@ -131,11 +131,12 @@ class FakeStore:
             out.append(held)
         return out
 
-    async def reindex(self, entry: IndexEntry, raw_doc: dict[str, Any]) -> bool:
+    async def reindex(self, entry: IndexEntry, raw_docs: list[dict[str, Any]]) -> bool:
         if any(d["dedupe_key"] == entry.dedupe_key for d in self.messages.values()):
             return False
         self.messages[entry.key] = entry.to_doc()
-        self.raw[raw_doc["_id"]] = raw_doc
+        for raw_doc in raw_docs:
+            self.raw[raw_doc["_id"]] = raw_doc
         return True
 
 

@@ -70,6 +70,9 @@ from laifaxin_sync.store import Cursor, IndexEntry, Lease, LeaseLost, SyncStore
 log = get_logger(__name__)
 
 FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+RAW_STORE_MAX_BYTES = 64 * 1024 * 1024
+"""Most bytes of one raw message kept in ``raw_messages`` (in chunks of ``SYNC_RAW_MAX_BYTES``): above the
+largest message the parser accepts (50 MB, ``laifaxin_shared.mime.MAX_MESSAGE_BYTES``)."""
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -526,13 +529,13 @@ class FolderSync:
         # copy under its own location is harmless). Raw documents are keyed by location, so retries rewrite none.
         existing, _ = await asyncio.gather(
             self.store.index_many(entries),
-            self.store.store_raw([self._raw_doc(p.key, bodies[p.uid]) for p in prepared]),
+            self.store.store_raw([d for p in prepared for d in self._raw_docs(p.key, bodies[p.uid])]),
         )
         out = _Stored(last_uid=max(u for f in group for u in f.uids), uids=sum(len(f.uids) for f in group))
         for p, entry, held in zip(prepared, entries, existing, strict=True):
             if held is not None and held["_id"] == entry.key and held["dedupe_key"] != entry.dedupe_key:
                 # Another message at an indexed location: the server reused a UID (UIDNEXT went backwards).
-                if not await self.store.reindex(entry, self._raw_doc(entry.key, bodies[p.uid])):
+                if not await self.store.reindex(entry, self._raw_docs(entry.key, bodies[p.uid])):
                     out.duplicates += 1
                     continue
                 held = None
@@ -580,7 +583,7 @@ class FolderSync:
             )
             ref = DeadLetterRef(
                 raw_ref=f"sync:raw_messages/{p.key}",
-                stored_bytes=min(len(body), self.raw_max_bytes),
+                stored_bytes=min(len(body), RAW_STORE_MAX_BYTES),
                 folder=folder.name,
                 uidvalidity=cur.uidvalidity,
                 uid=p.uid,
@@ -607,12 +610,34 @@ class FolderSync:
             await self.on_handled(stored.uids)
         return len(stored.events)
 
-    def _raw_doc(self, key: str, body: bytes) -> dict[str, Any]:
-        return {
-            "_id": f"sync:raw_messages/{key}",
+    def _raw_docs(self, key: str, body: bytes) -> list[dict[str, Any]]:
+        """The raw message as ``raw_messages`` documents: the head (``_id`` = raw_ref: size, chunk count, the first
+        ``raw_max_bytes``) and, for a larger message, continuation chunks (``_id`` = ``raw_ref#n``, ``part_of``
+        = raw_ref, n = 1, 2, ...): a MongoDB document holds at most 16 MiB, and a quarantined message's dead letter
+        points here for the whole of it. At most :data:`RAW_STORE_MAX_BYTES` are kept (``truncated`` says so)."""
+        raw_ref = f"sync:raw_messages/{key}"
+        kept = body[:RAW_STORE_MAX_BYTES]
+        size = self.raw_max_bytes
+        chunks = [kept[i : i + size] for i in range(0, len(kept), size)] or [b""]
+        now = utc_now()
+        head = {
+            "_id": raw_ref,
             "mailbox_id": self.identity.mailbox_id,
             "size_bytes": len(body),
-            "truncated": len(body) > self.raw_max_bytes,
-            "data": Binary(body[: self.raw_max_bytes]),
-            "stored_at": utc_now(),
+            "truncated": len(kept) < len(body),
+            "chunks": len(chunks),
+            "data": Binary(chunks[0]),
+            "stored_at": now,
         }
+        rest = [
+            {
+                "_id": f"{raw_ref}#{n}",
+                "part_of": raw_ref,
+                "n": n,
+                "mailbox_id": self.identity.mailbox_id,
+                "data": Binary(chunk),
+                "stored_at": now,
+            }
+            for n, chunk in enumerate(chunks[1:], start=1)
+        ]
+        return [head, *rest]

@@ -224,7 +224,8 @@ class SyncSettings(ServiceSettings):
         default=8 * 1024 * 1024,
         ge=1024,
         le=15 * 1024 * 1024,
-        description="Most bytes of a raw message stored in Mongo (a document is capped at 16 MiB).",
+        description="Most bytes of a raw message per Mongo document (a document is capped at 16 MiB); a larger "
+        "message is stored in chunks of this size, up to 64 MiB in all.",
     )
     lease_ttl_seconds: float = Field(
         default=30.0, gt=1, description="Mailbox lease lifetime; renewed every third of it by the supervisor."

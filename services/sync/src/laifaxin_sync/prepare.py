@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
+from typing import Any
 
 from laifaxin_shared.events import MailReceived
 from laifaxin_shared.events.mail import FolderRole
@@ -456,8 +457,8 @@ class Preparer:
         jobs = list(jobs)
         if not jobs:
             return []
-        if self.processes <= 0:
-            return prepare_batch(ctx, jobs, self.budget)
+        if self.processes <= 0:  # unit tests: no CPU timer or limit on the test process itself
+            return [_prepare(ctx, job, self.budget.limits) for job in jobs]
         done: dict[int, Prepared] = {}
         todo = jobs
         unplaced = 0  # batches lost without knowing the message they were on
@@ -502,7 +503,9 @@ class Preparer:
         deadline = self.wall_seconds + sum(self.budget.seconds(len(j.body)) + 1.25 for j in jobs)
         release = True
         try:
-            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), deadline)
+            wrapped = asyncio.wrap_future(future)
+            wrapped.add_done_callback(_retrieve)  # after a timeout nobody awaits it; no "never retrieved"
+            return await asyncio.wait_for(asyncio.shield(wrapped), deadline)
         except TimeoutError:
             release = False
             index = slot.progress.value
@@ -536,8 +539,9 @@ def _sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()  # releases the GIL on large inputs: run in a thread
 
 
-def _retrieve(future: asyncio.Future[int]) -> None:
-    # A failed start is handled when the process is next asked for (it is replaced); no "never retrieved".
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A failed start is handled when the process is next asked for (it is replaced), a lost batch by its caller;
+    # no "never retrieved" warning for either.
     if not future.cancelled():
         future.exception()
 

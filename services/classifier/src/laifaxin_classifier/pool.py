@@ -51,7 +51,7 @@ log = get_logger(__name__)
 
 POLL_SECONDS = 0.05
 """How often a running message's CPU time is checked against its budget."""
-CHUNK = 16
+CHUNK = 64
 """Most documents sent to a worker at once (see :meth:`ClassifierPool.classify_many`)."""
 START_TIMEOUT_SECONDS = 120.0
 """Longest a new worker may take to import the classifier and load the model."""

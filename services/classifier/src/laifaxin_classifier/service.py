@@ -2,9 +2,9 @@
 
 Handler chain (STYLE.md), per consumer batch (up to ``batch_max_records`` records, whatever the consumer has
 fetched): validate each record (a poison record goes to ``mail.received.dlq`` with its error and the batch
-goes on), skip the messages already classified (one lookup per batch), classify the rest in the worker pool
-(:mod:`.pool`: a CPU budget per message; a message over it is published with the fallback
-``to_reply`` / ``budget:exceeded`` so a person looks at it), turn the (event, classification) pairs into
+goes on), classify the batch in the worker pool (:mod:`.pool`: a CPU budget per message; a message over it
+is published with the fallback ``to_reply`` / ``budget:exceeded`` so a person looks at it) while one lookup
+finds the messages already classified (skipped from here on), turn the (event, classification) pairs into
 ``mail.classified`` events (:func:`classified_events`, the one place that does), publish them all and wait
 for every acknowledgement (acks=all) together, record them with one ``insert_many``, and return: the offsets
 are committed after the handler returns (``NACK_ON_ERROR``: a failure seeks back and the batch is retried).
@@ -219,20 +219,26 @@ async def handle_batch(rt: Runtime, batch: Sequence[tuple[MailReceived, bytes]])
     for event, raw in batch:
         unique.setdefault(str(event.ref.derived_event_id("mail.classified")), (event, raw))
     BATCHES.observe(len(batch))
-    known = await _recorded(rt.db, list(unique))
-    fresh = [item for key, item in unique.items() if key not in known]
-    if len(fresh) < len(batch):
-        DUPLICATES.inc(len(batch) - len(fresh))
-    if not fresh:
-        return []
-    outcomes = await rt.pool.classify_many([raw for _, raw in fresh])
+    # the lookup runs while the workers classify (a redelivered message is classified for nothing, which is
+    # rarer and cheaper than waiting for the database on every batch)
+    looking_up = asyncio.ensure_future(_recorded(rt.db, list(unique)))
+    try:
+        outcomes = await rt.pool.classify_many([raw for _, raw in unique.values()])
+    finally:
+        known = await looking_up
     pairs: list[tuple[MailReceived, Classification]] = []
-    for (event, _), outcome in zip(fresh, outcomes, strict=True):
+    for key, (event, _), outcome in zip(unique, unique.values(), outcomes, strict=True):
+        if key in known:
+            continue
         LATENCY.observe(outcome.cpu_seconds)
         result = outcome.classification
         if result is None:
             result = fallback_classification(outcome.reason or "classifier:unavailable")
         pairs.append((event, result))
+    if len(pairs) < len(batch):
+        DUPLICATES.inc(len(batch) - len(pairs))
+    if not pairs:
+        return []
     events = classified_events(pairs)
     await asyncio.gather(*(publish_event(rt.broker, e, prefix=rt.settings.topic_prefix) for e in events))
     await _record(

@@ -162,6 +162,12 @@ class _Worker:
     async def receive(self, deadline_cpu: float | None, deadline_wall: float) -> tuple[Any, ...] | str:
         """The worker's next reply, or ``"budget"`` when it passes either deadline, or ``"crashed"`` when the
         pipe closes. ``deadline_cpu`` is the worker's process CPU time at which to give up (None: wall only)."""
+        try:
+            if self.conn.poll():  # already there (a worker streaming its chunk): no event-loop round trip
+                reply: tuple[Any, ...] = self.conn.recv()
+                return reply
+        except (EOFError, OSError):
+            return "crashed"
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         fd = self.conn.fileno()
@@ -177,7 +183,7 @@ class _Worker:
                     await asyncio.wait_for(asyncio.shield(ready), POLL_SECONDS)
                 if ready.done():
                     try:
-                        reply: tuple[Any, ...] = self.conn.recv()
+                        reply = self.conn.recv()
                     except (EOFError, OSError):
                         return "crashed"
                     return reply

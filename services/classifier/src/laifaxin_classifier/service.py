@@ -221,6 +221,7 @@ async def handle_batch(rt: Runtime, batch: Sequence[tuple[MailReceived, bytes]])
     BATCHES.observe(len(batch))
     # the lookup runs while the workers classify (a redelivered message is classified for nothing, which is
     # rarer and cheaper than waiting for the database on every batch)
+    await rt.pool.wait_ready()  # the workers start in the background (see create_app)
     looking_up = asyncio.ensure_future(_recorded(rt.db, list(unique)))
     try:
         outcomes = await rt.pool.classify_many([raw for _, raw in unique.values()])
@@ -280,7 +281,7 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings, description="Laifaxin classifier: mail.received -> mail.classified")
     mongo = make_mongo_client(settings.mongodb_url.get_secret_value(), appname=settings.service_name)
     db = mongo[settings.mongodb_database]
-    state: dict[str, Runtime] = {}
+    state: dict[str, Any] = {}
 
     declare_publishers(broker, settings, "mail.classified")  # for the AsyncAPI document
 
@@ -327,8 +328,19 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
             wall_limit_s=settings.message_wall_limit_seconds,
             spin_marker=settings.test_spin_marker,
         )
-        await pool.start()
-        log.info("workers ready", workers=settings.workers, seconds=round(time.perf_counter() - t0, 3))
+        # the workers import the classifier and load the model (seconds on a busy machine): /healthz answers
+        # meanwhile and the first batch waits for them; /readyz says ready once they are up
+        pool.start_in_background()
+
+        async def log_ready() -> None:
+            try:
+                await pool.wait_ready()
+            except (RuntimeError, OSError) as exc:
+                log.error("classification workers did not start", error=str(exc))
+                return
+            log.info("workers ready", workers=settings.workers, seconds=round(time.perf_counter() - t0, 3))
+
+        state["workers_started"] = asyncio.ensure_future(log_ready())
         await ensure_indexes(db, INDEXES)
         state["rt"] = Runtime(settings, broker, pool, db)
 
@@ -339,13 +351,18 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
-        alive = "rt" in state and broker.running
+        alive = "rt" in state and broker.running and not state["rt"].pool.failed
         return AsgiResponse(b"ok" if alive else b"not running", status_code=200 if alive else 503)
 
     @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
         try:
-            ok = "rt" in state and await broker.ping(timeout=2.0) and await ping(mongo)
+            ok = (
+                "rt" in state
+                and state["rt"].pool.ready
+                and await broker.ping(timeout=2.0)
+                and await ping(mongo)
+            )
         except Exception as exc:  # noqa: BLE001  readiness reports any failure as "not ready" with its type
             return AsgiResponse(f"not ready: {type(exc).__name__}".encode(), status_code=503)
         return AsgiResponse(b"ready" if ok else b"not ready", status_code=200 if ok else 503)

@@ -14,6 +14,8 @@ EXPECTED = {
     "mail.received",
     "mail.classified",
     "mail.sent",
+    "mail.send",
+    "mail.send_failed",
 }
 
 

@@ -8,7 +8,7 @@ Run: ``uvicorn --factory laifaxin_send.app:create_app`` or ``python -m laifaxin_
   credential), as sync keeps one;
 - ``mail.classified`` -> the bounce-rate guard (bounces matched to mail a mailbox sent).
 
-It publishes ``mail.sent``, ``mail.send_failed`` and ``mailbox.sync_status`` (source ``send``), and, for the
+(Each topic but ``mail.send`` is consumed in a group of its own, ``send.<topic>``.) It publishes ``mail.sent``, ``mail.send_failed`` and ``mailbox.sync_status`` (source ``send``), and, for the
 HTTP API, ``mail.send``. Probes: ``/healthz`` (the dispatcher runs) and ``/readyz`` (Kafka and MongoDB answer).
 """
 
@@ -76,30 +76,36 @@ SEND_TOPICS = (
 
 
 def register_subscribers(broker: KafkaBroker, settings: SendSettings, app: FastAPI) -> None:
-    """Thin handlers: each calls one :class:`SendService` method."""
-    opts = subscriber_options(settings.group_id)
+    """Thin handlers: each calls one :class:`SendService` method.
+
+    ``mail.send`` is consumed in group ``SEND_GROUP_ID``; every other topic in a group of its own
+    (``<group>.<topic>``), so the five consumers of a worker do not rebalance one another as they join.
+    """
+
+    def opts(name: str) -> dict[str, Any]:
+        return subscriber_options(settings.group_id if name == "mail.send" else f"{settings.group_id}.{name}")
 
     def svc() -> SendService:
         service: SendService = app.state.service
         return service
 
-    @broker.subscriber(settings.topic("mail.send"), **opts)
+    @broker.subscriber(settings.topic("mail.send"), **opts("mail.send"))
     async def on_command(command: SendCommand) -> None:
         await svc().accept(command)
 
-    @broker.subscriber(settings.topic("mailbox.verified"), **opts)
+    @broker.subscriber(settings.topic("mailbox.verified"), **opts("mailbox.verified"))
     async def on_verified(event: MailboxVerified) -> None:
         await svc().on_verified(event)
 
-    @broker.subscriber(settings.topic("mailbox.updated"), **opts)
+    @broker.subscriber(settings.topic("mailbox.updated"), **opts("mailbox.updated"))
     async def on_updated(event: MailboxUpdated) -> None:
         await svc().on_updated(event)
 
-    @broker.subscriber(settings.topic("mailbox.removed"), **opts)
+    @broker.subscriber(settings.topic("mailbox.removed"), **opts("mailbox.removed"))
     async def on_removed(event: MailboxRemoved) -> None:
         await svc().on_removed(event)
 
-    @broker.subscriber(settings.topic("mail.classified"), **opts)
+    @broker.subscriber(settings.topic("mail.classified"), **opts("mail.classified"))
     async def on_classified(event: MailClassified) -> None:
         await svc().on_classified(event)
 

@@ -237,10 +237,32 @@ class SendFailed(Envelope):
         description="Final state of the command.", examples=["failed"]
     )
     code: str = Field(max_length=64, description="Stable error code.", examples=["daily_quota_reached"])
-    message: str = Field(default="", max_length=2000, description="What happened (English).")
-    fix: str = Field(default="", max_length=2000, description="How to fix it (English).")
-    message_zh: str = Field(default="", max_length=2000, description="What happened (Chinese).")
-    fix_zh: str = Field(default="", max_length=2000, description="How to fix it (Chinese).")
+    message: str = Field(
+        default="",
+        max_length=2000,
+        description="What happened (English).",
+        examples=["The provider's daily sending limit for this mailbox is reached."],
+    )
+    fix: str = Field(
+        default="",
+        max_length=2000,
+        description="How to fix it (English).",
+        examples=[
+            "Sending resumes in the next day's window; spread campaigns over more days or more mailboxes."
+        ],
+    )
+    message_zh: str = Field(
+        default="",
+        max_length=2000,
+        description="What happened (Chinese).",
+        examples=["该邮箱已达到服务商的每日发信上限。"],
+    )
+    fix_zh: str = Field(
+        default="",
+        max_length=2000,
+        description="How to fix it (Chinese).",
+        examples=["将在次日的发送窗口恢复发送；请把群发分散到更多天或更多邮箱。"],
+    )
     server_text: str | None = Field(
         default=None,
         max_length=2000,
@@ -249,7 +271,9 @@ class SendFailed(Envelope):
     )
     smtp_code: int | None = Field(default=None, description="SMTP reply code, when one came.", examples=[554])
     stage: SendStage = Field(description="Where it failed.", examples=["data"])
-    retryable: bool = Field(default=False, description="Sending the same command later may succeed.")
+    retryable: bool = Field(
+        default=False, description="Sending the same command later may succeed.", examples=[True]
+    )
     refused_recipients: list[str] = Field(
         default_factory=list, description="Recipients the server refused at RCPT TO."
     )

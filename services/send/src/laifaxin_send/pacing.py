@@ -87,7 +87,7 @@ def plan_for(provider: Provider | None, bound_days: int) -> Plan:
         if limits is not None and limits.daily_cap is not None and limits.daily_cap < cap:
             cap, source = limits.daily_cap, limits.source
         elif limits is not None:
-            source = f"{WARMUP_SOURCE}; provider: {limits.source}"
+            source = limits.source
         return Plan(name, cap, low, high, source)
     low, high = PUBLISHED_SPACING
     return Plan(name, limits.daily_cap, low, high, limits.source)

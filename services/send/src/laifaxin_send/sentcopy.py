@@ -188,9 +188,9 @@ class SentFolder:
             folder = await self._folder(client, create=False)
             if folder is None:
                 return False
-            selected = await client.examine(quote(folder))
+            selected = await client.select(quote(folder))  # aioimaplib allows UID commands only after SELECT
             if selected.result != "OK":
-                raise SentCopyError(f"EXAMINE failed: {_text(selected)[:200]}")
+                raise SentCopyError(f"SELECT failed: {_text(selected)[:200]}")
             found = await client.uid_search(f'HEADER Message-ID "<{message_id}>"', charset=None)
             if found.result != "OK":
                 raise SentCopyError(f"SEARCH failed: {_text(found)[:200]}")

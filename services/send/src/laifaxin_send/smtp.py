@@ -163,7 +163,7 @@ class SmtpPool:
             )
             return Outcome("retry" if error.retryable else "failed", "connect", error)
         try:
-            await smtp.login(target.username, target.password)
+            await _authenticate(smtp, target)
         except aiosmtplib.SMTPResponseException as exc:
             smtp.close()
             return self._failed(exc.code, exc.message, "auth", target)
@@ -331,6 +331,25 @@ class SmtpPool:
         """QUIT every session."""
         for mailbox_id in list(self._idle):
             await self.drop(mailbox_id)
+
+
+async def _authenticate(smtp: aiosmtplib.SMTP, target: Target) -> None:
+    """One AUTH (RFC 4954): PLAIN where offered, else LOGIN, else aiosmtplib's choice. aiosmtplib's ``login``
+    tries every mechanism after a refusal, and each try counts as a failed login at providers that lock an
+    account after a few (NetEase, QQ).
+
+    Raises:
+        aiosmtplib.SMTPAuthenticationError: refused (``.code``, ``.message``).
+    """
+    if smtp.last_ehlo_response is None:
+        await smtp.ehlo()  # the AUTH mechanisms are in the EHLO reply
+    methods = smtp.supported_auth_methods
+    if "plain" in methods:
+        await smtp.auth_plain(target.username, target.password)
+    elif "login" in methods:
+        await smtp.auth_login(target.username, target.password)
+    else:
+        await smtp.login(target.username, target.password)
 
 
 def _size_limit(smtp: aiosmtplib.SMTP) -> int | None:

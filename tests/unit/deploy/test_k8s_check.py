@@ -46,7 +46,7 @@ def _one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def _rules(objs: list[dict[str, Any]]) -> list[str]:
-    return check.check_rules(objs, base_names={"binding", "sync", "classifier", "notify"})
+    return check.check_rules(objs, base_names={"binding", "sync", "classifier", "notify", "send"})
 
 
 def test_every_combination_renders_and_validates(kustomize: Any) -> None:
@@ -68,11 +68,11 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     # Every custom resource was validated against a CRD schema, none skipped.
     assert {kind for _, kind in crd_sources} == {"KafkaTopic", "ScaledObject", "ServiceMonitor"}
     prod_report = reports[-1]
-    assert prod_report.against == {"core": 28, "crd": 20}
+    assert prod_report.against == {"core": 34, "crd": 26}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:
-    for name in ("binding", "sync", "classifier", "notify"):
+    for name in ("binding", "sync", "classifier", "notify", "send"):
         for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "ConfigMap"):
             assert any(o["kind"] == kind and o["metadata"]["name"].startswith(name) for o in prod), (
                 kind,
@@ -93,9 +93,9 @@ def test_credential_keys_reach_only_the_services_that_seal(prod: list[dict[str, 
         for e in c.get("env", [])
         if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "laifaxin-credential-keys"
     }
-    # binding seals mailbox passwords, sync opens them, notify seals users' Apprise URLs; the classifier
-    # never sees a secret
-    assert holders == {"binding", "sync", "notify"}
+    # binding seals mailbox passwords, sync and send open them, notify seals users' Apprise URLs; the
+    # classifier never sees a secret
+    assert holders == {"binding", "sync", "notify", "send"}
 
 
 @pytest.mark.parametrize(

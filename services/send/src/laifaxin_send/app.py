@@ -3,7 +3,7 @@
 Run: ``uvicorn --factory laifaxin_send.app:create_app`` or ``python -m laifaxin_send``. Consumer group ``send``
 (offsets committed after the handler returns: :func:`~laifaxin_shared.kafka.subscriber_options`):
 
-- ``mail.send`` -> :meth:`SendService.accept` (store once, schedule);
+- ``mail.send`` (in batches) -> :meth:`SendService.accept_many` (store once, schedule);
 - ``mailbox.verified`` / ``updated`` / ``removed`` -> send's copy of the mailbox (servers, login, sealed
   credential), as sync keeps one;
 - ``mail.classified`` -> the bounce-rate guard (bounces matched to mail a mailbox sent).
@@ -23,7 +23,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import ValidationError
 
 from laifaxin_send.api import router
 from laifaxin_send.errors import SendError, refusal
@@ -45,8 +46,10 @@ from laifaxin_shared.events import (
 from laifaxin_shared.imap import client_tls_context
 from laifaxin_shared.kafka import (
     declare_publishers,
+    describe_validation_error,
     ensure_topics,
     make_broker,
+    publish_dead_letter,
     publish_event,
     subscriber_options,
 )
@@ -89,9 +92,31 @@ def register_subscribers(broker: KafkaBroker, settings: SendSettings, app: FastA
         service: SendService = app.state.service
         return service
 
-    @broker.subscriber(settings.topic("mail.send"), **opts("mail.send"))
-    async def on_command(command: SendCommand) -> None:
-        await svc().accept(command)
+    @broker.subscriber(
+        settings.topic("mail.send"),
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=200,
+        **opts("mail.send"),
+    )
+    async def on_commands(msg: KafkaMessage) -> None:
+        """A batch of commands: validate each (poison to ``mail.send.dlq``), then :meth:`SendService.
+        accept_many` (mailboxes in parallel, each mailbox's commands in order); the offsets are committed
+        after every command of the batch is stored."""
+        records: list[Any] = list(msg.raw_message)  # type: ignore[arg-type]
+        commands: list[SendCommand] = []
+        for record in records:
+            try:
+                commands.append(SendCommand.model_validate_json(record.value or b""))
+            except ValidationError as exc:
+                await publish_dead_letter(
+                    broker,
+                    record,
+                    error=describe_validation_error(exc),
+                    error_type="ValidationError",
+                    group_id=settings.group_id,
+                )
+        await svc().accept_many(commands)
 
     @broker.subscriber(settings.topic("mailbox.verified"), **opts("mailbox.verified"))
     async def on_verified(event: MailboxVerified) -> None:
@@ -171,6 +196,7 @@ def create_app(
         app.state.mongo = mongo
         app.state.publish = publish
         service = build_service(settings, store, publish, clock, rng)
+        service.autostart = run_dispatcher
         app.state.service = service
         if start_broker:
             if settings.create_topics:

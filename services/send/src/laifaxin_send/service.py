@@ -124,6 +124,10 @@ class SendService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(settings.concurrency)
         self._last_guard_check: datetime | None = None
+        self._last_orphan_scan: datetime | None = None
+        self.autostart = True
+        """Start a command due at once as soon as it is accepted (False: only :meth:`dispatch_once` starts
+        commands, as when a test drives the dispatcher with a manual clock)."""
 
     # ------------------------------------------------------------------ mailbox copy
 
@@ -157,6 +161,19 @@ class SendService:
         await self.pool.drop(event.mailbox_id)
 
     # ------------------------------------------------------------------ commands in
+
+    async def accept_many(self, commands: list[SendCommand]) -> None:
+        """:meth:`accept` a batch: mailboxes in parallel, the commands of one mailbox in their order (its
+        pacing has one writer: the worker that owns its ``mail.send`` partition)."""
+        by_mailbox: dict[str, list[SendCommand]] = {}
+        for command in commands:
+            by_mailbox.setdefault(command.mailbox_id, []).append(command)
+
+        async def one_mailbox(items: list[SendCommand]) -> None:
+            for command in items:
+                await self.accept(command)
+
+        await asyncio.gather(*(one_mailbox(items) for items in by_mailbox.values()))
 
     async def accept(self, command: SendCommand) -> Document:
         """Store a command once and schedule it; returns its document (the stored one for a redelivery)."""
@@ -197,7 +214,13 @@ class SendService:
                 state=doc["state"],
                 due_at=doc["due_at"].isoformat() if doc["due_at"] else None,
             )
-            self.wake.set()
+            if (
+                self.autostart
+                and doc["state"] == "queued"
+                and doc["due_at"] is not None
+                and doc["due_at"] <= now
+            ):
+                self.submit_now(doc)  # due at once: no store query between accepting and sending
             return doc
         stored = await self.store.command(key)
         assert stored is not None
@@ -265,21 +288,30 @@ class SendService:
                 pass
             self.wake.clear()
 
+    def submit_now(self, doc: Document) -> bool:
+        """Start processing a due command unless it is under way in this worker; True when started."""
+        if doc["_id"] in self._inflight:
+            return False
+        self._inflight.add(doc["_id"])
+        self._start(self._process(doc), key=doc["_id"])
+        return True
+
     async def dispatch_once(self, *, wait: bool = False) -> int:
-        """Start every due command (and resolve orphaned claims); with ``wait``, until they end. Returns how
-        many were started."""
+        """Start every due command (and, at most every quarter of the claim lease, resolve orphaned claims);
+        with ``wait``, until they end. Returns how many were started. Commands due when they arrive are
+        started by :meth:`accept` itself; this pass finds the ones whose time came (spacing, next day, backoff)
+        and those a dead worker left."""
         now = self.clock.now()
         started = 0
-        for doc in await self.store.orphans(now):
-            if doc["_id"] not in self._inflight:
-                self._start(self._recover(doc))
-                started += 1
+        orphan_every = timedelta(seconds=min(30.0, self.settings.claim_lease_seconds / 4))
+        if wait or self._last_orphan_scan is None or now - self._last_orphan_scan >= orphan_every:
+            self._last_orphan_scan = now
+            for doc in await self.store.orphans(now):
+                if doc["_id"] not in self._inflight:
+                    self._start(self._recover(doc))
+                    started += 1
         for doc in await self.store.due(now, limit=self.settings.concurrency * 4):
-            if doc["_id"] in self._inflight:
-                continue
-            self._inflight.add(doc["_id"])
-            self._start(self._process(doc), key=doc["_id"])
-            started += 1
+            started += self.submit_now(doc)
         if self._last_guard_check is None or now - self._last_guard_check > timedelta(minutes=1):
             self._last_guard_check = now
             for mailbox in await self.store.paused_mailboxes():
@@ -417,23 +449,18 @@ class SendService:
         now = self.clock.now()
         refused = {r: e.code.value for r, e in outcome.refused.items()}
         if outcome.status == "accepted":
-            await self.store.update_command(
-                key,
-                {
-                    "phase": "accepted",
-                    "message_id": message_id,
-                    "reply_token": reply_token,
-                    "provider_message_id": outcome.provider_message_id,
-                    "smtp_reply": outcome.reply,
-                    "refused": refused,
-                    "sent_at": now,
-                    "updated_at": now,
-                },
-                owner=self.settings.worker_id,
-            )
-            fresh = await self.store.command(key)
-            assert fresh is not None
-            await self._finish_sent(fresh, command, mailbox, password)
+            accepted = {
+                "phase": "accepted",
+                "message_id": message_id,
+                "reply_token": reply_token,
+                "provider_message_id": outcome.provider_message_id,
+                "smtp_reply": outcome.reply,
+                "refused": refused,
+                "sent_at": now,
+                "updated_at": now,
+            }
+            await self.store.update_command(key, accepted, owner=self.settings.worker_id)
+            await self._finish_sent({**doc, **accepted}, command, mailbox, password)
             return
         error = outcome.error or make_error(ErrorCode.UNKNOWN, protocol="smtp")
         if outcome.status == "unknown":
@@ -556,20 +583,15 @@ class SendService:
             log.warning("sent folder lookup failed", command_id=command.command_id, error=str(exc)[:200])
             found = None
         if found:
-            now = self.clock.now()
-            await self.store.update_command(
-                doc["_id"],
-                {
-                    "phase": "accepted",
-                    "message_id": message_id,
-                    "sent_at": now,
-                    "copied": True,
-                    "found_in_sent": True,
-                },
-            )
-            fresh = await self.store.command(doc["_id"])
-            assert fresh is not None
-            await self._finish_sent(fresh, command, mailbox, password)
+            found_fields = {
+                "phase": "accepted",
+                "message_id": message_id,
+                "sent_at": self.clock.now(),
+                "copied": True,
+                "found_in_sent": True,
+            }
+            await self.store.update_command(doc["_id"], found_fields)
+            await self._finish_sent({**doc, **found_fields}, command, mailbox, password)
             return
         await self._fail(doc, command, error, "sent_check", None, [], message_id, state="unknown")
 

@@ -94,6 +94,9 @@ class SendSettings(ServiceSettings):
         le=1000,
         description="Commands submitted at once by one worker (over all mailboxes).",
     )
+    batch_max_records: int = Field(
+        default=200, ge=1, le=5000, description="Most mail.send records stored per consumer batch."
+    )
     pacing: bool = Field(
         default=True,
         description="Daily caps and spacing between sends (warm-up). false: every command is due at once "

@@ -272,7 +272,11 @@ class SmtpPool:
                 out.refused = refused
                 return out
             stage = "data"
-            await before_data()
+            try:
+                await before_data()
+            except BaseException:
+                smtp.close()  # MAIL and RCPT are done: the session cannot be reused; DATA never started
+                raise
             response = await smtp.data(data)
         except aiosmtplib.SMTPSenderRefused as exc:
             await _rset(smtp)

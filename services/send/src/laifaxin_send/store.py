@@ -18,11 +18,14 @@ how a command is claimed, so two workers never both submit it.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import AutoReconnect, OperationFailure
 
 from laifaxin_shared.mongo import Document, ensure_indexes, insert_unique
 
@@ -41,6 +44,21 @@ INDEXES = {
 }
 
 OPEN_STATES = ("queued", "deferred")
+WRITE_ATTEMPTS = 6
+WRITERS = 8
+"""Writes at most in flight per worker: FerretDB's SQLite backend takes one writer at a time and answers
+``database is locked (SQLITE_BUSY)`` to the others after its busy timeout; a few at once keep it busy
+without piling up."""
+
+T = TypeVar("T")
+
+
+def _transient(exc: Exception) -> bool:
+    """A write worth retrying: a lost connection, or a busy/locked backend (FerretDB on SQLite)."""
+    if isinstance(exc, AutoReconnect):
+        return True
+    text = str(exc)
+    return isinstance(exc, OperationFailure) and ("SQLITE_BUSY" in text or "database is locked" in text)
 
 
 def command_key(tenant_id: str, command_id: str) -> str:
@@ -53,10 +71,28 @@ class SendStore:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
+        self._writers = asyncio.Semaphore(WRITERS)
         self.mailboxes = db[MAILBOXES]
         self.commands = db[COMMANDS]
         self.days = db[DAYS]
         self.bounces = db[BOUNCES]
+
+    async def _write(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a write, at most :data:`WRITERS` at once, retried on transient failures (50 ms doubling, six
+        attempts).
+
+        Raises:
+            pymongo.errors.PyMongoError: the last failure, or a failure that is not transient.
+        """
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                async with self._writers:
+                    return await op()
+            except (AutoReconnect, OperationFailure) as exc:
+                if attempt == WRITE_ATTEMPTS - 1 or not _transient(exc):
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def init(self) -> None:
         """Create the indexes (idempotent)."""
@@ -74,8 +110,10 @@ class SendStore:
             ) or await self.upsert_mailbox(mailbox_id, at, fields)
         if existing.get("config_at") and existing["config_at"] > at:
             return False
-        result = await self.mailboxes.update_one(
-            {"_id": mailbox_id}, {"$set": {**fields, "config_at": at, "removed": False}}
+        result = await self._write(
+            lambda: self.mailboxes.update_one(
+                {"_id": mailbox_id}, {"$set": {**fields, "config_at": at, "removed": False}}
+            )
         )
         return result.modified_count == 1
 
@@ -105,7 +143,7 @@ class SendStore:
 
     async def insert_command(self, doc: Document) -> bool:
         """Store a new command; False when one with this key exists (a redelivery: nothing written)."""
-        return await insert_unique(self.commands, doc)
+        return await self._write(lambda: insert_unique(self.commands, doc))
 
     async def command(self, key: str) -> Document | None:
         return await self.commands.find_one({"_id": key})
@@ -127,18 +165,22 @@ class SendStore:
     async def claim(self, key: str, expected: str, fields: dict[str, Any]) -> Document | None:
         """Move a command from state ``expected`` (and its current claim, when ``sending``) to ``fields``;
         the updated document, or None when another worker got there first."""
-        return await self.commands.find_one_and_update(
-            {"_id": key, "state": expected},
-            {"$set": fields, "$inc": {"attempts": 1 if fields.get("state") == "sending" else 0}},
-            return_document=ReturnDocument.AFTER,
+        return await self._write(
+            lambda: self.commands.find_one_and_update(
+                {"_id": key, "state": expected},
+                {"$set": fields, "$inc": {"attempts": 1 if fields.get("state") == "sending" else 0}},
+                return_document=ReturnDocument.AFTER,
+            )
         )
 
     async def reclaim(self, key: str, lease_until: datetime, fields: dict[str, Any]) -> Document | None:
         """Take over an orphaned ``sending`` command (its lease, as read, must still be the stored one)."""
-        return await self.commands.find_one_and_update(
-            {"_id": key, "state": "sending", "lease_until": lease_until},
-            {"$set": fields},
-            return_document=ReturnDocument.AFTER,
+        return await self._write(
+            lambda: self.commands.find_one_and_update(
+                {"_id": key, "state": "sending", "lease_until": lease_until},
+                {"$set": fields},
+                return_document=ReturnDocument.AFTER,
+            )
         )
 
     async def update_command(self, key: str, fields: dict[str, Any], *, owner: str | None = None) -> bool:
@@ -146,7 +188,7 @@ class SendStore:
         query: dict[str, Any] = {"_id": key}
         if owner is not None:
             query["claimed_by"] = owner
-        result = await self.commands.update_one(query, {"$set": fields})
+        result = await self._write(lambda: self.commands.update_one(query, {"$set": fields}))
         return result.matched_count == 1
 
     async def sent_count(self, mailbox_id: str, since: datetime) -> int:
@@ -183,7 +225,9 @@ class SendStore:
         }
         if next_slot_at is not None:
             update["$set"]["next_slot_at"] = next_slot_at
-        await self.days.update_one({"_id": f"{mailbox_id}/{day.isoformat()}"}, update, upsert=True)
+        await self._write(
+            lambda: self.days.update_one({"_id": f"{mailbox_id}/{day.isoformat()}"}, update, upsert=True)
+        )
 
     async def mark_full(self, mailbox_id: str, day: date) -> None:
         """The provider said the day's quota is reached: nothing more that day."""

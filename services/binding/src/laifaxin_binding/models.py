@@ -129,6 +129,21 @@ class LastError(BaseModel):
     at: datetime | None = None
 
 
+class SendingOut(BaseModel):
+    """Sending through the mailbox, as the send service last reported it (beside the sync state)."""
+
+    status: str = Field(
+        description="normal, or the code: sending_paused (the bounce-rate guard holds campaigns back; replies "
+        "still go), auth_failed (the SMTP server refused the password)...",
+        examples=["normal", "sending_paused"],
+    )
+    message: str = ""
+    fix: str = ""
+    message_zh: str = ""
+    fix_zh: str = ""
+    at: datetime | None = None
+
+
 class MailboxOut(BaseModel):
     """A bound mailbox as the API shows it. ``status`` is ``normal`` or the taxonomy code of the failure."""
 
@@ -147,6 +162,9 @@ class MailboxOut(BaseModel):
         default=None, description="While state is syncing: how far the catch-up has come; None otherwise."
     )
     last_error: LastError | None = None
+    sending: SendingOut | None = Field(
+        default=None, description="Sending status from the send service; None until it reports one."
+    )
     credential_expires_at: datetime | None = None
     credential_expiring: bool = Field(
         default=False, description="The authorization password lapses within the warning window (or has)."

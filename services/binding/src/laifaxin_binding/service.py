@@ -49,6 +49,7 @@ from laifaxin_binding.models import (
     MailboxList,
     MailboxOut,
     MailboxPatch,
+    SendingOut,
     ServerIn,
     ServerOut,
     SyncIn,
@@ -422,6 +423,8 @@ class MailboxService:
         state -> its taxonomy code (``error_code``, else the state), and ``last_error`` gets the event's texts.
         A ``syncing`` event's ``progress_*`` counts are kept as ``progress`` until the next status clears them.
         """
+        if event.source == "send":
+            return await self._apply_sending_status(event)
         fields: dict[str, Any] = {"state": event.state}
         if event.state in ("ok", "syncing", "uidvalidity_reset"):
             fields["status"] = NORMAL
@@ -456,6 +459,29 @@ class MailboxService:
             mailbox_id=event.mailbox_id,
             state=event.state,
             error_code=event.error_code,
+        )
+        return changed
+
+    async def _apply_sending_status(self, event: MailboxSyncStatus) -> bool:
+        """A status from the send service (``source`` send): kept under ``sending`` beside the sync state, which
+        it never replaces. ``ok`` -> ``normal``; otherwise the code (``sending_paused`` while the bounce-rate
+        guard holds campaigns back, ``auth_failed`` when the SMTP server refuses the password)."""
+        code = "normal" if event.state == "ok" else (event.error_code or event.state)
+        sending = {
+            "status": code,
+            "message": event.message,
+            "fix": event.fix,
+            "message_zh": event.message_zh,
+            "fix_zh": event.fix_zh,
+            "at": event.occurred_at,
+        }
+        changed = await self.store.set_sending_if_newer(
+            event.tenant_id, event.mailbox_id, event.occurred_at, sending
+        )
+        log.info(
+            "sending status applied" if changed else "sending status ignored (unknown mailbox or stale)",
+            mailbox_id=event.mailbox_id,
+            status=code,
         )
         return changed
 
@@ -611,6 +637,7 @@ class MailboxService:
             last_synced_at=doc.get("last_synced_at"),
             progress=SyncProgress.model_validate(progress) if (progress := doc.get("progress")) else None,
             last_error=LastError.model_validate(last_error) if last_error else None,
+            sending=SendingOut.model_validate(sending) if (sending := doc.get("sending")) else None,
             credential_expires_at=expires,
             credential_expiring=bool(expires and expires - now_utc() <= self.limits.expiry_warning),
             verified_at=doc.get("verified_at"),

@@ -14,13 +14,16 @@ from .mail import (
     ReplyMatch,
 )
 from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+from .send import Attachment, CommandKind, SendCommand, SendFailed, SendState, SendStatus
 from .sent import MailSent, SendKind
 
 __all__ = [
+    "Attachment",
     "AttachmentMeta",
     "BounceInfo",
     "Category",
     "ClassificationFlags",
+    "CommandKind",
     "ContactEvidence",
     "ContactStatus",
     "ContactStatusKind",
@@ -38,7 +41,11 @@ __all__ = [
     "MatchMethod",
     "MessageRef",
     "ReplyMatch",
+    "SendCommand",
+    "SendFailed",
     "SendKind",
+    "SendState",
+    "SendStatus",
     "ServerEndpoint",
     "SyncSettings",
     "contact_event_id",

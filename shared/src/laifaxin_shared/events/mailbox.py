@@ -140,6 +140,14 @@ class MailboxSyncStatus(Envelope):
     """
 
     mailbox_id: MailboxId
+    source: Literal["sync", "send"] = Field(
+        default="sync",
+        description="Who reports: sync (receiving: IMAP state) or send (sending through SMTP: state ok when "
+        "sending works, error with error_code sending_paused while the bounce-rate guard holds campaigns back, "
+        "auth_failed when the SMTP server refuses the password). Consumers keep the two apart: a send status "
+        "never replaces the sync state.",
+        examples=["sync"],
+    )
     state: SyncState = Field(description="New state.", examples=["auth_failed"])
     folder: str | None = Field(default=None, description="Folder concerned, when one.", examples=["INBOX"])
     error_code: str | None = Field(default=None, description="Taxonomy code.", examples=["auth_failed"])

@@ -12,11 +12,19 @@ from .mail import (
     MessageRef,
     ReplyMatch,
 )
-from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+from .mailbox import (
+    BackupServers,
+    MailboxRemoved,
+    MailboxSyncStatus,
+    MailboxUpdated,
+    MailboxVerified,
+    SyncSettings,
+)
 from .sent import MailSent, SendKind
 
 __all__ = [
     "AttachmentMeta",
+    "BackupServers",
     "BounceInfo",
     "Category",
     "ClassificationFlags",

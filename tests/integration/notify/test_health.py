@@ -77,7 +77,13 @@ async def test_auth_failure_alerts_once_then_recovery(setup: Any) -> None:
     clock, health, mailbox, ev, pushed, _ = setup
     await health.handle_verified(ev)
     assert pushed() == []
-    first = status(mailbox, clock(), "auth_failed", ErrorCode.CREDENTIAL_EXPIRED)
+    first = status(
+        mailbox,
+        clock(),
+        "auth_failed",
+        ErrorCode.CREDENTIAL_EXPIRED,
+        server_text="NO [EXPIRED] That password isn't valid any more",
+    )
     assert await health.handle_status(first) == ["broken"]
     assert await health.handle_status(first) == []  # redelivered
     clock.now += timedelta(minutes=20)
@@ -89,6 +95,7 @@ async def test_auth_failure_alerts_once_then_recovery(setup: Any) -> None:
     # the owner's language (default zh): the stable code, the taxonomy's message and fix
     assert "credential_expired" in alert["title"] and "邮箱已停止同步" in alert["title"]
     assert "生成新的授权密码" in alert["body"] and ev.email in alert["body"]
+    assert "服务器：NO [EXPIRED] That password isn't valid any more" in alert["body"]
     assert alert["category"] == "mailbox_health" and alert["url"].endswith(f"/mailboxes/{mailbox}")
     assert await health.tick() == []  # the schedule adds nothing to an alerted incident
 

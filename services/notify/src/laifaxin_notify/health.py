@@ -28,8 +28,8 @@ Where incidents come from (notify meets the other services only on Kafka):
 Delivery goes through :meth:`~.pipeline.Notifier.alert_user`: the owner's channels, quiet hours (defer or drop)
 and dedupe as for mail alerts, never digested; the preference ``mailbox_health`` (on by default) turns them off.
 Each alert's event id is derived from the incident (mailbox, source, code, start time), so a redelivered status
-never alerts twice. The text is the shared error taxonomy's message and fix in the owner's language
-(preference ``language``, ``zh`` or ``en``).
+never alerts twice. The text is the shared error taxonomy's message (with the server's own reply, ``server_text``) and fix in the
+owner's language (preference ``language``, ``zh`` or ``en``).
 """
 
 from __future__ import annotations
@@ -178,6 +178,7 @@ class MailboxHealth:
                 "fix": event.fix,
                 "message_zh": event.message_zh,
                 "fix_zh": event.fix_zh,
+                "server_text": getattr(event, "server_text", None) or "",
             }
             incidents[source] = current
         if not current["alerted"] and self._due(current, self.clock()):
@@ -269,6 +270,8 @@ class MailboxHealth:
         fix = incident.get("fix") or (info.fix.en if info else "")
         message_zh = incident.get("message_zh") or (info.message.zh if info else code)
         fix_zh = incident.get("fix_zh") or (info.fix.zh if info else "")
+        if server := incident.get("server_text"):  # the provider's own words, after the explanation
+            message, message_zh = f"{message} (server: {server})", f"{message_zh}（服务器：{server}）"
         title_en, title_zh = TITLES[incident["kind"]]
         event_id = f"health:{doc['mailbox_id']}:{source}:{code}:{incident['since']}"
         en = self._content(doc, f"{title_en} ({code})", message, fix)

@@ -184,6 +184,12 @@ class MailboxSyncStatus(Envelope):
         description="How to fix it (Chinese).",
         examples=["请重新生成授权码并更新邮箱。"],
     )
+    server_text: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The server's own reply behind error_code (passwords redacted), when there was one.",
+        examples=["NO [EXPIRED] That password isn't valid any more"],
+    )
     last_synced_at: UtcDatetime | None = Field(
         default=None,
         description="When the last successful sync pass ended (any folder); None when the reporting worker has "

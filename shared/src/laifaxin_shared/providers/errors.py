@@ -404,8 +404,10 @@ class MailError:
     def sync_status_fields(self) -> dict[str, str]:
         """The ``mailbox.sync_status`` fields this error fills (:class:`~laifaxin_shared.events.mailbox.
         MailboxSyncStatus`): ``state``, ``error_code``, ``message``, ``fix``, ``message_zh``, ``fix_zh``, each
-        text cut to the event's 2000-character cap."""
+        text cut to the event's 2000-character cap, and ``server_text`` (already redacted) when there is one."""
+        extra = {"server_text": self.server_text[:MAX_SERVER_TEXT]} if self.server_text else {}
         return {
+            **extra,
             "state": self.sync_state,
             "error_code": self.code.value,
             "message": self.message.en[:2000],

@@ -106,7 +106,7 @@ def register(
 
         @broker.subscriber(prefix + "mailbox.verified", **subscriber_options(f"{group}-health"))
         async def on_verified(event: MailboxVerified) -> None:
-            """Owner, address and expiry date of a mailbox; a new verification closes its incidents."""
+            """Owner, address and expiry date of a mailbox (a new expiry date restarts its schedule)."""
             h = get_health()
             if h is not None:
                 await h.handle_verified(event)

@@ -4,8 +4,8 @@ works again.
 Where incidents come from (notify meets the other services only on Kafka):
 
 - ``mailbox.verified`` (from binding): who owns the mailbox, its address and the authorization code's expiry
-  date (``credential_expires_at``). Kept per mailbox in the ``mailbox_health`` collection. A new verification
-  closes every open incident of the mailbox (the owner fixed it).
+  date (``credential_expires_at``). Kept per mailbox in the ``mailbox_health`` collection. Incidents are
+  closed by sync's ``ok``, not by a verification (a key rotation re-emits every mailbox).
 - ``mailbox.sync_status`` (from sync, and from the send service with ``source: send``): each status opens or
   closes an incident of its *source*:
 
@@ -113,8 +113,10 @@ class MailboxHealth:
 
     # events -----------------------------------------------------------------------------------------------
     async def handle_verified(self, event: MailboxVerified) -> list[str]:
-        """Remember owner, address and expiry date; a new verification closes every open incident (recovery
-        alerts for those that were alerted). Returns the alert kinds sent."""
+        """Remember owner, address and expiry date. A new expiry date (a new code was saved) restarts the expiry
+        schedule, with a "working again" alert when the old one had been announced expired. Open incidents stay
+        open: a verification (or a key rotation's re-emitted event) does not prove sync works; sync's next ``ok``
+        closes them. Returns the alert kinds sent."""
         doc = await self._load(event.tenant_id, event.mailbox_id) or {
             "_id": f"{event.tenant_id}|{event.mailbox_id}",
             "tenant_id": event.tenant_id,
@@ -132,10 +134,6 @@ class MailboxHealth:
                 sent += await self._recovered(doc, f"expiry:{_iso(old_aware)}")
             doc["expires_at"] = expires
             doc["expiry_alerted"] = []
-        for source, incident in list(doc.get("incidents", {}).items()):
-            if incident.get("alerted"):
-                sent += await self._recovered(doc, f"{source}:{incident['code']}:{incident['since']}")
-            del doc["incidents"][source]
         await self._save(doc)
         return sent
 

@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -56,8 +61,23 @@ DLQ_HEADERS = (
     "x-dlq-offset",
     "x-dlq-group",
     "x-dlq-timestamp",
+    "x-dlq-truncated",
+    "x-dlq-size-bytes",
 )
-"""Headers a dead-letter record carries in addition to the original ones."""
+"""Headers a dead-letter record carries in addition to the original ones. ``x-dlq-truncated`` is ``true`` when
+the value is only the start of the original (the whole record was too large for the dead-letter topic; the
+original stays at ``x-dlq-topic``/``x-dlq-partition``/``x-dlq-offset`` while the topic retains it),
+``x-dlq-size-bytes`` is the original value's size."""
+
+DLQ_TOO_LARGE: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+"""What publishing a record too large for the producer or the broker fails with (error codes 10 and 18)."""
+
+DLQ_PREFIX_BYTES = 64 * 1024
+"""Bytes of the original value a dead letter keeps when the whole record is too large for the DLQ topic."""
 
 
 # ------------------------------------------------------------------------------------------------- connection
@@ -228,7 +248,19 @@ async def publish_dead_letter(
     error_type: str,
     group_id: str | None,
 ) -> RecordMetadata:
-    """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers."""
+    """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers.
+
+    The dead letter must never fail for its size, or the consumer would retry the poison record for ever: when
+    the record with its added headers is too large for the producer or the DLQ topic (:data:`DLQ_TOO_LARGE`),
+    it is sent again with the first :data:`DLQ_PREFIX_BYTES` of the value (then with none), ``x-dlq-truncated:
+    true`` and the original's size; the origin topic, partition and offset headers say where the whole record
+    is.
+
+    Raises:
+        aiokafka.errors.KafkaError: the dead letter was not acknowledged (also when even the headers alone are
+            too large).
+    """
+    value: bytes = record.value or b""
     headers = record_headers(record)
     headers.update(
         {
@@ -239,12 +271,23 @@ async def publish_dead_letter(
             "x-dlq-offset": str(record.offset),
             "x-dlq-group": group_id or "",
             "x-dlq-timestamp": str(record.timestamp),
+            "x-dlq-truncated": "false",
+            "x-dlq-size-bytes": str(len(value)),
         }
     )
-    result: RecordMetadata = await broker.publish(
-        record.value or b"", record.topic + DLQ_SUFFIX, key=record.key, headers=headers
-    )
-    return result
+    # The whole value, else its start, else none (the headers still say where the original is).
+    for attempt in (value, value[:DLQ_PREFIX_BYTES], b""):
+        headers["x-dlq-truncated"] = "true" if len(attempt) < len(value) else "false"
+        try:
+            result: RecordMetadata = await broker.publish(
+                attempt, record.topic + DLQ_SUFFIX, key=record.key, headers=headers
+            )
+        except DLQ_TOO_LARGE:
+            if not attempt:
+                raise
+            continue
+        return result
+    raise AssertionError("unreachable")
 
 
 def dead_letter_middleware(prefix: str = "") -> type[BaseMiddleware]:
@@ -392,8 +435,10 @@ async def replay_dead_letters(
 
     Each record goes back with its original key, bytes and headers (the ``x-dlq-*`` headers removed, an
     ``x-dlq-replayed-from`` header added: ``<dlq topic>/<partition>/<offset>``), acks=all. Records whose
-    DLQ offset is below ``since_offset`` are skipped. Consumers are idempotent, so a record replayed twice is
-    harmless. Returns a summary per record (see :func:`dlq_record_summary`).
+    DLQ offset is below ``since_offset`` are skipped, and so are records that hold only the start of their
+    original (``x-dlq-truncated: true``; their summary says ``"skipped": "truncated"``): replaying a cut value
+    would publish a different record. Consumers are idempotent, so a record replayed twice is harmless.
+    Returns a summary per record (see :func:`dlq_record_summary`).
     """
     records = [r for r in await read_dead_letters(bootstrap_servers, dlq_topic) if r.offset >= since_offset]
     out = []
@@ -413,8 +458,10 @@ async def replay_dead_letters(
                 "dlq_offset": r.offset,
                 "target": target,
             }
+            if headers.get("x-dlq-truncated") == "true":
+                summary["skipped"] = "truncated"
             out.append(summary)
-            if producer is None:
+            if producer is None or "skipped" in summary:
                 continue
             keep = [(k, v.encode()) for k, v in headers.items() if k not in DLQ_HEADERS]
             keep.append(("x-dlq-replayed-from", f"{dlq_topic}/{r.partition}/{r.offset}".encode()))

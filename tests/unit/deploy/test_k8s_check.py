@@ -61,6 +61,7 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
         *(f"base+{c}" for c in components),
         "base+all-components",
         "overlay/dev",
+        "overlay/local",
         "overlay/prod",
     ]
     failures = {r.combination: r.errors for r in reports if r.errors}

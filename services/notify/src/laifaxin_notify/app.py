@@ -345,7 +345,10 @@ def create_app(
         verifier=TokenVerifier(
             settings.jwt_secret.get_secret_value(), settings.jwt_audience, settings.jwt_issuer
         ),
-        path_limits={"/wechat/callback": 16 * 1024},
+        path_limits={"/wechat/callback": 16 * 1024, "/v1/bindings/email/confirm": 4 * 1024},
+        # The confirmation code of an alert address is its own credential: the link in the confirmation mail
+        # is opened by the address's owner, who need not be signed in.
+        public_paths=("/v1/bindings/email/confirm",),
         error_shape="detail",
     )
 

@@ -29,7 +29,7 @@ from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from laifaxin_shared.topics import TOPICS
 from laifaxin_sync.mailbox_loop import WorkerContext
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.prepare import Preparer, default_processes
+from laifaxin_sync.prepare import ParseBudget, Preparer, default_processes
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.registry import RegistryConsumer
 from laifaxin_sync.settings import SyncSettings
@@ -85,13 +85,17 @@ class SyncWorker:
         processes = settings.parse_processes
         self.preparer = Preparer(
             default_processes() if processes is None else processes,
-            inline_max=settings.parse_inline_max,
             idle_seconds=settings.parse_idle_seconds,
+            keep_processes=settings.parse_keep_processes,
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
+            wall_seconds=settings.parse_wall_seconds,
         )
         self.ctx = WorkerContext(
             settings,
             self.store,
-            Publisher(self.broker, settings.topic_prefix),
+            Publisher(self.broker, settings.topic_prefix, dlq_prefix_bytes=settings.dlq_raw_prefix_bytes),
             self.metrics,
             keyring,
             self.preparer,

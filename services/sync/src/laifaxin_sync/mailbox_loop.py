@@ -94,7 +94,7 @@ from laifaxin_sync.imap_parse import (
     quote_mailbox,
 )
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.prepare import Preparer
+from laifaxin_sync.prepare import ParseBudget, Preparer
 from laifaxin_sync.progress import CatchUpProgress, Progress
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
@@ -131,7 +131,12 @@ class WorkerContext:
         self.publisher = publisher
         self.metrics = metrics
         self.keyring = keyring
-        self.preparer = preparer or Preparer(0, inline_max=settings.parse_inline_max)
+        self.preparer = preparer or Preparer(
+            1,
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
+        )
         self.start_gate = start_gate or StartGate(settings.start_concurrency, metrics)
         self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if settings.tls_ca_file:

@@ -218,3 +218,17 @@ async def test_the_preference_turns_health_alerts_off_and_removal_forgets(setup:
     assert pushed() == []
     await health.handle_removed(MailboxRemoved(tenant_id=ev.tenant_id, mailbox_id=mailbox))
     assert await health.handle_status(status(mailbox, clock(), "auth_failed", ErrorCode.IP_DENIED)) == []
+
+
+async def test_old_statuses_replayed_from_history_alert_nobody(setup: Any) -> None:
+    clock, health, mailbox, ev, pushed, _ = setup
+    await health.handle_verified(ev)
+    old = clock() - timedelta(days=2)
+    assert await health.handle_status(status(mailbox, old, "auth_failed", ErrorCode.AUTH_FAILED)) == []
+    assert await health.handle_status(status(mailbox, old + timedelta(hours=1), "ok")) == []
+    assert await health.tick() == []
+    assert pushed() == []
+    # news again: a fresh failure alerts
+    assert await health.handle_status(status(mailbox, clock(), "auth_failed", ErrorCode.AUTH_FAILED)) == [
+        "broken"
+    ]

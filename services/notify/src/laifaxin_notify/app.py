@@ -162,7 +162,11 @@ def make_health(settings: NotifySettings, notifier: Notifier) -> MailboxHealth:
     """A :class:`~.health.MailboxHealth` configured from settings."""
     return MailboxHealth(
         notifier,
-        limits=HealthLimits(settings.health_unreachable_after_s, tuple(settings.health_expiry_warn_days)),
+        limits=HealthLimits(
+            settings.health_unreachable_after_s,
+            tuple(settings.health_expiry_warn_days),
+            settings.health_max_status_age_s,
+        ),
     )
 
 

@@ -20,7 +20,8 @@ Where incidents come from (notify meets the other services only on Kafka):
     ``ip_denied``, ``protocol_disabled``, ``uidvalidity_unstable``, sending paused, ...) alerts at once.
 
   One alert per incident: a status with the same code as the open incident adds nothing; another code replaces
-  the incident (and alerts for the new one).
+  the incident (and alerts for the new one). A failure status older than ``NOTIFY_HEALTH_MAX_STATUS_AGE_S`` (a
+  replay of the topic's history when notify first starts) opens its incident silently.
 - Expiry: :meth:`MailboxHealth.tick` (every ``NOTIFY_HEALTH_CHECK_INTERVAL_S``, clock injectable) warns
   ``NOTIFY_HEALTH_EXPIRY_WARN_DAYS`` (14 and 3) days before ``credential_expires_at`` and once it has passed,
   each stage once per expiry date; a later stage reached first skips the earlier ones.
@@ -80,6 +81,9 @@ class HealthLimits:
 
     unreachable_after_s: float = 1800.0
     expiry_warn_days: tuple[int, ...] = (14, 3)
+    max_status_age_s: float = 86400.0
+    """A failure status older than this (a replay of the topic's history, e.g. notify's first start) opens its
+    incident without an alert, and its recovery is not announced either."""
 
 
 class MailboxHealth:
@@ -155,7 +159,7 @@ class MailboxHealth:
         sent: list[str] = []
         if event.state in QUIET_STATES:
             if event.state == "ok" and current is not None:
-                if current.get("alerted"):
+                if current.get("alerted") and not current.get("silent"):
                     sent += await self._recovered(doc, f"{source}:{current['code']}:{current['since']}")
                 del incidents[source]
                 await self._save(doc)
@@ -178,6 +182,8 @@ class MailboxHealth:
                 "fix_zh": event.fix_zh,
                 "server_text": getattr(event, "server_text", None) or "",
             }
+            if (self.clock() - event.occurred_at).total_seconds() > self.limits.max_status_age_s:
+                current.update(alerted=True, silent=True)  # history, not news
             incidents[source] = current
         if not current["alerted"] and self._due(current, self.clock()):
             sent += await self._incident_alert(doc, source, current)

@@ -136,6 +136,11 @@ class NotifySettings(ServiceSettings):
         description="A mailbox unreachable (timeouts, refused connections, DNS, server unavailable) for longer "
         "than this many seconds alerts its owner (category mailbox_health); shorter outages do not.",
     )
+    health_max_status_age_s: float = Field(
+        default=86400.0,
+        description="A mailbox.sync_status failure older than this many seconds (a replay of the topic's history, "
+        "e.g. when notify first starts) opens its incident without an alert, and its recovery is not announced.",
+    )
     health_check_interval_s: float = Field(
         default=300.0,
         description="How often notify checks authorization-code expiry dates (14 days, 3 days, expired) and "

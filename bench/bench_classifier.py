@@ -17,8 +17,12 @@ Typical replies: the held-out rows of services/classifier/data/replies.jsonl ren
   ``classifier_isolated_rate``, ``ClassifierInput.from_event`` + ``classify`` in this process on the
   ``mail.received`` events the service is then given; ``classifier_service_rate``, the service (its batch
   consumer, worker pool of ``CLASSIFIER_WORKERS``, publishes and FerretDB records) draining the same events
-  published to Kafka, from the first publish to the last ``mail.classified`` read back; and
-  ``classifier_service_vs_isolated``, their ratio (both measured in this run).
+  published to Kafka, from the first publish to the last ``mail.classified`` read back (the service in its
+  own process, ``python -m laifaxin_classifier``, sharing the machine with Kafka and FerretDB); and
+  ``classifier_service_vs_isolated``, their ratio (both measured in this run); ``classifier_service_cpu_rate``,
+  messages per CPU second of the service's process tree (parent, forkserver, workers), and
+  ``classifier_service_vs_isolated_cpu``, that against ``classifier_isolated_cpu_rate`` (the wall-clock ratio
+  depends on the share of the cores the service's processes get next to Kafka, FerretDB and other load).
 
 Each figure is printed as ``figure: NAME = VALUE UNIT``. Run: ``uv run python bench/bench_classifier.py``
 (``--quick`` for a small run).
@@ -29,6 +33,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -42,7 +49,7 @@ from laifaxin_classifier.classify import Classifier
 from laifaxin_classifier.datagen import read_jsonl
 from laifaxin_classifier.message import ClassifierInput
 from laifaxin_classifier.model import DEFAULT_ARTIFACT, load_model
-from laifaxin_classifier.service import ClassifierSettings, create_app
+from laifaxin_classifier.service import ClassifierSettings
 from laifaxin_shared.events import EmailAddress, MailReceived
 from laifaxin_shared.kafka import delete_topics, ensure_topics, make_broker, publish_event
 from laifaxin_shared.mongo import make_mongo_client
@@ -114,6 +121,40 @@ def hostile_cpu(classifier: Classifier, body: str) -> float:
     return best
 
 
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and all its descendants now alive (``/proc``, Linux)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for pid in cpu:
+        p = pid
+        while p not in (0, 1, root) and p in parents:
+            p = parents[p]
+        if p == root:
+            total += cpu[pid]
+    return total
+
+
 def service_events(rows: list[tuple[str, str]], n: int) -> list[MailReceived]:
     """``n`` distinct mail.received events (distinct UIDs) carrying the rows' subjects and texts."""
     base = MailReceived.model_validate(spec("mail.received").examples()[0])
@@ -146,20 +187,18 @@ async def read_count(consumer: object, expect: int, timeout_s: float) -> int:
 
 
 async def bench_service(classifier: Classifier, rows: list[tuple[str, str]], n: int) -> None:
-    """The service's batch throughput on real Kafka + FerretDB vs the in-process classifier, same events."""
+    """The service's batch throughput on real Kafka + FerretDB vs the in-process classifier, same events.
+
+    The service runs as its own process (``python -m laifaxin_classifier``, default settings but the topic
+    prefix, database and port), as deployed; this process only publishes and reads back."""
     from aiokafka import AIOKafkaConsumer
 
     servers = infra()
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or servers["kafka_bootstrap_servers"]
     mongo_url = os.environ.get("MONGODB_URL") or servers["mongodb_url"]
     prefix = f"bench-clf-{uuid.uuid4().hex[:8]}."
-    settings = ClassifierSettings(
-        kafka_bootstrap_servers=kafka,
-        mongodb_url=mongo_url,
-        mongodb_database=f"bench_clf_{uuid.uuid4().hex[:8]}",
-        topic_prefix=prefix,
-        log_level="WARNING",
-    )
+    database = f"bench_clf_{uuid.uuid4().hex[:8]}"
+    settings = ClassifierSettings(kafka_bootstrap_servers=kafka, mongodb_url=mongo_url, topic_prefix=prefix)
     events = service_events(rows, n + 1)
     warm, events = events[0], events[1:]
 
@@ -170,38 +209,61 @@ async def bench_service(classifier: Classifier, rows: list[tuple[str, str]], n: 
 
     topics = [TOPICS[name] for name in ("mail.received", "mail.received.dlq", "mail.classified")]
     await ensure_topics(kafka, topics, prefix=prefix, replication_factor=1)
-    app = create_app(settings)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "MONGODB_URL": mongo_url,
+        "LAIFAXIN_TOPIC_PREFIX": prefix,
+        "LAIFAXIN_LOG_LEVEL": "WARNING",
+        "CLASSIFIER_MONGODB_DATABASE": database,
+        "CLASSIFIER_HTTP_HOST": "127.0.0.1",
+        "CLASSIFIER_HTTP_PORT": str(free_port()),
+    }
+    service = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "laifaxin_classifier", env=env, stdout=asyncio.subprocess.DEVNULL
+    )
     producer = make_broker(settings)
     consumer = AIOKafkaConsumer(
         prefix + "mail.classified", bootstrap_servers=kafka.split(","), auto_offset_reset="earliest"
     )
-    await app.start()
     await consumer.start()
     try:
         async with producer:
             await producer.start()
-            await publish_event(producer, warm, prefix=prefix)  # group joined, workers warm
-            await read_count(consumer, 1, 120)
-            t0 = time.perf_counter()
+            await publish_event(producer, warm, prefix=prefix)  # service up, group joined, workers warm
+            await read_count(consumer, 1, 300)
+            t0, cpu0 = time.perf_counter(), tree_cpu_seconds(service.pid)
             publishing = asyncio.gather(*(publish_event(producer, ev, prefix=prefix) for ev in events))
             await read_count(consumer, n, 600)
-            service_s = time.perf_counter() - t0
+            service_s, service_cpu = time.perf_counter() - t0, tree_cpu_seconds(service.pid) - cpu0
             await publishing
     finally:
         await consumer.stop()
-        await app.stop()
+        if service.returncode is None:
+            service.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(service.wait(), 30)
+            except TimeoutError:
+                service.kill()
+                await service.wait()
         client = make_mongo_client(mongo_url)
-        await client.drop_database(settings.mongodb_database)
+        await client.drop_database(database)
         await client.close()
         await delete_topics(kafka, prefix)
     isolated_rate, service_rate = n / isolated_s, n / service_s
     print(
-        f"# service: {n} mail.received events, {settings.workers} workers, batches of {settings.batch_max_records}"
+        f"# service: {n} mail.received events, its own process, {settings.workers} workers, "
+        f"batches of up to {settings.batch_max_records}"
     )
     figure("classifier_isolated_rate", isolated_rate, "msg/s")
     figure("classifier_isolated_cpu_rate", n / max(isolated_cpu, 1e-9), "msg/cpu-s")
     figure("classifier_service_rate", service_rate, "msg/s")
     figure("classifier_service_vs_isolated", service_rate / isolated_rate, "x")
+    # per CPU second of the service's processes (its workers included): what the service costs per message,
+    # whatever share of the shared cores it got
+    service_cpu_rate = n / max(service_cpu, 1e-9)
+    figure("classifier_service_cpu_rate", service_cpu_rate, "msg/cpu-s")
+    figure("classifier_service_vs_isolated_cpu", service_cpu_rate / (n / max(isolated_cpu, 1e-9)), "x")
 
 
 def main() -> int:

@@ -33,7 +33,8 @@ def received(uid: int, subject: str, text: str, headers: dict[str, str] | None =
     )
 
 
-async def read(bootstrap: str, topic: str, expect: int, timeout_s: float = 30) -> list[Any]:
+async def read(bootstrap: str, topic: str, expect: int, timeout_s: float = 120) -> list[Any]:
+    # generous: the service's classification workers start in the background (seconds on a busy machine)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     out: list[Any] = []

@@ -51,7 +51,7 @@ log = get_logger(__name__)
 
 POLL_SECONDS = 0.05
 """How often a running message's CPU time is checked against its budget."""
-CHUNK = 16
+CHUNK = 64
 """Most documents sent to a worker at once (see :meth:`ClassifierPool.classify_many`)."""
 START_TIMEOUT_SECONDS = 120.0
 """Longest a new worker may take to import the classifier and load the model."""
@@ -162,6 +162,12 @@ class _Worker:
     async def receive(self, deadline_cpu: float | None, deadline_wall: float) -> tuple[Any, ...] | str:
         """The worker's next reply, or ``"budget"`` when it passes either deadline, or ``"crashed"`` when the
         pipe closes. ``deadline_cpu`` is the worker's process CPU time at which to give up (None: wall only)."""
+        try:
+            if self.conn.poll():  # already there (a worker streaming its chunk): no event-loop round trip
+                reply: tuple[Any, ...] = self.conn.recv()
+                return reply
+        except (EOFError, OSError):
+            return "crashed"
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[None] = loop.create_future()
         fd = self.conn.fileno()
@@ -177,7 +183,7 @@ class _Worker:
                     await asyncio.wait_for(asyncio.shield(ready), POLL_SECONDS)
                 if ready.done():
                     try:
-                        reply: tuple[Any, ...] = self.conn.recv()
+                        reply = self.conn.recv()
                     except (EOFError, OSError):
                         return "crashed"
                     return reply
@@ -242,12 +248,42 @@ class ClassifierPool:
         self._replacing: set[asyncio.Task[None]] = set()
         self._has_proc = process_cpu_seconds(os.getpid()) is not None
         self._closed = False
+        self._starting: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Start the workers (concurrently) and wait until each has loaded the model."""
         workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
         for w in workers:
             self._idle.put_nowait(w)
+
+    def start_in_background(self) -> None:
+        """Begin :meth:`start` without waiting (a service answers its health checks meanwhile; classification
+        waits for the workers). :meth:`wait_ready` waits for it and raises what it raised; :attr:`failed`
+        tells whether it did."""
+        self._starting = asyncio.ensure_future(self.start())
+
+    async def wait_ready(self) -> None:
+        """Wait for :meth:`start_in_background` (no-op after :meth:`start`). Raises ``RuntimeError`` when the
+        workers could not start."""
+        if self._starting is not None:
+            await asyncio.shield(self._starting)
+
+    @property
+    def failed(self) -> bool:
+        """True when a background start failed (the service should be restarted)."""
+        starting = self._starting
+        return (
+            starting is not None
+            and starting.done()
+            and not starting.cancelled()
+            and starting.exception() is not None
+        )
+
+    @property
+    def ready(self) -> bool:
+        """True once the workers are started."""
+        starting = self._starting
+        return bool(self._workers) and (starting is None or (starting.done() and not self.failed))
 
     async def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
@@ -363,6 +399,10 @@ class ClassifierPool:
     async def close(self) -> None:
         """Stop the workers (a worker busy on a message is killed)."""
         self._closed = True
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RuntimeError, OSError):
+                await self._starting
         for task in list(self._replacing):
             task.cancel()
         for worker in list(self._workers):

@@ -2,9 +2,9 @@
 
 Handler chain (STYLE.md), per consumer batch (up to ``batch_max_records`` records, whatever the consumer has
 fetched): validate each record (a poison record goes to ``mail.received.dlq`` with its error and the batch
-goes on), skip the messages already classified (one lookup per batch), classify the rest in the worker pool
-(:mod:`.pool`: a CPU budget per message; a message over it is published with the fallback
-``to_reply`` / ``budget:exceeded`` so a person looks at it), turn the (event, classification) pairs into
+goes on), classify the batch in the worker pool (:mod:`.pool`: a CPU budget per message; a message over it
+is published with the fallback ``to_reply`` / ``budget:exceeded`` so a person looks at it) while one lookup
+finds the messages already classified (skipped from here on), turn the (event, classification) pairs into
 ``mail.classified`` events (:func:`classified_events`, the one place that does), publish them all and wait
 for every acknowledgement (acks=all) together, record them with one ``insert_many``, and return: the offsets
 are committed after the handler returns (``NACK_ON_ERROR``: a failure seeks back and the batch is retried).
@@ -246,20 +246,27 @@ async def handle_batch(rt: Runtime, batch: Sequence[tuple[MailReceived, bytes]])
     for event, raw in batch:
         unique.setdefault(str(event.ref.derived_event_id("mail.classified")), (event, raw))
     BATCHES.observe(len(batch))
-    known = await _recorded(rt.db, list(unique))
-    fresh = [item for key, item in unique.items() if key not in known]
-    if len(fresh) < len(batch):
-        DUPLICATES.inc(len(batch) - len(fresh))
-    if not fresh:
-        return []
-    outcomes = await rt.pool.classify_many([raw for _, raw in fresh])
+    # the lookup runs while the workers classify (a redelivered message is classified for nothing, which is
+    # rarer and cheaper than waiting for the database on every batch)
+    await rt.pool.wait_ready()  # the workers start in the background (see create_app)
+    looking_up = asyncio.ensure_future(_recorded(rt.db, list(unique)))
+    try:
+        outcomes = await rt.pool.classify_many([raw for _, raw in unique.values()])
+    finally:
+        known = await looking_up
     pairs: list[tuple[MailReceived, Classification]] = []
-    for (event, _), outcome in zip(fresh, outcomes, strict=True):
+    for key, (event, _), outcome in zip(unique, unique.values(), outcomes, strict=True):
+        if key in known:
+            continue
         LATENCY.observe(outcome.cpu_seconds)
         result = outcome.classification
         if result is None:
             result = fallback_classification(outcome.reason or "classifier:unavailable")
         pairs.append((event, result))
+    if len(pairs) < len(batch):
+        DUPLICATES.inc(len(batch) - len(pairs))
+    if not pairs:
+        return []
     events = classified_events(pairs)
     if (
         rt.matching is not None
@@ -307,7 +314,7 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
     broker = make_broker(settings, description="Laifaxin classifier: mail.received -> mail.classified")
     mongo = make_mongo_client(settings.mongodb_url.get_secret_value(), appname=settings.service_name)
     db = mongo[settings.mongodb_database]
-    state: dict[str, Runtime] = {}
+    state: dict[str, Any] = {}
 
     declare_publishers(broker, settings, "mail.classified", "contact.status")  # for the AsyncAPI document
 
@@ -363,8 +370,19 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
             wall_limit_s=settings.message_wall_limit_seconds,
             spin_marker=settings.test_spin_marker,
         )
-        await pool.start()
-        log.info("workers ready", workers=settings.workers, seconds=round(time.perf_counter() - t0, 3))
+        # the workers import the classifier and load the model (seconds on a busy machine): /healthz answers
+        # meanwhile and the first batch waits for them; /readyz says ready once they are up
+        pool.start_in_background()
+
+        async def log_ready() -> None:
+            try:
+                await pool.wait_ready()
+            except (RuntimeError, OSError) as exc:
+                log.error("classification workers did not start", error=str(exc))
+                return
+            log.info("workers ready", workers=settings.workers, seconds=round(time.perf_counter() - t0, 3))
+
+        state["workers_started"] = asyncio.ensure_future(log_ready())
         await ensure_indexes(db, INDEXES)
         state["rt"] = Runtime(settings, broker, pool, db, await build_matching(settings, db))
 
@@ -375,13 +393,18 @@ def create_app(settings: ClassifierSettings | None = None) -> AsgiFastStream:
 
     @get(include_in_schema=False)
     async def healthz(scope: Any) -> AsgiResponse:
-        alive = "rt" in state and broker.running
+        alive = "rt" in state and broker.running and not state["rt"].pool.failed
         return AsgiResponse(b"ok" if alive else b"not running", status_code=200 if alive else 503)
 
     @get(include_in_schema=False)
     async def readyz(scope: Any) -> AsgiResponse:
         try:
-            ok = "rt" in state and await broker.ping(timeout=2.0) and await ping(mongo)
+            ok = (
+                "rt" in state
+                and state["rt"].pool.ready
+                and await broker.ping(timeout=2.0)
+                and await ping(mongo)
+            )
         except Exception as exc:  # noqa: BLE001  readiness reports any failure as "not ready" with its type
             return AsgiResponse(f"not ready: {type(exc).__name__}".encode(), status_code=503)
         return AsgiResponse(b"ready" if ok else b"not ready", status_code=200 if ok else 503)

@@ -47,7 +47,8 @@ class MailboxCreate(_In):
 
     email: str = Field(min_length=3, max_length=320, examples=["sales@163.com"])
     password: SecretStr = Field(
-        description="App password / authorization code (whitespace in app passwords is stripped).",
+        description="App password / authorization code / login password, as typed (its ends are trimmed; inner spaces "
+        "are removed only from an app password shown in groups, such as Gmail's 4 groups of 4 letters).",
     )
     nickname: str = Field(default="", max_length=128, examples=["Sales 163"])
     provider_id: str | None = Field(

@@ -61,6 +61,7 @@ from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequ
 from laifaxin_shared.auth import Principal
 from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import (
+    BackupServers,
     EncryptedCredential,
     Envelope,
     MailboxRemoved,
@@ -72,9 +73,9 @@ from laifaxin_shared.events import (
 )
 from laifaxin_shared.events.mailbox import MIN_SYNC_INTERVAL_SECONDS
 from laifaxin_shared.logging import get_logger
-from laifaxin_shared.providers.catalog import get_provider, provider_for_domain, split_email
+from laifaxin_shared.providers.catalog import find_provider, get_provider, provider_for_domain, split_email
 from laifaxin_shared.providers.errors import ErrorCode, MailError, MailServerError, make_error, refuse_pop3
-from laifaxin_shared.providers.models import AuthMethod, Catalog, Provider, Security
+from laifaxin_shared.providers.models import AuthMethod, Catalog, Provider, QuirkCode, Security
 
 log = get_logger(__name__)
 
@@ -617,7 +618,39 @@ class MailboxService:
             sync=SyncSettings.model_validate(doc["sync"]),
             credential_expires_at=doc.get("credential_expires_at"),
             is_system=bool(doc.get("is_system", False)),
+            backup=self._backup_pair(doc),
         )
+
+    def _backup_pair(self, doc: dict[str, Any]) -> BackupServers | None:
+        """The catalog's backup pair with the password sealed for it, when the provider publishes one (quirk
+        ``backup_servers``: NetEase Enterprise's imap/smtp.qiye.163.com behind the recommended hwhz pair) and the
+        mailbox uses the recommended pair; sync moves to it when the recommended pair answers
+        ``ERR.LOGIN.DOMAINNOTEXIST`` or cannot be reached (product page 204: "switch to backup if connection
+        fails"). None otherwise, or when the stored password does not open (logged; the event goes out
+        without it)."""
+        provider = find_provider(doc.get("provider_id"))
+        if provider is None or not provider.has_quirk(QuirkCode.BACKUP_SERVERS):
+            return None
+        imap_s, smtp_s = provider.settings("imap"), provider.settings("smtp")
+        if not imap_s.backups or not smtp_s.backups:
+            return None
+        if (doc["imap"]["host"], int(doc["imap"]["port"])) != (imap_s.host, imap_s.port) or (
+            doc["smtp"]["host"],
+            int(doc["smtp"]["port"]),
+        ) != (smtp_s.host, smtp_s.port):
+            return None
+        imap_b, smtp_b = imap_s.backups[0], smtp_s.backups[0]
+        imap = ServerEndpoint(host=imap_b.host, port=imap_b.port, security=imap_b.security.value)
+        smtp = ServerEndpoint(host=smtp_b.host, port=smtp_b.port, security=smtp_b.security.value)
+        try:
+            password = self._open(doc)
+        except CredentialError as exc:
+            log.error(
+                "backup pair not sealed: credential does not open", mailbox_id=doc["_id"], error=str(exc)
+            )
+            return None
+        context = CredentialContext.of({**doc, "imap": imap.model_dump(), "smtp": smtp.model_dump()})
+        return BackupServers(imap=imap, smtp=smtp, credential=self.keyring.seal_mailbox(password, context))
 
     def view(self, doc: dict[str, Any]) -> MailboxOut:
         """The API view of a stored document (no credential)."""

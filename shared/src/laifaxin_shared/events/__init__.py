@@ -13,13 +13,21 @@ from .mail import (
     MessageRef,
     ReplyMatch,
 )
-from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+from .mailbox import (
+    BackupServers,
+    MailboxRemoved,
+    MailboxSyncStatus,
+    MailboxUpdated,
+    MailboxVerified,
+    SyncSettings,
+)
 from .send import Attachment, CommandKind, SendCommand, SendFailed, SendState, SendStatus
 from .sent import MailSent, SendKind
 
 __all__ = [
     "Attachment",
     "AttachmentMeta",
+    "BackupServers",
     "BounceInfo",
     "Category",
     "ClassificationFlags",

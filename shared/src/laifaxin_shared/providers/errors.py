@@ -69,6 +69,9 @@ class ErrorCode(StrEnum):
     UIDVALIDITY_UNSTABLE = "uidvalidity_unstable"
     """Sync only: the server changed a folder's UIDVALIDITY (RFC 3501 2.3.1.1) many times in a row, so its
     message numbers cannot be trusted; re-reading the folder is held and retried later."""
+    CREDENTIAL_EXPIRED = "credential_expired"
+    """The password / authorization code was right but has expired (IMAP response code ``EXPIRED``, RFC 5530
+    §3; "Password expired" replies; NetEase Enterprise authorization passwords carry an expiry date)."""
     CREDENTIAL_MISMATCH = "credential_mismatch"
     """Sync only: the sealed password does not open for the servers and login sync was told to use (settings that
     binding did not verify, or a credential key this worker lacks); nothing is sent to the server."""
@@ -249,6 +252,22 @@ CODES: dict[ErrorCode, CodeInfo] = {
             "请在常用设备上登录一次网页版邮箱并确认安全提示，然后重新验证。",
         ),
         True,
+        "auth_failed",
+    ),
+    ErrorCode.CREDENTIAL_EXPIRED: CodeInfo(
+        _t(
+            "The password or authorization code has expired: the server no longer accepts it "
+            "(mail apps show this as repeated password prompts).",
+            "密码或授权码已过期，服务器不再接受（邮件客户端表现为反复提示输入密码）。",
+        ),
+        _t(
+            "Generate a new authorization password / app password in the mailbox's settings (NetEase Enterprise: "
+            "Settings → Client Authorization Password, note its expiration date), then update it in Laifaxin "
+            "(mailbox edit → password) and verify and save.",
+            "请在邮箱设置中生成新的授权密码/应用专用密码（网易企业邮箱：设置 → 客户端授权密码，并记下有效期），"
+            "然后在来发信中修改该邮箱的密码并点击“验证并保存”。",
+        ),
+        False,
         "auth_failed",
     ),
     ErrorCode.ACCOUNT_DISABLED: CodeInfo(
@@ -506,8 +525,10 @@ class MailError:
     def sync_status_fields(self) -> dict[str, str]:
         """The ``mailbox.sync_status`` fields this error fills (:class:`~laifaxin_shared.events.mailbox.
         MailboxSyncStatus`): ``state``, ``error_code``, ``message``, ``fix``, ``message_zh``, ``fix_zh``, each
-        text cut to the event's 2000-character cap."""
+        text cut to the event's 2000-character cap, and ``server_text`` (already redacted) when there is one."""
+        extra = {"server_text": self.server_text[:MAX_SERVER_TEXT]} if self.server_text else {}
         return {
+            **extra,
             "state": self.sync_state,
             "error_code": self.code.value,
             "message": self.message.en[:2000],
@@ -818,6 +839,15 @@ RULES: tuple[Rule, ...] = (
         ),
         source="jumpserver#644",
     ),
+    # -- an expired password / authorization code, said in words (before the generic "authentication failed"
+    #    and the RFC 5530 codes, so "NO [AUTHENTICATIONFAILED] Password expired" is not "wrong password")
+    _rule(
+        "password_expired",
+        r"\b(password|passphrase|passcode|authori[sz]ation code)\s+(has\s+|is\s+)?expired|"
+        r"(密码|授权码|授权密码|客户端授权密码)(已)?过期",
+        E.CREDENTIAL_EXPIRED,
+        source="RFC 5530 §3 EXPIRED; Dovecot/Exchange 'Password expired'; NetEase help page (授权密码有效期)",
+    ),
     # -- NetEase Enterprise error codes (NetEase error-code map; LF 204)
     _rule(
         "netease_ipdeny",
@@ -1053,8 +1083,15 @@ RULES: tuple[Rule, ...] = (
         "imap_contactadmin", r"\[CONTACTADMIN\]", E.ACCOUNT_DISABLED, protocols=("imap",), source="RFC 5530"
     ),
     _rule(
+        "imap_expired",
+        r"\[EXPIRED\]",
+        E.CREDENTIAL_EXPIRED,
+        protocols=("imap",),
+        source="RFC 5530 §3 EXPIRED (example: 'b NO [EXPIRED] That password isn't valid any more')",
+    ),
+    _rule(
         "imap_authenticationfailed",
-        r"\[(AUTHENTICATIONFAILED|AUTHORIZATIONFAILED|EXPIRED)\]",
+        r"\[(AUTHENTICATIONFAILED|AUTHORIZATIONFAILED)\]",
         E.AUTH_FAILED,
         protocols=("imap",),
         source="RFC 5530; Gmail, Yahoo, iCloud replies (providers.md §3)",

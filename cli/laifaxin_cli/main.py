@@ -8,6 +8,7 @@ import sys
 from laifaxin_binding import cli as binding_cli
 from laifaxin_classifier import cli as classifier_cli
 from laifaxin_cli import dlq
+from laifaxin_send import cli as send_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     binding_cli.register(subparsers)
     classifier_cli.register(subparsers)
     dlq.register(subparsers)
+    send_cli.register(subparsers)
     return parser
 
 

@@ -614,9 +614,74 @@ def ensure_inotify_instances() -> None:
     )
 
 
+def traversable_by_others(path: Path) -> bool:
+    """Whether a user that is neither the owner nor in the group may reach ``path``: every directory from ``/``
+    down to it has the "others" execute bit (``mktemp -d`` makes 0700 directories, and a clone inside one
+    cannot be reached by Dovecot's own users)."""
+    for part in [path, *path.parents]:
+        try:
+            if not part.stat().st_mode & 0o001:
+                return False
+        except FileNotFoundError:
+            continue
+    return True
+
+
+def dovecot_home() -> Path:
+    """The directory that holds what Dovecot's unprivileged processes read: the passwd-file and its sockets
+    (``dovecot/``) and the mail (``mail/``).
+
+    That is the state folder itself unless Dovecot would run as other users (as root: ``dovecot``,
+    ``dovenull`` and the mail user) and the state folder is not reachable by them; then Dovecot's auth
+    process cannot read the passwd-file and every login fails with "auth service reported temporary failure".
+    In that case the files live in ``LAIFAXIN_DOVECOT_DIR`` (default ``/var/lib/laifaxin-<hash of the state
+    path>``, mode 0755) and ``<state>/dovecot`` and ``<state>/mail`` are symbolic links to it, so every other
+    path (``infra.json``'s ``passwd_file``, ``add-user``, the SMTP server) stays the same.
+    """
+    if not is_root() or traversable_by_others(STATE):
+        return STATE
+    default = Path("/var/lib") / f"laifaxin-{hashlib.sha1(str(STATE).encode()).hexdigest()[:12]}"  # noqa: S324
+    return Path(os.environ.get("LAIFAXIN_DOVECOT_DIR", default)).resolve()
+
+
+def place_dovecot_home() -> Path:
+    """Create :func:`dovecot_home` and link ``<state>/dovecot`` and ``<state>/mail`` to it when it is elsewhere
+    (moving what an earlier run left in the state folder). Returns it.
+
+    Raises:
+        InfraError: the chosen directory is itself unreachable for Dovecot's users.
+    """
+    home = dovecot_home()
+    if home == STATE:
+        return home
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o755)
+    if not traversable_by_others(home):
+        raise InfraError(
+            f"{STATE} is not reachable by Dovecot's users (a parent directory lacks o+x) and neither is {home}: "
+            f"set LAIFAXIN_DOVECOT_DIR to a directory under /var/lib or /tmp, or "
+            f"LAIFAXIN_STATE_DIR to a reachable folder"
+        )
+    for name in ("dovecot", "mail"):
+        link, target = STATE / name, home / name
+        target.mkdir(exist_ok=True)
+        target.chmod(0o755)
+        if link.is_symlink():
+            if link.resolve() == target:
+                continue
+            link.unlink()
+        elif link.exists():
+            shutil.copytree(link, target, dirs_exist_ok=True, symlinks=True)
+            shutil.rmtree(link)
+        link.symlink_to(target, target_is_directory=True)
+    log(f"{STATE} is not reachable by Dovecot's users: its passwd-file and mail are in {home}")
+    return home
+
+
 def start_dovecot() -> None:
     ensure_inotify_instances()
     user, uid, gid = mail_owner()
+    home = place_dovecot_home()
     for d in ("dovecot/run", "dovecot/lib", "mail", "logs"):
         (STATE / d).mkdir(parents=True, exist_ok=True)
     os.chown(STATE / "mail", uid, gid) if is_root() else None
@@ -631,6 +696,7 @@ def start_dovecot() -> None:
     conf = (HERE / "dovecot" / "dovecot.conf.in").read_text()
     for k, v in {
         "STATE": STATE,
+        "HOME": home,
         "INSTANCE": hashlib.sha1(str(STATE).encode()).hexdigest()[:8],  # noqa: S324
         "INTERNAL_USER": internal_user,
         "INTERNAL_GROUP": internal_group,
@@ -730,7 +796,7 @@ def up(only: set[str] | None = None, *, fresh: bool = False) -> None:
         data = {
             "kafka": [STATE / "kafka"],
             "ferretdb": [STATE / "ferretdb"],
-            "dovecot": [STATE / "mail"],
+            "dovecot": [(STATE / "mail").resolve()],
             "smtp": [STATE / "smtp"],
         }
         for srv in chosen:

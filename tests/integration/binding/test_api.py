@@ -410,3 +410,36 @@ async def test_edit_address_reverifies_with_the_new_account_and_refuses_a_duplic
         f"/v1/mailboxes/{b['id']}", json={"email": second.email}, headers=api.auth()
     )
     assert clash.status_code == 409 and clash.json()["code"] == "mailbox_exists"
+
+
+async def test_a_login_password_with_spaces_binds_and_verifies(
+    api: Api, real_servers: Any, infra_module: Any
+) -> None:
+    """A Dovecot user whose password has inner spaces (and a grouped-looking one) binds as typed."""
+    import uuid
+    from pathlib import Path
+
+    from tests.conftest import wait_until_login_works
+
+    for password in (f"my secret {uuid.uuid4().hex[:8]} pass", "abcd efgh ijkl mnop"):
+        email = f"u{uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}"
+        infra_module.add_user(email, password, Path(real_servers.mail["passwd_file"]))
+        account = MailAccount(email, password, real_servers)
+        wait_until_login_works(account)
+        response = await api.client.post("/v1/mailboxes", json=body(account), headers=api.auth())
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert created["status"] == "normal"
+        [record] = await api.events("mailbox.verified", created["id"], expect=1)
+        event = MailboxVerified.model_validate_json(record.value)
+        ring = KeyRing.parse(
+            api.settings.credential_keys.get_secret_value(), api.settings.credential_active_key_id
+        )
+        assert ring.open_mailbox(event.credential, CredentialContext.of(event.model_dump())) == password
+        # the same password without its spaces is refused: the spaces are part of it
+        stripped = await api.client.post(
+            "/v1/mailboxes",
+            json=body(account, password.replace(" ", ""), email=email),
+            headers=api.auth("t-other-" + uuid.uuid4().hex[:6]),
+        )
+        assert stripped.status_code == 422 and stripped.json()["code"] == "auth_failed"

@@ -83,3 +83,44 @@ async def test_create_and_delete_publish_through_the_callable(
     with pytest.raises(errors.BindingError) as info:
         await svc.delete(who, created.id)
     assert info.value.code == "not_found"
+
+
+async def test_netease_enterprise_events_carry_the_backup_pair_sealed_for_it(
+    service: tuple[MailboxService, list[Envelope]],
+) -> None:
+    """A NetEase Enterprise mailbox on the recommended hwhz pair: mailbox.verified carries the catalog's backup
+    pair (imap/smtp.qiye.163.com) with the password sealed for it; it opens only for the backup servers."""
+    from datetime import UTC, datetime
+
+    from laifaxin_shared.crypto import CredentialContext, CredentialError
+
+    svc, _ = service
+    ring = svc.keyring
+    doc: dict[str, Any] = {
+        "_id": "mbx_qiye1",
+        "tenant_id": "t1",
+        "user_id": "u1",
+        "email": "sales@example-corp.com",
+        "nickname": "",
+        "provider_id": "netease_qiye",
+        "username": "sales@example-corp.com",
+        "imap": {"host": "hwhzimap.qiye.163.com", "port": 993, "security": "ssl"},
+        "smtp": {"host": "hwhzsmtp.qiye.163.com", "port": 465, "security": "ssl"},
+        "imap_id_required": False,
+        "sync": {"enabled": True, "interval_seconds": 300, "initial_window_days": 30},
+        "created_at": datetime.now(UTC),
+    }
+    doc["credential"] = ring.seal_mailbox("Auth Code 2026", CredentialContext.of(doc)).model_dump()
+    event = svc._verified_event(doc)
+    assert event.backup is not None
+    assert (event.backup.imap.host, event.backup.smtp.host) == ("imap.qiye.163.com", "smtp.qiye.163.com")
+    backup_doc = {**doc, "imap": event.backup.imap.model_dump(), "smtp": event.backup.smtp.model_dump()}
+    assert ring.open_mailbox(event.backup.credential, CredentialContext.of(backup_doc)) == "Auth Code 2026"
+    with pytest.raises(CredentialError):  # not for the recommended pair
+        ring.open_mailbox(event.backup.credential, CredentialContext.of(doc))
+    # already on the backup pair, or another provider: no backup pair
+    assert (
+        svc._verified_event({**backup_doc, "credential": event.backup.credential.model_dump()}).backup is None
+    )
+    custom = {**doc, "provider_id": "custom"}
+    assert svc._verified_event(custom).backup is None

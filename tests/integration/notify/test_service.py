@@ -35,7 +35,15 @@ pytestmark = pytest.mark.integration
 NOTIFY_TOPICS = [
     t
     for name, t in TOPICS.items()
-    if name.startswith("notify.") or name in ("mail.classified", "mail.classified.dlq", "mailbox.removed")
+    if name.startswith("notify.")
+    or name
+    in (
+        "mail.classified",
+        "mail.classified.dlq",
+        "mailbox.removed",
+        "mailbox.verified",
+        "mailbox.sync_status",
+    )
 ]
 
 

@@ -140,3 +140,18 @@ async def test_the_guard_refuses_an_ip_literal_without_dns() -> None:
 )
 def testgreeting_protocol(line: str | None, protocol: str | None) -> None:
     assert greeting_protocol(line) == protocol
+
+
+def test_only_app_passwords_shown_in_groups_lose_their_inner_spaces() -> None:
+    gmail, qq = get_provider("gmail"), get_provider("qq")
+    # Gmail's 16 letters in 4 groups (spaces, tabs, no-break or ideographic spaces): the spaces go
+    assert normalise_password("abcd efgh ijkl mnop", gmail) == "abcdefghijklmnop"
+    assert normalise_password("abcd\u00a0efgh\u3000ijkl  mnop", gmail) == "abcdefghijklmnop"
+    assert normalise_password("abcd efgh ijkl mnop", qq) == "abcdefghijklmnop"
+    # anything else is sent as typed (ends trimmed): a login password, an authorization code with a space
+    assert normalise_password("correct horse battery", gmail) == "correct horse battery"
+    assert normalise_password("abc defg", qq) == "abc defg"
+    assert normalise_password("Auth Code 2026", get_provider("netease_qiye")) == "Auth Code 2026"
+    assert normalise_password("my login pass", get_provider("netease")) == "my login pass"
+    assert normalise_password("abcd efgh ijkl mnop", get_provider("netease")) == "abcd efgh ijkl mnop"
+    assert normalise_password("a b", None) == "a b"

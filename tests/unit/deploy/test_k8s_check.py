@@ -46,7 +46,7 @@ def _one(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 
 def _rules(objs: list[dict[str, Any]]) -> list[str]:
-    return check.check_rules(objs, base_names={"binding", "sync", "classifier", "notify"})
+    return check.check_rules(objs, base_names={"binding", "sync", "classifier", "notify", "send"})
 
 
 def test_every_combination_renders_and_validates(kustomize: Any) -> None:
@@ -75,13 +75,13 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
         "ServiceMonitor",
     }
     prod_report = reports[-1]
-    # one KafkaTopic per registered topic, four KafkaUsers, the ScaledObject and its TriggerAuthentication, two
+    # one KafkaTopic per registered topic, five KafkaUsers, the ScaledObject and its TriggerAuthentication, two
     # ServiceMonitors
-    assert prod_report.against == {"core": 28, "crd": len(TOPICS) + 8}
+    assert prod_report.against == {"core": 34, "crd": len(TOPICS) + 9}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:
-    for name in ("binding", "sync", "classifier", "notify"):
+    for name in ("binding", "sync", "classifier", "notify", "send"):
         for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "ConfigMap"):
             assert any(o["kind"] == kind and o["metadata"]["name"].startswith(name) for o in prod), (
                 kind,
@@ -102,9 +102,9 @@ def test_credential_keys_reach_only_the_services_that_seal(prod: list[dict[str, 
         for e in c.get("env", [])
         if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "laifaxin-credential-keys"
     }
-    # binding seals mailbox passwords, sync opens them; notify (internet-facing: WeChat callbacks, users' webhook
+    # binding seals mailbox passwords, sync and send open them; notify (internet-facing: WeChat callbacks, users' webhook
     # URLs) seals its own secrets with its own ring; the classifier never sees a secret
-    assert holders == {"binding", "sync"}
+    assert holders == {"binding", "sync", "send"}
 
 
 def test_notify_has_its_own_database_user_and_key_ring(prod: list[dict[str, Any]]) -> None:

@@ -463,3 +463,42 @@ def test_sync_status_fields_fit_the_event() -> None:
     event = MailboxSyncStatus(tenant_id="t1", mailbox_id="mbx-1", **error.sync_status_fields())  # type: ignore[arg-type]
     assert (event.state, event.error_code) == ("throttled", "too_many_connections")
     assert event.fix_zh == error.fix.zh
+
+
+# An expired password / authorization code (RFC 5530 §3 EXPIRED; "Password expired" replies; NetEase Enterprise
+# authorization passwords have an expiry date): each exact reply becomes credential_expired, never "wrong password".
+EXPIRED_TEXTS: list[tuple[str | None, str, str]] = [
+    # RFC 5530 §3, the example of the EXPIRED response code
+    (None, "imap", "b NO [EXPIRED] That password isn't valid any more"),
+    # the response code with an AUTHENTICATIONFAILED-style wording after it
+    ("gmail", "imap", "a1 NO [EXPIRED] Authentication failed"),
+    # Dovecot / Exchange-style wording without a response code
+    (None, "imap", "a1 NO [AUTHENTICATIONFAILED] Password expired"),
+    (None, "smtp", "535 5.7.8 Authentication failed: password has expired"),
+    # NetEase Enterprise: the authorization password is past its expiration date (help page: 授权密码有效期)
+    ("netease_qiye", "imap", "a1 NO 客户端授权密码已过期"),
+    ("netease_qiye", "smtp", "535 授权码已过期"),
+]
+
+
+@pytest.mark.parametrize(("provider_id", "protocol", "text"), EXPIRED_TEXTS)
+def test_expired_credentials_are_credential_expired(
+    provider_id: str | None, protocol: str, text: str
+) -> None:
+    error = explain(protocol, text, provider_id)  # type: ignore[arg-type]
+    assert error.code is ErrorCode.CREDENTIAL_EXPIRED
+    assert error.sync_state == "auth_failed"
+    assert not error.retryable
+    # the help pages' fix: generate a new authorization password, update it in Laifaxin (EN and ZH)
+    assert "Generate a new authorization password" in error.fix.en
+    assert "update it in Laifaxin" in error.fix.en
+    assert "生成新的授权密码" in error.fix.zh and "来发信" in error.fix.zh
+    # the help pages' "repeated password prompts" symptom is named in the message
+    assert "repeated password prompts" in error.message.en
+    assert "反复提示输入密码" in error.message.zh
+
+
+def test_authenticationfailed_without_expiry_stays_auth_failed() -> None:
+    assert explain("imap", "a1 NO [AUTHENTICATIONFAILED] Invalid credentials").code is E.AUTH_FAILED
+    # an expired account (not its password) is still account_disabled
+    assert explain("imap", "ERR.LOGIN.USEREXP", "netease_qiye").code is E.ACCOUNT_DISABLED

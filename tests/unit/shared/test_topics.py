@@ -15,6 +15,8 @@ EXPECTED = {
     "mail.classified",
     "mail.sent",
     "contact.status",
+    "mail.send",
+    "mail.send_failed",
 }
 
 

@@ -12,6 +12,13 @@
   when stdin is not a terminal, from its first line; never from the command line. Without ``--provider`` and
   servers, the API detects them (catalog, MX, autoconfig, SRV); ``servers_need_confirmation`` and
   ``servers_required`` answers say which ``--imap``/``--smtp`` to add.
+- ``mailbox edit ID [--password] [--expires DATE|none] [--interval S] [--nickname N] [--sync on|off]
+  [--imap ...] [--smtp ...] [--email E] [--provider ID]``: what ``PATCH /v1/mailboxes/{id}`` can change, with
+  the same verification (the API re-verifies when a login setting changes and changes nothing if that fails).
+  ``--password`` asks for the new password (prompt without echo, or the first line of stdin); it is never taken
+  from the command line. ``--expires`` is the authorization code's expiry date (``YYYY-MM-DD``, midnight
+  UTC+8 as NetEase shows it, or an ISO 8601 date-time with its offset). ``--interval`` and ``--sync`` keep the
+  mailbox's other sync settings (read first with ``GET``).
 - ``mailbox list`` / ``mailbox verify ID`` / ``mailbox remove ID``: the API's list, re-verify and delete.
 - ``mailbox token --tenant T --user U [--ttl S] [--admin]``: mint a binding token with ``BINDING_JWT_SECRET``
   and ``BINDING_JWT_AUDIENCE`` (local use; the lifetime at most ``BINDING_JWT_MAX_LIFETIME_SECONDS``).
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import getpass
 import json
 import os
@@ -167,6 +175,62 @@ def _mailbox_add(args: argparse.Namespace) -> int:
     return _call(args, "POST", "/v1/mailboxes", json=body)
 
 
+CHINA = datetime.timezone(datetime.timedelta(hours=8))
+
+
+def _expiry(text: str) -> datetime.datetime:
+    """``YYYY-MM-DD`` (midnight in UTC+8, the time zone NetEase shows the date in) or an ISO 8601 date-time with
+    an offset -> an aware datetime."""
+    try:
+        if len(text) == 10:
+            return datetime.datetime.combine(datetime.date.fromisoformat(text), datetime.time(), CHINA)
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected YYYY-MM-DD or an ISO 8601 date-time, got {text!r}"
+        ) from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the date-time's offset (e.g. +08:00), got {text!r}")
+    return value
+
+
+def _mailbox_edit(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    if args.email:
+        body["email"] = args.email
+    if args.provider:
+        body["provider_id"] = args.provider
+    if args.imap:
+        body["imap"] = args.imap
+    if args.smtp:
+        body["smtp"] = args.smtp
+    if args.nickname is not None:
+        body["nickname"] = args.nickname
+    if args.expires is not None:
+        body["credential_expires_at"] = args.expires.isoformat()
+    try:
+        with _api(args) as client:
+            if args.interval is not None or args.sync is not None:
+                current = client.get(f"/v1/mailboxes/{args.mailbox_id}")
+                if not current.is_success:
+                    return _answer(current)
+                sync = dict(current.json()["sync"])
+                if args.interval is not None:
+                    sync["interval_seconds"] = args.interval
+                if args.sync is not None:
+                    sync["enabled"] = args.sync == "on"
+                body["sync"] = sync
+            if args.password:
+                body["password"] = _read_password(args.email or args.mailbox_id)
+            if not body:
+                sys.stderr.write("laifaxin-mail: nothing to change (see mailbox edit --help)\n")
+                return 2
+            return _answer(client.patch(f"/v1/mailboxes/{args.mailbox_id}", json=body))
+    except httpx.TransportError as exc:
+        sys.stderr.write(f"laifaxin-mail: cannot reach the binding API at {args.api}: {type(exc).__name__}\n")
+        return 3
+
+
 def _mailbox_list(args: argparse.Namespace) -> int:
     return _call(args, "GET", "/v1/mailboxes")
 
@@ -219,6 +283,29 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     add.add_argument("--nickname", default="")
     add.add_argument("--interval", type=int, help="sync interval in seconds (minimum 180, default 300)")
     add.set_defaults(handler=_mailbox_add)
+
+    edit = sub.add_parser(
+        "edit", help="change a mailbox's password, expiry date, interval, nickname, sync on/off or servers"
+    )
+    edit.add_argument("mailbox_id")
+    edit.add_argument(
+        "--password",
+        action="store_true",
+        help="ask for the new password / authorization code (prompt or stdin; never on the command line)",
+    )
+    edit.add_argument(
+        "--expires",
+        type=_expiry,
+        help="the authorization code's expiry date: YYYY-MM-DD (UTC+8) or an ISO 8601 date-time with offset",
+    )
+    edit.add_argument("--interval", type=int, help="sync interval in seconds (minimum 180)")
+    edit.add_argument("--nickname")
+    edit.add_argument("--sync", choices=["on", "off"], help="turn syncing on or off")
+    edit.add_argument("--imap", type=_server, help="HOST:PORT[:ssl|starttls] (re-verifies; needs --password)")
+    edit.add_argument("--smtp", type=_server, help="HOST:PORT[:ssl|starttls] (re-verifies; needs --password)")
+    edit.add_argument("--email", help="a new address (re-verifies)")
+    edit.add_argument("--provider", help="catalog id (re-verifies)")
+    edit.set_defaults(handler=_mailbox_edit)
 
     sub.add_parser("list", help="list bound mailboxes with status").set_defaults(handler=_mailbox_list)
     verify = sub.add_parser("verify", help="re-verify a mailbox's stored settings")

@@ -62,7 +62,8 @@ class MailboxCreate(_In):
         examples=["sales@163.com"],
     )
     password: SecretStr = Field(
-        description="App password / authorization code (whitespace in app passwords is stripped).",
+        description="App password / authorization code / login password, as typed (its ends are trimmed; inner spaces "
+        "are removed only from an app password shown in groups, such as Gmail's 4 groups of 4 letters).",
     )
     nickname: str = Field(default="", max_length=128, examples=["Sales 163"])
     provider_id: str | None = Field(
@@ -149,6 +150,21 @@ class LastError(BaseModel):
     at: datetime | None = None
 
 
+class SendingOut(BaseModel):
+    """Sending through the mailbox, as the send service last reported it (beside the sync state)."""
+
+    status: str = Field(
+        description="normal, or the code: sending_paused (the bounce-rate guard holds campaigns back; replies "
+        "still go), auth_failed (the SMTP server refused the password)...",
+        examples=["normal", "sending_paused"],
+    )
+    message: str = ""
+    fix: str = ""
+    message_zh: str = ""
+    fix_zh: str = ""
+    at: datetime | None = None
+
+
 class MailboxOut(BaseModel):
     """A bound mailbox as the API shows it. ``status`` is ``normal`` or the taxonomy code of the failure."""
 
@@ -167,6 +183,9 @@ class MailboxOut(BaseModel):
         default=None, description="While state is syncing: how far the catch-up has come; None otherwise."
     )
     last_error: LastError | None = None
+    sending: SendingOut | None = Field(
+        default=None, description="Sending status from the send service; None until it reports one."
+    )
     credential_expires_at: datetime | None = None
     credential_expiring: bool = Field(
         default=False, description="The authorization password lapses within the warning window (or has)."

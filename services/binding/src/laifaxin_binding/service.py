@@ -49,6 +49,7 @@ from laifaxin_binding.models import (
     MailboxList,
     MailboxOut,
     MailboxPatch,
+    SendingOut,
     ServerIn,
     ServerOut,
     SyncIn,
@@ -60,6 +61,7 @@ from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequ
 from laifaxin_shared.auth import Principal
 from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import (
+    BackupServers,
     EncryptedCredential,
     Envelope,
     MailboxRemoved,
@@ -71,9 +73,9 @@ from laifaxin_shared.events import (
 )
 from laifaxin_shared.events.mailbox import MIN_SYNC_INTERVAL_SECONDS
 from laifaxin_shared.logging import get_logger
-from laifaxin_shared.providers.catalog import get_provider, provider_for_domain, split_email
+from laifaxin_shared.providers.catalog import find_provider, get_provider, provider_for_domain, split_email
 from laifaxin_shared.providers.errors import ErrorCode, MailError, MailServerError, make_error, refuse_pop3
-from laifaxin_shared.providers.models import AuthMethod, Catalog, Provider, Security
+from laifaxin_shared.providers.models import AuthMethod, Catalog, Provider, QuirkCode, Security
 
 log = get_logger(__name__)
 
@@ -422,6 +424,8 @@ class MailboxService:
         state -> its taxonomy code (``error_code``, else the state), and ``last_error`` gets the event's texts.
         A ``syncing`` event's ``progress_*`` counts are kept as ``progress`` until the next status clears them.
         """
+        if event.source == "send":
+            return await self._apply_sending_status(event)
         fields: dict[str, Any] = {"state": event.state}
         if event.state in ("ok", "syncing", "uidvalidity_reset"):
             fields["status"] = NORMAL
@@ -456,6 +460,29 @@ class MailboxService:
             mailbox_id=event.mailbox_id,
             state=event.state,
             error_code=event.error_code,
+        )
+        return changed
+
+    async def _apply_sending_status(self, event: MailboxSyncStatus) -> bool:
+        """A status from the send service (``source`` send): kept under ``sending`` beside the sync state, which
+        it never replaces. ``ok`` -> ``normal``; otherwise the code (``sending_paused`` while the bounce-rate
+        guard holds campaigns back, ``auth_failed`` when the SMTP server refuses the password)."""
+        code = "normal" if event.state == "ok" else (event.error_code or event.state)
+        sending = {
+            "status": code,
+            "message": event.message,
+            "fix": event.fix,
+            "message_zh": event.message_zh,
+            "fix_zh": event.fix_zh,
+            "at": event.occurred_at,
+        }
+        changed = await self.store.set_sending_if_newer(
+            event.tenant_id, event.mailbox_id, event.occurred_at, sending
+        )
+        log.info(
+            "sending status applied" if changed else "sending status ignored (unknown mailbox or stale)",
+            mailbox_id=event.mailbox_id,
+            status=code,
         )
         return changed
 
@@ -591,7 +618,39 @@ class MailboxService:
             sync=SyncSettings.model_validate(doc["sync"]),
             credential_expires_at=doc.get("credential_expires_at"),
             is_system=bool(doc.get("is_system", False)),
+            backup=self._backup_pair(doc),
         )
+
+    def _backup_pair(self, doc: dict[str, Any]) -> BackupServers | None:
+        """The catalog's backup pair with the password sealed for it, when the provider publishes one (quirk
+        ``backup_servers``: NetEase Enterprise's imap/smtp.qiye.163.com behind the recommended hwhz pair) and the
+        mailbox uses the recommended pair; sync moves to it when the recommended pair answers
+        ``ERR.LOGIN.DOMAINNOTEXIST`` or cannot be reached (product page 204: "switch to backup if connection
+        fails"). None otherwise, or when the stored password does not open (logged; the event goes out
+        without it)."""
+        provider = find_provider(doc.get("provider_id"))
+        if provider is None or not provider.has_quirk(QuirkCode.BACKUP_SERVERS):
+            return None
+        imap_s, smtp_s = provider.settings("imap"), provider.settings("smtp")
+        if not imap_s.backups or not smtp_s.backups:
+            return None
+        if (doc["imap"]["host"], int(doc["imap"]["port"])) != (imap_s.host, imap_s.port) or (
+            doc["smtp"]["host"],
+            int(doc["smtp"]["port"]),
+        ) != (smtp_s.host, smtp_s.port):
+            return None
+        imap_b, smtp_b = imap_s.backups[0], smtp_s.backups[0]
+        imap = ServerEndpoint(host=imap_b.host, port=imap_b.port, security=imap_b.security.value)
+        smtp = ServerEndpoint(host=smtp_b.host, port=smtp_b.port, security=smtp_b.security.value)
+        try:
+            password = self._open(doc)
+        except CredentialError as exc:
+            log.error(
+                "backup pair not sealed: credential does not open", mailbox_id=doc["_id"], error=str(exc)
+            )
+            return None
+        context = CredentialContext.of({**doc, "imap": imap.model_dump(), "smtp": smtp.model_dump()})
+        return BackupServers(imap=imap, smtp=smtp, credential=self.keyring.seal_mailbox(password, context))
 
     def view(self, doc: dict[str, Any]) -> MailboxOut:
         """The API view of a stored document (no credential)."""
@@ -611,6 +670,7 @@ class MailboxService:
             last_synced_at=doc.get("last_synced_at"),
             progress=SyncProgress.model_validate(progress) if (progress := doc.get("progress")) else None,
             last_error=LastError.model_validate(last_error) if last_error else None,
+            sending=SendingOut.model_validate(sending) if (sending := doc.get("sending")) else None,
             credential_expires_at=expires,
             credential_expiring=bool(expires and expires - now_utc() <= self.limits.expiry_warning),
             verified_at=doc.get("verified_at"),

@@ -125,6 +125,20 @@ class MailboxStore:
         )
         return result.modified_count == 1
 
+    async def set_sending_if_newer(
+        self, tenant_id: str, mailbox_id: str, at: datetime, sending: dict[str, Any]
+    ) -> bool:
+        """Record the send service's status of a mailbox unless a newer one was recorded; True when changed."""
+        result = await self.collection.update_one(
+            {
+                "_id": mailbox_id,
+                "tenant_id": tenant_id,
+                "$or": [{"sending.at": {"$lte": at}}, {"sending": None}],
+            },
+            {"$set": {"sending": sending}},
+        )
+        return result.modified_count == 1
+
 
 class AttemptLog:
     """Verification attempts, for the per-address and per-tenant rate limits.

@@ -22,7 +22,8 @@ What one verification does (issue 3 "Verification"; providers.md §5.3-§5.5):
   then the local part), only after ``auth_failed``.
 - The catalog's backup servers are tried in order when the preferred one says so (NetEase Enterprise
   ``ERR.LOGIN.DOMAINNOTEXIST``) or cannot be reached (refused, timeout, DNS).
-- App passwords are stripped of whitespace (Gmail shows them in groups of four; freescout#5401).
+- App passwords shown in groups (Gmail's 16 letters in 4 groups; freescout#5401) lose their inner spaces; any
+  other password, a login password or an authorization code, keeps them (only its ends are trimmed).
 - A per-host semaphore bounds simultaneous connections to one server (Dovecot allows about 10 per user and
   IP, Gmail 15 per account), so 100 verifications at once never open 100 connections to one host.
 
@@ -72,7 +73,7 @@ from laifaxin_shared.providers.errors import (
     redact,
     refuse_pop3,
 )
-from laifaxin_shared.providers.models import PasswordType, Protocol, Provider, QuirkCode, Security, Text
+from laifaxin_shared.providers.models import Protocol, Provider, QuirkCode, Security, Text
 
 log = get_logger(__name__)
 
@@ -199,20 +200,28 @@ class VerifyRequest:
         )
 
 
-def normalise_password(password: str, provider: Provider | None) -> str:
-    """Trim surrounding whitespace; remove all whitespace from app passwords / authorization codes.
+GROUPED_APP_PASSWORD = re.compile(r"[A-Za-z0-9]{4}(?:[ \t\u00a0\u3000]+[A-Za-z0-9]{4}){3}")
+"""An app password as the provider displays it: 16 letters in 4 groups of 4 (Gmail's ``abcd efgh ijkl mnop``)."""
 
-    Whitespace inside is removed when the catalog says the provider uses app passwords (or carries the
-    ``strip_password_whitespace`` quirk): Gmail shows ``abcd efgh ijkl mnop`` and a pasted code with its
-    spaces fails on IMAP (freescout#5401); QQ codes likewise (mailcore2#1332). A login password may contain
-    inner spaces, so for other providers only the ends are trimmed.
+
+def normalise_password(password: str, provider: Provider | None) -> str:
+    """Trim surrounding whitespace; remove the inner spaces only of an app password shown in groups.
+
+    Inner whitespace goes only when both hold: the catalog says the provider displays its app password in groups
+    (quirk ``strip_password_whitespace``: Gmail's 16 letters in 4 groups of 4 — the spaces are not part of it,
+    and a pasted password with them fails on IMAP, freescout#5401; QQ's 16-letter code likewise, mailcore2#1332)
+    and the typed text has that shape (:data:`GROUPED_APP_PASSWORD`). A login password or an authorization code
+    with a space in it is sent as typed: spaces are legal in passwords, and removing them made a correct
+    password fail.
     """
-    if provider is not None and (
-        provider.password.type is PasswordType.APP_PASSWORD
-        or provider.has_quirk(QuirkCode.STRIP_PASSWORD_WHITESPACE)
+    trimmed = password.strip()
+    if (
+        provider is not None
+        and provider.has_quirk(QuirkCode.STRIP_PASSWORD_WHITESPACE)
+        and GROUPED_APP_PASSWORD.fullmatch(trimmed)
     ):
-        return "".join(password.split())
-    return password.strip()
+        return "".join(trimmed.split())
+    return trimmed
 
 
 def pop3_server_error(endpoint: Endpoint, provider: Provider | None = None) -> MailError | None:

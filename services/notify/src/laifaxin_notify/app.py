@@ -42,6 +42,7 @@ from .channels.webpush import WebPushSender, load_vapid
 from .channels.wechat import WeChatApiError, WeChatHttpError, WeChatSender
 from .consumer import KafkaQueue, register
 from .egress import EgressGuard, EgressRefused
+from .health import HealthLimits, MailboxHealth
 from .models import Channel, Preferences
 from .pipeline import Limits, MemoryCounter, MemoryQueue, Notifier, StoreCounter, TaskQueue
 from .settings import NotifySettings
@@ -130,6 +131,7 @@ class Runtime:
     broker: KafkaBroker | None = None
     mongo: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+    health: MailboxHealth | None = None
 
     @property
     def webpush(self) -> WebPushSender:
@@ -155,6 +157,31 @@ def make_notifier(
         concurrency=settings.send_concurrency,
         counter=StoreCounter(store) if settings.shared_counters else MemoryCounter(),
     )
+
+
+def make_health(settings: NotifySettings, notifier: Notifier) -> MailboxHealth:
+    """A :class:`~.health.MailboxHealth` configured from settings."""
+    return MailboxHealth(
+        notifier,
+        limits=HealthLimits(
+            settings.health_unreachable_after_s,
+            tuple(settings.health_expiry_warn_days),
+            settings.health_max_status_age_s,
+        ),
+    )
+
+
+async def _health_ticks(runtime: Runtime) -> None:
+    """Run :meth:`MailboxHealth.tick` every ``health_check_interval_s`` (a failure is logged, the loop goes on)."""
+    while True:
+        try:
+            if runtime.health is not None:
+                await runtime.health.tick()
+        except PyMongoError as exc:
+            log.warning("mailbox health check failed", error=type(exc).__name__)
+        except Exception:
+            log.exception("mailbox health check failed")
+        await asyncio.sleep(runtime.settings.health_check_interval_s)
 
 
 # request / response bodies ---------------------------------------------------------------------------------
@@ -292,13 +319,18 @@ def create_app(
             queue = KafkaQueue(broker, settings.topic_prefix)
         notifier = make_notifier(settings, store, chans, queue)
         runtime = Runtime(settings, store, chans, notifier, broker, mongo)
+        runtime.health = make_health(settings, notifier)
         app.state.runtime = runtime
+        ticker: asyncio.Task[None] | None = None
         if broker is not None:
-            register(broker, settings, lambda: runtime.notifier)
+            register(broker, settings, lambda: runtime.notifier, lambda: runtime.health)
             await broker.start()
+            ticker = asyncio.create_task(_health_ticks(runtime), name="mailbox-health")
         try:
             yield
         finally:
+            if ticker is not None:
+                ticker.cancel()
             if broker is not None:
                 await broker.stop()
             await asyncio.gather(*(s.aclose() for s in chans.values()))

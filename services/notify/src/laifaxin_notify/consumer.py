@@ -9,7 +9,9 @@ handler returns; an exception seeks back so the records are redelivered):
   batch is whatever the consumer has fetched (no waiting to fill it); an idle poll waits ``batch_timeout_ms``
   and the broker holds an empty fetch at most ``fetch_max_wait_ms`` (FastStream's 200 ms and Kafka's 500 ms
   defaults put up to ~0.5 s between publish and handling).
-- ``mailbox.removed``: drop state for the mailbox.
+- ``mailbox.removed``: drop state for the mailbox (deliveries and mailbox health).
+- ``mailbox.verified`` and ``mailbox.sync_status`` (group ``notify-health``): mailbox health alerts
+  (:mod:`.health`): owner, address and authorization-code expiry; incidents opened and closed by sync states.
 - ``notify.retry.<n>`` and ``notify.deferred``: tasks with ``x-due-at``; the handler waits until due (at most
   ``max_wait_in_handler_s`` per record, re-queueing when still not due, so the consumer keeps polling well
   within ``max.poll.interval.ms``) and then delivers.
@@ -25,11 +27,12 @@ from typing import Any
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 
-from laifaxin_shared.events import MailboxRemoved, MailClassified
+from laifaxin_shared.events import MailboxRemoved, MailboxSyncStatus, MailboxVerified, MailClassified
 from laifaxin_shared.kafka import describe_validation_error, publish_dead_letter, subscriber_options
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.topics import NOTIFY_RETRY_LEVELS
 
+from .health import MailboxHealth
 from .models import DeliveryTask
 from .pipeline import DEFERRED_TOPIC, RETRY_TOPIC, Notifier, task_headers
 from .settings import NotifySettings
@@ -53,8 +56,14 @@ class KafkaQueue:
         )
 
 
-def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[], Notifier]) -> None:
-    """Attach notify's subscribers to ``broker``; ``notifier()`` returns the running :class:`Notifier`."""
+def register(
+    broker: KafkaBroker,
+    settings: NotifySettings,
+    notifier: Callable[[], Notifier],
+    health: Callable[[], MailboxHealth | None] | None = None,
+) -> None:
+    """Attach notify's subscribers to ``broker``; ``notifier()`` returns the running :class:`Notifier`,
+    ``health()`` the running :class:`~.health.MailboxHealth` (None: no mailbox health subscribers)."""
     prefix = settings.topic_prefix
     group = settings.consumer_group
 
@@ -87,7 +96,27 @@ def register(broker: KafkaBroker, settings: NotifySettings, notifier: Callable[[
     async def on_removed(event: MailboxRemoved) -> None:
         """Drop notify's state for a removed mailbox."""
         cancelled = await notifier().handle_removed(event)
+        h = health() if health is not None else None
+        if h is not None:
+            await h.handle_removed(event)
         log.info("mailbox removed", mailbox_id=event.mailbox_id, cancelled=cancelled)
+
+    if health is not None:
+        get_health = health
+
+        @broker.subscriber(prefix + "mailbox.verified", **subscriber_options(f"{group}-health"))
+        async def on_verified(event: MailboxVerified) -> None:
+            """Owner, address and expiry date of a mailbox (a new expiry date restarts its schedule)."""
+            h = get_health()
+            if h is not None:
+                await h.handle_verified(event)
+
+        @broker.subscriber(prefix + "mailbox.sync_status", **subscriber_options(f"{group}-health-status"))
+        async def on_sync_status(event: MailboxSyncStatus) -> None:
+            """Open or close a mailbox health incident."""
+            h = get_health()
+            if h is not None:
+                await h.handle_status(event)
 
     def delay_handler(topic: str) -> Callable[[KafkaMessage], Any]:
         async def on_task(msg: KafkaMessage) -> None:

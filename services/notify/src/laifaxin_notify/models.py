@@ -87,6 +87,15 @@ class Preferences(BaseModel):
     digest: bool = Field(
         default=True, strict=True, description="Fold bursts into one summary instead of many alerts."
     )
+    mailbox_health: bool = Field(
+        default=True,
+        strict=True,
+        description="Alerts about the mailbox itself (it stopped syncing, sending paused, the authorization code "
+        "expires, it works again): a category of its own, independent of the mail categories.",
+    )
+    language: Literal["zh", "en"] = Field(
+        default="zh", description="Language of mailbox-health alerts (message and fix).", examples=["zh"]
+    )
 
 
 class AlertContent(BaseModel):

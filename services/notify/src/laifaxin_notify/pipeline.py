@@ -486,6 +486,52 @@ class Notifier:
                 return level
         return len(self.retry_delays_s) - 1
 
+    # alerts about a mailbox itself (health.py) ------------------------------------------------------------
+    async def alert_user(
+        self,
+        tenant_id: str,
+        user_id: str,
+        event_id: str,
+        mailbox_id: str,
+        contents: Mapping[str, AlertContent],
+    ) -> list[str]:
+        """Send one alert that is not about a mail (category ``mailbox_health``) to every active binding of the
+        user's chosen channels, in the user's language (``contents`` keyed ``en`` / ``zh``).
+
+        Same dedupe (the key is derived from ``event_id``, so a repeated call sends nothing) and quiet hours
+        (defer or drop) as mail alerts; never digested or rate-limited. Returns one result per delivery
+        (``sent``/``retry``/``failed``/``skipped``/``duplicate``/``deferred``/``dropped``), empty when the user
+        turned ``mailbox_health`` off or has no binding.
+        """
+        prefs = await self.store.get_preferences(tenant_id, user_id)
+        if not prefs.mailbox_health or not prefs.channels:
+            return []
+        content = contents.get(prefs.language) or next(iter(contents.values()))
+        channels = [c for c in prefs.channels if c in self.senders]
+        bindings = await self.store.list_bindings(tenant_id, user_id, channels, active_only=True)
+        tasks = [
+            (
+                DeliveryTask(
+                    dedupe_key=dedupe_key(event_id, user_id, b.channel, b.target_id),
+                    tenant_id=tenant_id,
+                    user_id=user_id,
+                    channel=b.channel,
+                    target_id=b.target_id,
+                    event_id=event_id,
+                    mailbox_id=mailbox_id,
+                    content=content,
+                ),
+                b,
+            )
+            for b in bindings
+        ]
+        quiet_end = quiet_until(self.clock(), prefs.quiet_hours)
+        if quiet_end is not None and prefs.quiet_hours is not None:
+            if prefs.quiet_hours.action == "drop":
+                return [await self._record(t, "skipped", "quiet hours: dropped") for t, _ in tasks]
+            return [await self._defer(t, quiet_end) for t, _ in tasks]
+        return list(await asyncio.gather(*(self.deliver(t, b) for t, b in tasks)))
+
     # mailbox.removed ---------------------------------------------------------------------------------------
     async def handle_removed(self, event: MailboxRemoved) -> int:
         """Drop notify's state for the mailbox; returns how many waiting deliveries were cancelled."""

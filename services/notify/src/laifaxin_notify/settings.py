@@ -131,6 +131,26 @@ class NotifySettings(ServiceSettings):
         "and one read per batch) instead of per worker in memory.",
     )
 
+    health_unreachable_after_s: float = Field(
+        default=1800.0,
+        description="A mailbox unreachable (timeouts, refused connections, DNS, server unavailable) for longer "
+        "than this many seconds alerts its owner (category mailbox_health); shorter outages do not.",
+    )
+    health_max_status_age_s: float = Field(
+        default=86400.0,
+        description="A mailbox.sync_status failure older than this many seconds (a replay of the topic's history, "
+        "e.g. when notify first starts) opens its incident without an alert, and its recovery is not announced.",
+    )
+    health_check_interval_s: float = Field(
+        default=300.0,
+        description="How often notify checks authorization-code expiry dates (14 days, 3 days, expired) and "
+        "unreachable mailboxes, seconds.",
+    )
+    health_expiry_warn_days: list[int] = Field(
+        default_factory=lambda: [14, 3],
+        description="Days before the authorization code's expiry date at which the owner is warned (once each).",
+    )
+
     wechat_api_base: str = Field(default="https://api.weixin.qq.com", description="WeChat API base URL.")
     wechat_appid: str = Field(default="", description="Official Account AppID; empty disables WeChat.")
     wechat_secret: SecretStr = Field(default=SecretStr(""), description="Official Account AppSecret.")

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ssl
 import time
 from collections.abc import Callable
@@ -73,6 +74,7 @@ from laifaxin_shared.providers.errors import (
     explain_exception,
     make_error,
 )
+from laifaxin_shared.providers.models import Text
 from laifaxin_sync.backoff import Backoff, Kind
 from laifaxin_sync.folder_sync import (
     Folder,
@@ -205,6 +207,7 @@ class MailboxLoop:
         self._user_folders_counted = 0  # this loop's part of the sync_user_folders gauge
         self._left_out_logged: tuple[str, ...] = ()
         self._established = False  # the current connection finished its first sync pass
+        self._backup_since: float | None = None  # monotonic time the backup pair was taken; None: recommended
         if lease is not None:
             self._hold(lease)
             self._known_cursors = cursors
@@ -342,6 +345,10 @@ class MailboxLoop:
             return None
         except Stopping:
             return None
+        except _BackToRecommended:
+            log.info("trying the recommended servers again", mailbox_id=self.mailbox_id)
+            self._backup_since = None
+            return 0.0
         except LeaseLost:
             # Another worker holds the mailbox now (rebalance, or this worker paused past its heartbeat): stop
             # here without releasing; the supervisor restarts the loop, which waits for the lease.
@@ -390,21 +397,26 @@ class MailboxLoop:
             self._connection_ended(connected_at)
             return self.backoff.next_delay("error")
         except Exception as exc:  # noqa: BLE001  # any failure of one mailbox is classified, reported and backed off
+            imap = self._servers_config()["imap"]
             if isinstance(exc, ImapCommandError):
                 error = explain("imap", exc.text, self.config.get("provider_id"), secrets=[password])
             else:
                 error = explain_exception(
                     exc,
                     "imap",
-                    host=self.config["imap"]["host"],
-                    port=self.config["imap"]["port"],
-                    security=self.config["imap"]["security"],
+                    host=imap["host"],
+                    port=imap["port"],
+                    security=imap["security"],
                     provider_id=self.config.get("provider_id"),
                     secrets=[password],
                 )
             self._connection_ended(connected_at)  # before the check: a stable connection resets the failures
             if self._closed_by_server(exc, error):
                 return self._reconnect_quietly(error)
+            reported = self._failover(error)
+            if reported is None:
+                return 0.0  # straight to the backup pair
+            error = reported
             kind: Kind
             if error.sync_state == "auth_failed" or (
                 not error.retryable and error.code is not ErrorCode.UNKNOWN
@@ -484,8 +496,9 @@ class MailboxLoop:
             CredentialError: the envelope does not open for these settings (or v1 is refused); KeyError: the
                 config lacks a field.
         """
-        envelope = EncryptedCredential.model_validate(self.config["credential"])
-        context = CredentialContext.of(self.config, mailbox_id=self.mailbox_id)
+        config = self._servers_config()
+        envelope = EncryptedCredential.model_validate(config["credential"])
+        context = CredentialContext.of(config, mailbox_id=self.mailbox_id)
         return self.ctx.keyring.open_mailbox(envelope, context)
 
     async def report(
@@ -507,7 +520,10 @@ class MailboxLoop:
         Raises:
             aiokafka.errors.KafkaError, pymongo.errors.PyMongoError: the event or the state was not written.
         """
-        current = {"state": state, "error_code": error.code.value if error else None}
+        current: dict[str, Any] = {"state": state, "error_code": error.code.value if error else None}
+        pair = "backup" if self._backup_since is not None and self.config.get("backup") else None
+        if pair is not None or (self._last_status or {}).get("servers") is not None:
+            current["servers"] = pair  # a change of server pair is reported, even with the same state
         now = utc_now()
         if (
             not force
@@ -518,6 +534,11 @@ class MailboxLoop:
             return
         fields: dict[str, Any] = error.sync_status_fields() if error else {"state": state}
         fields["state"] = state
+        if pair is not None and error is None:
+            backup = self.config["backup"]
+            hosts = f"{backup['imap']['host']} / {backup['smtp']['host']}"
+            fields["message"] = f"Using the backup servers {hosts}: the recommended servers did not answer."
+            fields["message_zh"] = f"正在使用备用服务器 {hosts}：推荐服务器无法使用。"
         event = MailboxSyncStatus(
             tenant_id=self.config["tenant_id"],
             mailbox_id=self.mailbox_id,
@@ -594,8 +615,52 @@ class MailboxLoop:
 
     # ------------------------------------------------------------------------------------------ session
 
+    # ------------------------------------------------------------------------------------------ backup pair
+
+    def _servers_config(self) -> dict[str, Any]:
+        """The config with the server pair in use: the recommended ``imap``/``smtp``/``credential``, or the
+        provider's backup pair (``backup``, see :class:`~laifaxin_shared.events.mailbox.BackupServers`)."""
+        backup = self.config.get("backup")
+        if self._backup_since is None or not backup:
+            return self.config
+        return {
+            **self.config,
+            "imap": backup["imap"],
+            "smtp": backup["smtp"],
+            "credential": backup["credential"],
+        }
+
+    def _failover(self, error: MailError) -> MailError | None:
+        """Decide what a failure of the pair in use means. Returns None when sync moves to the backup pair at
+        once (the recommended pair answered ``backup_server_needed`` or could not be reached, and the mailbox has
+        a backup pair): nothing is reported. Otherwise the error to report; when the backup pair failed the
+        same way, its fix no longer says to switch to the backup servers, and the next attempt starts again at
+        the recommended pair."""
+        switchable = error.code is ErrorCode.BACKUP_SERVER_NEEDED or error.sync_state == "unreachable"
+        if not switchable or not self.config.get("backup"):
+            return error
+        if self._backup_since is None:
+            self._backup_since = time.monotonic()
+            log.warning(
+                "recommended servers failed; using the backup servers",
+                mailbox_id=self.mailbox_id,
+                code=error.code.value,
+                backup_imap=self.config["backup"]["imap"]["host"],
+            )
+            return None
+        self._backup_since = None
+        return _both_pairs_failed(error)
+
+    def _back_to_recommended_due(self) -> None:
+        """Raise :class:`_BackToRecommended` when the backup pair has been used for ``backup_return_seconds``."""
+        if (
+            self._backup_since is not None
+            and time.monotonic() - self._backup_since >= self.ctx.settings.backup_return_seconds
+        ):
+            raise _BackToRecommended
+
     async def _session(self, password: str, on_connected: Callable[[], None]) -> None:
-        imap = self.config["imap"]
+        imap = self._servers_config()["imap"]
         s = self.ctx.settings
         self._slot = await self.ctx.start_gate.acquire(self._stop)
         if self._slot is None:
@@ -733,6 +798,7 @@ class MailboxLoop:
         inbox_due = loop.time()
         while True:
             self.guard()
+            self._back_to_recommended_due()
             now = loop.time()
             mark = exists_notifications(client)
             if notify_on and _wire_names(junk, others) & take_notified_folders(client):
@@ -936,3 +1002,28 @@ def _abort(client: aioimaplib.IMAP4) -> None:
     transport = client.protocol.transport if client.protocol is not None else None
     if transport is not None:
         transport.close()
+
+
+class _BackToRecommended(Exception):  # a control-flow signal, not an error
+    """The backup pair was used long enough: end the session and connect to the recommended pair again."""
+
+
+BOTH_PAIRS_MESSAGE = Text(
+    en="Neither the recommended nor the backup servers accept this mailbox's domain (ERR.LOGIN.DOMAINNOTEXIST).",
+    zh="推荐服务器和备用服务器都不认识该邮箱的域名（ERR.LOGIN.DOMAINNOTEXIST）。",
+)
+BOTH_PAIRS_FIX = Text(
+    en="Neither the recommended nor the backup servers accept this mailbox: check that the domain has a NetEase "
+    "enterprise mailbox and that its servers are reachable from here (or ask the mail admin); Laifaxin keeps "
+    "retrying both.",
+    zh="推荐服务器和备用服务器都无法使用：请确认该域名已开通网易企业邮箱、服务器可以访问（或联系邮箱管理员）；"
+    "来发信会继续重试两组服务器。",
+)
+
+
+def _both_pairs_failed(error: MailError) -> MailError:
+    """``error`` as reported when the backup pair failed too: a ``backup_server_needed`` fix would send the user
+    to the servers that just failed, so it is replaced."""
+    if error.code is ErrorCode.BACKUP_SERVER_NEEDED:
+        return dataclasses.replace(error, message=BOTH_PAIRS_MESSAGE, fix=BOTH_PAIRS_FIX, backup_servers=())
+    return error

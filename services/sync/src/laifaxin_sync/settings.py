@@ -238,6 +238,13 @@ class SyncSettings(ServiceSettings):
         description="First delay after a throttling reply (too many connections, rate limit).",
     )
     throttle_max_seconds: float = Field(default=1800.0, gt=0, description="Longest delay after throttling.")
+    backup_return_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="After moving a mailbox to its provider's backup servers (NetEase Enterprise: the recommended "
+        "hwhz pair answered ERR.LOGIN.DOMAINNOTEXIST or could not be reached), try the recommended pair again "
+        "after this many seconds.",
+    )
     auth_retry_seconds: float = Field(
         default=6 * 3600.0,
         gt=0,

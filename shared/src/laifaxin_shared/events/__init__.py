@@ -13,14 +13,25 @@ from .mail import (
     MessageRef,
     ReplyMatch,
 )
-from .mailbox import MailboxRemoved, MailboxSyncStatus, MailboxUpdated, MailboxVerified, SyncSettings
+from .mailbox import (
+    BackupServers,
+    MailboxRemoved,
+    MailboxSyncStatus,
+    MailboxUpdated,
+    MailboxVerified,
+    SyncSettings,
+)
+from .send import Attachment, CommandKind, SendCommand, SendFailed, SendState, SendStatus
 from .sent import MailSent, SendKind
 
 __all__ = [
+    "Attachment",
     "AttachmentMeta",
+    "BackupServers",
     "BounceInfo",
     "Category",
     "ClassificationFlags",
+    "CommandKind",
     "ContactEvidence",
     "ContactStatus",
     "ContactStatusKind",
@@ -38,7 +49,11 @@ __all__ = [
     "MatchMethod",
     "MessageRef",
     "ReplyMatch",
+    "SendCommand",
+    "SendFailed",
     "SendKind",
+    "SendState",
+    "SendStatus",
     "ServerEndpoint",
     "SyncSettings",
     "contact_event_id",

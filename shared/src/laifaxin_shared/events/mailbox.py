@@ -38,6 +38,20 @@ class SyncSettings(EventModel):
     )
 
 
+class BackupServers(EventModel):
+    """The provider's backup server pair (NetEase Enterprise: ``imap.qiye.163.com`` / ``smtp.qiye.163.com``
+    behind the recommended ``hwhz`` pair), with the password sealed a second time for it.
+
+    Sync moves to it when the recommended servers answer ``ERR.LOGIN.DOMAINNOTEXIST`` or cannot be reached, and
+    goes back after ``SYNC_BACKUP_RETURN_SECONDS``. The envelope's associated data names the backup servers (with
+    the mailbox's logins), so it opens only for them.
+    """
+
+    imap: ServerEndpoint = Field(description="Backup incoming (IMAP) server.")
+    smtp: ServerEndpoint = Field(description="Backup outgoing (SMTP submission) server.")
+    credential: EncryptedCredential = Field(description="The password, sealed for the backup servers.")
+
+
 class MailboxVerified(Envelope):
     """Full mailbox configuration after a successful verify-and-save (topic ``mailbox.verified``).
 
@@ -87,6 +101,12 @@ class MailboxVerified(Envelope):
         default=None,
         description="When the authorization password lapses (NetEase Enterprise), if known.",
         examples=["2027-05-21T00:00:00Z"],
+    )
+    backup: BackupServers | None = Field(
+        default=None,
+        description="The provider's backup server pair, when it has one and the recommended pair is in use "
+        "(NetEase Enterprise); None otherwise. Optional: consumers that ignore it use imap/smtp only.",
+        examples=[None],
     )
 
 
@@ -140,6 +160,14 @@ class MailboxSyncStatus(Envelope):
     """
 
     mailbox_id: MailboxId
+    source: Literal["sync", "send"] = Field(
+        default="sync",
+        description="Who reports: sync (receiving: IMAP state) or send (sending through SMTP: state ok when "
+        "sending works, error with error_code sending_paused while the bounce-rate guard holds campaigns back, "
+        "auth_failed when the SMTP server refuses the password). Consumers keep the two apart: a send status "
+        "never replaces the sync state.",
+        examples=["sync"],
+    )
     state: SyncState = Field(description="New state.", examples=["auth_failed"])
     folder: str | None = Field(default=None, description="Folder concerned, when one.", examples=["INBOX"])
     error_code: str | None = Field(default=None, description="Taxonomy code.", examples=["auth_failed"])
@@ -163,6 +191,12 @@ class MailboxSyncStatus(Envelope):
         max_length=2000,
         description="How to fix it (Chinese).",
         examples=["请重新生成授权码并更新邮箱。"],
+    )
+    server_text: str | None = Field(
+        default=None,
+        max_length=500,
+        description="The server's own reply behind error_code (passwords redacted), when there was one.",
+        examples=["NO [EXPIRED] That password isn't valid any more"],
     )
     last_synced_at: UtcDatetime | None = Field(
         default=None,

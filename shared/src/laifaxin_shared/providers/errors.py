@@ -69,9 +69,24 @@ class ErrorCode(StrEnum):
     UIDVALIDITY_UNSTABLE = "uidvalidity_unstable"
     """Sync only: the server changed a folder's UIDVALIDITY (RFC 3501 2.3.1.1) many times in a row, so its
     message numbers cannot be trusted; re-reading the folder is held and retried later."""
+    CREDENTIAL_EXPIRED = "credential_expired"
+    """The password / authorization code was right but has expired (IMAP response code ``EXPIRED``, RFC 5530
+    §3; "Password expired" replies; NetEase Enterprise authorization passwords carry an expiry date)."""
     CREDENTIAL_MISMATCH = "credential_mismatch"
     """Sync only: the sealed password does not open for the servers and login sync was told to use (settings that
     binding did not verify, or a credential key this worker lacks); nothing is sent to the server."""
+    # -- send time (SMTP submission of a message: MAIL, RCPT, DATA; see explain_send)
+    RECIPIENT_UNKNOWN = "recipient_unknown"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    TOO_MANY_RECIPIENTS = "too_many_recipients"
+    CONTENT_REJECTED_SPAM = "content_rejected_spam"
+    DAILY_QUOTA_REACHED = "daily_quota_reached"
+    SENDER_NOT_ALLOWED = "sender_not_allowed"
+    IP_BLOCKED = "ip_blocked"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    """No reply after the message data was sent: accepted or not cannot be known (RFC 1047)."""
+    SENDING_PAUSED = "sending_paused"
+    """Send's bounce-rate guard holds campaign mail of the mailbox back (replies still go)."""
     UNKNOWN = "unknown"
 
 
@@ -239,6 +254,22 @@ CODES: dict[ErrorCode, CodeInfo] = {
         True,
         "auth_failed",
     ),
+    ErrorCode.CREDENTIAL_EXPIRED: CodeInfo(
+        _t(
+            "The password or authorization code has expired: the server no longer accepts it "
+            "(mail apps show this as repeated password prompts).",
+            "密码或授权码已过期，服务器不再接受（邮件客户端表现为反复提示输入密码）。",
+        ),
+        _t(
+            "Generate a new authorization password / app password in the mailbox's settings (NetEase Enterprise: "
+            "Settings → Client Authorization Password, note its expiration date), then update it in Laifaxin "
+            "(mailbox edit → password) and verify and save.",
+            "请在邮箱设置中生成新的授权密码/应用专用密码（网易企业邮箱：设置 → 客户端授权密码，并记下有效期），"
+            "然后在来发信中修改该邮箱的密码并点击“验证并保存”。",
+        ),
+        False,
+        "auth_failed",
+    ),
     ErrorCode.ACCOUNT_DISABLED: CodeInfo(
         _t("The mailbox account is disabled, suspended or expired.", "该邮箱账号已被停用、冻结或已过期。"),
         _t(
@@ -349,6 +380,115 @@ CODES: dict[ErrorCode, CodeInfo] = {
         False,
         "error",
     ),
+    ErrorCode.RECIPIENT_UNKNOWN: CodeInfo(
+        _t(
+            "The recipient's address does not exist or does not accept mail.",
+            "收件人地址不存在或不接收邮件。",
+        ),
+        _t(
+            "Check the address for typos; remove it from the campaign list (sending again hurts the mailbox's "
+            "reputation).",
+            "请检查地址是否拼写错误；并将其移出群发名单（重复发送会损害邮箱信誉）。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.MESSAGE_TOO_LARGE: CodeInfo(
+        _t("The message is larger than the server accepts.", "邮件大小超过了服务器的限制。"),
+        _t(
+            "Send large files as a download link instead of an attachment, or compress them.",
+            "请把大文件改为下载链接而不是附件，或先压缩。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.TOO_MANY_RECIPIENTS: CodeInfo(
+        _t(
+            "The message has more recipients than the server accepts at once.",
+            "单封邮件的收件人数超过服务器限制。",
+        ),
+        _t(
+            "Send one message per recipient (campaigns do), or split the recipients into smaller groups.",
+            "请一封邮件只发一个收件人（群发即如此），或把收件人拆分成更小的组。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.CONTENT_REJECTED_SPAM: CodeInfo(
+        _t("The server refused the message's content as spam.", "服务器判定邮件内容为垃圾邮件并拒收。"),
+        _t(
+            "Do not send the same content again: change the subject and text (fewer links, no URL shorteners, "
+            "no all-image mail), and send more slowly from this mailbox.",
+            "请勿重复发送相同内容：修改主题和正文（减少链接、不用短链接、不要整封图片），并降低该邮箱的发送频率。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.DAILY_QUOTA_REACHED: CodeInfo(
+        _t(
+            "The provider's daily sending limit for this mailbox is reached.",
+            "该邮箱已达到服务商的每日发信上限。",
+        ),
+        _t(
+            "Sending resumes in the next day's window; spread campaigns over more days or more mailboxes.",
+            "将在次日的发送窗口恢复发送；请把群发分散到更多天或更多邮箱。",
+        ),
+        True,
+        "throttled",
+    ),
+    ErrorCode.SENDER_NOT_ALLOWED: CodeInfo(
+        _t(
+            "The provider does not let this mailbox send this message (SMTP not enabled, From not the login, "
+            "or sending blocked on the account).",
+            "服务商不允许该邮箱发送此邮件（未开启 SMTP、发件人与登录账号不一致，或账号发信被限制）。",
+        ),
+        _t(
+            "Sign in to the web mail: enable SMTP, send from the bound address itself, and clear any security "
+            "check or block the provider shows; then send again.",
+            "请登录网页版邮箱：开启 SMTP 服务、使用绑定的邮箱地址作为发件人，并处理服务商提示的安全验证或发信限制，然后重新发送。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.IP_BLOCKED: CodeInfo(
+        _t(
+            "The provider is refusing mail from our sending servers' address.",
+            "服务商暂时拒收来自我们发信服务器地址的邮件。",
+        ),
+        _t(
+            "Nothing to change in the mailbox: sending is retried later; contact support if it persists.",
+            "无需修改邮箱设置：系统稍后会重试；若持续出现，请联系客服。",
+        ),
+        True,
+        "throttled",
+    ),
+    ErrorCode.UNKNOWN_OUTCOME: CodeInfo(
+        _t(
+            "The connection broke after the message was handed over; whether it was accepted is unknown.",
+            "邮件内容发出后连接中断，无法确定服务器是否已接收。",
+        ),
+        _t(
+            "Check the mailbox's Sent folder or ask the recipient; it is not resent automatically, to avoid a "
+            "duplicate.",
+            "请查看该邮箱的已发送文件夹或询问收件人；为避免重复发送，系统不会自动重发。",
+        ),
+        False,
+        "error",
+    ),
+    ErrorCode.SENDING_PAUSED: CodeInfo(
+        _t(
+            "Campaign sending from this mailbox is paused: too many of its recent messages bounced (over 3% in "
+            "7 days). Replies still go.",
+            "该邮箱的群发已暂停：近 7 天退信率超过 3%。回复邮件仍可正常发送。",
+        ),
+        _t(
+            "Clean the recipient list (remove the addresses that bounced), then resume sending; it also resumes "
+            "by itself once the bounce rate falls.",
+            "请清理收件人名单（删除退信地址），然后恢复发送；退信率回落后也会自动恢复。",
+        ),
+        True,
+        "error",
+    ),
     ErrorCode.UNKNOWN: CodeInfo(
         _t("The server returned an error we do not recognise.", "服务器返回了无法识别的错误。"),
         _t(
@@ -385,8 +525,10 @@ class MailError:
     def sync_status_fields(self) -> dict[str, str]:
         """The ``mailbox.sync_status`` fields this error fills (:class:`~laifaxin_shared.events.mailbox.
         MailboxSyncStatus`): ``state``, ``error_code``, ``message``, ``fix``, ``message_zh``, ``fix_zh``, each
-        text cut to the event's 2000-character cap."""
+        text cut to the event's 2000-character cap, and ``server_text`` (already redacted) when there is one."""
+        extra = {"server_text": self.server_text[:MAX_SERVER_TEXT]} if self.server_text else {}
         return {
+            **extra,
             "state": self.sync_state,
             "error_code": self.code.value,
             "message": self.message.en[:2000],
@@ -697,6 +839,15 @@ RULES: tuple[Rule, ...] = (
         ),
         source="jumpserver#644",
     ),
+    # -- an expired password / authorization code, said in words (before the generic "authentication failed"
+    #    and the RFC 5530 codes, so "NO [AUTHENTICATIONFAILED] Password expired" is not "wrong password")
+    _rule(
+        "password_expired",
+        r"\b(password|passphrase|passcode|authori[sz]ation code)\s+(has\s+|is\s+)?expired|"
+        r"(密码|授权码|授权密码|客户端授权密码)(已)?过期",
+        E.CREDENTIAL_EXPIRED,
+        source="RFC 5530 §3 EXPIRED; Dovecot/Exchange 'Password expired'; NetEase help page (授权密码有效期)",
+    ),
     # -- NetEase Enterprise error codes (NetEase error-code map; LF 204)
     _rule(
         "netease_ipdeny",
@@ -932,8 +1083,15 @@ RULES: tuple[Rule, ...] = (
         "imap_contactadmin", r"\[CONTACTADMIN\]", E.ACCOUNT_DISABLED, protocols=("imap",), source="RFC 5530"
     ),
     _rule(
+        "imap_expired",
+        r"\[EXPIRED\]",
+        E.CREDENTIAL_EXPIRED,
+        protocols=("imap",),
+        source="RFC 5530 §3 EXPIRED (example: 'b NO [EXPIRED] That password isn't valid any more')",
+    ),
+    _rule(
         "imap_authenticationfailed",
-        r"\[(AUTHENTICATIONFAILED|AUTHORIZATIONFAILED|EXPIRED)\]",
+        r"\[(AUTHENTICATIONFAILED|AUTHORIZATIONFAILED)\]",
         E.AUTH_FAILED,
         protocols=("imap",),
         source="RFC 5530; Gmail, Yahoo, iCloud replies (providers.md §3)",
@@ -1068,6 +1226,403 @@ def explain(
                 suggestion=suggestion,
             )
     return make_error(ErrorCode.UNKNOWN, protocol=protocol, provider_id=provider_id, server_text=text)
+
+
+# --------------------------------------------------------------------------------------------- send time
+
+SendStage = Literal["connect", "auth", "mail", "rcpt", "data"]
+"""The SMTP step that answered (RFC 5321 section 3.3): aiosmtplib raises ``SMTPSenderRefused`` at MAIL,
+``SMTPRecipientRefused`` at RCPT and ``SMTPDataError`` at DATA, each with ``.code`` and ``.message``."""
+
+_FREQ = "(Connection|Ip|Sender|Domain) frequency limited"
+
+# Ordered: provider tokens and phrases first (exact texts, sources in the send research notes section 2:
+# NetEase's reply-code list help.163.com/09/1224/17/5RAJ4LMH00753VB8.html, Google's "Gmail SMTP errors and
+# codes" support.google.com/a/answer/3726730 and "Gmail sending limits" /a/answer/166852, Exchange Online
+# limits, sisimai's rhost tables, Zoho's rates-and-limits page, public issue threads quoting the replies),
+# then RFC 3463 enhanced status codes, then the bare reply code by SMTP step. First match wins. Chinese
+# providers put rate limits under 550/554 (QQ "frequency limited", NetEase MI:STC), so "5xx = permanent" is
+# not assumed; NetEase's 451 DT:SPM is temporary although it names spam.
+SEND_RULES: tuple[Rule, ...] = (
+    # -- NetEase 163/126/yeah and NetEase Enterprise (qiye)
+    _rule(
+        "netease_dt_spm_temporary",
+        r"^\s*4\d\d\b.*DT:SPM",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 451 DT:SPM, retry after 2 minutes",
+    ),
+    _rule(
+        "netease_dt_spm",
+        r"DT:SPM",
+        E.CONTENT_REJECTED_SPAM,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 554 DT:SPM; jumpserver#644; zmail#57",
+    ),
+    _rule(
+        "netease_quota_window",
+        r"MI:SFQ|RP:QRC|MI:DMC|RP:DRC|HL:I[CF]C|HL:REP|HL:MEP",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 451 MI:SFQ (15-minute sender quota) and others",
+    ),
+    _rule(
+        "netease_daily",
+        r"MI:STC|RP:TRC|exceed daily message limit",
+        E.DAILY_QUOTA_REACHED,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 554 MI:STC, 550 RP:TRC; DiscuzX#2",
+    ),
+    _rule(
+        "netease_recipients",
+        r"RP:RCL|too much recipient",
+        E.TOO_MANY_RECIPIENTS,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 550 RP:RCL",
+    ),
+    _rule(
+        "netease_sender",
+        r"DT:SUM|User has no permission|MI:SPB|WM:BLU|too much fail authentication",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 554 DT:SUM, 550 User has no permission; open-falcon/mail-provider#6",
+    ),
+    _rule(
+        "netease_ip",
+        r"HL:IHU|HL:IPB|IP in blacklist|DT:RBL|HL:ITC",
+        E.IP_BLOCKED,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 554 HL:IHU, 554 IP in blacklist, 450 DT:RBL",
+    ),
+    _rule(
+        "netease_size",
+        r"exceeded mailsize limit",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 552 exceeded mailsize limit",
+    ),
+    _rule(
+        "netease_attachment",
+        r"Illegal Attachment",
+        E.CONTENT_REJECTED_SPAM,
+        protocols=("smtp",),
+        source="NetEase reply-code list: 552 Illegal Attachment",
+    ),
+    # -- Google (Gmail, Workspace)
+    _rule(
+        "gmail_daily",
+        r"Daily user sending (limit|quota) exceeded|Daily SMTP relay limit exceeded",
+        E.DAILY_QUOTA_REACHED,
+        protocols=("smtp",),
+        source="support.google.com/a/answer/166852; onepub#543; gen_smtp#140; PHPMailer#2113",
+    ),
+    _rule(
+        "gmail_peak_relay",
+        r"Peak SMTP relay limit exceeded",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="sisimai google.rb; wazuh#15825",
+    ),
+    _rule(
+        "gmail_content",
+        r"likely unsolicited mail|suspicious due to the nature of the content",
+        E.CONTENT_REJECTED_SPAM,
+        protocols=("smtp",),
+        source="sisimai google.rb",
+    ),
+    _rule(
+        "gmail_ip_rate_temporary",
+        r"^\s*4\d\d\b.*unusual rate of unsolicited mail",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="support.google.com/a/answer/3726730; nylas-mail#2796",
+    ),
+    _rule(
+        "gmail_ip_rate",
+        r"unusual rate of unsolicited mail|5\.7\.28",
+        E.IP_BLOCKED,
+        protocols=("smtp",),
+        source="support.google.com/a/answer/3726730; sisimai google.rb",
+    ),
+    _rule(
+        "gmail_size",
+        r"exceeded Google's message size limits",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="sisimai google.rb",
+    ),
+    _rule(
+        "gmail_login_attempts",
+        r"Too many login attempts",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="sisimai google.rb",
+    ),
+    _rule(
+        "gmail_sending_denied",
+        r"Mail sending denied",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="sisimai google.rb (support.google.com/a/answer/6140680)",
+    ),
+    # -- Microsoft (Outlook.com, Microsoft 365)
+    _rule(
+        "outlook_refuse_quota",
+        r"OutboundSpamException.*RefuseQuota",
+        E.DAILY_QUOTA_REACHED,
+        protocols=("smtp",),
+        source="nodejs-nodemailer-outlook#11",
+    ),
+    _rule(
+        "outlook_hip",
+        r"OutboundSpamException.*HipNotify",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="Valine-Admin#26",
+    ),
+    _rule(
+        "m365_daily",
+        r"SubmissionQuotaExceededException|daily limit for message recipients|"
+        r"exceeded its daily limit for sending email",
+        E.DAILY_QUOTA_REACHED,
+        protocols=("smtp",),
+        source="Exchange Online limits; OfficeDocs-Support#1150; OfficeDocs-Exchange#2729",
+    ),
+    _rule(
+        "m365_concurrent",
+        r"Concurrent connections limit exceeded",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="fastapi-mail#75 (432 4.3.2)",
+    ),
+    _rule(
+        "m365_send_as",
+        r"SendAsDenied|does not have permissions to send as",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="swiftmailer#1030; OfficeDocs-Support#1187",
+    ),
+    _rule(
+        "m365_spam_abuse",
+        r"spam abuse detected|banned sender|5\.7\.50[1-3]|5\.7\.520|5\.7\.515",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="sisimai microsoft.rb; fm/smtp-codes#7",
+    ),
+    _rule(
+        "m365_ip",
+        r"traffic not accepted from this IP|tenant has exceeded threshold|5\.7\.7[0-4]\d|5\.7\.750",
+        E.IP_BLOCKED,
+        protocols=("smtp",),
+        source="office365-mail#11; OfficeDocs-Exchange#1745",
+    ),
+    _rule(
+        "microsoft_size",
+        r"Message size exceeds fixed maximum",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="sisimai microsoft.rb",
+    ),
+    # -- Yahoo
+    _rule("yahoo_tss04", r"\[TSS04\]", E.RATE_LIMITED, protocols=("smtp",), source="postal#881"),
+    _rule("yahoo_tss06", r"\[TSS06\]", E.IP_BLOCKED, protocols=("smtp",), source="hardware/mailserver#202"),
+    _rule(
+        "yahoo_error_sending",
+        r"6\.6\.0 Error sending message",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="nodemailer#1515; MailKit#1855",
+    ),
+    _rule(
+        "yahoo_mailbox_unavailable_after_data",
+        r"Request failed; Mailbox unavailable",
+        E.CONTENT_REJECTED_SPAM,
+        protocols=("smtp",),
+        source="PHPMailer#2685 (low confidence)",
+    ),
+    # -- Zoho
+    _rule(
+        "zoho_relaying",
+        r"Relaying disallowed",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="erpnext#19057; mybb#2644",
+    ),
+    _rule(
+        "zoho_blocked",
+        r"5\.1\.8 .*Blocked",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="help.zoho.com community (554 5.1.8 Email Outgoing Blocked)",
+    ),
+    # -- Tencent QQ / Exmail
+    _rule(
+        "qq_frequency",
+        _FREQ,
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="sisimai tencent.rb; walle-web#289; service.mail.qq.com/detail/122/172",
+    ),
+    _rule(
+        "qq_content",
+        r"inappropriate words or content|Mail content denied|rejected by antispam",
+        E.CONTENT_REJECTED_SPAM,
+        protocols=("smtp",),
+        source="TrendRadar#373; PMail#220; yapi#1964 (service.mail.qq.com/detail/122/171)",
+    ),
+    _rule(
+        "qq_sender",
+        r"mail from address must be same as authorization user|Invalid input from",
+        E.SENDER_NOT_ALLOWED,
+        protocols=("smtp",),
+        source="gophish#1627; MTeam-CLI#12",
+    ),
+    _rule(
+        "qq_mailbox_not_found",
+        r"mailbox not found",
+        E.RECIPIENT_UNKNOWN,
+        protocols=("smtp",),
+        source="sisimai tencent.rb (help 122/169)",
+    ),
+    _rule(
+        "qq_too_large",
+        r"message too large",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="sisimai tencent.rb (help 122/168)",
+    ),
+    # -- Alibaba, Sina, Sohu
+    _rule(
+        "alibaba_frequency",
+        r"ANTISPAM_BAT|too frequently sending|currently unexpected sending",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="Alibaba mail help (reseller copies: aliyun123.cn/news/568)",
+    ),
+    _rule(
+        "sina_connections",
+        r"Too many connect",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="Sina reply quoted in public code (low confidence)",
+    ),
+    _rule(
+        "sohu_sender_reject",
+        r"SENDER REJECT",
+        E.DAILY_QUOTA_REACHED,
+        protocols=("smtp",),
+        source="Sohu reply quoted in public code (count over limit; low confidence)",
+    ),
+    _rule(
+        "sohu_ip_reject",
+        r"IP REJECT",
+        E.IP_BLOCKED,
+        protocols=("smtp",),
+        source="Sohu reply quoted in public code (low confidence)",
+    ),
+    # -- common recipient texts, then RFC 3463 enhanced status codes
+    _rule(
+        "recipient_does_not_exist",
+        r"does not exist|user unknown|no such user|unknown user|"
+        r"recipient not found|invalid recipient|address rejected",
+        E.RECIPIENT_UNKNOWN,
+        protocols=("smtp",),
+        source="Haraka#936 (Gmail 550 5.1.1); common MTA texts",
+    ),
+    _rule(
+        "status_x_1_bad_mailbox",
+        r"\b[45]\.1\.(1|2|3|6|10)\b",
+        E.RECIPIENT_UNKNOWN,
+        protocols=("smtp",),
+        source="RFC 3463 X.1.1 bad destination mailbox, X.1.2 bad system, X.1.10 null MX (RFC 7505)",
+    ),
+    _rule(
+        "status_x_3_4_too_big",
+        r"\b[45]\.3\.4\b",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="RFC 3463 X.3.4 message too big for system",
+    ),
+    _rule(
+        "status_x_5_3_too_many",
+        r"\b[45]\.5\.3\b|too many recipients",
+        E.TOO_MANY_RECIPIENTS,
+        protocols=("smtp",),
+        source="RFC 3463 X.5.3 too many recipients",
+    ),
+    _rule(
+        "status_x_4_5_congestion",
+        r"\b4\.4\.5\b|\b4\.7\.0\b",
+        E.RATE_LIMITED,
+        protocols=("smtp",),
+        source="RFC 3463 X.4.5 system congestion; 4.7.0 temporary policy",
+    ),
+    _rule(
+        "smtp_552",
+        r"^\s*552\b",
+        E.MESSAGE_TOO_LARGE,
+        protocols=("smtp",),
+        source="RFC 5321 552 exceeded storage allocation (RFC 1870 SIZE)",
+    ),
+)
+
+
+def explain_send(
+    reply: str | bytes,
+    *,
+    smtp_code: int | None = None,
+    stage: SendStage = "data",
+    provider_id: str | None = None,
+    secrets: Iterable[str | None] = (),
+) -> MailError:
+    """Classify the submission server's answer to a message (MAIL, RCPT or DATA) into a :class:`MailError`.
+
+    Args:
+        reply: the reply text; with ``smtp_code`` given and missing from the text, ``"<code> "`` is put in
+            front (aiosmtplib's exceptions carry code and text apart). ``bytes`` are decoded as by
+            :func:`decode_reply` (QQ answers in GBK).
+        smtp_code: the reply code (RFC 5321 section 4.2), when known.
+        stage: the step that answered; ``auth`` and ``connect`` fall through to :func:`explain` (login rules:
+            ``auth_failed``, ``app_password_required``, ...).
+        provider_id: catalog id, for the fix of login errors.
+        secrets: redacted from the kept text.
+
+    Returns:
+        The first :data:`SEND_RULES` match; then the login taxonomy (:func:`explain`) for anything it knows;
+        then by bare code and step: 452 at RCPT -> ``too_many_recipients`` (RFC 5321 4.5.3.1.10), 550/551/553
+        at RCPT -> ``recipient_unknown``, other 4xx -> ``rate_limited`` (retryable), anything else
+        ``unknown`` with the text. Never raises.
+    """
+    text = redact(decode_reply(reply), secrets).strip()
+    if smtp_code is not None and not text.startswith(str(smtp_code)):
+        text = f"{smtp_code} {text}"
+
+    def build(code: ErrorCode, rule: str, fix: Text | None = None) -> MailError:
+        return make_error(
+            code, protocol="smtp", provider_id=provider_id, server_text=text, rule=rule, fix=fix
+        )
+
+    if stage not in ("auth", "connect"):
+        for rule in SEND_RULES:
+            if rule.pattern.search(text):
+                return build(rule.code, rule.name, rule.fix)
+    general = explain("smtp", text, provider_id)
+    if general.code is not ErrorCode.UNKNOWN and (
+        stage in ("auth", "connect") or general.code is not ErrorCode.SERVER_UNAVAILABLE
+    ):
+        return general
+    code = smtp_code
+    if code is None:
+        head = re.match(r"\s*(\d{3})\b", text)
+        code = int(head.group(1)) if head else None
+    if code is not None:
+        if stage == "rcpt" and code == 452:
+            return build(ErrorCode.TOO_MANY_RECIPIENTS, "smtp_452_rcpt")
+        if stage == "rcpt" and code in (550, 551, 553):
+            return build(ErrorCode.RECIPIENT_UNKNOWN, f"smtp_{code}_rcpt")
+        if 400 <= code < 500:
+            return build(ErrorCode.RATE_LIMITED, "smtp_4xx")
+    return general
 
 
 # --------------------------------------------------------------------------------------------- typo suggestion

@@ -185,6 +185,24 @@ class Quirk(_Strict):
     text: Text
 
 
+class SendingLimits(_Strict):
+    """How much mail a mailbox of this provider may send, and whether its server files a Sent copy.
+
+    ``daily_cap`` is the provider's published figure (or a reported one, as ``source`` says); None where the
+    provider publishes none. ``warmup``: new mailboxes follow Laifaxin's warm-up ramp (50 a day in week 1, up
+    to 300; laifa.xin pages 107 and 204 for NetEase), and the cap is the lower of the two.
+    """
+
+    daily_cap: int | None = Field(default=None, ge=1)
+    unit: Literal["messages", "recipients"] = "messages"
+    """What the cap counts: Microsoft 365 counts recipients, the others messages."""
+    warmup: bool = True
+    files_sent_copy: bool | None = None
+    """The server puts SMTP-submitted mail in Sent itself (Gmail, Outlook/Microsoft 365, Zoho): no APPEND, or
+    the user gets two copies. None: unverified, a copy is appended."""
+    source: str = Field(min_length=1)
+
+
 class Provider(_Strict):
     """One catalog entry (providers.md §2 row; sources cited in ``sources``)."""
 
@@ -203,6 +221,8 @@ class Provider(_Strict):
     oauth2_available: bool = False
     """The provider offers XOAUTH2 even where a password still works (ISPDB lists ``OAuth2``)."""
     quirks: tuple[Quirk, ...] = ()
+    sending: SendingLimits | None = None
+    """Daily sending cap and Sent-copy behaviour; None: unpublished (warm-up ramp, copy appended)."""
     sources: tuple[str, ...] = Field(min_length=1)
     """Short source names from providers.md ([TB], [DC], [LF 204], product page …) for the facts above."""
 

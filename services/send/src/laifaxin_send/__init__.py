@@ -1,0 +1,1 @@
+"""Send service: mail.send commands submitted through each bound mailbox's own SMTP server."""

@@ -12,7 +12,7 @@ Every query is scoped by the token's tenant. Every error body is :class:`~laifax
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
@@ -25,6 +25,7 @@ from laifaxin_send.models import ErrorOut, PlanOut, SendRequest
 from laifaxin_send.pacing import bound_days, local_day, plan_for
 from laifaxin_send.service import SendService, status_of
 from laifaxin_send.settings import SendSettings
+from laifaxin_shared.api import error_responses
 from laifaxin_shared.auth import Principal
 from laifaxin_shared.events import SendCommand, SendStatus
 from laifaxin_shared.kafka import describe_validation_error
@@ -32,9 +33,9 @@ from laifaxin_shared.providers.catalog import find_provider
 
 _bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with claims tenant_id, sub, exp.")
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (401, 403, 404, 422, 503)
-}
+ERROR_RESPONSES = error_responses(400, 401, 403, 404, 413, 422, 503, model=ErrorOut)
+"""Every status a ``/v1/send`` operation can answer besides its success (400: a body that is not JSON; 413: over
+``SEND_MAX_BODY_BYTES``, from the RequestGuard)."""
 
 
 def principal(

@@ -27,13 +27,14 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import ValidationError
 
 from laifaxin_send.api import router
-from laifaxin_send.errors import SendError, refusal
+from laifaxin_send.errors import SendError, http_error, refusal
 from laifaxin_send.pacing import Clock, SystemClock
 from laifaxin_send.sentcopy import SentFolder
 from laifaxin_send.service import SendService
 from laifaxin_send.settings import SendSettings
 from laifaxin_send.smtp import SmtpPool
 from laifaxin_send.store import SendStore
+from laifaxin_shared.api import install_method_not_allowed
 from laifaxin_shared.asgi import RequestGuard
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import (
@@ -245,6 +246,7 @@ def create_app(
     app.state.broker = broker
     app.state.publish = None
     app.include_router(router)
+    install_method_not_allowed(app, render=lambda status, detail: http_error(status, detail).to_dict())
     register_subscribers(broker, settings, app)
 
     @app.exception_handler(SendError)

@@ -111,3 +111,20 @@ def refusal(code: str, **extra: Any) -> SendError:
     """The :class:`SendError` of one of :data:`REFUSALS`."""
     status, message, fix = REFUSALS[code]
     return SendError(code, status, message, fix, **extra)
+
+
+def http_error(status: int, detail: str) -> SendError:
+    """An error raised by the HTTP layer itself (400 a body that is not JSON, 404 an unknown path, 405), in the
+    same shape as every other error of the API."""
+    code = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed"}.get(
+        status, f"http_{status}"
+    )
+    return SendError(
+        code,
+        status,
+        _t(f"{detail}.", f"请求无法处理（{detail}）。"),
+        _t(
+            "Send a JSON body as the API document describes, to a path and method it lists.",
+            "请按照 API 文档发送 JSON 请求体，并使用文档列出的路径和方法。",
+        ),
+    )

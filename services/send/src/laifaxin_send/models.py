@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from laifaxin_shared.api import ApiError
 from laifaxin_shared.events import Attachment, CommandKind, EmailAddress
 
 
@@ -51,11 +52,10 @@ class PlanOut(BaseModel):
     bounce_rate: float
 
 
-class ErrorOut(BaseModel):
-    """Every error response: a stable code, and what to do, in English and Chinese."""
+class ErrorOut(ApiError):
+    """Every error response: the platform's error model (:class:`~laifaxin_shared.api.ApiError`) with the fix and
+    the Chinese texts always present."""
 
-    code: str
-    message: str
     fix: str
     message_zh: str
     fix_zh: str

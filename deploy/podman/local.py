@@ -505,28 +505,30 @@ def images_check(
     objs = render(f"imgcheck{run_id}", ca)
     specs = {name: run_spec(objs, name) for name in names}
     values = fresh_secrets(srv["mongodb"])
-    # A Podman secret passed with type=env is the whole secret: one plain secret per variable.
     plain: dict[tuple[str, str], str] = {}
-    for name, spec in specs.items():
-        for secret, key, optional in spec.secret_env.values():
-            if key not in values.get(secret, {}):
-                if optional:
-                    continue
-                raise LocalError(f"{name} needs Secret {secret} key {key}: fresh_secrets() does not make it")
-            if (secret, key) not in plain:
-                plain[(secret, key)] = f"check-{run_id}-{secret}-{key.lower()}"
-                podman(
-                    "secret",
-                    "create",
-                    "--label",
-                    f"{LABEL}=1",
-                    plain[(secret, key)],
-                    "-",
-                    stdin=values[secret][key],
-                )
     results = {} if results is None else results
     containers: list[str] = []
     try:
+        # A Podman secret passed with type=env is the whole secret: one plain secret per variable.
+        for name, spec in specs.items():
+            for secret, key, optional in spec.secret_env.values():
+                if key not in values.get(secret, {}):
+                    if optional:
+                        continue
+                    raise LocalError(
+                        f"{name} needs Secret {secret} key {key}: fresh_secrets() does not make it"
+                    )
+                if (secret, key) not in plain:
+                    plain[(secret, key)] = f"check-{run_id}-{len(plain)}"  # Podman: at most 64 characters
+                    podman(
+                        "secret",
+                        "create",
+                        "--label",
+                        f"{LABEL}=1",
+                        plain[(secret, key)],
+                        "-",
+                        stdin=values[secret][key],
+                    )
         for name, spec in specs.items():
             port = free_port()
             container = f"laifaxin-check-{name}-{run_id}"

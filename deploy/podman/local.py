@@ -23,8 +23,12 @@ during the RUN steps that download, never in a layer). Every build's time and ev
 
 **images-check.** Each image is started as its pod would run it (uid 10001, read-only root filesystem with a
 tmpfs ``/tmp``, all capabilities dropped, no new privileges), on the host's network to reach the shared Kafka
-and MongoDB, with a topic prefix and databases of its own and ``LAIFAXIN_ENVIRONMENT=production`` (secrets are
-fresh random values passed as Podman secrets, never on a command line); it must answer ``/readyz`` with 200.
+and MongoDB. What each container gets is read from the rendered ``local`` overlay (:func:`run_spec`), so it
+cannot drift from the manifests: the Deployment's command and args, its ConfigMaps (``envFrom``) and plain
+``env``, every ``secretKeyRef`` (fresh values from :func:`fresh_secrets`, passed as Podman secrets, never on a
+command line; a non-optional key it does not make fails the check) and its hostPath mounts (the mail servers'
+CA); only the HTTP port, the topic prefix and the databases are the run's own. It must answer its
+``readinessProbe`` path with 200.
 
 **Pods.** ``up`` renders ``deploy/k8s/overlays/local`` with the kustomize ``deploy/k8s/check.py`` installs,
 creates the Secrets the manifests reference (``deploy/k8s/README.md``) as Podman secrets holding a Kubernetes
@@ -786,6 +790,9 @@ class PodStack:
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        if not (config.reply_token_keys and config.reply_token_active_key_id):
+            reply_id = _configmap_value("LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID")
+            config.reply_token_keys, config.reply_token_active_key_id = key_ring(reply_id), reply_id
         self.processes: dict[str, Any] = {}
         urls = readiness_urls(render(config.topic_prefix.rstrip("."), Path(config.mail["ca_file"])))
         self.binding_url = urls["binding"].rsplit("/", 1)[0]
@@ -825,16 +832,13 @@ class PodStack:
             for o in objs
             if o["kind"] == "Deployment"
         }
-        # The demo signs its campaign's reply tokens with the development ring the processes use by default
-        # (laifaxin_cli.demo_replies): the classifier pod verifies them with that ring, and send (which takes
-        # the active id from its ConfigMap) signs with it.
-        from laifaxin_classifier.matching.cli import DEV_REPLY_TOKEN_KEYS
-
-        reply_id = DEV_REPLY_TOKEN_KEYS.split(":", 1)[0]
+        # The reply token ring the demo signs its campaign with (a fresh one: production refuses the development
+        # ring): the classifier pod verifies with it, and send (active id from its ConfigMap) signs with it.
+        reply_keys, reply_id = str(cfg.reply_token_keys), str(cfg.reply_token_active_key_id)
         env.setdefault("send", {})["LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID"] = reply_id
         secret_values: dict[str, dict[str, str]] = {
             "laifaxin-reply-token-keys": {
-                "LAIFAXIN_REPLY_TOKEN_KEYS": DEV_REPLY_TOKEN_KEYS,
+                "LAIFAXIN_REPLY_TOKEN_KEYS": reply_keys,
                 "LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID": reply_id,
             },
             "laifaxin-mongodb": {"MONGODB_URL": cfg.mongodb_url},

@@ -131,5 +131,5 @@ pods-down: uv  ## remove the pods, secrets and state of pods-up
 pods-status: uv  ## the pods of pods-up and their URLs
 	$(PODMAN_LOCAL) status
 
-demo-pods: images  ## `make demo` with the four services as the pods of the local overlay (DEMO_SERVICES=pods)
+demo-pods: images  ## `make demo` with the services as the pods of the local overlay (DEMO_SERVICES=pods)
 	DEMO_SERVICES=pods $(PY) -m laifaxin_cli.demo

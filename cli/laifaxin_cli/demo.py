@@ -140,7 +140,7 @@ async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
         host = srv.mail["imap_host"]
         if os.environ.get("DEMO_SERVICES") == "pods":
             say(
-                "starting binding, sync, classifier and notify as pods (podman kube play of the local overlay) ..."
+                "starting binding, sync, classifier, notify and send as pods (podman kube play of the local overlay) ..."
             )
         else:
             say("starting binding, sync, classifier and notify as separate processes ...")
@@ -213,6 +213,14 @@ async def drive(
             kafka_bootstrap_servers=cfg.kafka_bootstrap_servers,
             topic_prefix=cfg.topic_prefix,
             ca_file=str(platform.mail["ca_file"]),
+            **(
+                {
+                    "reply_token_keys": cfg.reply_token_keys,
+                    "reply_token_active_key_id": cfg.reply_token_active_key_id,
+                }
+                if cfg.reply_token_keys and cfg.reply_token_active_key_id
+                else {}
+            ),
         )
         say(
             f"campaign sent from the {label} mailbox {sender.account.email}: {len(sent)} messages (SMTP + mail.sent)"

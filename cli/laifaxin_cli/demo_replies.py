@@ -60,13 +60,16 @@ async def send_campaign(
     kafka_bootstrap_servers: str,
     topic_prefix: str,
     ca_file: str,
+    reply_token_keys: str = DEV_REPLY_TOKEN_KEYS,
+    reply_token_active_key_id: str = "dev",  # noqa: S107  # the key id of the published development ring
 ) -> list[MailSent]:
     """Submit one message per recipient from ``sender`` and publish its ``mail.sent``; returns the events.
 
     System-mailbox mail carries ``Reply-To: local+TOKEN@domain`` (a signed reply token,
-    :mod:`laifaxin_shared.replytoken`, under the development key the services use by default).
+    :mod:`laifaxin_shared.replytoken`, signed with ``reply_token_keys`` under ``reply_token_active_key_id``: by
+    default the development ring the services use outside production; the classifier's ring otherwise).
     """
-    tokens = ReplyTokens.parse(DEV_REPLY_TOKEN_KEYS, "dev")
+    tokens = ReplyTokens.parse(reply_token_keys, reply_token_active_key_id)
     tls = client_tls_context(ca_file)
     events: list[MailSent] = []
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all")

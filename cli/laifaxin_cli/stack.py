@@ -139,6 +139,10 @@ class StackConfig:
     smtp_relay_user: str | None = None
     smtp_relay_password: str | None = None
     vapid_private_key: str | None = None
+    # Key ring (``id:base64key``) and active id of the reply tokens in system-mailbox mail's Reply-To; None: the
+    # development ring the classifier and send default to outside production.
+    reply_token_keys: str | None = None
+    reply_token_active_key_id: str | None = None
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def common_env(self) -> dict[str, str]:
@@ -228,6 +232,9 @@ class Stack:
             "CLASSIFIER_HTTP_PORT": str(self.classifier_port),
             "CLASSIFIER_MONGODB_DATABASE": f"{self.config.db_prefix}classifier",
         }
+        if self.config.reply_token_keys and self.config.reply_token_active_key_id:
+            env["LAIFAXIN_REPLY_TOKEN_KEYS"] = self.config.reply_token_keys
+            env["LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID"] = self.config.reply_token_active_key_id
         return self._process("classifier", "laifaxin_classifier", env, self.classifier_port)
 
     def notify(self) -> ServiceProcess:

@@ -23,8 +23,12 @@ during the RUN steps that download, never in a layer). Every build's time and ev
 
 **images-check.** Each image is started as its pod would run it (uid 10001, read-only root filesystem with a
 tmpfs ``/tmp``, all capabilities dropped, no new privileges), on the host's network to reach the shared Kafka
-and MongoDB, with a topic prefix and databases of its own and ``LAIFAXIN_ENVIRONMENT=production`` (secrets are
-fresh random values passed as Podman secrets, never on a command line); it must answer ``/readyz`` with 200.
+and MongoDB. What each container gets is read from the rendered ``local`` overlay (:func:`run_spec`), so it
+cannot drift from the manifests: the Deployment's command and args, its ConfigMaps (``envFrom``) and plain
+``env``, every ``secretKeyRef`` (fresh values from :func:`fresh_secrets`, passed as Podman secrets, never on a
+command line; a non-optional key it does not make fails the check) and its hostPath mounts (the mail servers'
+CA); only the HTTP port, the topic prefix and the databases are the run's own. It must answer its
+``readinessProbe`` path with 200.
 
 **Pods.** ``up`` renders ``deploy/k8s/overlays/local`` with the kustomize ``deploy/k8s/check.py`` installs,
 creates the Secrets the manifests reference (``deploy/k8s/README.md``) as Podman secrets holding a Kubernetes
@@ -78,7 +82,7 @@ DEBIAN_MIRRORS = (
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 REGISTRY = "registry.laifa.xin/laifaxin"
 TAG = "local"
-SERVICES = ("binding", "sync", "classifier", "notify")
+SERVICES = ("binding", "sync", "classifier", "notify", "send")
 LABEL = "xin.laifa.local"
 """Label on every Podman secret and container this script creates (``down`` removes only those)."""
 
@@ -326,16 +330,61 @@ def vapid_private_key() -> str:
     ).decode()
 
 
+def key_ring(key_id: str) -> str:
+    """A one-key ring ``key_id:base64(32 random bytes)``, the format of every key ring Secret."""
+    return f"{key_id}:" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _configmap_value(key: str) -> str:
+    """``key`` from the base ConfigMaps (deploy/k8s/base/config/*.env), e.g. an active key id."""
+    for env_file in sorted((K8S / "base" / "config").glob("*.env")):
+        for line in env_file.read_text(encoding="utf-8").splitlines():
+            if line.startswith(f"{key}="):
+                return line.split("=", 1)[1].strip()
+    raise LocalError(f"no {key} in deploy/k8s/base/config/*.env")
+
+
 def fresh_secrets(mongodb_url: str) -> dict[str, dict[str, str]]:
-    """The Secrets the manifests reference (deploy/k8s/README.md), with fresh random values."""
+    """The Secrets the manifests reference (deploy/k8s/README.md), with fresh random values.
+
+    Key rings are ``id:base64(32 bytes)`` under the active id the ConfigMaps name; JWT keys are 48 random
+    bytes (url-safe base64); notify gets its own ``notify-mongodb`` Secret (here the same server's URL: the
+    local servers have no per-service users). The optional keys of ``notify-channels`` (WeChat, SMTP relay)
+    are left out, as an operator without those channels would. Kafka's SCRAM passwords and CA are not here:
+    the ``local`` overlay removes them (PLAINTEXT on loopback).
+    """
+    reply_id = _configmap_value("LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID")
     return {
         "laifaxin-mongodb": {"MONGODB_URL": mongodb_url},
+        "notify-mongodb": {"MONGODB_URL": mongodb_url},
         "laifaxin-credential-keys": {
-            "LAIFAXIN_CREDENTIAL_KEYS": "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+            "LAIFAXIN_CREDENTIAL_KEYS": key_ring(_configmap_value("LAIFAXIN_CREDENTIAL_ACTIVE_KEY_ID"))
         },
-        "laifaxin-jwt": {"JWT_SECRET": secrets.token_urlsafe(48)},
-        "notify-channels": {"NOTIFY_VAPID_PRIVATE_KEY": vapid_private_key()},
+        "binding-jwt": {"JWT_SECRET": secrets.token_urlsafe(48)},
+        "notify-jwt": {"JWT_SECRET": secrets.token_urlsafe(48)},
+        "send-jwt": {"JWT_SECRET": secrets.token_urlsafe(48)},
+        "laifaxin-reply-token-keys": {
+            "LAIFAXIN_REPLY_TOKEN_KEYS": key_ring(reply_id),
+            "LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID": reply_id,
+        },
+        "notify-channels": {
+            "NOTIFY_VAPID_PRIVATE_KEY": vapid_private_key(),
+            "NOTIFY_SECRETS_KEYS": key_ring(_configmap_value("NOTIFY_SECRETS_ACTIVE_KEY_ID")),
+        },
     }
+
+
+SECRET_NAMES = (
+    "laifaxin-mongodb",
+    "notify-mongodb",
+    "laifaxin-credential-keys",
+    "binding-jwt",
+    "notify-jwt",
+    "send-jwt",
+    "laifaxin-reply-token-keys",
+    "notify-channels",
+)
+"""The Secrets :func:`fresh_secrets` makes (``down`` removes these Podman secrets)."""
 
 
 def create_podman_secrets(values: dict[str, dict[str, str]], prefix: str = "") -> list[str]:
@@ -380,60 +429,121 @@ def container_running(name: str) -> bool:
     return out.strip() == "true"
 
 
+class RunSpec:
+    """How one Deployment's first container runs, read from the rendered manifests (:func:`run_spec`)."""
+
+    def __init__(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        secret_env: dict[str, tuple[str, str, bool]],
+        mounts: dict[str, str],
+        readiness_path: str,
+    ) -> None:
+        self.command = command  # command + args
+        self.env = env  # the ConfigMaps of envFrom, then the plain env entries
+        self.secret_env = secret_env  # variable -> (Secret, key, optional)
+        self.mounts = mounts  # hostPath -> mount path (read-only)
+        self.readiness_path = readiness_path
+
+
+def run_spec(objs: list[dict[str, Any]], name: str) -> RunSpec:
+    """The rendered Deployment ``name`` as a container runtime needs it: what images-check starts.
+
+    Raises:
+        LocalError: no such Deployment, or it reads a ConfigMap the render does not hold.
+    """
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+    deployment = next((o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == name), None)
+    if deployment is None:
+        raise LocalError(f"the local overlay has no Deployment {name}")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source["configMapRef"]["name"]
+        if ref not in configmaps:
+            raise LocalError(f"{name} reads ConfigMap {ref}, which the render does not hold")
+        env.update(configmaps[ref])
+    secret_env: dict[str, tuple[str, str, bool]] = {}
+    for entry in container.get("env", []):
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            env.pop(entry["name"], None)
+            secret_env[entry["name"]] = (ref["name"], ref["key"], bool(ref.get("optional", False)))
+        else:
+            secret_env.pop(entry["name"], None)
+            env[entry["name"]] = str(entry.get("value", ""))
+    host_paths = {v["name"]: v["hostPath"]["path"] for v in pod.get("volumes", []) if "hostPath" in v}
+    mounts = {
+        host_paths[m["name"]]: m["mountPath"]
+        for m in container.get("volumeMounts", [])
+        if m["name"] in host_paths
+    }
+    return RunSpec(
+        [*container.get("command", []), *container.get("args", [])],
+        env,
+        secret_env,
+        mounts,
+        container["readinessProbe"]["httpGet"]["path"],
+    )
+
+
 def images_check(
     names: list[str], timeout_s: float = 120.0, results: dict[str, float] | None = None
 ) -> dict[str, float]:
-    """Run each image as its pod would and wait for /readyz; seconds from start to ready per service.
+    """Run each image as its pod would and wait for its readiness path; seconds from start to ready per service.
+
+    What each container gets comes from the rendered ``local`` overlay (:func:`run_spec`): its command, its
+    ConfigMaps and plain env entries, every ``secretKeyRef`` (from :func:`fresh_secrets`, one Podman secret per
+    variable) and its hostPath mounts (the mail servers' CA); only the HTTP port (a free one), the topic prefix
+    and the databases (``imgcheck<run>``) differ.
 
     Raises:
-        LocalError: an image exited or did not become ready (its log's tail in the message).
+        LocalError: an image exited or did not become ready (its log's tail in the message), or a manifest
+            references a Secret key :func:`fresh_secrets` does not make.
     """
     srv = servers()
     run_id = uuid.uuid4().hex[:8]
+    ca = Path(srv.get("ca_file") or "/nonexistent/ca.pem")
+    objs = render(f"imgcheck{run_id}", ca)
+    specs = {name: run_spec(objs, name) for name in names}
     values = fresh_secrets(srv["mongodb"])
-    secret_names = create_podman_secrets(values, prefix=f"check-{run_id}-")
-    env_secrets = {
-        "MONGODB_URL": "laifaxin-mongodb",
-        "LAIFAXIN_CREDENTIAL_KEYS": "laifaxin-credential-keys",
-        "BINDING_JWT_SECRET": "laifaxin-jwt",
-        "NOTIFY_JWT_SECRET": "laifaxin-jwt",
-        "NOTIFY_VAPID_PRIVATE_KEY": "notify-channels",
-    }
-    # A Podman secret passed with type=env is the whole secret: one plain secret per variable.
-    plain: dict[str, str] = {}
-    for var, secret in env_secrets.items():
-        value = next(iter(values[secret].values()))
-        plain[var] = f"check-{run_id}-{var.lower()}"
-        podman("secret", "create", "--label", f"{LABEL}=1", plain[var], "-", stdin=value)
+    plain: dict[tuple[str, str], str] = {}
     results = {} if results is None else results
     containers: list[str] = []
     try:
-        for name in names:
+        # A Podman secret passed with type=env is the whole secret: one plain secret per variable.
+        for name, spec in specs.items():
+            for secret, key, optional in spec.secret_env.values():
+                if key not in values.get(secret, {}):
+                    if optional:
+                        continue
+                    raise LocalError(
+                        f"{name} needs Secret {secret} key {key}: fresh_secrets() does not make it"
+                    )
+                if (secret, key) not in plain:
+                    plain[(secret, key)] = f"check-{run_id}-{len(plain)}"  # Podman: at most 64 characters
+                    podman(
+                        "secret",
+                        "create",
+                        "--label",
+                        f"{LABEL}=1",
+                        plain[(secret, key)],
+                        "-",
+                        stdin=values[secret][key],
+                    )
+        for name, spec in specs.items():
             port = free_port()
             container = f"laifaxin-check-{name}-{run_id}"
-            prefix = name.upper()
-            env = {
-                "KAFKA_BOOTSTRAP_SERVERS": srv["kafka"],
-                "LAIFAXIN_ENVIRONMENT": "production",
-                "LAIFAXIN_TOPIC_PREFIX": f"imgcheck{run_id}.",
-                "LAIFAXIN_CREDENTIAL_ACTIVE_KEY_ID": "k1",
-                "LAIFAXIN_LOG_JSON": "true",
-                f"{prefix}_HTTP_HOST": "127.0.0.1",
-                f"{prefix}_HTTP_PORT": str(port),
-                f"{prefix}_MONGODB_DATABASE": f"imgcheck{run_id}_{name}",
-            }
-            needs = {
-                "binding": ["MONGODB_URL", "LAIFAXIN_CREDENTIAL_KEYS", "BINDING_JWT_SECRET"],
-                "sync": ["MONGODB_URL", "LAIFAXIN_CREDENTIAL_KEYS"],
-                "classifier": ["MONGODB_URL"],
-                "notify": [
-                    "MONGODB_URL",
-                    "LAIFAXIN_CREDENTIAL_KEYS",
-                    "NOTIFY_JWT_SECRET",
-                    "NOTIFY_VAPID_PRIVATE_KEY",
-                ],
-            }[name]
-            args = ["serve"] if name == "notify" else []
+            env = dict(spec.env)
+            env["KAFKA_BOOTSTRAP_SERVERS"] = srv["kafka"]
+            env[f"{name.upper()}_HTTP_PORT"] = str(port)
+            mounts = []
+            for host, target in spec.mounts.items():
+                if not Path(host).is_file():
+                    raise LocalError(f"{name} mounts {host} (infra.json ca_file), which is missing")
+                mounts.append(f"--volume={host}:{target}:ro")
             started = time.monotonic()
             podman(
                 "run",
@@ -451,14 +561,20 @@ def images_check(
                 "--security-opt=no-new-privileges",
                 "--memory=1g",
                 *(f"--env={k}={v}" for k, v in env.items()),
-                *(f"--secret={plain[var]},type=env,target={var}" for var in needs),
+                *(
+                    f"--secret={plain[(secret, key)]},type=env,target={var}"
+                    for var, (secret, key, _) in spec.secret_env.items()
+                    if (secret, key) in plain
+                ),
+                *mounts,
+                *([f"--entrypoint={json.dumps(spec.command[:1])}"] if spec.command else []),
                 image_ref(name),
-                *args,
+                *spec.command[1:],
             )
             containers.append(container)
             try:
                 wait_http(
-                    f"http://127.0.0.1:{port}/readyz",
+                    f"http://127.0.0.1:{port}{spec.readiness_path}",
                     timeout_s,
                     alive=lambda c=container: container_running(c),
                 )
@@ -470,8 +586,8 @@ def images_check(
     finally:
         for container in containers:
             podman("rm", "--force", "--time", "10", container, check=False)
-        for secret in [*secret_names, *plain.values()]:
-            podman("secret", "rm", secret, check=False)
+        for secret_name in plain.values():
+            podman("secret", "rm", secret_name, check=False)
         _drop_test_data(srv, f"imgcheck{run_id}")
     return results
 
@@ -662,7 +778,7 @@ def pods_up(
 
 
 class PodStack:
-    """The four services as the pods of the ``local`` overlay, for ``make demo DEMO_SERVICES=pods``.
+    """The services as the pods of the ``local`` overlay, for ``make demo DEMO_SERVICES=pods``.
 
     It has what the demo and ``tests/support/platform.py`` use of :class:`laifaxin_cli.stack.Stack` (``config``,
     ``binding_url``, ``notify_url``, ``start``, ``stop``): the run's settings from its
@@ -674,6 +790,9 @@ class PodStack:
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        if not (config.reply_token_keys and config.reply_token_active_key_id):
+            reply_id = _configmap_value("LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID")
+            config.reply_token_keys, config.reply_token_active_key_id = key_ring(reply_id), reply_id
         self.processes: dict[str, Any] = {}
         urls = readiness_urls(render(config.topic_prefix.rstrip("."), Path(config.mail["ca_file"])))
         self.binding_url = urls["binding"].rsplit("/", 1)[0]
@@ -686,7 +805,6 @@ class PodStack:
             raise LocalError("the local overlay runs one sync replica")
         cfg = self.config
         notify = {
-            "NOTIFY_JWT_AUDIENCE": "laifaxin",
             "NOTIFY_PUBLIC_BASE_URL": self.notify_url,
             "NOTIFY_SMTP_FROM": "Laifaxin alerts <alerts@laifaxin.test>",
         }
@@ -707,11 +825,33 @@ class PodStack:
         env["notify"] = notify
         for service, values in cfg.extra_env.items():
             env.setdefault(service, {}).update(values)
-        secret_values = {
+        # A setting a Deployment takes from a Secret (env wins over envFrom) goes into that Secret.
+        objs = render(cfg.topic_prefix.rstrip("."), Path(cfg.mail["ca_file"]))
+        secret_refs = {
+            o["metadata"]["name"]: run_spec(objs, o["metadata"]["name"]).secret_env
+            for o in objs
+            if o["kind"] == "Deployment"
+        }
+        # The reply token ring the demo signs its campaign with (a fresh one: production refuses the development
+        # ring): the classifier pod verifies with it, and send (active id from its ConfigMap) signs with it.
+        reply_keys, reply_id = str(cfg.reply_token_keys), str(cfg.reply_token_active_key_id)
+        env.setdefault("send", {})["LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID"] = reply_id
+        secret_values: dict[str, dict[str, str]] = {
+            "laifaxin-reply-token-keys": {
+                "LAIFAXIN_REPLY_TOKEN_KEYS": reply_keys,
+                "LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID": reply_id,
+            },
             "laifaxin-mongodb": {"MONGODB_URL": cfg.mongodb_url},
-            "laifaxin-jwt": {"JWT_SECRET": cfg.jwt_secret},
+            "notify-mongodb": {"MONGODB_URL": cfg.mongodb_url},
+            "binding-jwt": {"JWT_SECRET": cfg.binding_jwt_secret},
+            "notify-jwt": {"JWT_SECRET": cfg.notify_jwt_secret},
             "notify-channels": channels,
         }
+        for service, values in env.items():
+            refs = secret_refs.get(service, {})
+            for var in [v for v in values if v in refs]:
+                secret, key, _ = refs[var]
+                secret_values.setdefault(secret, {})[key] = values.pop(var)
         await asyncio.to_thread(pods_up, cfg.topic_prefix.rstrip("."), env=env, secret_values=secret_values)
 
     def stop(self) -> None:
@@ -734,7 +874,7 @@ def pods_down() -> None:
         rendered.unlink()
     # kube down leaves a pod that failed half-way through kube play: remove ours by name.
     podman("pod", "rm", "--force", "--ignore", "--time", "10", *pods, check=False)
-    for name in ("laifaxin-mongodb", "laifaxin-credential-keys", "laifaxin-jwt", "notify-channels"):
+    for name in SECRET_NAMES:
         podman("secret", "rm", name, check=False)
     for leftover in ("secrets.json", "pods.json"):
         (STATE / leftover).unlink(missing_ok=True)

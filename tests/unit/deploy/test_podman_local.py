@@ -59,7 +59,7 @@ def test_local_overlay_uses_the_local_images_on_the_host_network(rendered: list[
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["runAsUser"] == 10001
         assert pod["securityContext"]["runAsNonRoot"] is True
-    assert len(ports) == 4, "one HTTP port per service on the shared host network"
+    assert len(ports) == len(local.SERVICES), "one HTTP port per service on the shared host network"
 
 
 def test_render_fills_in_the_prefix_and_the_ca(rendered: list[dict[str, Any]]) -> None:
@@ -104,3 +104,58 @@ def test_podman_config_stays_within_the_machine_limits() -> None:
         env["CONTAINERS_CONF"].endswith("deploy/podman/containers.conf")
         or "CONTAINERS_CONF" in __import__("os").environ
     )
+
+
+def test_fresh_secrets_hold_every_secret_key_the_manifests_reference(rendered: list[dict[str, Any]]) -> None:
+    import base64
+
+    values = local.fresh_secrets("mongodb://127.0.0.1:1/")
+    assert set(values) == set(local.SECRET_NAMES)
+    referenced = set()
+    for name in local.SERVICES:
+        spec = local.run_spec(rendered, name)
+        for secret, key, optional in spec.secret_env.values():
+            referenced.add(secret)
+            assert optional or key in values[secret], f"{name} needs {secret}/{key}"
+        # the Kafka SCRAM passwords are removed by the local overlay (PLAINTEXT on loopback)
+        assert "KAFKA_SASL_PASSWORD" not in spec.secret_env
+    assert referenced == set(local.SECRET_NAMES), "every Secret made is used, every one used is made"
+    for secret, key in (
+        ("laifaxin-credential-keys", "LAIFAXIN_CREDENTIAL_KEYS"),
+        ("laifaxin-reply-token-keys", "LAIFAXIN_REPLY_TOKEN_KEYS"),
+        ("notify-channels", "NOTIFY_SECRETS_KEYS"),
+    ):
+        key_id, key_b64 = values[secret][key].split(":", 1)
+        assert key_id and len(base64.b64decode(key_b64)) == 32
+    assert values["laifaxin-reply-token-keys"]["LAIFAXIN_REPLY_TOKEN_KEYS"].startswith(
+        values["laifaxin-reply-token-keys"]["LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID"] + ":"
+    )
+    jwts = {values[s]["JWT_SECRET"] for s in ("binding-jwt", "notify-jwt", "send-jwt")}
+    assert len(jwts) == 3 and all(len(j) >= 48 for j in jwts), "one strong key per service"
+    assert values["notify-channels"]["NOTIFY_VAPID_PRIVATE_KEY"].startswith("-----BEGIN PRIVATE KEY-----")
+
+
+def test_run_spec_is_what_each_deployment_gives_its_container(rendered: list[dict[str, Any]]) -> None:
+    notify = local.run_spec(rendered, "notify")
+    assert notify.command == ["python", "-m", "laifaxin_notify", "serve"]
+    assert notify.secret_env["MONGODB_URL"][:2] == ("notify-mongodb", "MONGODB_URL")
+    assert notify.secret_env["NOTIFY_SECRETS_KEYS"][:2] == ("notify-channels", "NOTIFY_SECRETS_KEYS")
+    assert "LAIFAXIN_CREDENTIAL_KEYS" not in notify.secret_env, "notify never gets the credential ring"
+    assert (
+        notify.env["NOTIFY_SECRETS_ACTIVE_KEY_ID"] and notify.env["NOTIFY_JWT_AUDIENCE"] == "laifaxin-notify"
+    )
+    classifier = local.run_spec(rendered, "classifier")
+    assert {"LAIFAXIN_REPLY_TOKEN_KEYS", "LAIFAXIN_REPLY_TOKEN_ACTIVE_KEY_ID"} <= set(classifier.secret_env)
+    assert classifier.mounts == {}
+    send = local.run_spec(rendered, "send")
+    assert send.command == ["python", "-m", "laifaxin_send"]
+    assert send.secret_env["SEND_JWT_SECRET"][:2] == ("send-jwt", "JWT_SECRET")
+    assert send.env["SEND_HTTP_PORT"] == "28084" and send.env["SEND_MONGODB_DATABASE"] == "unitprefix_send"
+    assert (
+        send.env["KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+        and send.env["LAIFAXIN_ENVIRONMENT"] == "production"
+    )
+    assert send.mounts == {"/srv/ca/ca.pem": "/etc/laifaxin/local-ca/ca.pem"}
+    assert send.env["SEND_CA_FILE"] == "/etc/laifaxin/local-ca/ca.pem"
+    for name in local.SERVICES:
+        assert local.run_spec(rendered, name).readiness_path == "/readyz"

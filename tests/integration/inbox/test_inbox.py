@@ -296,3 +296,25 @@ async def test_live_updates_over_sse(inbox: dict[str, Any]) -> None:
         assert events[0][1]["subject"] == "live one" and events[1][1]["category"] == "inquiry"
         assert events[0][1]["id"] == events[1][1]["id"]
         assert (await c.get(f"{url}/v1/inbox/events")).status_code == 401
+
+
+async def test_sync_raw_route_needs_a_valid_grant(inbox: dict[str, Any]) -> None:
+    from laifaxin_shared import content_token
+    from tests.integration.inbox.conftest import CONTENT_SECRET
+
+    ev = await inbox["mail"].receive(
+        plain("g@x.example", "grant"), tenant="t", user="u", mailbox="mbx-g", minutes=1, publish=False
+    )
+    raw = f"{inbox['sync_url']}/v1/raw"
+    async with httpx.AsyncClient(timeout=30) as c:
+        good = content_token.sign(CONTENT_SECRET, ev.raw_ref)
+        r = await c.get(raw, headers=good)
+        assert r.status_code == 200 and b"Subject: grant" in r.content
+        assert r.headers["content-type"] == "message/rfc822"
+        forged = {**good, content_token.HEADER_REF: "sync:raw_messages/mbx-other:INBOX:1:1"}
+        assert (await c.get(raw, headers=forged)).status_code == 401
+        wrong_key = content_token.sign("another-secret-0123456789abcdef0123", ev.raw_ref)
+        assert (await c.get(raw, headers=wrong_key)).status_code == 401
+        assert (await c.get(raw)).status_code == 401
+        missing = content_token.sign(CONTENT_SECRET, "sync:raw_messages/none:INBOX:1:1")
+        assert (await c.get(raw, headers=missing)).status_code == 404

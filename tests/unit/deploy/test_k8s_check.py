@@ -75,13 +75,13 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
         "ServiceMonitor",
     }
     prod_report = reports[-1]
-    # one KafkaTopic per registered topic, four KafkaUsers, the ScaledObject and its TriggerAuthentication, two
+    # one KafkaTopic per registered topic, five KafkaUsers, the ScaledObject and its TriggerAuthentication, two
     # ServiceMonitors
-    assert prod_report.against == {"core": 28, "crd": len(TOPICS) + 8}
+    assert prod_report.against == {"core": 34, "crd": len(TOPICS) + 9}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:
-    for name in ("binding", "sync", "classifier", "notify"):
+    for name in ("binding", "sync", "classifier", "notify", "inbox"):
         for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "ConfigMap"):
             assert any(o["kind"] == kind and o["metadata"]["name"].startswith(name) for o in prod), (
                 kind,

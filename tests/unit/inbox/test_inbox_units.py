@@ -69,11 +69,12 @@ def test_parse_finds_html_and_streams_attachments_exactly() -> None:
     assert txt.filename == "a.txt" and b"".join(stream_attachment(txt)).rstrip() == "café".encode()
 
 
-def test_listing_ids_sort_by_time_and_stay_in_their_owner() -> None:
-    a = keys.listing_id("t", "u", 5, "m/INBOX/1/9")
-    b = keys.listing_id("t", "u", 40, "m/INBOX/1/1")
-    assert a < b < keys.owner("t", "u") + keys.END
-    assert not keys.listing_id("t", "u2", 1, "k").startswith(keys.owner("t", "u"))
+def test_index_prefixes_keep_owners_apart_and_ids_round_trip() -> None:
+    assert not keys.listing_prefix("t", "u2").startswith(keys.listing_prefix("t", "u"))
+    assert keys.listing_prefix("t", "u") != keys.category_prefix("t", "u", "to_reply")
+    entry = f"{keys.ts(42)}{keys.SEP}m/INBOX/1/9"
+    assert (keys.entry_time(entry), keys.entry_value(entry)) == (42, "m/INBOX/1/9")
+    assert f"{keys.ts(5)}|z" < f"{keys.ts(40)}|a"
     assert keys.key_of(keys.public_id("mbx/收件箱/1/2")) == "mbx/收件箱/1/2"
     assert keys.thread_root("me", "parent", ["root", "parent"]) == "root"
     assert keys.thread_root("me", "", []) == "me"

@@ -39,7 +39,7 @@ class Ingest:
     async def received(self, events: Sequence[MailReceived]) -> int:
         """Write a batch of ``mail.received``; returns how many messages were new."""
         msgs: list[Document] = []
-        listing: list[Document] = []
+        entries: list[tuple[str, int, str]] = []
         owners: list[Document] = []
         threads: list[Document] = []
         for ev in events:
@@ -76,22 +76,11 @@ class Ingest:
                     "thread_root": root,
                 }
             )
-            self._entries(
-                ev.tenant_id,
-                ev.user_id,
-                key,
-                at,
-                ev.ref.mailbox_id,
-                ev.ref.folder,
-                root,
-                listing,
-                owners,
-                threads,
-            )
+            self._entries(ev.tenant_id, ev.user_id, key, at, root, entries, owners, threads)
         new = await self.store.insert("messages", msgs)
-        await self.store.insert("threads", threads)
         await self.store.insert("owners", owners)
-        await self.store.insert("listing", listing)
+        await self.store.insert("threads", threads)
+        await self.store.append(entries)
         for ev in events:
             self.hub.publish(
                 ev.tenant_id,
@@ -106,23 +95,21 @@ class Ingest:
         user_id: str,
         key: str,
         at: int,
-        mailbox_id: str,
-        folder: str,
         root: str,
-        listing: list[Document],
+        entries: list[tuple[str, int, str]],
         owners: list[Document],
         threads: list[Document],
     ) -> None:
-        lid = keys.listing_id(tenant_id, user_id, at, key)
-        listing.append({"_id": lid, "key": key, "mailbox_id": mailbox_id, "folder": folder})
-        owners.append({"_id": keys.owner_id(tenant_id, user_id, key), "listing_id": lid})
-        threads.append({"_id": keys.thread_id(tenant_id, user_id, root, at, "r", key), "key": key})
+        entries.append((keys.listing_prefix(tenant_id, user_id), at, key))
+        threads.append(
+            {"_id": f"{keys.thread_prefix(tenant_id, user_id, root)}{keys.ts(at)}{keys.SEP}r{keys.SEP}{key}"}
+        )
+        owners.append({"_id": keys.owner_id(tenant_id, user_id, key)})
 
     async def classified(self, events: Sequence[MailClassified]) -> int:
         """Write a batch of ``mail.classified``; returns how many classifications were new."""
         classes: list[Document] = []
-        cats: list[Document] = []
-        listing: list[Document] = []
+        entries: list[tuple[str, int, str]] = []
         owners: list[Document] = []
         threads: list[Document] = []
         foreign = [ev for ev in events if ev.system_mailbox and ev.match is not None]
@@ -147,27 +134,15 @@ class Ingest:
                     "ooo_return_date": ev.ooo_return_date.isoformat() if ev.ooo_return_date else None,
                 }
             )
-            cats.append({"_id": keys.category_id(ev.tenant_id, ev.user_id, ev.category, at, key), "key": key})
+            entries.append((keys.category_prefix(ev.tenant_id, ev.user_id, ev.category), at, key))
             if ev.system_mailbox and ev.match is not None:
                 doc = known.get(key)
                 root = doc["thread_root"] if doc else ev.match.sent_message_id
-                self._entries(
-                    ev.tenant_id,
-                    ev.user_id,
-                    key,
-                    at,
-                    ev.ref.mailbox_id,
-                    ev.ref.folder,
-                    root,
-                    listing,
-                    owners,
-                    threads,
-                )
+                self._entries(ev.tenant_id, ev.user_id, key, at, root, entries, owners, threads)
         new = await self.store.insert("classes", classes)
-        await self.store.insert("categories", cats)
-        await self.store.insert("threads", threads)
         await self.store.insert("owners", owners)
-        await self.store.insert("listing", listing)
+        await self.store.insert("threads", threads)
+        await self.store.append(entries)
         for ev in events:
             self.hub.publish(
                 ev.tenant_id,
@@ -178,15 +153,18 @@ class Ingest:
 
     async def sent(self, events: Sequence[MailSent]) -> int:
         """Write a batch of ``mail.sent``; returns how many answered msg-ids were new."""
+        sent: list[Document] = []
         threads: list[Document] = []
         replied: list[Document] = []
         for ev in events:
             at = keys.ms(ev.sent_at)
             named = [*([ev.in_reply_to] if ev.in_reply_to else []), *ev.references]
             root = keys.thread_root(ev.message_id, ev.in_reply_to, ev.references)
-            threads.append(
+            prefix = keys.thread_prefix(ev.tenant_id, ev.user_id, root)
+            threads.append({"_id": f"{prefix}{keys.ts(at)}{keys.SEP}s{keys.SEP}{ev.message_id}"})
+            sent.append(
                 {
-                    "_id": keys.thread_id(ev.tenant_id, ev.user_id, root, at, "s", ev.message_id),
+                    "_id": keys.replied_id(ev.tenant_id, ev.message_id),
                     "message_id": ev.message_id,
                     "subject": ev.subject,
                     "from": _addr(ev.from_),
@@ -203,6 +181,7 @@ class Ingest:
                         "at": ev.sent_at,
                     }
                 )
+        await self.store.insert("sent", sent)
         await self.store.insert("threads", threads)
         new = await self.store.insert("replied", replied)
         for ev in events:

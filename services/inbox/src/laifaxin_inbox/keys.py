@@ -1,5 +1,5 @@
-"""``_id`` layouts of the read model: every hot query is one ``_id`` range scan (FerretDB v1 answers ``_id``
-equality and ranges from its primary key and little else efficiently).
+"""``_id`` layouts and index prefixes of the read model: every read is an ``_id`` equality lookup (FerretDB v1 on
+SQLite pushes only ``_id`` equality down to its primary key; ranges and ``$in`` scan the collection).
 
 ``|`` separates the parts; tenant and user ids never contain it (the token claims are checked), and mailbox
 keys put it last. Times are epoch milliseconds, zero-padded to 13 digits so text order is time order.
@@ -32,24 +32,34 @@ def owner(tenant_id: str, user_id: str) -> str:
     return f"{tenant_id}{SEP}{user_id}{SEP}"
 
 
-def listing_id(tenant_id: str, user_id: str, at_ms: int, key: str) -> str:
-    """``tenant|user|time|message key``: the user's messages, newest last."""
-    return f"{owner(tenant_id, user_id)}{ts(at_ms)}{SEP}{key}"
+def listing_prefix(tenant_id: str, user_id: str) -> str:
+    """Index prefix of an owner's messages (values: message keys)."""
+    return f"L{SEP}{tenant_id}{SEP}{user_id}{SEP}"
 
 
-def category_id(tenant_id: str, user_id: str, category: str, at_ms: int, key: str) -> str:
-    """``tenant|user|category|time|message key``: the user's messages of one category."""
-    return f"{owner(tenant_id, user_id)}{category}{SEP}{ts(at_ms)}{SEP}{key}"
+def category_prefix(tenant_id: str, user_id: str, category: str) -> str:
+    """Index prefix of an owner's messages of one category (values: message keys)."""
+    return f"C{SEP}{tenant_id}{SEP}{user_id}{SEP}{category}{SEP}"
+
+
+def thread_prefix(tenant_id: str, user_id: str, root: str) -> str:
+    """Index prefix of a conversation (values: ``r|key`` received, ``s|Message-ID`` sent)."""
+    return f"T{SEP}{tenant_id}{SEP}{user_id}{SEP}{root}{SEP}"
+
+
+def entry_time(entry: str) -> int:
+    """Epoch ms of an index entry ``time|value``."""
+    return int(entry[:13])
+
+
+def entry_value(entry: str) -> str:
+    """The value of an index entry ``time|value``."""
+    return entry[14:]
 
 
 def owner_id(tenant_id: str, user_id: str, key: str) -> str:
     """``tenant|user|message key``: who may read a message."""
     return f"{owner(tenant_id, user_id)}{key}"
-
-
-def thread_id(tenant_id: str, user_id: str, root: str, at_ms: int, kind: str, ident: str) -> str:
-    """``tenant|user|thread root|time|kind|ident``: a conversation, received (``r``) and sent (``s``) messages."""
-    return f"{owner(tenant_id, user_id)}{root}{SEP}{ts(at_ms)}{SEP}{kind}{SEP}{ident}"
 
 
 def replied_id(tenant_id: str, message_id: str) -> str:

@@ -98,50 +98,49 @@ class InboxService:
             BadRequest: a cursor this API did not return, or an unknown category.
         """
         limit = max(1, min(limit, self.page_max))
-        base = keys.owner(who.tenant_id, who.user_id)
-        collection = "listing"
         if filters.category is not None:
             if filters.category not in CATEGORIES:
                 raise BadRequest(f"category must be one of {', '.join(CATEGORIES)}")
-            collection = "categories"
-            base = f"{base}{filters.category}{keys.SEP}"
-        low = base + (keys.ts(keys.ms(filters.since)) if filters.since else "")
-        high = base + (keys.ts(keys.ms(filters.until) + 1) if filters.until else keys.END)
+            prefix = keys.category_prefix(who.tenant_id, who.user_id, filters.category)
+        else:
+            prefix = keys.listing_prefix(who.tenant_id, who.user_id)
+        low = keys.ts(keys.ms(filters.since)) if filters.since else ""
+        high = keys.ts(keys.ms(filters.until) + 1) if filters.until else keys.END
         if cursor:
             after = _decode_cursor(cursor)
-            if not after.startswith(base):
-                raise BadRequest("cursor belongs to another query")
+            if not after[:13].isdigit() or after[13:14] != keys.SEP:
+                raise BadRequest("cursor is not one this API returned")
             high = min(high, after)
         items: list[MessageSummary] = []
         scanned = 0
         last_id: str | None = None
         exhausted = False
         while len(items) < limit and scanned < self.scan_max:
-            want = min(max(limit * 2, 50), self.scan_max - scanned)
-            chunk = await self.store.range(collection, low, high, limit=want)
+            filtered = any(v is not None for v in _post_filters(filters))
+            want = min(max(limit * 2, 50) if filtered else limit, self.scan_max - scanned)
+            chunk = await self.store.scan(prefix, low=low, high=high, limit=want)
             scanned += len(chunk)
             if len(chunk) < want:
                 exhausted = True
-            for summary, entry_id in await self._rows(who, chunk, filters):
-                last_id = entry_id
+            for summary, entry in await self._rows(who, chunk, filters):
+                last_id = entry
                 if summary is not None:
                     items.append(summary)
                     if len(items) == limit:
                         break
-            if len(items) == limit or exhausted or not chunk:
-                if not chunk:
-                    exhausted = True
+            if len(items) == limit or exhausted:
                 break
-            high = chunk[-1]["_id"]
+            high = chunk[-1]
         full = len(items) == limit
         next_cursor = _encode_cursor(last_id) if last_id is not None and (full or not exhausted) else None
         return MessagePage(items=items, next_cursor=next_cursor)
 
     async def _rows(
-        self, who: Principal, entries: list[Document], filters: Filters
+        self, who: Principal, entries: list[str], filters: Filters
     ) -> list[tuple[MessageSummary | None, str]]:
-        """Each entry joined with its message, classification, state and answer; None where a filter drops it."""
-        keys_ = [e["key"] for e in entries]
+        """Each index entry joined with its message, classification, state and answer; None where a filter
+        drops it."""
+        keys_ = [keys.entry_value(e) for e in entries]
         msgs = await self.store.by_ids("messages", keys_)
         classes = await self.store.by_ids("classes", keys_)
         states = await self.store.by_ids(
@@ -154,13 +153,13 @@ class InboxService:
         mailboxes = await self.store.by_ids("mailboxes", {m["mailbox_id"] for m in msgs.values()})
         out: list[tuple[MessageSummary | None, str]] = []
         for entry in entries:
-            key = entry["key"]
+            key = keys.entry_value(entry)
             msg = msgs.get(key)
             if msg is None or mailboxes.get(msg["mailbox_id"], {}).get("removed"):
-                out.append((None, entry["_id"]))
+                out.append((None, entry))
                 continue
             summary = self._summary(who, msg, classes.get(key), states, replied)
-            out.append((summary if _keep(summary, msg, classes.get(key), filters) else None, entry["_id"]))
+            out.append((summary if _keep(summary, msg, classes.get(key), filters) else None, entry))
         return out
 
     def _summary(
@@ -296,13 +295,16 @@ class InboxService:
         """
         msg = await self._owned(who, public_id)
         root = msg.get("thread_root") or msg.get("message_id") or msg["_id"]
-        prefix = f"{keys.owner(who.tenant_id, who.user_id)}{root}{keys.SEP}"
-        entries = await self.store.range("threads", prefix, prefix + keys.END, descending=False, limit=500)
-        received = await self.store.by_ids("messages", [e["key"] for e in entries if "key" in e])
+        prefix = keys.thread_prefix(who.tenant_id, who.user_id, root)
+        values = [keys.entry_value(i[len(prefix) :]) for i in await self.store.range_ids("threads", prefix)]
+        received = await self.store.by_ids("messages", [v[2:] for v in values if v.startswith("r|")])
+        sent = await self.store.by_ids(
+            "sent", [keys.replied_id(who.tenant_id, v[2:]) for v in values if v.startswith("s|")]
+        )
         items: list[ThreadItem] = []
-        for e in entries:
-            if "key" in e:
-                m = received.get(e["key"])
+        for v in values:
+            if v.startswith("r|"):
+                m = received.get(v[2:])
                 if m is None:
                     continue
                 items.append(
@@ -318,14 +320,17 @@ class InboxService:
                     )
                 )
             else:
+                d = sent.get(keys.replied_id(who.tenant_id, v[2:]))
+                if d is None:
+                    continue
                 items.append(
                     ThreadItem.model_validate(
                         {
                             "kind": "sent",
-                            "message_id": e.get("message_id", ""),
-                            "subject": e.get("subject", ""),
-                            "from": e.get("from"),
-                            "at": e["sent_at"],
+                            "message_id": d.get("message_id", ""),
+                            "subject": d.get("subject", ""),
+                            "from": d.get("from"),
+                            "at": d["sent_at"],
                         }
                     )
                 )
@@ -333,13 +338,12 @@ class InboxService:
 
     async def counts(self, who: Principal) -> CountsOut:
         """Messages per category, and the open To Reply count (up to ``scan_max`` examined)."""
-        base = keys.owner(who.tenant_id, who.user_id)
         cats: dict[str, int] = {}
         for cat in CATEGORIES:
-            p = f"{base}{cat}{keys.SEP}"
-            cats[cat] = await self.store.count_range("categories", p, p + keys.END)
-        p = f"{base}to_reply{keys.SEP}"
-        entries = await self.store.range("categories", p, p + keys.END, limit=self.scan_max)
+            cats[cat] = await self.store.count(keys.category_prefix(who.tenant_id, who.user_id, cat))
+        entries = await self.store.scan(
+            keys.category_prefix(who.tenant_id, who.user_id, "to_reply"), limit=self.scan_max
+        )
         rows = await self._rows(who, entries, Filters(handled=False))
         return CountsOut(categories=cats, to_reply_open=sum(1 for s, _ in rows if s is not None))
 
@@ -356,6 +360,11 @@ class InboxService:
             async for d in cursor
             if not d.get("removed")
         ]
+
+
+def _post_filters(f: Filters) -> tuple[object, ...]:
+    """The filters applied entry by entry (category and dates bound the scan itself)."""
+    return (f.mailbox_id, f.folder, f.campaign_id, f.sent_message_id, f.unread, f.handled)
 
 
 def _keep(s: MessageSummary, msg: Document, cls: Document | None, f: Filters) -> bool:

@@ -143,4 +143,4 @@ if __name__ == "__main__":
     args = parser.parse_args()
     n = args.messages or (5_000 if args.quick else 1_000_000)
     m = args.mailboxes or (50 if args.quick else 1_000)
-    asyncio.run(main(n, m, 100 if args.quick else 300))
+    asyncio.run(main(n, m, 5 if args.quick else 100))

@@ -37,7 +37,7 @@ from laifaxin_shared.mongo import Document
 
 from . import keys
 
-LOOKUP_CONCURRENCY = 32
+LOOKUP_CONCURRENCY = 8
 """Concurrent ``_id`` lookups or updates one call issues."""
 DAY_MS = 86_400_000
 BUCKET = "#d"

@@ -28,7 +28,10 @@ def principal(request: Request) -> Principal:
     """
     settings: InboxSettings = request.app.state.settings
     try:
-        return settings.token_verifier().from_header(request.headers.get("authorization"))
+        who = settings.token_verifier().from_header(request.headers.get("authorization"))
+        if "|" in who.tenant_id or "|" in who.user_id:  # the separator of the read model's _id layouts
+            raise auth.InvalidTokenError("tenant_id and sub must not contain '|'")
+        return who
     except auth.InvalidTokenError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

@@ -26,7 +26,7 @@ install: uv  ## install the Python workspace (uv, locked), the local servers' bi
 	@# Bytecode for our own packages too (editable installs): with PYTHONDONTWRITEBYTECODE set, as on this
 	@# machine and in the image, every process (a sync worker's parsing pool included) would compile them again.
 	$(PY) -m compileall -q -j 0 shared/src services/binding/src services/sync/src services/classifier/src \
-		services/notify/src services/send/src cli >/dev/null
+		services/notify/src services/send/src services/inbox/src cli >/dev/null
 	$(INFRA) install
 	bash deploy/local/install_chromium.sh >/dev/null
 
@@ -35,7 +35,7 @@ lint: uv  ## ruff (lint + format check) and mypy (strict on shared/)
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked mypy --strict shared/src
-	$(UV) run --locked mypy services/binding/src services/sync/src services/classifier/src services/notify/src services/send/src cli
+	$(UV) run --locked mypy services/binding/src services/sync/src services/classifier/src services/notify/src services/send/src services/inbox/src cli
 
 format: uv  ## apply ruff's fixes and formatting
 	$(UV) run --locked ruff check --fix .

@@ -5,7 +5,7 @@ Writes:
   with descriptions, an example payload, and how to consume idempotently;
 - ``docs/asyncapi/<service>.json``: each service's AsyncAPI 3.0 document from its FastStream app (the same as
   ``faststream docs gen``), and ``docs/asyncapi/platform.json`` with every topic of the registry;
-- ``docs/openapi/<service>.json``: the OpenAPI documents of the HTTP services (binding, notify).
+- ``docs/openapi/<service>.json``: the OpenAPI documents of the HTTP services (binding, notify, inbox).
 
 ``tests/unit/docs/test_docs_current.py`` regenerates in memory and fails when a committed document differs.
 Run: ``uv run python docs/generate.py`` (``--check`` exits 1 on drift instead of writing).
@@ -96,6 +96,26 @@ def _notify_openapi() -> dict[str, Any]:
     return spec
 
 
+def _inbox_app() -> Any:
+    from laifaxin_inbox.app import create_app
+
+    return create_app(_settings("laifaxin_inbox.settings", "InboxSettings"))
+
+
+def _inbox_asyncapi() -> dict[str, Any]:
+    return _broker_asyncapi(
+        _inbox_app().state.broker,
+        "Laifaxin inbox",
+        "Consumes mail.received, mail.classified, mail.sent, mailbox.verified and mailbox.removed into the "
+        "unified inbox's read model; publishes nothing (invalid records go to <topic>.dlq).",
+    )
+
+
+def _inbox_openapi() -> dict[str, Any]:
+    spec: dict[str, Any] = _inbox_app().openapi()
+    return spec
+
+
 def _doc_handler(model: Any) -> Any:
     async def handler(event: Any) -> None:  # never called: documents the payload model
         return None
@@ -161,12 +181,14 @@ def _send_openapi() -> dict[str, Any]:
 ASYNCAPI: dict[str, Callable[[], dict[str, Any]]] = {
     "binding": _binding_asyncapi,
     "classifier": _classifier_asyncapi,
+    "inbox": _inbox_asyncapi,
     "notify": _notify_asyncapi,
     "send": _send_asyncapi,
     "sync": _sync_asyncapi,
 }
 OPENAPI: dict[str, Callable[[], dict[str, Any]]] = {
     "binding": _binding_openapi,
+    "inbox": _inbox_openapi,
     "notify": _notify_openapi,
     "send": _send_openapi,
 }
@@ -405,6 +427,7 @@ SETTINGS = [
     ("classifier", "laifaxin_classifier.service", "ClassifierSettings"),
     ("notify", "laifaxin_notify.settings", "NotifySettings"),
     ("send", "laifaxin_send.settings", "SendSettings"),
+    ("inbox", "laifaxin_inbox.settings", "InboxSettings"),
 ]
 
 

@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 TOPICS_FILE = HERE / "components" / "kafka-topics" / "topics.yaml"
 SCALEDOBJECT_FILE = HERE / "components" / "keda-sync" / "scaledobject.yaml"
 USERS_FILE = HERE / "components" / "kafka-users" / "users.yaml"
-SERVICES = ("binding", "sync", "classifier", "notify", "send")
+SERVICES = ("binding", "sync", "classifier", "notify", "send", "inbox")
 """The Deployments that get a Kafka user (registry producers/consumers outside this list, such as operators or
 other Laifaxin senders, have users of their own)."""
 

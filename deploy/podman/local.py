@@ -371,6 +371,9 @@ def fresh_secrets(mongodb_url: str) -> dict[str, dict[str, str]]:
             "NOTIFY_VAPID_PRIVATE_KEY": vapid_private_key(),
             "NOTIFY_SECRETS_KEYS": key_ring(_configmap_value("NOTIFY_SECRETS_ACTIVE_KEY_ID")),
         },
+        # The HMAC key of the grants the inbox presents to sync's raw-content route (the inbox itself is not
+        # in the local overlay yet; sync serves the route all the same).
+        "sync-content": {"CONTENT_TOKEN_SECRET": secrets.token_urlsafe(48)},
     }
 
 
@@ -383,6 +386,7 @@ SECRET_NAMES = (
     "send-jwt",
     "laifaxin-reply-token-keys",
     "notify-channels",
+    "sync-content",
 )
 """The Secrets :func:`fresh_secrets` makes (``down`` removes these Podman secrets)."""
 

@@ -68,7 +68,7 @@ def deployment(name: str) -> dict:
 
 
 def test_every_service_has_a_documented_build() -> None:
-    assert SERVICES == ["binding", "classifier", "notify", "send", "sync"]
+    assert SERVICES == ["binding", "classifier", "inbox", "notify", "send", "sync"]
     assert sorted(build_commands()) == SERVICES
     for name, (_port, image) in build_commands().items():
         assert image == deployment(name)["spec"]["template"]["spec"]["containers"][0]["image"], name

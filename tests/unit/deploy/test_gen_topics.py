@@ -57,7 +57,9 @@ def test_kafka_users_get_least_privilege_acls_from_the_registry() -> None:
         u["metadata"]["name"]: u
         for u in yaml.safe_load_all(gen_topics.USERS_FILE.read_text(encoding="utf-8"))
     }
-    assert set(users) == {f"laifaxin-{s}" for s in ("binding", "sync", "classifier", "notify", "send")}
+    assert set(users) == {
+        f"laifaxin-{s}" for s in ("binding", "sync", "classifier", "notify", "send", "inbox")
+    }
 
     def topics(user: str, operation: str) -> set[str]:
         acls = users[user]["spec"]["authorization"]["acls"]

@@ -75,13 +75,13 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
         "ServiceMonitor",
     }
     prod_report = reports[-1]
-    # one KafkaTopic per registered topic, five KafkaUsers, the ScaledObject and its TriggerAuthentication, two
+    # one KafkaTopic per registered topic, six KafkaUsers, the ScaledObject and its TriggerAuthentication, two
     # ServiceMonitors
-    assert prod_report.against == {"core": 34, "crd": len(TOPICS) + 9}
+    assert prod_report.against == {"core": 40, "crd": len(TOPICS) + 10}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:
-    for name in ("binding", "sync", "classifier", "notify", "send"):
+    for name in ("binding", "sync", "classifier", "notify", "send", "inbox"):
         for kind in ("Deployment", "Service", "ServiceAccount", "PodDisruptionBudget", "ConfigMap"):
             assert any(o["kind"] == kind and o["metadata"]["name"].startswith(name) for o in prod), (
                 kind,

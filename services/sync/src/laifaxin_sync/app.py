@@ -27,6 +27,7 @@ from laifaxin_shared.kafka import declare_publishers, ensure_topics, make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from laifaxin_shared.topics import TOPICS
+from laifaxin_sync.content import content_router
 from laifaxin_sync.mailbox_loop import WorkerContext
 from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.prepare import ParseBudget, Preparer, default_processes
@@ -153,8 +154,9 @@ class SyncWorker:
         return bool(ok_mongo and ok_kafka)
 
     def http_app(self) -> FastAPI:
-        """/healthz, /readyz and /metrics."""
+        """/healthz, /readyz, /metrics and /v1/raw (signed raw-message reads: :mod:`laifaxin_sync.content`)."""
         app = FastAPI(title="laifaxin-sync", openapi_url=None, docs_url=None, redoc_url=None)
+        app.include_router(content_router(self.store, self.settings.content_token_secret.get_secret_value()))
 
         @app.get("/healthz")
         async def healthz() -> Response:

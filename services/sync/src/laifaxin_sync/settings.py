@@ -10,7 +10,7 @@ import os
 import socket
 import uuid
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from laifaxin_shared.mime import MimeLimits
@@ -36,6 +36,12 @@ class SyncSettings(ServiceSettings):
     http_host: str = Field(default="0.0.0.0", description="Bind address of /healthz, /readyz, /metrics.")  # noqa: S104  # a pod's probes and Prometheus reach it from outside the container
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of the HTTP server; 0 disables it."
+    )
+    content_token_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="HMAC-SHA256 key of the grants other services (the inbox) present to read a raw message "
+        "from GET /v1/raw; the inbox holds the same value as INBOX_SYNC_CONTENT_SECRET. Empty closes the route "
+        "(503). At least 32 random characters.",
     )
     tls_ca_file: str | None = Field(
         default=None,

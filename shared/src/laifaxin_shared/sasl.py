@@ -125,7 +125,8 @@ def choose_mechanism(offered: set[str]) -> Mechanism:
 
 
 async def smtp_authenticate(client: Any, user: str, token: str) -> None:
-    """AUTH XOAUTH2 on a connected aiosmtplib ``SMTP`` client that has sent EHLO (and STARTTLS, when used).
+    """AUTH XOAUTH2 on a connected aiosmtplib ``SMTP`` client (after STARTTLS, when used; EHLO is sent first
+    when the client has not sent it yet).
 
     aiosmtplib (5.1+) ``auth_xoauth2`` sends the initial response, acknowledges a ``334`` error challenge with
     an empty line and then reads the final reply. No OAUTHBEARER here: aiosmtplib does not implement it, and
@@ -139,6 +140,8 @@ async def smtp_authenticate(client: Any, user: str, token: str) -> None:
     """
     import aiosmtplib
 
+    if getattr(client, "last_ehlo_response", None) is None:
+        await client.ehlo()
     offered = {m.upper() for m in getattr(client, "server_auth_methods", [])}
     if "XOAUTH2" not in offered:
         raise OAuthMechanismUnsupportedError(sorted(offered))

@@ -405,6 +405,13 @@ class MailboxService:
                 "fix_zh": event.fix_zh,
                 "at": event.occurred_at,
             }
+        if fields["status"] not in (NORMAL, "stopped", ErrorCode.OAUTH_REVOKED.value):
+            # A revoked OAuth grant stays the reason until the user signs in again: sync's own refusals of
+            # the dead token (auth_failed) say less.
+            current = await self.store.get(event.tenant_id, event.mailbox_id)
+            if current is not None and (current.get("oauth") or {}).get("revoked"):
+                fields["status"] = ErrorCode.OAUTH_REVOKED.value
+                fields.pop("last_error", None)
         if event.last_synced_at is not None:
             fields["last_synced_at"] = event.last_synced_at
         fields["progress"] = (
@@ -511,6 +518,8 @@ class MailboxService:
             sync=SyncSettings.model_validate(doc["sync"]),
             credential_expires_at=doc.get("credential_expires_at"),
             is_system=bool(doc.get("is_system", False)),
+            auth=doc.get("auth", "basic"),
+            access_token_expires_at=(doc.get("oauth") or {}).get("access_expires_at"),
         )
 
     def view(self, doc: dict[str, Any]) -> MailboxOut:
@@ -527,6 +536,7 @@ class MailboxService:
             smtp=ServerOut.model_validate(doc["smtp"]),
             sync=SyncOut.model_validate(doc["sync"]),
             status=doc["status"],
+            auth=doc.get("auth", "basic"),
             state=doc.get("state", "ok"),
             last_synced_at=doc.get("last_synced_at"),
             progress=SyncProgress.model_validate(progress) if (progress := doc.get("progress")) else None,

@@ -246,3 +246,58 @@ async def test_password_bind_of_an_oauth_provider_points_to_sign_in(app: Api) ->
     )
     assert resp.status_code == 422 and resp.json()["code"] == "oauth_required"
     assert "Sign in with Microsoft" in resp.json()["fix"] and "微软" in resp.json()["fix_zh"]
+
+
+async def test_no_token_in_plaintext_in_kafka_mongo_logs_or_answers(
+    api_app_account: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Scan everything the sign-in and a refresh pass left behind for every secret of the flow: the
+    authorization code, the state, each access and refresh token (read back by decrypting)."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.binding.kafka_read import read_topic
+
+    api, _, _, _, params = api_app_account
+    answers = [(await api.client.get("/v1/oauth/callback", params=params)).text]
+    listed = await api.client.get("/v1/mailboxes", headers=api.auth())
+    answers.append(listed.text)
+    mailbox_id = listed.json()["items"][0]["id"]
+    ring = keyring(api)
+    secrets: set[str] = {params["code"], params["state"]}
+
+    async def collect() -> None:
+        doc = await api.db["mailboxes"].find_one({"_id": mailbox_id})
+        for envelope in (doc["credential"], doc["oauth"]["refresh"]):
+            secrets.add(
+                ring.open(
+                    EncryptedCredential.model_validate(envelope), tenant_id=api.tenant, mailbox_id=mailbox_id
+                )
+            )
+
+    await collect()
+    await api.db["mailboxes"].update_one(
+        {"_id": mailbox_id}, {"$set": {"oauth.refresh_at": datetime.now(UTC) - timedelta(seconds=1)}}
+    )
+    counts = await api.app.state.oauth_refresher.run_once()
+    assert counts["refreshed"] == 1
+    await collect()
+    assert len(secrets) == 6  # code, state, two access tokens, two refresh tokens
+    records = await read_topic(
+        api.settings.kafka_bootstrap_servers,
+        [api.settings.topic(t) for t in ("mailbox.verified", "mailbox.sync_status")],
+    )
+    kafka = "\n".join(r.value.decode("utf-8", "replace") for r in records)
+    assert mailbox_id in kafka
+    mongo = ""
+    for name in await api.db.list_collection_names():
+        async for doc in api.db[name].find({}):
+            mongo += json.dumps(doc, default=str)
+    out, err = capfd.readouterr()
+    for where, text in (
+        ("kafka", kafka),
+        ("mongo", mongo),
+        ("logs", out + err),
+        ("answers", "".join(answers)),
+    ):
+        for secret in secrets:
+            assert secret not in text, f"a token in plaintext in {where}"

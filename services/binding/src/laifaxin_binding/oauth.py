@@ -108,7 +108,9 @@ class SignInOut(BaseModel):
     status: SignInStatus
     provider_id: str
     identity: Identity
-    authorization_url: str | None = Field(default=None, description="Open this to sign in (while pending).")
+    authorization_url: str | None = Field(
+        default=None, description="Open this to sign in; only in the answer that started the sign-in."
+    )
     expires_at: datetime
     mailbox: MailboxOut | None = None
     error: dict[str, Any] | None = None
@@ -352,7 +354,6 @@ class OAuthService:
                 verifier, tenant_id=who.tenant_id, mailbox_id=sign_in_id
             ).model_dump(),
             "nonce": nonce,
-            "authorization_url": url,
             "status": "pending",
             "created_at": at,
             "expires_at": expires,
@@ -363,7 +364,9 @@ class OAuthService:
         log.info(
             "oauth sign-in started", sign_in_id=sign_in_id, tenant_id=who.tenant_id, provider=provider.id
         )
-        return self._view(doc)
+        out = self._view(doc)
+        out.authorization_url = url  # answered once, never stored: it carries the state
+        return out
 
     async def get(self, who: Principal, sign_in_id: str) -> SignInOut:
         doc = await self.collection.find_one(
@@ -584,7 +587,6 @@ class OAuthService:
             status=doc["status"],
             provider_id=doc["provider_id"],
             identity=doc["identity"],
-            authorization_url=doc.get("authorization_url") if doc["status"] == "pending" else None,
             expires_at=doc["expires_at"],
             error=doc.get("error"),
         )

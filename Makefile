@@ -12,7 +12,7 @@ PY := $(UV) run --locked python
 INFRA := $(PY) deploy/local/infra.py
 PYTEST_ARGS ?=
 
-.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval k8s-check clean
+.PHONY: help install uv lint format infra-install infra-up infra-down infra-status test test-unit bench bench-quick demo up down status-platform train eval eval-matching k8s-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -52,10 +52,11 @@ infra-down: uv  ## stop every local server; no process of ours is left
 infra-status: uv  ## one line per local server
 	$(INFRA) status
 
-test: install  ## lint, start the servers, run every test, stop the servers (also on failure)
+test: install  ## lint, start the servers, run every test, build the images and start each, stop the servers (also on failure)
 	$(MAKE) --no-print-directory lint
 	$(INFRA) up --fresh
 	status=0; CI=$${CI:-} $(UV) run --locked pytest -ra $(PYTEST_ARGS) || status=$$?; \
+		[ $$status -ne 0 ] || $(MAKE) --no-print-directory images-check || status=$$?; \
 		$(INFRA) down; \
 		exit $$status
 
@@ -86,9 +87,43 @@ train: install  ## train the classifier model artifact (reproducible)
 eval: install  ## evaluate the classifier on the held-out split (and on ../shared/data/real-mail when present)
 	$(PY) -m laifaxin_classifier.evaluate
 
+eval-matching: install  ## reply matching: precision and recall on the generated corpus of client reply styles
+	$(PY) -m laifaxin_classifier.matching.evaluate
+
 k8s-check: uv  ## render every kustomize combination (base, components, overlays) and validate it offline
 	$(UV) sync --locked --all-packages --quiet
 	$(UV) run --locked python deploy/k8s/check.py
 
 clean: infra-down  ## stop servers and remove local state
 	rm -rf deploy/local/state
+
+# ---- images and pods (deploy/docker, deploy/podman): Podman and Buildah from Debian packages, no Docker engine
+.PHONY: deps-check
+
+deps-check: uv  ## install each service alone (as its image does) and import all of its code: undeclared dependencies fail
+	$(UV) sync --locked --all-packages --quiet
+	$(PY) deploy/docker/deps_check.py
+
+PODMAN_LOCAL := nice -n 15 $(UV) run --locked python deploy/podman/local.py
+.PHONY: podman-install images images-check pods-up pods-down pods-status demo-pods
+
+podman-install:  ## Podman, Buildah, runc, mmdebstrap from Debian packages (when run as root; idempotent)
+	bash deploy/podman/install.sh
+
+images: uv podman-install  ## build every service image with Podman from deploy/docker/Dockerfile on a Debian base (sizes, times)
+	$(PODMAN_LOCAL) images
+
+images-check: images  ## start each image as its pod runs it and wait for /readyz (needs the local servers: make infra-up)
+	$(PODMAN_LOCAL) images-check
+
+pods-up: images  ## the `local` kustomize overlay with podman kube play, until every readiness probe passes (servers: make infra-up)
+	$(PODMAN_LOCAL) up
+
+pods-down: uv  ## remove the pods, secrets and state of pods-up
+	$(PODMAN_LOCAL) down
+
+pods-status: uv  ## the pods of pods-up and their URLs
+	$(PODMAN_LOCAL) status
+
+demo-pods: images  ## `make demo` with the four services as the pods of the local overlay (DEMO_SERVICES=pods)
+	DEMO_SERVICES=pods $(PY) -m laifaxin_cli.demo

@@ -6,17 +6,33 @@ GB2312, multipart with attachments, DSN, large body). Prints one line per figure
 
     figure: NAME = VALUE UNIT
 
-Run: ``uv run python bench/bench_parsing.py [--quick] [-n N]``. ``--quick`` parses 500 messages per set.
+Hostile messages (``hostile_*``): the attacks the structure limits, the linear encoded-word decoder and the
+per-message CPU budget answer (100,000 parts; 200,000 encoded words in a Subject; 100,000 Content-Type
+parameters; 1,000 nested multiparts; 500,000 header fields; a 20 MB line; 5,000 nested message/rfc822), each
+measured twice: ``parse_message`` in this process with the default limits (what it costs to refuse or parse),
+and the way sync runs it, in a parsing process under ``ParseBudget`` with the limits turned off (the CPU time
+that process spent on it, read from /proc: what the budget lets through; a process the kernel ended is counted
+at its budget + 1.25 s). ``hostile_worst_cpu`` is the largest of all: the CPU one message can cost sync.
+``legit_*``: a message with a large attachment, to show the budget grows with the size (0.1 s per MB).
+
+``--fuzz N`` (default 200 with ``--quick``, 2,000 otherwise; 0 to skip) runs the hypothesis fuzz suites of the
+MIME parser and the IMAP reply readers with N random examples per test (the unit tests run 60, derandomized).
+
+Run: ``uv run python bench/bench_parsing.py [--quick] [-n N] [--fuzz N]``. ``--quick`` parses 500 messages per
+set and builds the hostile messages at a tenth of their size.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import gc
+import os
 import resource
 import statistics
+import subprocess
 import sys
 import sysconfig
 import time
@@ -24,7 +40,9 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from laifaxin_shared.mime import QuarantineError, parse_message
+from laifaxin_shared.events.base import utc_now
+from laifaxin_shared.mime import MimeLimits, QuarantineError, parse_message
+from laifaxin_sync.prepare import BatchContext, ParseBudget, ParseJob, Preparer
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MAIL = ROOT.parent / "shared" / "data" / "real-mail"
@@ -137,12 +155,155 @@ def run(name: str, messages: list[bytes], n: int) -> None:
     figure(f"{name}_largest_message_heap_ratio", largest_ratio, "x")
 
 
+def hostile(scale: float) -> dict[str, bytes]:
+    """The attack messages, ``scale`` 1.0 at the sizes of the review (12.6 MB of parts, 3.4 MB of Subject)."""
+    head = b"From: a@example.com\nTo: b@example.com\nMessage-ID: <h@example.com>\n"
+
+    def n(count: int) -> int:
+        return max(10, int(count * scale))
+
+    parts = (
+        head
+        + b"Subject: parts\nContent-Type: multipart/mixed; boundary=b\n\n"
+        + b"--b\nContent-Type: text/plain; charset=utf-8\nContent-Disposition: inline\n\npart of a message\n"
+        * n(100_000)
+        + b"--b--\n"
+    )
+    nested = head + b"Subject: nested\n"
+    nested += b"".join(
+        b"Content-Type: multipart/mixed; boundary=n%d\n\n--n%d\n" % (i, i) for i in range(n(1000))
+    )
+    nested += b"Content-Type: text/plain\n\nx\n" + b"".join(
+        b"--n%d--\n" % i for i in reversed(range(n(1000)))
+    )
+    legit = (
+        head
+        + b'Subject: quotation\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="m"\n\n--m\n'
+        + b"Content-Type: text/plain\n\nSee the attached catalogue.\n--m\nContent-Type: application/pdf\n"
+        + b'Content-Disposition: attachment; filename="catalogue.pdf"\nContent-Transfer-Encoding: base64\n\n'
+        + base64.encodebytes(os.urandom(n(25_000_000)))
+        + b"--m--\n"
+    )
+    return {
+        "legit_attachment": legit,
+        "parts": parts,
+        "encoded_words": head + b"Subject: " + b"=?utf-8?q?a?= " * n(200_000) + b"\n\nbody\n",
+        "content_type_params": head
+        + b"Subject: p\nContent-Type: text/plain; "
+        + b"; ".join(b"a%d=b" % i for i in range(n(100_000)))
+        + b"\n\nbody\n",
+        "nested_multiparts": nested,
+        "header_fields": head + b"Subject: h\n" + b"X-A: b\n" * n(500_000) + b"\nbody\n",
+        "long_line": head
+        + b"Subject: l\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n"
+        + b"x" * n(20_000_000)
+        + b"\n--b--\n",
+        "nested_messages": head
+        + b"Subject: m\n"
+        + b"Content-Type: message/rfc822\n\n" * n(5000)
+        + b"From: c@d\n\nx\n",
+    }
+
+
+UNLIMITED = MimeLimits(
+    max_header_bytes=1 << 40,
+    max_header_field_bytes=1 << 40,
+    max_header_line_bytes=1 << 40,
+    max_encoded_words=1 << 40,
+    max_parts=1 << 40,
+    max_depth=1 << 40,
+)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def through_the_budget(messages: dict[str, bytes]) -> dict[str, tuple[float, str]]:
+    """Each message alone through a parsing process under the default CPU budget, limits off: (CPU s, outcome)."""
+    preparer = Preparer(1, budget=ParseBudget(limits=UNLIMITED))
+    ctx = BatchContext("tenant", "user", "mbx_bench", "INBOX", "inbox", 1, utc_now())
+    out: dict[str, tuple[float, str]] = {}
+    try:
+        await preparer.start()
+        for name, raw in messages.items():
+            [slot] = preparer._slots  # a replacement, after the kernel ended the one before
+            pid = await asyncio.shield(slot.ready)
+            before = process_cpu(pid)
+            [prepared] = await preparer.prepare(ctx, [ParseJob(1, raw, None, False)])
+            try:
+                used = process_cpu(pid) - before
+            except FileNotFoundError:  # the kernel ended it (RLIMIT_CPU): it used up to its limit
+                used = preparer.budget.seconds(len(raw)) + 1.25
+            out[name] = (used, prepared.reason or "parsed")
+    finally:
+        preparer.close()
+    return out
+
+
+def run_hostile(scale: float) -> None:
+    messages = hostile(scale)
+    worst = 0.0
+    for name, raw in messages.items():
+        start = time.process_time()
+        try:
+            parse_message(raw)
+            outcome = "parsed"
+        except QuarantineError as exc:
+            outcome = exc.reason
+        cpu = time.process_time() - start
+        worst = max(worst, cpu)
+        figure(f"hostile_{name}_size", len(raw) / 1e6, "MB")
+        figure(f"hostile_{name}_limits_cpu", cpu * 1e3, "ms")
+        print(f"hostile {name}: {outcome} with the default limits", flush=True)
+    budget = asyncio.run(through_the_budget(messages))
+    for name, (cpu, outcome) in budget.items():
+        figure(f"hostile_{name}_budget_cpu", cpu * 1e3, "ms")
+        print(f"hostile {name}: {outcome} in a parsing process, limits off", flush=True)
+        worst = max(worst, cpu)
+    figure("hostile_worst_cpu", worst * 1e3, "ms")
+
+
+def run_fuzz(examples: int) -> None:
+    """The fuzz suites with ``examples`` random examples per test (a subprocess: pytest and hypothesis)."""
+    suites = ["tests/unit/shared/mime/test_mime_fuzz.py", "tests/unit/sync/test_sync_imap_fuzz.py"]
+    env = {**os.environ, "LAIFAXIN_FUZZ_EXAMPLES": str(examples), "LAIFAXIN_FUZZ_RANDOM": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(  # our own interpreter and test files
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites],
+        cwd=ROOT,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    tail = done.stdout.strip().splitlines()[-1:] or [""]
+    print(f"fuzz: {tail[0]}", flush=True)
+    if done.returncode != 0:
+        print(done.stdout[-4000:], file=sys.stderr)
+    figure("fuzz_examples_per_test", examples, "examples")
+    figure("fuzz_failed_suites", 0 if done.returncode == 0 else 1, "runs")
+    figure("fuzz_seconds", time.perf_counter() - start, "s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="500 messages per set instead of 10,000")
     parser.add_argument("-n", type=int, default=None, help="messages per set (default 10,000)")
+    parser.add_argument("--fuzz", type=int, default=None, help="fuzz examples per test (0: none)")
+    parser.add_argument("--only", default="", help="comma-separated: throughput,hostile,fuzz (default all)")
     args = parser.parse_args(argv)
     n = args.n or (500 if args.quick else 10_000)
+    only = set(filter(None, args.only.split(","))) or {"throughput", "hostile", "fuzz"}
+    if "hostile" in only:
+        run_hostile(0.1 if args.quick else 1.0)
+    fuzz = args.fuzz if args.fuzz is not None else (200 if args.quick else 2000)
+    if "fuzz" in only and fuzz:
+        run_fuzz(fuzz)
+    if "throughput" not in only:
+        return 0
 
     parse_message(b"From: warm@up\n\nwarm-up\n")  # imports and caches outside the timed loops
     corpus = load_corpus()

@@ -1,14 +1,22 @@
 """``make demo``: the whole platform on real servers, as a user would drive it.
 
 Starts (or reuses) the real local servers, the loopback WeChat and Web Push services, and the four services as
-separate processes; creates a mailbox on the local Dovecot; binds it through binding's HTTP API with a bearer
-JWT; binds WeChat, email and browser push alerts through notify's API; delivers a corpus into the mailbox as new
-mail (IMAP APPEND); shows a live progress line; and ends with a table per category, alerts per channel,
-anything quarantined with its reason, and arrival-to-alert latency percentiles. The last line of output is one
-JSON object (see :func:`summary`). Everything it started is stopped before it exits.
+separate processes, binding the platform's system mailbox from configuration (``BINDING_SYSTEM_MAILBOX_*``);
+creates a mailbox on the local Dovecot; binds it through binding's HTTP API with a bearer JWT; binds WeChat,
+email and browser push alerts through notify's API; sends a small campaign from the system mailbox and from the
+bound mailbox (:func:`laifaxin_cli.demo_replies.send_campaign`: SMTP submission plus ``mail.sent``); delivers
+the answers real clients would send (Gmail, Outlook, QQ Mail, NetEase, Foxmail; with and without threading
+headers; auto-replies; a bounce; one stray message with a forged reply token into the system mailbox) and then
+the corpus, as new mail (IMAP APPEND); shows a live progress line; and ends with a table per category, alerts
+per channel, reply matching (matched by method, alerts by owner, contact statuses), anything quarantined with
+its reason, and arrival-to-alert latency percentiles. The last line of output is one JSON object (see
+:func:`summary`; ``messages_in`` counts the answers and the corpus). Everything it started is stopped before it
+exits.
 
 The corpus is the sample the repository ships (``demo_corpus/``), or ``DEMO_MAIL=path``: a folder of messages
-(searched recursively: ``.eml``, ``.txt``, ``.msg``), a Maildir, or an mbox file.
+(searched recursively: ``.eml``, ``.txt``, ``.msg``), a Maildir, or an mbox file. ``DEMO_SERVICES=pods`` runs the
+four services as the pods of the ``local`` Kubernetes overlay on Podman (``make demo-pods`` builds the images
+first) instead of as processes.
 
 Exit status: 0 when every message was classified, quarantined with its reason, or recognised as a duplicate
 of one already received (none lost), and every expected alert arrived; 1 otherwise; 130 when interrupted.
@@ -33,11 +41,18 @@ from typing import Any
 
 from laifaxin_shared.mime import QuarantineError, parse_message
 
+from .demo_replies import Sender, answers, send_campaign, stray
 from .stack import ROOT
 
 CORPUS = Path(__file__).resolve().parent / "demo_corpus"
+SUBJECTS_BY_LABEL = {
+    "system": "LED 面板报价 / LED panel prices",
+    "own": "New catalogue 2027: solar street lights",
+}
 MESSAGE_SUFFIXES = {".eml", ".txt", ".msg"}
 TENANT = "tenant-demo"
+SYSTEM_TENANT = "laifaxin-system"
+RECIPIENTS = 10
 ALERT_CATEGORIES = ("to_reply", "inquiry")
 
 
@@ -121,8 +136,23 @@ async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
     with servers() as srv:
         relay = await make_account(srv.mail, f"alerts-{run_id}")
         owner = await make_account(srv.mail, f"sales-{run_id}")
-        say("starting binding, sync, classifier and notify as separate processes ...")
+        system = await make_account(srv.mail, f"campaigns-{run_id}")
+        host = srv.mail["imap_host"]
+        if os.environ.get("DEMO_SERVICES") == "pods":
+            say(
+                "starting binding, sync, classifier and notify as pods (podman kube play of the local overlay) ..."
+            )
+        else:
+            say("starting binding, sync, classifier and notify as separate processes ...")
         async with running_platform(
+            extra_env={
+                "binding": {
+                    "BINDING_SYSTEM_MAILBOX_EMAIL": system.email,
+                    "BINDING_SYSTEM_MAILBOX_PASSWORD": system.password,
+                    "BINDING_SYSTEM_MAILBOX_IMAP": f"{host}:{system.imaps_port}:ssl",
+                    "BINDING_SYSTEM_MAILBOX_SMTP": f"{host}:{system.smtps_port}:ssl",
+                }
+            },
             kafka_bootstrap_servers=srv.kafka_bootstrap_servers,
             mongodb_url=srv.mongodb_url,
             mail=srv.mail,
@@ -130,27 +160,81 @@ async def run(corpus_path: Path | None, timeout_s: float) -> dict[str, Any]:
             relay=relay,
             categories=list(ALERT_CATEGORIES),
             tenant_id=TENANT,
+            services=os.environ.get("DEMO_SERVICES") or "processes",
         ) as platform:
             try:
-                return await drive(platform, owner, corpus, timeout_s)
+                return await drive(platform, owner, system, corpus, timeout_s)
             finally:
                 say(f"stopping the services; their logs are in {log_dir}")
 
 
+async def system_mailbox_id(platform: Any, timeout_s: float = 90) -> str:
+    """The id of the system mailbox binding bound at start, once sync has baselined it."""
+    token = platform.stack.config.token(SYSTEM_TENANT, "system")
+    deadline = time.monotonic() + timeout_s
+    boxes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        r = await platform.http.get(
+            platform.stack.binding_url + "/v1/mailboxes", headers={"Authorization": f"Bearer {token}"}
+        )
+        boxes = r.json() if r.status_code == 200 else []
+        boxes = boxes.get("items", boxes) if isinstance(boxes, dict) else boxes
+        ready = [b for b in boxes if b.get("last_synced_at")]
+        if ready:
+            return str(ready[0]["id"])
+        await asyncio.sleep(0.3)
+    raise RuntimeError(f"the system mailbox was not bound and synced: {boxes}")
+
+
 async def drive(
-    platform: Any, owner: Any, corpus: list[tuple[str, bytes]], timeout_s: float
+    platform: Any, owner: Any, system: Any, corpus: list[tuple[str, bytes]], timeout_s: float
 ) -> dict[str, Any]:
     say(f"binding {owner.email} through POST {platform.stack.binding_url}/v1/mailboxes (bearer JWT) ...")
-    await platform.bind_mailbox(owner)
+    own_id = await platform.bind_mailbox(owner)
+    system_id = await system_mailbox_id(platform)
+    platform.mailboxes[system_id] = system
+    say(f"system mailbox {system.email} bound by binding from BINDING_SYSTEM_MAILBOX_* ({system_id})")
     say(
         "alerts bound through notify's API: WeChat by QR-code scan, alert email confirmed, browser push subscription"
     )
-    say(f"delivering {len(corpus)} messages into INBOX as new mail (IMAP APPEND) ...")
-    duplicates = duplicate_count(corpus)
+    cfg = platform.stack.config
+    replies: list[tuple[str, bytes]] = []
+    for sender, label in ((Sender(system, system_id, True), "system"), (Sender(owner, own_id, False), "own")):
+        recipients = [
+            f"buyer{i}.{label}@{domain}"
+            for i, domain in enumerate(["qq.com", "163.com", "gmail.com", "outlook.com", "example.de"] * 2)
+        ][:RECIPIENTS]
+        sent = await send_campaign(
+            sender,
+            owner=(platform.tenant_id, platform.user_id),
+            recipients=recipients,
+            subject=SUBJECTS_BY_LABEL[label],
+            campaign_id=f"cmp-demo-{label}",
+            kafka_bootstrap_servers=cfg.kafka_bootstrap_servers,
+            topic_prefix=cfg.topic_prefix,
+            ca_file=str(platform.mail["ca_file"]),
+        )
+        say(
+            f"campaign sent from the {label} mailbox {sender.account.email}: {len(sent)} messages (SMTP + mail.sent)"
+        )
+        replies += [(f"{label}-answer-{i}", raw) for i, raw in enumerate(answers(sent, sender))]
+        if sender.system:
+            replies.append(("system-stray", stray(sender)))
+    everything = replies + corpus
+    say(
+        f"delivering {len(replies)} answers and {len(corpus)} corpus messages into INBOX as new mail (IMAP APPEND) ..."
+    )
+    duplicates = duplicate_count(everything)
+
+    async def deliver() -> None:
+        await platform.append(system, [raw for name, raw in replies if name.startswith("system")])
+        await platform.append(owner, [raw for name, raw in replies if name.startswith("own")])
+        await platform.append(owner, [raw for _name, raw in corpus])
+
     async with asyncio.TaskGroup() as tasks:  # the APPENDs run while the progress line follows the mail
-        appending = tasks.create_task(platform.append(owner, [raw for _name, raw in corpus]))
-        await _follow(platform, corpus, duplicates, appending, timeout_s)
-    return summary(corpus, platform, duplicates)
+        appending = tasks.create_task(deliver())
+        await _follow(platform, everything, duplicates, appending, timeout_s)
+    return summary(everything, platform, duplicates)
 
 
 async def _follow(
@@ -207,6 +291,21 @@ def summary(corpus: list[tuple[str, bytes]], platform: Any, duplicates: int) -> 
             print(f"  {q.get('x-dlq-error', '?')[:110]}", file=sys.stderr)
         if len(seen.quarantined) > 20:
             print(f"  ... and {len(seen.quarantined) - 20} more", file=sys.stderr)
+    matched = [c for c in seen.classified.values() if c.match is not None]
+    by_method = Counter(c.match.method for c in matched if c.match is not None)
+    wechat_keys = platform.keys("wechat")
+    alerted = {wechat_keys[k] for k in got["wechat"] if k in wechat_keys}
+    by_owner = Counter(f"{seen.classified[k].tenant_id}/{seen.classified[k].user_id}" for k in alerted)
+    system_unmatched = sum(1 for c in seen.classified.values() if c.system_mailbox and c.match is None)
+    statuses = Counter(s.status for s in seen.statuses.values())
+    print("\nreply matching  messages", file=sys.stderr)
+    for method, n in sorted(by_method.items()):
+        print(f"  {method:14s}{n:8d}", file=sys.stderr)
+    print(f"  {'unmatched':14s}{len(seen.classified) - len(matched):8d}", file=sys.stderr)
+    print(f"  system mailbox, unmatched (alerted to nobody): {system_unmatched}", file=sys.stderr)
+    print("\ncontact status  recipients", file=sys.stderr)
+    for status, n in sorted(statuses.items()):
+        print(f"  {status:14s}{n:10d}", file=sys.stderr)
     latencies = platform.latencies_ms()
     return {
         "messages_in": len(corpus),
@@ -217,6 +316,12 @@ def summary(corpus: list[tuple[str, bytes]], platform: Any, duplicates: int) -> 
         "quarantined": len(seen.quarantined),
         "duplicates": duplicates,
         "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
+        "matched": len(matched),
+        "unmatched": len(seen.classified) - len(matched),
+        "matches_by_method": dict(sorted(by_method.items())),
+        "alerts_by_owner": dict(sorted(by_owner.items())),
+        "contact_statuses": dict(sorted(statuses.items())),
+        "alerts_expected": len(platform.alerting()),
     }
 
 
@@ -262,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         say("interrupted; everything the demo started was stopped")
         return 130
     lost = result["messages_in"] - result["received"] - result["quarantined"] - result["duplicates"]
-    expected = sum(result["by_category"].get(c, 0) for c in ALERT_CATEGORIES)
+    expected = result[
+        "alerts_expected"
+    ]  # the user's messages of an alerting category (system strays: nobody's)
     ok = (
         lost == 0
         and result["classified"] == result["received"]

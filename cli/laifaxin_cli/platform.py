@@ -75,7 +75,11 @@ async def up() -> dict[str, Any]:
     info = {
         "binding_url": stack.binding_url,
         "notify_url": stack.notify_url,
-        "token": config.token(TENANT, USER, ttl_s=30 * 86400),
+        # Tokens live at most 24 h (the services' maximum lifetime); mint fresh ones with
+        # `laifaxin-mail mailbox token` (binding's settings) after that.
+        "token": config.token(TENANT, USER, ttl_s=86400),
+        "notify_token": config.token(TENANT, USER, ttl_s=86400, service="notify"),
+        "binding_jwt_secret": config.binding_jwt_secret,
         "tenant_id": TENANT,
         "user_id": USER,
         "processes": {

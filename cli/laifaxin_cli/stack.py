@@ -27,7 +27,8 @@ from laifaxin_shared.auth import issue_token
 from laifaxin_shared.settings import DEV_CREDENTIAL_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
-JWT_AUDIENCE = "laifaxin"
+JWT_AUDIENCES = {"binding": "laifaxin-binding", "notify": "laifaxin-notify"}
+"""Each HTTP service's own ``aud`` (a token for one is refused by the other)."""
 
 
 def free_port() -> int:
@@ -128,7 +129,9 @@ class StackConfig:
     topic_prefix: str
     db_prefix: str
     log_dir: Path
-    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))  # fresh per stack
+    # Each HTTP service has its own key, fresh per stack: neither can mint the other's tokens.
+    binding_jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    notify_jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     wechat_api_base: str | None = None
     wechat_appid: str = "wxdemo0000000001"
     wechat_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
@@ -156,9 +159,11 @@ class StackConfig:
         )
         return env
 
-    def token(self, tenant_id: str, user_id: str, ttl_s: int = 7200) -> str:
-        """A bearer JWT both HTTP services accept (:func:`laifaxin_shared.auth.issue_token`)."""
-        return issue_token(self.jwt_secret, tenant_id, user_id, ttl_s=ttl_s, audience=JWT_AUDIENCE)
+    def token(self, tenant_id: str, user_id: str, ttl_s: int = 7200, *, service: str = "binding") -> str:
+        """A bearer JWT for ``service`` (``binding`` or ``notify``) with that service's key and audience
+        (:func:`laifaxin_shared.auth.issue_token`); ``ttl_s`` at most 24 h (the services' maximum lifetime)."""
+        secret = self.binding_jwt_secret if service == "binding" else self.notify_jwt_secret
+        return issue_token(secret, tenant_id, user_id, ttl_s=ttl_s, audience=JWT_AUDIENCES[service])
 
 
 @dataclass
@@ -196,7 +201,8 @@ class Stack:
             "BINDING_HTTP_HOST": "127.0.0.1",
             "BINDING_HTTP_PORT": str(self.binding_port),
             "BINDING_MONGODB_DATABASE": f"{cfg.db_prefix}binding",
-            "BINDING_JWT_SECRET": cfg.jwt_secret,
+            "BINDING_JWT_SECRET": cfg.binding_jwt_secret,
+            "BINDING_JWT_AUDIENCE": JWT_AUDIENCES["binding"],
             "BINDING_HOST_ALLOWLIST": "127.0.0.1,localhost,::1",
             "BINDING_CA_FILE": str(cfg.mail["ca_file"]),
         }
@@ -231,8 +237,8 @@ class Stack:
             "NOTIFY_HTTP_HOST": "127.0.0.1",
             "NOTIFY_HTTP_PORT": str(self.notify_port),
             "NOTIFY_MONGODB_DATABASE": f"{cfg.db_prefix}notify",
-            "NOTIFY_JWT_SECRET": cfg.jwt_secret,
-            "NOTIFY_JWT_AUDIENCE": JWT_AUDIENCE,
+            "NOTIFY_JWT_SECRET": cfg.notify_jwt_secret,
+            "NOTIFY_JWT_AUDIENCE": JWT_AUDIENCES["notify"],
             "NOTIFY_PUBLIC_BASE_URL": self.notify_url,
             "NOTIFY_SMTP_HOST": str(mail["smtp_host"]),
             "NOTIFY_SMTP_PORT": str(mail["smtps_port"]),

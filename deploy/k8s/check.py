@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -54,6 +55,7 @@ import jsonschema
 import yaml
 from referencing import Registry, Resource
 
+from laifaxin_shared.netguard import GLOBAL_UNICAST_V6, NON_PUBLIC_V4, NON_PUBLIC_V6, SIX_TO_FOUR
 from laifaxin_shared.topics import TOPICS
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +79,10 @@ CRD_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
         "github.com/kedacore/keda/v2@v2.21.0",
         "config/crd/bases/keda.sh_scaledobjects.yaml",
     ),
+    ("keda.sh", "TriggerAuthentication"): (
+        "github.com/kedacore/keda/v2@v2.21.0",
+        "config/crd/bases/keda.sh_triggerauthentications.yaml",
+    ),
     ("monitoring.coreos.com", "ServiceMonitor"): (
         "github.com/prometheus-operator/prometheus-operator@v0.85.0",
         "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml",
@@ -84,6 +90,7 @@ CRD_SOURCES: dict[tuple[str, str], tuple[str, str]] = {
 }
 LOCAL_CRDS: dict[tuple[str, str], Path] = {
     ("kafka.strimzi.io", "KafkaTopic"): SCHEMAS / "kafkatopics.kafka.strimzi.io.yaml",
+    ("kafka.strimzi.io", "KafkaUser"): SCHEMAS / "kafkausers.kafka.strimzi.io.yaml",
 }
 
 SERVICE_DIRS = REPO / "services"
@@ -428,6 +435,46 @@ def check_container(where: str, pod: dict[str, Any], c: dict[str, Any], *, probe
     return errs
 
 
+FORBIDDEN_V6 = (*(n for n in NON_PUBLIC_V6 if n.subnet_of(GLOBAL_UNICAST_V6)), SIX_TO_FOUR)
+"""Non-public IPv6 networks inside global unicast 2000::/3 (the rest of IPv6 an ipBlock may not reach at all)."""
+
+
+def check_egress_rule(where: str, rule: dict[str, Any]) -> list[str]:
+    """An egress rule names its destinations (``to:``; a ports-only rule reaches the whole cluster and the cloud's
+    metadata service), and an ``ipBlock`` toward the internet excepts every non-public range that the platform's
+    SSRF rule (``laifaxin_shared.netguard``) refuses: private, loopback, link-local and metadata, shared, ...;
+    IPv6 blocks stay inside global unicast ``2000::/3`` and except its non-public parts (6to4 included)."""
+    errs: list[str] = []
+    peers = rule.get("to") or []
+    if not peers:
+        return [
+            f"{where}: egress rule to ports {[pt.get('port') for pt in rule.get('ports', [])]} has no destination"
+        ]
+    for peer in peers:
+        block = peer.get("ipBlock")
+        if block is None:
+            continue
+        try:
+            cidr = ipaddress.ip_network(block["cidr"])
+            excepted = [ipaddress.ip_network(e) for e in block.get("except", [])]
+        except ValueError as exc:
+            errs.append(f"{where}: ipBlock {block} is not valid: {exc}")
+            continue
+        if isinstance(cidr, ipaddress.IPv4Network):
+            forbidden: tuple[Any, ...] = NON_PUBLIC_V4
+        else:
+            if not cidr.subnet_of(GLOBAL_UNICAST_V6):
+                errs.append(f"{where}: IPv6 ipBlock {cidr} reaches beyond global unicast 2000::/3")
+                continue
+            forbidden = FORBIDDEN_V6
+        for net in forbidden:
+            if net.overlaps(cidr) and not any(
+                net.version == e.version and net.subnet_of(e) for e in excepted
+            ):
+                errs.append(f"{where}: ipBlock {cidr} does not except non-public {net}")
+    return errs
+
+
 def check_rules(objs: list[dict[str, Any]], *, base_names: set[str]) -> list[str]:
     """The platform's policies over one rendered combination."""
     errs: list[str] = []
@@ -568,6 +615,8 @@ def check_rules(objs: list[dict[str, Any]], *, base_names: set[str]) -> list[str
                     named = port.get("port")
                     if isinstance(named, str) and any(named not in container_ports[n] for n in selected):
                         errs.append(f"{_kn(p)}: ingress port {named!r} is not declared by every selected pod")
+            for rule in p["spec"].get("egress", []):
+                errs += check_egress_rule(_kn(p), rule)
 
     kafka_topics = by_kind.get("KafkaTopic", [])
     if kafka_topics:

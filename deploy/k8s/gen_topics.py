@@ -6,7 +6,12 @@ Writes, from the registry alone:
   replicas, topic configs as :meth:`TopicSpec.kafka_config` gives them);
 - ``components/keda-sync/scaledobject.yaml``: the KEDA ``ScaledObject`` that scales the ``sync`` Deployment on
   the consumer lag of group ``sync``, one ``kafka`` trigger per topic sync consumes, with ``maxReplicaCount``
-  equal to their (shared) partition count: a worker beyond it would own no partition.
+  equal to their (shared) partition count: a worker beyond it would own no partition; and the
+  ``TriggerAuthentication`` its triggers log in with;
+- ``components/kafka-users/users.yaml``: one Strimzi ``KafkaUser`` per service (SCRAM-SHA-512) with the ACLs the
+  registry implies and nothing more: Write on the topics it produces (dead-letter topics included), Read on
+  those it consumes, Read on its consumer groups (prefix ``<service>``). Only binding may write
+  ``mailbox.verified``.
 
 Usage::
 
@@ -31,12 +36,18 @@ from laifaxin_shared.topics import TOPICS, TopicSpec
 HERE = Path(__file__).resolve().parent
 TOPICS_FILE = HERE / "components" / "kafka-topics" / "topics.yaml"
 SCALEDOBJECT_FILE = HERE / "components" / "keda-sync" / "scaledobject.yaml"
+USERS_FILE = HERE / "components" / "kafka-users" / "users.yaml"
+SERVICES = ("binding", "sync", "classifier", "notify")
+"""The Deployments that get a Kafka user (registry producers/consumers outside this list, such as operators or
+other Laifaxin senders, have users of their own)."""
 
 STRIMZI_CLUSTER = "laifaxin"
 """Value of the ``strimzi.io/cluster`` label: the name of the ``Kafka`` resource whose Topic Operator owns them."""
 SYNC_GROUP = "sync"
 """Consumer group (and Deployment) of the sync workers."""
 SYNC_MIN_REPLICAS = 1
+KEDA_AUTH = "sync-kafka"
+"""Name of the KEDA ``TriggerAuthentication`` the lag triggers use (SASL_SSL credentials of the sync user)."""
 SYNC_LAG_THRESHOLD = 10
 """Target lag per sync replica, in records, summed over a topic's partitions (KEDA's ``lagThreshold``)."""
 
@@ -131,10 +142,77 @@ def scaled_object() -> dict[str, Any]:
                         "activationLagThreshold": "0",
                         "offsetResetPolicy": "earliest",
                         "allowIdleConsumers": "false",
+                        # The cluster speaks SASL_SSL (SCRAM-SHA-512), as the services do.
+                        "sasl": "scram_sha512",
+                        "tls": "enable",
                     },
+                    "authenticationRef": {"name": KEDA_AUTH},
                 }
                 for spec in specs
             ],
+        },
+    }
+
+
+def trigger_authentication() -> dict[str, Any]:
+    """The KEDA ``TriggerAuthentication`` of the lag triggers: sync's own Kafka user (its name from the sync
+    container's ``KAFKA_SASL_USERNAME``, its password from Strimzi's Secret ``laifaxin-sync``) and the cluster
+    CA (Secret ``laifaxin-kafka-ca``), the same credentials the sync pods use."""
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "TriggerAuthentication",
+        "metadata": {"name": KEDA_AUTH, "labels": {"app.kubernetes.io/name": SYNC_GROUP}},
+        "spec": {
+            "env": [{"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": SYNC_GROUP}],
+            "secretTargetRef": [
+                {"parameter": "password", "name": f"laifaxin-{SYNC_GROUP}", "key": "password"},
+                {"parameter": "ca", "name": "laifaxin-kafka-ca", "key": "ca.crt"},
+            ],
+        },
+    }
+
+
+def kafka_user_name(service: str) -> str:
+    """The ``KafkaUser`` (and so SASL user and Strimzi Secret) name of a service: ``laifaxin-<service>``."""
+    return f"laifaxin-{service}"
+
+
+def kafka_user(service: str) -> dict[str, Any]:
+    """The Strimzi ``KafkaUser`` (kafka.strimzi.io/v1beta2) of one service: SCRAM-SHA-512 authentication and the
+    least ACLs the registry gives it (``TopicSpec.producers`` -> Write, ``consumers`` -> Read)."""
+    writes = [t.name for t in TOPICS.values() if service in t.producers]
+    reads = [t.name for t in TOPICS.values() if service in t.consumers]
+    acls: list[dict[str, Any]] = [
+        {
+            "resource": {"type": "topic", "name": name, "patternType": "literal"},
+            "operations": ["Write", "Describe"],
+        }
+        for name in writes
+    ]
+    acls += [
+        {
+            "resource": {"type": "topic", "name": name, "patternType": "literal"},
+            "operations": ["Read", "Describe"],
+        }
+        for name in reads
+    ]
+    if reads:
+        acls.append(
+            {
+                "resource": {"type": "group", "name": service, "patternType": "prefix"},
+                "operations": ["Read", "Describe"],
+            }
+        )
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": kafka_user_name(service),
+            "labels": {"strimzi.io/cluster": STRIMZI_CLUSTER, "app.kubernetes.io/name": service},
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls},
         },
     }
 
@@ -148,7 +226,8 @@ def render() -> dict[Path, str]:
     """Every generated file and its content."""
     return {
         TOPICS_FILE: _dump([kafka_topic(s) for s in TOPICS.values()]),
-        SCALEDOBJECT_FILE: _dump([scaled_object()]),
+        SCALEDOBJECT_FILE: _dump([scaled_object(), trigger_authentication()]),
+        USERS_FILE: _dump([kafka_user(s) for s in SERVICES]),
     }
 
 

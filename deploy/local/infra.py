@@ -21,6 +21,12 @@ After ``up`` the endpoints are written to ``<state>/infra.json`` for tests, benc
 Ports are configurable (``LAIFAXIN_*_PORT``); the defaults avoid the standard ports. When ``MONGODB_URL`` is
 set, that server is used and FerretDB is not started.
 
+``LAIFAXIN_KAFKA_SECURITY=sasl_ssl`` runs the broker's client listener with SASL_SSL (SCRAM-SHA-512 over TLS)
+instead of PLAINTEXT, as production does: the keystore is made from the local CA, the SCRAM users are created at
+format time, and the client user's name and password are in ``<state>/kafka/client.json`` (mode 0600; ``env``
+prints the ``KAFKA_*`` lines that read it). A data directory formatted in one mode is not reused in the other:
+``up --fresh`` (or another ``LAIFAXIN_STATE_DIR``) starts over.
+
 Run it with the project's interpreter (``uv run python deploy/local/infra.py``): the SMTP server and the TLS
 setup need the project's packages (aiosmtpd, cryptography).
 """
@@ -78,6 +84,13 @@ PORTS = {
     "hydra_admin": _port("HYDRA_ADMIN", 14445),
     "hydra_login": _port("HYDRA_LOGIN", 14446),
 }
+
+
+KAFKA_SECURITY = os.environ.get("LAIFAXIN_KAFKA_SECURITY", "plaintext").strip().lower() or "plaintext"
+"""``plaintext`` (default) or ``sasl_ssl``: the protocol of the broker's client listener."""
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_CLIENT_USER = "laifaxin"
+KAFKA_BROKER_USER = "broker"
 
 
 class InfraError(RuntimeError):
@@ -472,20 +485,107 @@ def wait_until(what: str, ok: Callable[[], bool], timeout: float, pid: int, logf
     raise InfraError(f"{what} did not answer within {timeout:.0f} s; see {logfile}")
 
 
+def kafka_secrets() -> dict[str, str]:
+    """The SASL_SSL mode's generated secrets (client and broker SCRAM passwords, keystore password), made once per
+    state folder and kept in ``<state>/kafka/secrets.json`` (0600); the client's part also in ``client.json``.
+    ``LAIFAXIN_KAFKA_SASL_PASSWORD`` chooses the client password (first start of a state only)."""
+    path = STATE / "kafka" / "secrets.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secrets = {
+        "client_password": os.environ.get("LAIFAXIN_KAFKA_SASL_PASSWORD")
+        or base64.urlsafe_b64encode(os.urandom(18)).decode(),
+        "broker_password": base64.urlsafe_b64encode(os.urandom(18)).decode(),
+        "keystore_password": base64.urlsafe_b64encode(os.urandom(18)).decode(),
+    }
+    for name, data in (
+        ("secrets.json", secrets),
+        ("client.json", {"username": KAFKA_CLIENT_USER, "password": secrets["client_password"]}),
+    ):
+        target = STATE / "kafka" / name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+    return secrets
+
+
+def kafka_keystore(password: str) -> Path:
+    """A PKCS#12 keystore holding the local server certificate and key (signed by ``tls/ca.pem``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    tls = STATE / "tls"
+    target = STATE / "kafka" / "keystore.p12"
+    if target.exists():
+        return target
+    chain = x509.load_pem_x509_certificates((tls / "server.pem").read_bytes())
+    key = serialization.load_pem_private_key((tls / "server.key").read_bytes(), password=None)
+    blob = pkcs12.serialize_key_and_certificates(
+        b"kafka",
+        key,  # type: ignore[arg-type]
+        chain[0],
+        chain[1:],
+        serialization.BestAvailableEncryption(password.encode()),
+    )
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(blob)
+    return target
+
+
+def kafka_properties(data: Path) -> tuple[str, list[str]]:
+    """The broker's ``server.properties`` for :data:`KAFKA_SECURITY`, and the extra ``kafka-storage format``
+    arguments (the SCRAM users, in SASL_SSL mode)."""
+    if KAFKA_SECURITY not in ("plaintext", "sasl_ssl"):
+        raise InfraError(f"LAIFAXIN_KAFKA_SECURITY must be plaintext or sasl_ssl, not {KAFKA_SECURITY!r}")
+    listener = "SASL_SSL" if KAFKA_SECURITY == "sasl_ssl" else "PLAINTEXT"
+    props = (HERE / "kafka" / "server.properties.in").read_text()
+    values: dict[str, object] = {
+        "KAFKA_PORT": PORTS["kafka"],
+        "CONTROLLER_PORT": PORTS["kafka_controller"],
+        "DATA_DIR": data,
+        "LISTENER": listener,
+    }
+    format_args: list[str] = []
+    if listener == "SASL_SSL":
+        secrets = kafka_secrets()
+        props += (HERE / "kafka" / "sasl_ssl.properties.in").read_text()
+        values |= {
+            "BROKER_USER": KAFKA_BROKER_USER,
+            "BROKER_PASSWORD": secrets["broker_password"],
+            "KEYSTORE": kafka_keystore(secrets["keystore_password"]),
+            "KEYSTORE_PASSWORD": secrets["keystore_password"],
+            "CA_FILE": STATE / "tls" / "ca.pem",
+        }
+        for user, password in (
+            (KAFKA_BROKER_USER, secrets["broker_password"]),
+            (KAFKA_CLIENT_USER, secrets["client_password"]),
+        ):
+            format_args.append(f"--add-scram={KAFKA_SASL_MECHANISM}=[name={user},password={password}]")
+    for k, v in values.items():
+        props = props.replace(f"@{k}@", str(v))
+    return props, format_args
+
+
 def start_kafka() -> None:
     data = STATE / "kafka" / "data"
     logs = STATE / "logs" / "kafka"
     data.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
-    props = (HERE / "kafka" / "server.properties.in").read_text()
-    for k, v in {
-        "KAFKA_PORT": PORTS["kafka"],
-        "CONTROLLER_PORT": PORTS["kafka_controller"],
-        "DATA_DIR": data,
-    }.items():
-        props = props.replace(f"@{k}@", str(v))
+    mode_file = STATE / "kafka" / "security"
+    if (data / "meta.properties").exists() and mode_file.exists() and mode_file.read_text() != KAFKA_SECURITY:
+        raise InfraError(
+            f"Kafka's data in {data} was formatted for {mode_file.read_text()}, not {KAFKA_SECURITY}: "
+            "run `infra.py up --fresh` (or use another LAIFAXIN_STATE_DIR)"
+        )
+    props, format_args = kafka_properties(data)
     conf = STATE / "kafka" / "server.properties"
-    conf.write_text(props)
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold the broker's SCRAM password
+    with os.fdopen(fd, "w") as fh:
+        fh.write(props)
     jopts = [
         "-Xms256m",
         "-Xmx768m",
@@ -509,9 +609,11 @@ def start_kafka() -> None:
                 f"--cluster-id={cluster_id}",  # "=": a base64url id may start with "-"
                 "-c",
                 str(conf),
+                *format_args,
             ],
             stdout=subprocess.DEVNULL,
         )
+        mode_file.write_text(KAFKA_SECURITY)
     server_log = logs / "server.log"
     offset = server_log.stat().st_size if server_log.exists() else 0
 
@@ -740,9 +842,21 @@ def servers() -> list[Server]:
 
 
 def endpoints() -> dict[str, object]:
+    kafka: dict[str, object] = {"kafka_security_protocol": "PLAINTEXT"}
+    if KAFKA_SECURITY == "sasl_ssl":
+        kafka = {
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": KAFKA_SASL_MECHANISM,
+            "kafka_sasl_username": KAFKA_CLIENT_USER,
+            "kafka_sasl_credentials_file": str(
+                STATE / "kafka" / "client.json"
+            ),  # the password stays out of here
+            "kafka_ssl_ca_file": str(STATE / "tls" / "ca.pem"),
+        }
     return {
         "state_dir": str(STATE),
         "kafka_bootstrap_servers": f"127.0.0.1:{PORTS['kafka']}",
+        **kafka,
         "mongodb_url": os.environ.get("MONGODB_URL") or f"mongodb://127.0.0.1:{PORTS['mongodb']}/",
         "imap_host": "127.0.0.1",
         "imap_port": PORTS["imap"],
@@ -906,6 +1020,17 @@ def main() -> int:
         elif args.cmd == "env":
             ep = endpoints()
             print(f"export KAFKA_BOOTSTRAP_SERVERS={ep['kafka_bootstrap_servers']}")
+            print(f"export KAFKA_SECURITY_PROTOCOL={ep['kafka_security_protocol']}")
+            if KAFKA_SECURITY == "sasl_ssl":
+                creds = ep["kafka_sasl_credentials_file"]
+                print(f"export KAFKA_SASL_MECHANISM={ep['kafka_sasl_mechanism']}")
+                print(f"export KAFKA_SASL_USERNAME={ep['kafka_sasl_username']}")
+                # read at eval time: the password itself is never printed
+                print(
+                    f"export KAFKA_SASL_PASSWORD=\"$(python3 -c 'import json,sys;"
+                    f'print(json.load(open(sys.argv[1]))["password"])\' {creds})"'
+                )
+                print(f"export KAFKA_SSL_CA_FILE={ep['kafka_ssl_ca_file']}")
             print(f"export MONGODB_URL={ep['mongodb_url']}")
             print(f"export LAIFAXIN_INFRA_FILE={STATE / 'infra.json'}")
         elif args.cmd == "add-user":
@@ -914,7 +1039,8 @@ def main() -> int:
         log(f"error: {exc}")
         return 1
     except subprocess.CalledProcessError as exc:
-        log(f"error: command failed ({exc.returncode}): {' '.join(map(str, exc.cmd))}")
+        command = re.sub(r"password=[^,\]\s]*", "password=[REDACTED]", " ".join(map(str, exc.cmd)))
+        log(f"error: command failed ({exc.returncode}): {command}")
         return 1
     return 0
 

@@ -202,3 +202,54 @@ async def test_dead_letters_can_be_listed_and_replayed(
     assert record.value == b'{"schema_version": 1}' and record.key == b"mbx_1"
     assert headers["x-trace"] == "t1" and headers["x-dlq-replayed-from"].startswith(topic + ".dlq/")
     assert not any(h.startswith("x-dlq-error") for h in headers)
+
+
+async def test_a_poison_record_too_large_for_the_dlq_topic_is_dead_lettered_by_its_start_and_not_replayed(
+    real_servers: Servers, topic_prefix: str
+) -> None:
+    """Before: the dead letter (the record plus its x-dlq-* headers) was refused as too large, the handler
+    failed, and the consumer was handed the same poison record again for ever."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from laifaxin_shared.kafka import DLQ_PREFIX_BYTES, replay_dead_letters
+
+    settings = settings_for(real_servers, topic_prefix)
+    topic = topic_prefix + "mail.received"
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [spec("mail.received"), spec("mail.received.dlq")],
+        prefix=topic_prefix,
+        replication_factor=1,
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic + ".dlq", configs={"max.message.bytes": "70000"})]
+        )
+    finally:
+        await admin.close()
+    good = MailReceived.model_validate(spec("mail.received").examples()[0])
+    got_good = asyncio.Event()
+    broker = make_broker(settings)
+
+    @broker.subscriber(topic, **subscriber_options("dlq-size-test"))
+    async def handle(event: MailReceived) -> None:
+        got_good.set()
+
+    poison = b"{" + b"x" * 69_900  # fits mail.received; with the x-dlq-* headers, not mail.received.dlq
+    raw = KafkaBroker(settings.kafka_bootstrap_servers)
+    async with broker, raw:
+        await broker.start()
+        await raw.start()
+        await raw.publish(poison, topic, key=b"mbx_1")
+        await publish_event(broker, good, prefix=topic_prefix)
+        await asyncio.wait_for(got_good.wait(), 30)  # the consumer went on
+    [dead] = await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=1)
+    headers = {k: v.decode() for k, v in dead.headers}
+    assert dead.value == poison[:DLQ_PREFIX_BYTES] and headers["x-dlq-truncated"] == "true"
+    assert headers["x-dlq-size-bytes"] == str(len(poison)) and headers["x-dlq-offset"] == "0"
+    [summary] = await replay_dead_letters(settings.kafka_bootstrap_servers, topic + ".dlq")
+    assert summary["skipped"] == "truncated"  # a cut value is never published as if it were the record
+    assert len(await read_all(settings.kafka_bootstrap_servers, topic, expect=2)) == 2  # nothing replayed

@@ -51,6 +51,7 @@ class ImapResponder:
         login: decides each LOGIN.
         capabilities: advertised in the greeting and for CAPABILITY.
         select_needs_id: refuse SELECT with 163's "Unsafe Login" text unless the session sent ID.
+        uidvalidity: the UIDVALIDITY SELECT/EXAMINE answers (text: a broken server's ``0`` or 5,000 digits).
     """
 
     cert_file: str
@@ -58,6 +59,7 @@ class ImapResponder:
     login: LoginRule
     capabilities: str = "IMAP4rev1 AUTH=PLAIN"
     select_needs_id: bool = False
+    uidvalidity: str = "1"
     commands: list[str] = field(default_factory=list)
     usernames: list[str] = field(default_factory=list)
     port: int = 0
@@ -119,7 +121,11 @@ class ImapResponder:
                     elif self.select_needs_id and not id_sent:
                         send(f"{tag} NO {command} Unsafe Login. Please contact kefu@188.com for help")
                     else:
-                        send("* 0 EXISTS", "* OK [UIDVALIDITY 1] UIDs valid", f"{tag} OK [READ-WRITE] done")
+                        send(
+                            "* 0 EXISTS",
+                            f"* OK [UIDVALIDITY {self.uidvalidity}] UIDs valid",
+                            f"{tag} OK [READ-WRITE] done",
+                        )
                 elif command == "LOGOUT":
                     send("* BYE logging out", f"{tag} OK LOGOUT completed")
                     await writer.drain()

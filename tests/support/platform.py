@@ -31,7 +31,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from laifaxin_cli.stack import Stack, StackConfig
-from laifaxin_shared.events import MailClassified, MailReceived
+from laifaxin_shared.events import ContactStatus, MailClassified, MailReceived
 from laifaxin_shared.imap import client_tls_context, connect_imap
 from laifaxin_shared.kafka import delete_topics, ensure_topics
 from tests.support.push_service import PushService
@@ -124,11 +124,18 @@ class Observed:
     received: dict[str, MailReceived] = field(default_factory=dict)
     classified: dict[str, MailClassified] = field(default_factory=dict)
     quarantined: list[dict[str, str]] = field(default_factory=list)
+    statuses: dict[str, ContactStatus] = field(default_factory=dict)  # by record key (tenant_id:recipient)
 
 
 async def watch_topics(bootstrap: str, prefix: str, seen: Observed, stop: asyncio.Event) -> None:
-    """Follow mail.received, mail.classified and mail.received.dlq from the beginning until ``stop``."""
-    topics = [prefix + "mail.received", prefix + "mail.classified", prefix + "mail.received.dlq"]
+    """Follow mail.received, mail.classified, mail.received.dlq and contact.status from the beginning until
+    ``stop``."""
+    topics = [
+        prefix + "mail.received",
+        prefix + "mail.classified",
+        prefix + "mail.received.dlq",
+        prefix + "contact.status",
+    ]
     consumer = AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap,
@@ -145,9 +152,14 @@ async def watch_topics(bootstrap: str, prefix: str, seen: Observed, stop: asynci
                     if tp.topic.endswith("mail.received"):
                         ev = MailReceived.model_validate_json(r.value)
                         seen.received[ev.ref.natural_key()] = ev
-                    elif tp.topic.endswith("mail.classified"):
+                    elif tp.topic.endswith(
+                        "mail.classified"
+                    ):  # a late reply match re-publishes: keep the last
                         c = MailClassified.model_validate_json(r.value)
                         seen.classified[c.ref.natural_key()] = c
+                    elif tp.topic.endswith("contact.status"):
+                        status = ContactStatus.model_validate_json(r.value)
+                        seen.statuses[status.key()] = status
                     else:
                         seen.quarantined.append({k: v.decode(errors="replace") for k, v in r.headers})
     finally:
@@ -178,11 +190,18 @@ class Platform:
 
     @property
     def headers(self) -> dict[str, str]:
+        """Binding's bearer token (each service has its own key and audience)."""
         return {"Authorization": f"Bearer {self.stack.config.token(self.tenant_id, self.user_id)}"}
+
+    @property
+    def notify_headers(self) -> dict[str, str]:
+        """Notify's bearer token."""
+        token = self.stack.config.token(self.tenant_id, self.user_id, service="notify")
+        return {"Authorization": f"Bearer {token}"}
 
     async def _notify(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
         r = await self.http.request(
-            method, self.stack.notify_url + path, headers=self.headers if auth else {}, json=body
+            method, self.stack.notify_url + path, headers=self.notify_headers if auth else {}, json=body
         )
         if r.status_code >= 300:
             raise RuntimeError(f"notify {method} {path}: {r.status_code} {r.text}")
@@ -273,8 +292,13 @@ class Platform:
             await imap.logout()
 
     def alerting(self) -> dict[str, MailClassified]:
-        """Classified messages whose category alerts, by natural key."""
-        return {k: c for k, c in self.seen.classified.items() if c.category in self.categories}
+        """Classified messages that alert this platform's user (their category is chosen, and they are the
+        user's: a system-mailbox reply is the user's when it matched their campaign), by natural key."""
+        return {
+            k: c
+            for k, c in self.seen.classified.items()
+            if c.category in self.categories and (c.tenant_id, c.user_id) == (self.tenant_id, self.user_id)
+        }
 
     def keys(self, channel: str) -> dict[str, str]:
         """dedupe key -> message natural key, for every message that should alert on ``channel``."""
@@ -358,12 +382,17 @@ async def running_platform(
     sync_workers: int = 1,
     extra_env: dict[str, dict[str, str]] | None = None,
     tenant_id: str = "tenant-demo",
+    services: str = "processes",
 ) -> AsyncIterator[Platform]:
     """Loopback WeChat and Web Push, the four services as processes, alerts bound; stops all on exit.
 
     ``relay`` is the SMTP account notify sends alert emails through. Alerts are never folded into digests
-    or rate-limited here, so that every alert can be counted and timed.
+    or rate-limited here, so that every alert can be counted and timed. ``services="pods"`` runs the services
+    as the pods of the ``local`` Kubernetes overlay on Podman instead (deploy/podman/local.py ``PodStack``;
+    the images from ``make images``).
     """
+    if services not in ("processes", "pods"):
+        raise ValueError(f"services must be processes or pods, not {services!r}")
     prefix = f"p{uuid.uuid4().hex[:8]}."
     await ensure_topics(kafka_bootstrap_servers, prefix=prefix, replication_factor=1)
     appid, app_secret = "wx" + uuid.uuid4().hex[:14], secrets.token_urlsafe(12)
@@ -394,7 +423,12 @@ async def running_platform(
             smtp_relay_password=relay.password,
             extra_env=env,
         )
-        stack = Stack(config)
+        if services == "pods":
+            from deploy.podman.local import PodStack
+
+            stack: Any = PodStack(config)
+        else:
+            stack = Stack(config)
         async with httpx.AsyncClient(timeout=60) as http:
             platform = Platform(
                 stack,

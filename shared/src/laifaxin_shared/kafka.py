@@ -12,6 +12,10 @@ Rules every service follows (STYLE.md, after Sentry arroyo and FastStream's docs
   the consumer goes on. Handlers therefore only ever see valid events.
 - Events are published keyed by ``mailbox_id`` with :func:`publish_event`, which picks the topic from the
   registry by the event's type.
+- Every client (FastStream broker, aiokafka producer, consumer and admin client) connects with the cluster's
+  security settings (:class:`~laifaxin_shared.settings.KafkaSettings`: ``KAFKA_SECURITY_PROTOCOL``,
+  ``KAFKA_SASL_*``, ``KAFKA_SSL_CA_FILE``) through :func:`client_options` / :func:`broker_security`; the helpers
+  below that take a bootstrap string read those settings from the environment.
 """
 
 from __future__ import annotations
@@ -19,19 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    TopicAlreadyExistsError,
+)
 from faststream import AckPolicy, BaseMiddleware
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from pydantic import ValidationError
 
 from .events import Envelope
 from .logging import get_logger, redact_text
-from .settings import ServiceSettings
+from .settings import KafkaSettings, ServiceSettings
 from .topics import DLQ_SUFFIX, TOPICS, TopicSpec
 from .wire import event_headers, event_key, serialize, topic_for
 
@@ -50,15 +61,103 @@ DLQ_HEADERS = (
     "x-dlq-offset",
     "x-dlq-group",
     "x-dlq-timestamp",
+    "x-dlq-truncated",
+    "x-dlq-size-bytes",
 )
-"""Headers a dead-letter record carries in addition to the original ones."""
+"""Headers a dead-letter record carries in addition to the original ones. ``x-dlq-truncated`` is ``true`` when
+the value is only the start of the original (the whole record was too large for the dead-letter topic; the
+original stays at ``x-dlq-topic``/``x-dlq-partition``/``x-dlq-offset`` while the topic retains it),
+``x-dlq-size-bytes`` is the original value's size."""
+
+DLQ_TOO_LARGE: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+"""What publishing a record too large for the producer or the broker fails with (error codes 10 and 18)."""
+
+DLQ_PREFIX_BYTES = 64 * 1024
+"""Bytes of the original value a dead letter keeps when the whole record is too large for the DLQ topic."""
+
+
+# ------------------------------------------------------------------------------------------------- connection
+
+KafkaTarget = str | KafkaSettings
+"""A cluster to connect to: settings, or a bootstrap string (``host:port,...``) whose security settings are then
+read from the environment (``KAFKA_SECURITY_PROTOCOL`` ...)."""
+
+
+def kafka_settings(target: KafkaTarget) -> KafkaSettings:
+    """``target`` as :class:`KafkaSettings` (a bootstrap string gets the security settings of the environment).
+
+    Raises:
+        pydantic.ValidationError: the environment's Kafka security settings are incomplete.
+    """
+    if isinstance(target, KafkaSettings):
+        return target
+    return KafkaSettings(kafka_bootstrap_servers=target)
+
+
+def kafka_ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL/SASL_SSL (None for the plaintext protocols): TLS 1.2+, the broker's certificate
+    checked against ``KAFKA_SSL_CA_FILE`` (else the system store) and its host name verified.
+
+    Raises:
+        OSError / ssl.SSLError: the CA file cannot be read.
+    """
+    if not settings.kafka_uses_tls:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def client_options(target: KafkaTarget) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client (``AIOKafkaProducer``, ``AIOKafkaConsumer``,
+    ``AIOKafkaAdminClient``): ``bootstrap_servers`` and the security options (``security_protocol``,
+    ``ssl_context``, ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``).
+
+    The result holds the SASL password: pass it to the client, never log it.
+    """
+    settings = kafka_settings(target)
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_uses_tls:
+        options["ssl_context"] = kafka_ssl_context(settings)
+    if settings.kafka_uses_sasl:
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = settings.kafka_sasl_password.get_secret_value()
+    return options
+
+
+def broker_security(target: KafkaTarget) -> BaseSecurity | None:
+    """The FastStream ``security`` object for :class:`KafkaBroker` (None for PLAINTEXT); same settings as
+    :func:`client_options`, so FastStream's brokers and the raw aiokafka clients connect alike."""
+    settings = kafka_settings(target)
+    context = kafka_ssl_context(settings)
+    if not settings.kafka_uses_sasl:
+        return BaseSecurity(ssl_context=context, use_ssl=True) if settings.kafka_uses_tls else None
+    kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+        "PLAIN": SASLPlaintext,
+        "SCRAM-SHA-256": SASLScram256,
+        "SCRAM-SHA-512": SASLScram512,
+    }
+    return kinds[settings.kafka_sasl_mechanism](
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value(),
+        ssl_context=context,
+        use_ssl=settings.kafka_uses_tls,
+    )
 
 
 def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kwargs: Any) -> KafkaBroker:
     """A FastStream :class:`KafkaBroker` with the platform's producer guarantees and dead-letter middleware.
 
     Args:
-        settings: bootstrap servers and topic prefix come from here.
+        settings: bootstrap servers, security (:func:`broker_security`) and topic prefix come from here.
         client_id: Kafka client id (defaults to the service name).
         **kwargs: passed to :class:`KafkaBroker` (for example ``description`` for AsyncAPI).
     """
@@ -69,6 +168,7 @@ def make_broker(settings: ServiceSettings, *, client_id: str | None = None, **kw
         enable_idempotence=True,
         client_id=client_id or settings.service_name,
         middlewares=middlewares,
+        security=broker_security(settings),
         **kwargs,
     )
 
@@ -148,7 +248,19 @@ async def publish_dead_letter(
     error_type: str,
     group_id: str | None,
 ) -> RecordMetadata:
-    """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers."""
+    """Send the original record (key, bytes, headers) to ``<topic>.dlq`` with ``x-dlq-*`` headers.
+
+    The dead letter must never fail for its size, or the consumer would retry the poison record for ever: when
+    the record with its added headers is too large for the producer or the DLQ topic (:data:`DLQ_TOO_LARGE`),
+    it is sent again with the first :data:`DLQ_PREFIX_BYTES` of the value (then with none), ``x-dlq-truncated:
+    true`` and the original's size; the origin topic, partition and offset headers say where the whole record
+    is.
+
+    Raises:
+        aiokafka.errors.KafkaError: the dead letter was not acknowledged (also when even the headers alone are
+            too large).
+    """
+    value: bytes = record.value or b""
     headers = record_headers(record)
     headers.update(
         {
@@ -159,12 +271,23 @@ async def publish_dead_letter(
             "x-dlq-offset": str(record.offset),
             "x-dlq-group": group_id or "",
             "x-dlq-timestamp": str(record.timestamp),
+            "x-dlq-truncated": "false",
+            "x-dlq-size-bytes": str(len(value)),
         }
     )
-    result: RecordMetadata = await broker.publish(
-        record.value or b"", record.topic + DLQ_SUFFIX, key=record.key, headers=headers
-    )
-    return result
+    # The whole value, else its start, else none (the headers still say where the original is).
+    for attempt in (value, value[:DLQ_PREFIX_BYTES], b""):
+        headers["x-dlq-truncated"] = "true" if len(attempt) < len(value) else "false"
+        try:
+            result: RecordMetadata = await broker.publish(
+                attempt, record.topic + DLQ_SUFFIX, key=record.key, headers=headers
+            )
+        except DLQ_TOO_LARGE:
+            if not attempt:
+                raise
+            continue
+        return result
+    raise AssertionError("unreachable")
 
 
 def dead_letter_middleware(prefix: str = "") -> type[BaseMiddleware]:
@@ -212,7 +335,7 @@ def _group_of(context: Any) -> str | None:
 
 
 async def ensure_topics(
-    bootstrap_servers: str,
+    bootstrap_servers: KafkaTarget,
     specs: Iterable[TopicSpec] | None = None,
     *,
     prefix: str = "",
@@ -225,9 +348,7 @@ async def ensure_topics(
     Production clusters get their topics from the Strimzi ``KafkaTopic`` manifests instead.
     """
     specs = list(specs if specs is not None else TOPICS.values())
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -250,7 +371,7 @@ async def ensure_topics(
         await admin.close()
 
 
-async def delete_topics(bootstrap_servers: str, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
+async def delete_topics(bootstrap_servers: KafkaTarget, prefix: str, *, timeout_s: float = 30.0) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (test and demo clean-up); returns their names.
 
     Raises:
@@ -258,9 +379,7 @@ async def delete_topics(bootstrap_servers: str, prefix: str, *, timeout_s: float
     """
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers.split(","), request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = AIOKafkaAdminClient(**client_options(bootstrap_servers), request_timeout_ms=int(timeout_s * 1000))
     await admin.start()
     try:
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]
@@ -284,13 +403,13 @@ async def _wait_for_topics(admin: AIOKafkaAdminClient, names: set[str], timeout_
 
 
 async def read_dead_letters(
-    bootstrap_servers: str, dlq_topic: str, *, idle_ms: int = 1500, limit: int = 100_000
+    bootstrap_servers: KafkaTarget, dlq_topic: str, *, idle_ms: int = 1500, limit: int = 100_000
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in ``dlq_topic`` (read from the beginning without a consumer group; stops after
     ``idle_ms`` without new records)."""
     consumer = AIOKafkaConsumer(
         dlq_topic,
-        bootstrap_servers=bootstrap_servers.split(","),
+        **client_options(bootstrap_servers),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -310,23 +429,23 @@ async def read_dead_letters(
 
 
 async def replay_dead_letters(
-    bootstrap_servers: str, dlq_topic: str, *, since_offset: int = 0, dry_run: bool = False
+    bootstrap_servers: KafkaTarget, dlq_topic: str, *, since_offset: int = 0, dry_run: bool = False
 ) -> list[dict[str, Any]]:
     """Re-publish dead-lettered records to the topic they came from (after the fix is deployed).
 
     Each record goes back with its original key, bytes and headers (the ``x-dlq-*`` headers removed, an
     ``x-dlq-replayed-from`` header added: ``<dlq topic>/<partition>/<offset>``), acks=all. Records whose
-    DLQ offset is below ``since_offset`` are skipped. Consumers are idempotent, so a record replayed twice is
-    harmless. Returns a summary per record (see :func:`dlq_record_summary`).
+    DLQ offset is below ``since_offset`` are skipped, and so are records that hold only the start of their
+    original (``x-dlq-truncated: true``; their summary says ``"skipped": "truncated"``): replaying a cut value
+    would publish a different record. Consumers are idempotent, so a record replayed twice is harmless.
+    Returns a summary per record (see :func:`dlq_record_summary`).
     """
     records = [r for r in await read_dead_letters(bootstrap_servers, dlq_topic) if r.offset >= since_offset]
     out = []
     producer = (
         None
         if dry_run
-        else AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers.split(","), acks="all", enable_idempotence=True
-        )
+        else AIOKafkaProducer(**client_options(bootstrap_servers), acks="all", enable_idempotence=True)
     )
     if producer is not None:
         await producer.start()
@@ -339,8 +458,10 @@ async def replay_dead_letters(
                 "dlq_offset": r.offset,
                 "target": target,
             }
+            if headers.get("x-dlq-truncated") == "true":
+                summary["skipped"] = "truncated"
             out.append(summary)
-            if producer is None:
+            if producer is None or "skipped" in summary:
                 continue
             keep = [(k, v.encode()) for k, v in headers.items() if k not in DLQ_HEADERS]
             keep.append(("x-dlq-replayed-from", f"{dlq_topic}/{r.partition}/{r.offset}".encode()))

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from .events import (
+    ContactStatus,
     Envelope,
     MailboxRemoved,
     MailboxSyncStatus,
@@ -160,6 +161,19 @@ _EVENT_TOPICS = [
         ("classifier",),
         MailSent,
         "One message accepted by the submission server: Message-ID, recipients, campaign, sender.",
+    ),
+    TopicSpec(
+        "contact.status",
+        "tenant_id:recipient",
+        MAILBOX_PARTITIONS,
+        "compact",
+        365 * DAY_MS,
+        ("classifier",),
+        ("send", "campaigns"),
+        ContactStatus,
+        "A recipient's latest status per tenant (replied, out_of_office, bounced_hard/soft, opted_out) "
+        "with the sent message and reply that set it.",
+        config={"min.compaction.lag.ms": str(DAY_MS)},
     ),
 ]
 

@@ -26,7 +26,11 @@ def topic_for(event: Envelope | type[Envelope]) -> str:
 
 
 def event_key(event: Envelope) -> bytes:
-    """The record key of an event: its ``mailbox_id`` (or ``ref.mailbox_id``), UTF-8."""
+    """The record key of an event, UTF-8: what its ``key()`` method returns when it has one (``contact.status``:
+    ``tenant_id:recipient``), else its ``mailbox_id`` (or ``ref.mailbox_id``)."""
+    custom = getattr(event, "key", None)
+    if callable(custom):
+        return str(custom()).encode()
     mailbox_id = getattr(event, "mailbox_id", None)
     if mailbox_id is None:
         ref = getattr(event, "ref", None)

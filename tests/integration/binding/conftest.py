@@ -105,9 +105,15 @@ class Api:
         return self.app.state.mongo[self.settings.mongodb_database]
 
     def auth(
-        self, tenant: str | None = None, user: str = "u_1", mailbox_limit: int | None = None
+        self,
+        tenant: str | None = None,
+        user: str = "u_1",
+        mailbox_limit: int | None = None,
+        role: str | None = None,
     ) -> dict[str, str]:
-        token = issue_token(self.settings, tenant or self.tenant, user, mailbox_limit=mailbox_limit)
+        token = issue_token(
+            self.settings, tenant or self.tenant, user, mailbox_limit=mailbox_limit, role=role
+        )
         return {"Authorization": f"Bearer {token}"}
 
     async def events(self, name: str, mailbox_id: str, *, expect: int | None = None) -> list[Any]:

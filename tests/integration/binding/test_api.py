@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from laifaxin_binding.verify import Verifier
-from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import MailboxSyncStatus, MailboxVerified
 from laifaxin_shared.kafka import make_broker, publish_event
 from tests.conftest import MailAccount
@@ -78,8 +78,10 @@ async def test_create_verifies_saves_and_emits_only_the_sealed_credential(
     ring = KeyRing.parse(
         api.settings.credential_keys.get_secret_value(), api.settings.credential_active_key_id
     )
+    assert event.credential.aad == "v2"  # bound to the servers and logins it was verified with
     assert (
-        ring.open(event.credential, tenant_id=api.tenant, mailbox_id=created["id"]) == shared_account.password
+        ring.open_mailbox(event.credential, CredentialContext.of(event.model_dump()))
+        == shared_account.password
     )
 
     listed = (await api.client.get("/v1/mailboxes", headers=api.auth())).json()
@@ -152,6 +154,17 @@ async def test_edit_password_and_server_reverifies_and_emits_verified(
     }
     records = await api.events("mailbox.verified", created["id"], expect=2)
     assert MailboxVerified.model_validate_json(records[-1].value).imap.security == "starttls"
+    # The server change re-sealed the password for the new servers: it opens for them, not for the old ones.
+    ring = KeyRing.parse(
+        api.settings.credential_keys.get_secret_value(), api.settings.credential_active_key_id
+    )
+    before, after = (MailboxVerified.model_validate_json(r.value) for r in records[-2:])
+    assert (
+        ring.open_mailbox(after.credential, CredentialContext.of(after.model_dump()))
+        == shared_account.password
+    )
+    with pytest.raises(CredentialError):
+        ring.open_mailbox(after.credential, CredentialContext.of(before.model_dump()))
 
 
 async def test_nickname_and_sync_edit_needs_no_verification(api: Api, shared_account: MailAccount) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.crypto import CredentialContext, KeyRing
 from laifaxin_shared.events import EncryptedCredential
 from tests.conftest import MailAccount
 from tests.integration.binding.apps import own_app
@@ -111,10 +111,8 @@ async def test_sign_in_binds_the_mailbox_end_to_end(api_app_account: Any) -> Non
     events = await api.events("mailbox.verified", mailbox["id"], expect=1)
     event = json.loads(events[0].value)
     assert event["auth"] == "oauth2" and event["access_token_expires_at"]
-    access = keyring(api).open(
-        EncryptedCredential.model_validate(event["credential"]),
-        tenant_id=api.tenant,
-        mailbox_id=mailbox["id"],
+    access = keyring(api).open_mailbox(
+        EncryptedCredential.model_validate(event["credential"]), CredentialContext.of(event)
     )
     assert hydra.introspect(access)["sub"] == account.email
     stored = await api.db["mailboxes"].find_one({"_id": mailbox["id"]})
@@ -208,10 +206,8 @@ async def test_refresh_rotates_and_a_revoked_grant_ends_as_oauth_revoked(
             tenant_id=api.tenant,
             mailbox_id=bound["id"],
         )
-        access = ring.open(
-            EncryptedCredential.model_validate(doc["credential"]),
-            tenant_id=api.tenant,
-            mailbox_id=bound["id"],
+        access = ring.open_mailbox(
+            EncryptedCredential.model_validate(doc["credential"]), CredentialContext.of(doc)
         )
         return doc, refresh, access
 
@@ -267,12 +263,18 @@ async def test_no_token_in_plaintext_in_kafka_mongo_logs_or_answers(
 
     async def collect() -> None:
         doc = await api.db["mailboxes"].find_one({"_id": mailbox_id})
-        for envelope in (doc["credential"], doc["oauth"]["refresh"]):
-            secrets.add(
-                ring.open(
-                    EncryptedCredential.model_validate(envelope), tenant_id=api.tenant, mailbox_id=mailbox_id
-                )
+        secrets.add(
+            ring.open_mailbox(
+                EncryptedCredential.model_validate(doc["credential"]), CredentialContext.of(doc)
             )
+        )
+        secrets.add(
+            ring.open(
+                EncryptedCredential.model_validate(doc["oauth"]["refresh"]),
+                tenant_id=api.tenant,
+                mailbox_id=mailbox_id,
+            )
+        )
 
     await collect()
     await api.db["mailboxes"].update_one(

@@ -21,7 +21,7 @@ import aioimaplib
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from laifaxin_shared.crypto import KeyRing
+from laifaxin_shared.crypto import CredentialContext, KeyRing
 from laifaxin_shared.events import MailboxVerified, MailReceived
 from laifaxin_shared.events.base import ServerEndpoint
 from laifaxin_shared.events.mailbox import MailboxSyncStatus, SyncSettings
@@ -207,6 +207,17 @@ class Env:
         mailbox_id = mailbox_id or f"mbx_{uuid.uuid4().hex[:12]}"
         tenant = "tenant-test"
         port = account.imaps_port if security == "ssl" else account.imap_port
+        imap = ServerEndpoint(host=account.host, port=port, security=security)  # type: ignore[arg-type]
+        smtp = ServerEndpoint(host=account.host, port=account.smtps_port, security="ssl")
+        context = CredentialContext.of(
+            {
+                "tenant_id": tenant,
+                "mailbox_id": mailbox_id,
+                "username": account.email,
+                "imap": imap.model_dump(),
+                "smtp": smtp.model_dump(),
+            }
+        )
         event = MailboxVerified(
             tenant_id=tenant,
             mailbox_id=mailbox_id,
@@ -214,11 +225,11 @@ class Env:
             email=account.email,
             provider_id="custom",
             username=account.email,
-            imap=ServerEndpoint(host=account.host, port=port, security=security),  # type: ignore[arg-type]
-            smtp=ServerEndpoint(host=account.host, port=account.smtps_port, security="ssl"),
-            credential=self.keyring.seal(
-                password or account.password, tenant_id=tenant, mailbox_id=mailbox_id
-            ),
+            imap=imap,
+            smtp=smtp,
+            credential=self.keyring.seal_mailbox(
+                password or account.password, context
+            ),  # as binding seals it
             sync=SyncSettings(enabled=enabled, interval_seconds=180, initial_window_days=window_days),
             **({"occurred_at": occurred_at} if occurred_at is not None else {}),
         )

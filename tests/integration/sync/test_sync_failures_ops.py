@@ -131,3 +131,28 @@ async def test_probes_metrics_and_graceful_sigterm(
     log = (tmp_path / "ops.log").read_text()
     assert "sync worker stopped" in log
     assert mail_account.password not in log
+
+
+@pytest.mark.parametrize("uidvalidity", ["0", "7" * 5000])
+async def test_a_uidvalidity_out_of_range_is_reported_and_retried_without_ending_the_loop(
+    sync_env: Env, uidvalidity: str
+) -> None:
+    """RFC 3501 / RFC 9051: UIDVALIDITY is an nz-number (1..2^32-1). A server answering 0 or a number of 5,000
+    digits (beyond Python's int conversion limit: a ValueError from int()) gets a clear error reported on
+    mailbox.sync_status, and the mailbox keeps retrying with backoff."""
+    login = accept("sales@laifaxin.test", "pw-right")
+    async with responder(sync_env, login, uidvalidity=uidvalidity) as server:
+        account = fake_account(server.port)
+        worker = await sync_env.start_worker()
+        mailbox_id = await sync_env.register(account)  # type: ignore[arg-type]
+        await sync_env.wait_for(
+            lambda: any(s.mailbox_id == mailbox_id for s in sync_env.statuses), what="status"
+        )
+        await sync_env.wait_for(lambda: server.commands.count("EXAMINE") >= 2, what="a second EXAMINE")
+        [status] = [s for s in sync_env.statuses if s.mailbox_id == mailbox_id][:1]
+        assert status.state == "error" and status.error_code == "unknown", status
+        # The log line names it: server_text='ImapResponseError: server sent UIDVALIDITY 0: must be
+        # 1..4294967295 (RFC 3501/RFC 9051 nz-number)'; the status carries the taxonomy code.
+        assert worker.metrics.errors.labels("unknown")._value.get() >= 2
+        loop = worker.supervisor.loops[mailbox_id]
+        assert not loop.done and loop.crash() is None  # the loop goes on

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from laifaxin_shared.crypto import CredentialContext
 from laifaxin_shared.events import MailboxVerified
 from laifaxin_shared.events.base import ServerEndpoint
 from laifaxin_shared.events.mailbox import SyncSettings
@@ -61,6 +62,11 @@ def refresh(hydra: Hydra, client: OAuthClient, refresh_token: str) -> Tokens:
 
 async def publish(env: Env, account: MailAccount, mailbox_id: str, tokens: Tokens) -> None:
     tenant = "tenant-test"
+    imap = {"host": account.host, "port": account.imaps_port, "security": "ssl"}
+    smtp = {"host": account.host, "port": account.smtps_port, "security": "ssl"}
+    context = CredentialContext.of(
+        {"tenant_id": tenant, "imap": imap, "smtp": smtp, "username": account.email}, mailbox_id=mailbox_id
+    )
     event = MailboxVerified(
         tenant_id=tenant,
         mailbox_id=mailbox_id,
@@ -70,7 +76,7 @@ async def publish(env: Env, account: MailAccount, mailbox_id: str, tokens: Token
         username=account.email,
         imap=ServerEndpoint(host=account.host, port=account.imaps_port, security="ssl"),  # type: ignore[arg-type]
         smtp=ServerEndpoint(host=account.host, port=account.smtps_port, security="ssl"),  # type: ignore[arg-type]
-        credential=env.keyring.seal(tokens.access_token, tenant_id=tenant, mailbox_id=mailbox_id),
+        credential=env.keyring.seal_mailbox(tokens.access_token, context),
         sync=SyncSettings(enabled=True, interval_seconds=180, initial_window_days=0),
         auth="oauth2",
         access_token_expires_at=datetime.now(UTC) + timedelta(seconds=tokens.expires_in),

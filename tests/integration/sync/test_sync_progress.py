@@ -22,7 +22,7 @@ SETTINGS = {
     "SYNC_PROGRESS_INTERVAL_SECONDS": 0.2,
     "SYNC_FETCH_BATCH": 5,  # many small groups: the catch-up lasts long enough for several reports
     "SYNC_CATCHUP_BATCH": 5,
-    "SYNC_PARSE_PROCESSES": 0,
+    "SYNC_PARSE_PROCESSES": 1,
     "SYNC_STATUS_REFRESH_SECONDS": 0,  # transitions only, so every status seen here is one of the catch-up's
 }
 

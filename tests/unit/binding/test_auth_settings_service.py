@@ -16,6 +16,7 @@ from laifaxin_binding.settings import BindingSettings
 from laifaxin_shared.crypto import generate_key
 
 SECRET = "unit-test-jwt-secret-0123456789abcdef"
+AUD_IAT = {"aud": "laifaxin-binding", "iat": int(time.time())}
 
 
 def settings(**kw: object) -> BindingSettings:
@@ -31,14 +32,25 @@ def test_token_round_trip() -> None:
 @pytest.mark.parametrize(
     ("claims", "key", "reason"),
     [
-        ({"tenant": "t", "sub": "u", "exp": int(time.time()) - 10}, SECRET, "expired"),
+        ({**AUD_IAT, "tenant": "t", "sub": "u", "exp": int(time.time()) - 10}, SECRET, "expired"),
         (
-            {"tenant": "t", "sub": "u", "exp": int(time.time()) + 86400},
+            {**AUD_IAT, "tenant": "t", "sub": "u", "exp": int(time.time()) + 3600},
             "another-key-0123456789abcdef0123",
             "Signature",
         ),
-        ({"sub": "u", "exp": int(time.time()) + 86400}, SECRET, "tenant"),
-        ({"tenant": "t", "sub": "u"}, SECRET, "MissingRequiredClaim"),
+        ({**AUD_IAT, "sub": "u", "exp": int(time.time()) + 3600}, SECRET, "tenant"),
+        ({**AUD_IAT, "tenant": "t", "sub": "u"}, SECRET, "MissingRequiredClaim"),
+        # no aud; a hundred-year exp
+        (
+            {"iat": int(time.time()), "tenant": "t", "sub": "u", "exp": int(time.time()) + 60},
+            SECRET,
+            "Missing",
+        ),
+        (
+            {**AUD_IAT, "tenant": "t", "sub": "u", "exp": int(time.time()) + 100 * 365 * 86400},
+            SECRET,
+            "lifetime",
+        ),
     ],
 )
 def test_bad_tokens_are_unauthorized(claims: dict[str, object], key: str, reason: str) -> None:
@@ -50,7 +62,8 @@ def test_bad_tokens_are_unauthorized(claims: dict[str, object], key: str, reason
 
 
 def test_alg_none_is_refused() -> None:
-    token = jwt.encode({"tenant": "t", "sub": "u", "exp": int(time.time()) + 86400}, None, algorithm="none")
+    claims = {**AUD_IAT, "tenant": "t", "sub": "u", "exp": int(time.time()) + 3600}
+    token = jwt.encode(claims, None, algorithm="none")
     with pytest.raises(errors.BindingError):
         decode_token(token, settings())
 
@@ -123,10 +136,33 @@ def test_mailbox_ids_fit_the_event_pattern() -> None:
     assert new_mailbox_id() != new_mailbox_id()
 
 
-def test_audience_is_checked_only_when_configured() -> None:
-    claims = {"tenant": "t", "sub": "u", "aud": "laifaxin", "exp": int(time.time()) + 86400}
+def test_audience_is_always_checked() -> None:
+    """``aud`` is required (RFC 7519 section 4.1.3): binding's own by default, or the configured one; a token for
+    another service, or without any, is refused."""
+    claims = {
+        "tenant": "t",
+        "sub": "u",
+        "aud": "laifaxin",
+        "iat": int(time.time()),
+        "exp": int(time.time()) + 600,
+    }
     token = jwt.encode(claims, SECRET, algorithm="HS256")
-    assert decode_token(token, settings()).tenant_id == "t"
+    with pytest.raises(errors.BindingError):
+        decode_token(token, settings())
     assert decode_token(token, settings(jwt_audience="laifaxin")).user_id == "u"
     with pytest.raises(errors.BindingError):
         decode_token(token, settings(jwt_audience="another-service"))
+    del claims["aud"]
+    with pytest.raises(errors.BindingError, match="MissingRequiredClaim"):
+        decode_token(jwt.encode(claims, SECRET, algorithm="HS256"), settings(jwt_audience="laifaxin"))
+
+
+def test_a_short_jwt_secret_is_refused_in_production() -> None:
+    keys = f"k1:{generate_key()}"
+    with pytest.raises(ValidationError, match="BINDING_JWT_SECRET must be a random key of at least 32 bytes"):
+        BindingSettings(
+            environment="production",
+            credential_keys=keys,  # type: ignore[arg-type]
+            credential_active_key_id="k1",
+            jwt_secret=SecretStr("not-a-placeholder-but-short"),
+        )

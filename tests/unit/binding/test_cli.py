@@ -126,3 +126,24 @@ def test_list_providers(capsys: pytest.CaptureFixture[str]) -> None:
     data = json.loads(capsys.readouterr().out)
     ids = {entry["id"] for entry in data}
     assert {"netease_qiye", "tencent_exmail", "qq", "outlook"} <= ids
+
+
+def test_mailbox_token_mints_binding_tokens_within_the_maximum_lifetime(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mailbox token`` signs with BINDING_JWT_SECRET for binding's audience; a lifetime binding would refuse is
+    not minted; ``--admin`` sets the role."""
+    from laifaxin_binding.settings import BindingSettings
+    from laifaxin_shared.auth import InvalidTokenError, TokenVerifier
+
+    secret = "cli-test-jwt-secret-0123456789abcdef0123"
+    monkeypatch.setenv("BINDING_JWT_SECRET", secret)
+    assert main(["mailbox", "token", "--tenant", "acme", "--user", "u1", "--admin"]) == 0
+    token = capsys.readouterr().out.strip()
+    who = BindingSettings().token_verifier().decode(token)
+    assert (who.tenant_id, who.user_id, who.is_admin) == ("acme", "u1", True)
+    with pytest.raises(InvalidTokenError, match="InvalidAudienceError"):
+        TokenVerifier(secret, "laifaxin-notify").decode(token)  # not a notify token
+    assert main(["mailbox", "token", "--tenant", "acme", "--user", "u1", "--ttl", str(30 * 86400)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "BINDING_JWT_MAX_LIFETIME_SECONDS" in captured.err

@@ -285,6 +285,38 @@ def test_parse_autoconfig_refuses_dtd_and_plain_only() -> None:
         parse_autoconfig(b"<html/>", "a@b.example")
 
 
+def _utf16_with_entities(imap_host: str, smtp_host: str) -> bytes:
+    """An autoconfig document in UTF-16 whose servers come from entities of an internal DTD: a byte search for
+    ``<!DOCTYPE`` (the old check) does not see it, and the standard library's parser expands the entities."""
+    doc = _autoconfig("&imap;", "&smtp;").decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    dtd = f'<!DOCTYPE clientConfig [<!ENTITY imap "{imap_host}"><!ENTITY smtp "{smtp_host}">]>'
+    head, _, rest = doc.partition("\n")
+    return f"{head}\n{dtd}\n{rest}".encode("utf-16")
+
+
+async def test_a_utf16_autoconfig_document_with_a_dtd_is_refused(
+    dns_server: LoopbackDNS, http_server: AutoconfigHTTP
+) -> None:
+    """Security review: the DTD check was bypassed by UTF-16. Served by the loopback autoconfig server, the
+    document is refused (defusedxml, whatever the encoding) and detection goes on to the next step."""
+    document = _utf16_with_entities("imap.utf16.example", "smtp.utf16.example")
+    assert b"<!DOCTYPE" not in document.upper()  # what the old byte check looked for
+    http_server.documents[("autoconfig.utf16.example", "/mail/config-v1.1.xml")] = (200, document)
+    detection = await _detector(dns_server, http_server).detect("a@utf16.example")
+    assert detection.source != "autoconfig"
+    assert any("DTDs and entities are not accepted" in a.outcome for a in detection.attempts), (
+        detection.attempts
+    )
+    with pytest.raises(AutoconfigError, match="DTDs and entities are not accepted"):
+        parse_autoconfig(document, "a@utf16.example")
+    laughs = (
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">'
+        '<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><clientConfig>&b;</clientConfig>'
+    ).encode("utf-16")
+    with pytest.raises(AutoconfigError, match="DTDs and entities"):
+        parse_autoconfig(laughs, "a@b.example")
+
+
 # ---------------------------------------------------------------------------------------------- SRV
 
 
@@ -372,10 +404,11 @@ async def test_autoconfig_is_not_fetched_from_private_addresses(dns_server: Loop
     detector = Detector(resolver=dns_server.resolver())  # real https://, guarded by the public-address check
     detection = await detector.detect("a@intranet.example")
     outcomes = [a.outcome for a in detection.attempts if a.source == "autoconfig"]
-    assert outcomes == [
-        "autoconfig.intranet.example: refused, resolves to non-public 10.0.0.5",
-        "intranet.example: refused, resolves to non-public 127.0.0.1, fd00::1",
+    assert outcomes == [  # the addresses themselves are not shown (security review: internal network map)
+        "autoconfig.intranet.example: refused, resolves to a non-public address",
+        "intranet.example: refused, resolves to a non-public address",
     ]
+    assert not any(ip in o for o in outcomes for ip in ("10.0.0.5", "127.0.0.1", "fd00::1"))
     assert detection.source == "guess"
 
 

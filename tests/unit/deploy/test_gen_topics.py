@@ -38,11 +38,42 @@ def test_one_kafka_topic_per_registry_entry() -> None:
 
 
 def test_scaled_object_bounds_sync_by_its_partitions() -> None:
-    (doc,) = yaml.safe_load_all(gen_topics.SCALEDOBJECT_FILE.read_text(encoding="utf-8"))
+    doc, auth = yaml.safe_load_all(gen_topics.SCALEDOBJECT_FILE.read_text(encoding="utf-8"))
     assert doc["spec"]["maxReplicaCount"] == MAILBOX_PARTITIONS
     topics = {t["metadata"]["topic"] for t in doc["spec"]["triggers"]}
     assert topics == {s.name for s in TOPICS.values() if "sync" in s.consumers}
     assert "mailbox.verified" in topics
+    # the lag triggers log in as sync does: SASL_SSL with sync's Kafka user
+    assert all(t["authenticationRef"]["name"] == auth["metadata"]["name"] for t in doc["spec"]["triggers"])
+    assert all(
+        t["metadata"]["sasl"] == "scram_sha512" and t["metadata"]["tls"] == "enable"
+        for t in doc["spec"]["triggers"]
+    )
+    assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"password", "ca"}
+
+
+def test_kafka_users_get_least_privilege_acls_from_the_registry() -> None:
+    users = {
+        u["metadata"]["name"]: u
+        for u in yaml.safe_load_all(gen_topics.USERS_FILE.read_text(encoding="utf-8"))
+    }
+    assert set(users) == {f"laifaxin-{s}" for s in ("binding", "sync", "classifier", "notify")}
+
+    def topics(user: str, operation: str) -> set[str]:
+        acls = users[user]["spec"]["authorization"]["acls"]
+        return {
+            a["resource"]["name"]
+            for a in acls
+            if a["resource"]["type"] == "topic" and operation in a["operations"]
+        }
+
+    writers = {u for u in users if "mailbox.verified" in topics(u, "Write")}
+    assert writers == {"laifaxin-binding"}  # nobody else can forge mailbox events
+    assert topics("laifaxin-classifier", "Write") == {
+        t.name for t in TOPICS.values() if "classifier" in t.producers
+    }
+    assert "mailbox.verified" in topics("laifaxin-sync", "Read")
+    assert all(u["spec"]["authentication"]["type"] == "scram-sha-512" for u in users.values())
 
 
 def test_sync_topics_must_be_co_partitioned() -> None:

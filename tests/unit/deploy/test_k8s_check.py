@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from deploy.k8s import check
-from laifaxin_shared.topics import MAILBOX_PARTITIONS
+from laifaxin_shared.topics import MAILBOX_PARTITIONS, TOPICS
 
 pytestmark = pytest.mark.timeout(900)  # a cold run compiles kustomize with go install
 
@@ -53,7 +53,7 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
     reports, crd_sources = check.check()
     names = [r.combination for r in reports]
     components = sorted(p.name for p in check.COMPONENTS.iterdir() if p.is_dir())
-    assert components == ["kafka-topics", "keda-sync", "monitoring", "network-policies"]
+    assert components == ["kafka-topics", "kafka-users", "keda-sync", "monitoring", "network-policies"]
     assert names == [
         "generated",
         "tree",
@@ -61,14 +61,23 @@ def test_every_combination_renders_and_validates(kustomize: Any) -> None:
         *(f"base+{c}" for c in components),
         "base+all-components",
         "overlay/dev",
+        "overlay/local",
         "overlay/prod",
     ]
     failures = {r.combination: r.errors for r in reports if r.errors}
     assert not failures, failures
     # Every custom resource was validated against a CRD schema, none skipped.
-    assert {kind for _, kind in crd_sources} == {"KafkaTopic", "ScaledObject", "ServiceMonitor"}
+    assert {kind for _, kind in crd_sources} == {
+        "KafkaTopic",
+        "KafkaUser",
+        "ScaledObject",
+        "TriggerAuthentication",
+        "ServiceMonitor",
+    }
     prod_report = reports[-1]
-    assert prod_report.against == {"core": 28, "crd": 22}
+    # one KafkaTopic per registered topic, four KafkaUsers, the ScaledObject and its TriggerAuthentication, two
+    # ServiceMonitors
+    assert prod_report.against == {"core": 28, "crd": len(TOPICS) + 8}
 
 
 def test_prod_renders_every_service_with_its_parts(prod: list[dict[str, Any]]) -> None:
@@ -234,3 +243,48 @@ def test_unknown_custom_resources_are_errors(schemas: check.Schemas) -> None:
     assert schemas.validate(obj)[1] == ["no CRD schema known for example.com/v1 Widget"]
     old = {"apiVersion": "keda.sh/v1beta9", "kind": "ScaledObject", "metadata": {"name": "s"}}
     assert "not a version served" in schemas.validate(old)[1][0]
+
+
+def _egress_errors(prod: list[dict[str, Any]], policy: str, mutate: Any) -> list[str]:
+    objs = copy.deepcopy(prod)
+    target = next(o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == policy)
+    mutate(target["spec"]["egress"])
+    return check.check_rules(objs, base_names={"binding", "sync", "classifier", "notify"})
+
+
+def test_rendered_egress_rules_all_have_destinations(prod: list[dict[str, Any]]) -> None:
+    policies = [o for o in prod if o["kind"] == "NetworkPolicy"]
+    assert all(rule.get("to") for p in policies for rule in p["spec"].get("egress", []))
+    sync = next(p for p in policies if p["metadata"]["name"] == "sync")
+    excepted = set(sync["spec"]["egress"][0]["to"][0]["ipBlock"]["except"])
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"} <= excepted
+
+
+@pytest.mark.parametrize(
+    ("policy", "mutate", "message"),
+    [
+        ("sync", lambda egress: egress[0].pop("to"), "has no destination"),
+        ("platform-egress", lambda egress: egress[1].pop("to"), "has no destination"),
+        (
+            "binding",
+            lambda egress: egress[0]["to"][0]["ipBlock"]["except"].remove("169.254.0.0/16"),
+            "does not except non-public 169.254.0.0/16",
+        ),
+        (
+            "notify",
+            lambda egress: egress[0]["to"][0]["ipBlock"]["except"].remove("10.0.0.0/8"),
+            "does not except non-public 10.0.0.0/8",
+        ),
+        ("sync", lambda egress: egress[0]["to"][1]["ipBlock"].update(cidr="::/0"), "beyond global unicast"),
+        (
+            "sync",
+            lambda egress: egress[0]["to"][1]["ipBlock"]["except"].remove("2002::/16"),
+            "does not except non-public 2002::/16",
+        ),
+    ],
+)
+def test_egress_rules_without_destination_or_exceptions_are_caught(
+    prod: list[dict[str, Any]], policy: str, mutate: Any, message: str
+) -> None:
+    errs = _egress_errors(prod, policy, mutate)
+    assert any(message in e and f"NetworkPolicy/{policy}" in e for e in errs), errs

@@ -8,7 +8,7 @@ import pytest
 
 from laifaxin_notify.models import Preferences, QuietHours, dedupe_key
 from laifaxin_notify.planning import decide, digest_content, one_line, quiet_until, render, window_start
-from laifaxin_shared.events import MailClassified
+from laifaxin_shared.events import MailClassified, ReplyMatch
 from laifaxin_shared.topics import spec
 
 
@@ -36,6 +36,22 @@ def test_chosen_categories_alert() -> None:
     prefs = Preferences(categories=["ooo", "bounce"])
     assert decide(event(category="ooo"), prefs).alert
     assert not decide(event(category="inquiry"), prefs).alert
+
+
+def test_unmatched_system_mailbox_mail_alerts_nobody_and_a_matched_one_alerts_its_owner() -> None:
+    unmatched = decide(event(category="inquiry", system_mailbox=True), Preferences(categories=["inquiry"]))
+    assert not unmatched.alert and "system mailbox" in unmatched.reason
+    match = ReplyMatch(
+        sent_message_id="a@b.example",
+        sent_mailbox_id="mbx_system",
+        owner_tenant_id="tenant-acme",
+        owner_user_id="u_42",
+        method="reply_token",
+        confidence=0.99,
+        system_mailbox=True,
+    )
+    matched = event(category="inquiry", system_mailbox=True, match=match, tenant_id="tenant-acme")
+    assert decide(matched, Preferences(categories=["inquiry"])).alert
 
 
 def test_initial_sync_never_alerts_even_when_chosen() -> None:

@@ -14,6 +14,7 @@ EXPECTED = {
     "mail.received",
     "mail.classified",
     "mail.sent",
+    "contact.status",
 }
 
 
@@ -60,3 +61,11 @@ def test_no_credential_plaintext_field_exists() -> None:
     assert verified is not None
     assert "password" not in verified.model_fields
     assert verified.model_fields["credential"].annotation.__name__ == "EncryptedCredential"
+
+
+def test_contact_status_is_compacted_and_keyed_by_tenant_and_recipient() -> None:
+    s = spec("contact.status")
+    assert s.cleanup_policy == "compact"
+    assert s.model is not None
+    event = s.model.model_validate(s.examples()[0])
+    assert event_key(event) == b"tenant-acme:jonas@firma.example"

@@ -131,11 +131,12 @@ class FakeStore:
             out.append(held)
         return out
 
-    async def reindex(self, entry: IndexEntry, raw_doc: dict[str, Any]) -> bool:
+    async def reindex(self, entry: IndexEntry, raw_docs: list[dict[str, Any]]) -> bool:
         if any(d["dedupe_key"] == entry.dedupe_key for d in self.messages.values()):
             return False
         self.messages[entry.key] = entry.to_doc()
-        self.raw[raw_doc["_id"]] = raw_doc
+        for raw_doc in raw_docs:
+            self.raw[raw_doc["_id"]] = raw_doc
         return True
 
 
@@ -145,7 +146,7 @@ class FakePublisher:
         self.dead: list[tuple[bytes, str]] = []
         self.fail_next = False
 
-    async def received(self, mailbox_id: str, records: list[Prepared]) -> None:
+    async def received(self, mailbox_id: str, records: list[Prepared]) -> list[Any]:
         if self.fail_next:
             self.fail_next = False
             raise ConnectionError("broker gone after the records were written")
@@ -154,10 +155,9 @@ class FakePublisher:
             event = MailReceived.model_validate_json(r.value)
             assert event.ref.mailbox_id == mailbox_id and str(event.event_id) == r.event_id
             self.events.append(event)
+        return []  # none refused as too large
 
-    async def quarantine(
-        self, raw: bytes, *, mailbox_id: str, reason: str, detail: str, ref: dict[str, Any]
-    ) -> None:
+    async def quarantine(self, raw: bytes, *, mailbox_id: str, reason: str, detail: str, ref: Any) -> None:
         self.dead.append((raw, reason))
 
 
@@ -406,7 +406,7 @@ async def test_the_parse_pool_gives_what_inline_parsing_gives() -> None:
 
     ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
     jobs = [ParseJob(1, raw("one"), utc_now(), False), ParseJob(2, b"\r\n\r\nno headers\r\n", None, True)]
-    preparer = Preparer(1, inline_max=0)
+    preparer = Preparer(1)
     await preparer.start()
     try:
         pooled = await preparer.prepare(ctx, jobs)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from laifaxin_sync.folder_sync import imap_date
 from laifaxin_sync.imap_parse import (
+    NZ_NUMBER_MAX,
+    ImapResponseError,
     find_junk,
     has_exists,
+    imap_number,
     parse_fetch,
     parse_internaldate,
     parse_list,
@@ -148,3 +153,56 @@ def test_internaldate_forms() -> None:
     for bad in ("31-Feb-2026 10:00:00 +0000", "1-Foo-2026 10:00:00 +0000", "1-Jan-2026 10:00 +0000",
                 "1-Jan-2026 10:00:00 0800", "1-Jan-2026 25:00:00 +0000"):  # fmt: skip
         assert parse_internaldate(bad) is None, bad
+
+
+HUGE = b"9" * 5000  # beyond Python's 4,300-digit int conversion limit
+
+
+@pytest.mark.parametrize(
+    ("reply", "item"),
+    [
+        (lambda n: parse_select([b"1 EXISTS", b"OK [UIDVALIDITY " + n + b"] ok", b"done"]), "UIDVALIDITY"),
+        (lambda n: parse_select([b"OK [UIDVALIDITY 7] ok", b"OK [UIDNEXT " + n + b"] x", b"done"]), "UIDNEXT"),
+        (lambda n: parse_select([n + b" EXISTS", b"OK [UIDVALIDITY 7] ok", b"done"]), "EXISTS"),
+        (lambda n: parse_status([b"INBOX (MESSAGES 1 UIDNEXT 3 UIDVALIDITY " + n + b")", b"done"]), "UIDVALIDITY"),
+        (lambda n: parse_status([b"INBOX (MESSAGES " + n + b" UIDNEXT 3 UIDVALIDITY 7)", b"done"]), "MESSAGES"),
+        (lambda n: parse_status([b"INBOX (UIDVALIDITY 7 HIGHESTMODSEQ " + n + b")", b"done"]), "HIGHESTMODSEQ"),
+        (lambda n: parse_fetch([b"1 FETCH (UID " + n + b" BODY[] {1}", bytearray(b"x"), b")", b"done"]), "UID"),
+        (lambda n: parse_fetch([b"1 FETCH (UID 5 RFC822.SIZE " + n + b" BODY[] {1}", bytearray(b"x"), b")"]), "RFC822.SIZE"),
+        (lambda n: parse_search([b"1 " + n + b" 3", b"Search completed."]), "UID"),
+    ],
+)  # fmt: skip
+def test_numbers_beyond_their_grammar_are_refused_with_a_clear_error(reply: Any, item: str) -> None:
+    with pytest.raises(ImapResponseError, match=f"server sent {re.escape(item)} 9999.*5000 digits"):
+        reply(HUGE)
+    with pytest.raises(ImapResponseError, match=f"server sent {re.escape(item)} 99999999999999999999"):
+        reply(b"9" * 20)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        lambda: parse_select([b"1 EXISTS", b"OK [UIDVALIDITY 0] ok", b"done"]),
+        lambda: parse_select([b"OK [UIDVALIDITY 7] ok", b"OK [UIDNEXT 0] x", b"done"]),
+        lambda: parse_status([b"INBOX (MESSAGES 1 UIDNEXT 3 UIDVALIDITY 0)", b"done"]),
+        lambda: parse_fetch([b"1 FETCH (UID 0 BODY[] {1}", bytearray(b"x"), b")", b"done"]),
+        lambda: parse_search([b"0 1", b"Search completed."]),
+        lambda: parse_search([b"4294967296", b"Search completed."]),
+    ],
+)
+def test_uid_zero_and_values_over_32_bits_are_refused(reply: Any) -> None:
+    with pytest.raises(ImapResponseError, match=r"nz-number"):
+        reply()
+
+
+def test_numbers_at_the_edges_of_their_ranges_are_read() -> None:
+    assert imap_number(b"4294967295", "UID") == NZ_NUMBER_MAX
+    assert imap_number("0007", "UID") == 7
+    assert imap_number(b"0", "MESSAGES", "number") == 0
+    assert (
+        parse_status([b"INBOX (MESSAGES 0 HIGHESTMODSEQ 9223372036854775807)", b"ok"]).highestmodseq
+        == 2**63 - 1
+    )
+    assert parse_search([b"4294967295 1", b"Search completed."]) == [1, NZ_NUMBER_MAX]
+    with pytest.raises(ImapResponseError):
+        imap_number("١٢", "UID")  # Unicode digits are not IMAP digits

@@ -82,10 +82,9 @@ async def test_the_parse_pool_starts_when_a_batch_needs_it_and_stops_when_idle()
     ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
     small = [ParseJob(1, raw("one"), utc_now(), False)]
     large = [ParseJob(i, raw(f"m{i}"), utc_now(), False) for i in range(1, 11)]
-    preparer = Preparer(1, inline_max=4, idle_seconds=0.5)
+    preparer = Preparer(1, idle_seconds=0.5, keep_processes=0)
     try:
-        await preparer.prepare(ctx, small)
-        assert not preparer.running  # new mail under IDLE is parsed inline: no process for it
+        assert not preparer.running  # no process before a batch needs one
         loop_turns = 0
 
         async def ticker() -> None:
@@ -95,11 +94,15 @@ async def test_the_parse_pool_starts_when_a_batch_needs_it_and_stops_when_idle()
                 await asyncio.sleep(0)
 
         ticking = asyncio.create_task(ticker())
-        # Starts the pool and waits for it (about a second) without holding the event loop, then parses there.
-        first = await preparer.prepare(ctx, large)
+        # New mail under IDLE is parsed in a process too, never in the event loop: the first batch starts the
+        # pool and waits for it (about a second) without holding the event loop.
+        one = await preparer.prepare(ctx, small)
         ticking.cancel()
         assert preparer.running and preparer.pool_starts == 1 and preparer._ready()
         assert loop_turns > 10  # the loop went on (fetching, in a worker) while the processes started
+        assert [p.key for p in one] == [p.key for p in prepare_batch(ctx, small)]
+        first = await preparer.prepare(ctx, large)
+        assert preparer.running and preparer.pool_starts == 1 and preparer._ready()
         assert [p.key for p in first] == [p.key for p in prepare_batch(ctx, large)]
         await preparer.start()  # already warm: returns at once
         pooled = await preparer.prepare(ctx, large)
@@ -114,6 +117,22 @@ async def test_the_parse_pool_starts_when_a_batch_needs_it_and_stops_when_idle()
     finally:
         preparer.close()
     assert not preparer.running
+
+
+async def test_one_parse_process_is_kept_while_idle_by_default() -> None:
+    ctx = BatchContext("tenant", "u_1", "mbx_1", "INBOX", "inbox", 7, utc_now())
+    preparer = Preparer(2, idle_seconds=0.3)
+    try:
+        await preparer.start()
+        assert len(preparer._slots) == 2
+        for _ in range(100):
+            if len(preparer._slots) == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert len(preparer._slots) == 1 and preparer.running  # new mail does not wait for a process start
+        assert (await preparer.prepare(ctx, [ParseJob(1, raw("one"), None, False)]))[0].value is not None
+    finally:
+        preparer.close()
 
 
 async def test_tls_transports_of_the_worker_allocate_a_small_read_buffer() -> None:

@@ -13,6 +13,9 @@
 | POST | /v1/providers/detect | autodetection for an address |
 
 Every error body is :class:`~laifaxin_binding.models.ErrorOut` (code, message, fix, in English and Chinese).
+
+Mailboxes belong to the user who bound them: ``/v1/mailboxes/...`` finds only the caller's own (404 otherwise),
+unless the token carries ``role=admin`` (the tenant's administrator: every mailbox of the tenant).
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ from laifaxin_binding.service import MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_shared.providers.catalog import get_provider, load_catalog, provider_for_domain
 
-_bearer = HTTPBearer(auto_error=False, description="JWT (HS256) with claims tenant, sub, exp.")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="JWT (HS256, binding's own key) with claims tenant_id, sub, aud (BINDING_JWT_AUDIENCE), iat, "
+    "exp (at most BINDING_JWT_MAX_LIFETIME_SECONDS after iat); optional role=admin, mailbox_limit.",
+)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 422, 429, 503)
+    status: {"model": ErrorOut} for status in (401, 403, 404, 409, 413, 422, 429, 503)
 }
 
 
@@ -69,7 +76,8 @@ async def create_mailbox(body: MailboxCreate, who: Who, svc: Service) -> Mailbox
 
 @router.get("/mailboxes", response_model=MailboxList, tags=["mailboxes"])
 async def list_mailboxes(who: Who, svc: Service) -> MailboxList:
-    """The tenant's mailboxes with status (``normal`` or the error code), last sync time and last error."""
+    """The caller's mailboxes (every mailbox of the tenant for a ``role=admin`` token) with status (``normal``
+    or the error code), last sync time and last error."""
     return await svc.list(who)
 
 
@@ -81,7 +89,9 @@ async def get_mailbox(mailbox_id: str, who: Who, svc: Service) -> MailboxOut:
 @router.patch("/mailboxes/{mailbox_id}", response_model=MailboxOut, tags=["mailboxes"])
 async def edit_mailbox(mailbox_id: str, body: MailboxPatch, who: Who, svc: Service) -> MailboxOut:
     """Edit. Email, password, provider or servers: verify first, change nothing on failure, emit
-    ``mailbox.verified`` on success. Nickname / sync settings only: save and emit ``mailbox.updated``."""
+    ``mailbox.verified`` on success. Nickname / sync settings only: save and emit ``mailbox.updated``. Without
+    ``password``, a change that would send the stored password to another host, port or login name is refused
+    (``password_required``) before any connection."""
     return await svc.update(who, mailbox_id, body)
 
 

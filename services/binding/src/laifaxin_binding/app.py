@@ -5,6 +5,9 @@ Run: ``uvicorn --factory laifaxin_binding.app:create_app --host 0.0.0.0 --port 8
 ``mailbox.verified|updated|removed`` and consumes ``mailbox.sync_status`` (consumer group ``binding``,
 offset committed after the handler returns: :func:`~laifaxin_shared.kafka.subscriber_options`).
 
+Requests pass :class:`~laifaxin_shared.asgi.RequestGuard` first: a body over ``BINDING_MAX_BODY_BYTES`` is 413 and
+a ``/v1/`` write without a valid token is 401, both before the body is read.
+
 Probes: ``/healthz`` (liveness: the process answers) and ``/readyz`` (readiness: Kafka and MongoDB answer).
 """
 
@@ -31,6 +34,7 @@ from laifaxin_binding.service import Limits, MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import HostGuard, Verifier
+from laifaxin_shared.asgi import RequestGuard
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.events import Envelope, MailboxSyncStatus
 from laifaxin_shared.imap import client_tls_context
@@ -115,7 +119,8 @@ async def bind_system_mailbox(service: MailboxService, settings: BindingSettings
 
 
 async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
-    """Operator command: reseal every stored credential under the active key and emit ``mailbox.verified``
+    """Operator command: reseal every stored credential under the active key, with v2 associated data (bound to
+    its servers and logins), and emit ``mailbox.verified``
     for each (``laifaxin-mail credentials rotate``). Uses binding's own settings (database, key ring, Kafka)."""
     mongo = make_mongo_client(
         settings.mongodb_url.get_secret_value(), appname=f"{settings.service_name}-rotate"
@@ -130,7 +135,11 @@ async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
         store=MailboxStore(db),
         attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
         verifier=build_verifier(settings),
-        keyring=KeyRing.parse(settings.credential_keys.get_secret_value(), settings.credential_active_key_id),
+        keyring=KeyRing.parse(
+            settings.credential_keys.get_secret_value(),
+            settings.credential_active_key_id,
+            accept_v1=settings.credential_accept_v1,
+        ),
         publish=publish,
     )
     await broker.start()
@@ -198,13 +207,16 @@ def create_app(
             attempts=AttemptLog(db, timedelta(seconds=settings.rate_window_seconds)),
             verifier=build_verifier(settings),
             keyring=KeyRing.parse(
-                settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+                settings.credential_keys.get_secret_value(),
+                settings.credential_active_key_id,
+                accept_v1=settings.credential_accept_v1,
             ),
             publish=publish,
             detector=detector,
             limits=Limits(
                 mailboxes_per_tenant=settings.mailbox_limit_per_tenant,
                 failures_per_address=settings.rate_max_failures_per_address,
+                failures_per_address_all_tenants=settings.rate_max_failures_per_address_all_tenants,
                 attempts_per_tenant=settings.rate_max_attempts_per_tenant,
                 window=timedelta(seconds=settings.rate_window_seconds),
                 expiry_warning=timedelta(days=settings.credential_expiry_warning_days),
@@ -213,7 +225,7 @@ def create_app(
         if start_broker:
             if settings.create_topics:
                 await ensure_topics(
-                    settings.kafka_bootstrap_servers,
+                    settings,
                     [spec(name) for name in BINDING_TOPICS],
                     prefix=settings.topic_prefix,
                     replication_factor=settings.topic_replication_factor,
@@ -244,6 +256,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(
+        RequestGuard, verifier=settings.token_verifier(), max_body_bytes=settings.max_body_bytes
+    )
     app.state.broker = broker
     app.state.detector = detector
     app.include_router(router)

@@ -1,7 +1,8 @@
-"""Binding's bearer tokens: :mod:`laifaxin_shared.auth` with binding's secret and audience, and its errors.
+"""Binding's bearer tokens: :mod:`laifaxin_shared.auth` with binding's key, audience and lifetime, and its errors.
 
-Claims: ``sub`` (user id), ``tenant_id``, ``exp`` (required), ``aud`` when the deployment sets
-``BINDING_JWT_AUDIENCE``. Only HS256 is accepted.
+Claims: ``sub`` (user id), ``tenant_id``, ``aud`` (``BINDING_JWT_AUDIENCE``, default ``laifaxin-binding``), ``iat``
+and ``exp`` (all required; ``exp - iat`` at most ``BINDING_JWT_MAX_LIFETIME_SECONDS``), ``iss`` when
+``BINDING_JWT_ISSUER`` is set, optional ``mailbox_limit`` and ``role`` (``admin``). Only HS256 is accepted.
 """
 
 from __future__ import annotations
@@ -16,13 +17,11 @@ def decode_token(token: str, settings: BindingSettings) -> Principal:
     """The principal of a valid token.
 
     Raises:
-        BindingError: 401 ``unauthorized`` for a bad signature, an expired token or missing claims (the
-            reason names the problem, never the token).
+        BindingError: 401 ``unauthorized`` for a bad signature, an expired or too long-lived token, another
+            audience, or missing claims (the reason names the problem, never the token).
     """
     try:
-        return auth.decode_token(
-            token, settings.jwt_secret.get_secret_value(), audience=settings.jwt_audience
-        )
+        return settings.token_verifier().decode(token)
     except auth.InvalidTokenError as exc:
         raise errors.unauthorized(exc.reason) from None
 
@@ -33,15 +32,15 @@ def issue_token(
     user_id: str,
     ttl_seconds: int = 3600,
     mailbox_limit: int | None = None,
+    role: str | None = None,
 ) -> str:
     """A signed token for ``tenant_id`` / ``user_id`` valid for ``ttl_seconds``, with the plan's
-    ``mailbox_limit`` when given (operator tooling and tests; production tokens come from the platform's
-    sign-in)."""
-    return auth.issue_token(
-        settings.jwt_secret.get_secret_value(),
-        tenant_id,
-        user_id,
-        ttl_s=ttl_seconds,
-        audience=settings.jwt_audience,
-        mailbox_limit=mailbox_limit,
+    ``mailbox_limit`` and the ``role`` when given (operator tooling and tests; production tokens come from the
+    platform's sign-in).
+
+    Raises:
+        ValueError: ``ttl_seconds`` over ``BINDING_JWT_MAX_LIFETIME_SECONDS``.
+    """
+    return settings.token_verifier().issue(
+        tenant_id, user_id, ttl_s=ttl_seconds, mailbox_limit=mailbox_limit, role=role
     )

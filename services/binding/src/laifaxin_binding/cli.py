@@ -17,7 +17,8 @@
   to open is printed (and handed to the system browser unless ``--no-browser``), and the command waits, polling
   ``GET /v1/oauth/sign-ins/{id}``, until the binding is done, failed or expired.
 - ``mailbox list`` / ``mailbox verify ID`` / ``mailbox remove ID``: the API's list, re-verify and delete.
-- ``mailbox token --tenant T --user U``: mint a bearer token with ``BINDING_JWT_SECRET`` (local use).
+- ``mailbox token --tenant T --user U [--ttl S] [--admin]``: mint a binding token with ``BINDING_JWT_SECRET``
+  and ``BINDING_JWT_AUDIENCE`` (local use; the lifetime at most ``BINDING_JWT_MAX_LIFETIME_SECONDS``).
 
 The ``mailbox`` commands talk to the binding API at ``--api`` (env ``LAIFAXIN_API_URL``, default
 ``http://127.0.0.1:8080``) with ``--token`` (env ``LAIFAXIN_TOKEN``) and print the JSON answer; an API error
@@ -262,7 +263,19 @@ def _mailbox_remove(args: argparse.Namespace) -> int:
 
 
 def _mailbox_token(args: argparse.Namespace) -> int:
-    token = issue_token(BindingSettings(), args.tenant, args.user, args.ttl, mailbox_limit=args.mailbox_limit)
+    settings = BindingSettings()
+    try:
+        token = issue_token(
+            settings,
+            args.tenant,
+            args.user,
+            args.ttl,
+            mailbox_limit=args.mailbox_limit,
+            role="admin" if args.admin else None,
+        )
+    except ValueError as exc:  # a ttl over BINDING_JWT_MAX_LIFETIME_SECONDS: binding would refuse the token
+        sys.stderr.write(f"{exc} (BINDING_JWT_MAX_LIFETIME_SECONDS)\n")
+        return 2
     sys.stdout.write(token + "\n")
     return 0
 
@@ -309,7 +322,15 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     token = sub.add_parser("token", help="mint a bearer token with BINDING_JWT_SECRET (local use)")
     token.add_argument("--tenant", required=True)
     token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=int, default=3600, help="seconds")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds (at most BINDING_JWT_MAX_LIFETIME_SECONDS, 24 h by default)",
+    )
+    token.add_argument(
+        "--admin", action="store_true", help="role=admin: the token sees every mailbox of the tenant"
+    )
     token.add_argument("--mailbox-limit", type=int, help="the plan's mailbox limit (mailbox_limit claim)")
     token.set_defaults(handler=_mailbox_token)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-import xml.etree.ElementTree as ET  # input is size-capped and DTDs are refused before parsing
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,8 +37,11 @@ import dns.asyncresolver
 import dns.exception
 import dns.resolver
 import httpx
+from defusedxml import DefusedXmlException
+from defusedxml import ElementTree as SafeET
 from pydantic import BaseModel, ConfigDict, Field
 
+from laifaxin_shared.logging import get_logger
 from laifaxin_shared.providers.catalog import (
     is_same_or_subdomain,
     known_server_hosts,
@@ -70,6 +73,8 @@ DEFAULT_HTTP_TIMEOUT = 5.0
 
 DEFAULT_BUDGET = 15.0
 """Seconds the network part of one detection may take in total."""
+
+log = get_logger(__name__)
 
 
 class ServerOut(BaseModel):
@@ -441,7 +446,10 @@ class Detector:
             return False
         private = [a for a in addresses if not ipaddress.ip_address(a).is_global]
         if private:
-            self._note("autoconfig", f"{host}: refused, resolves to non-public {', '.join(private)}")
+            # Which addresses stays in our log: shown to the user (detection attempts), it would map the
+            # cluster's internal network through host names such as <service>.<namespace>.svc.
+            log.info("autoconfig host refused", host=host, addresses=private)
+            self._note("autoconfig", f"{host}: refused, resolves to a non-public address")
             return False
         return True
 
@@ -532,10 +540,13 @@ def parse_autoconfig(document: bytes, email: str) -> _Found:
     Raises:
         AutoconfigError: not XML, contains a DOCTYPE/ENTITY, or lacks a usable IMAP or SMTP server.
     """
-    if b"<!DOCTYPE" in document.upper() or b"<!ENTITY" in document.upper():
-        raise AutoconfigError("DTDs are not accepted")
     try:
-        root = ET.fromstring(document)  # noqa: S314  # DTD/entities refused above; size capped by the caller
+        # defusedxml refuses a DTD, entity declarations and external references in whatever encoding the
+        # document declares (UTF-16 included: a byte search for "<!DOCTYPE" does not see it there); the size
+        # is capped by the caller.
+        root = SafeET.fromstring(document, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise AutoconfigError(f"DTDs and entities are not accepted ({type(exc).__name__})") from None
     except ET.ParseError as exc:
         raise AutoconfigError(f"not XML: {exc}") from exc
     provider = root.find("emailProvider")

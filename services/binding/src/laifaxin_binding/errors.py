@@ -82,6 +82,27 @@ def mailbox_exists(email: str) -> BindingError:
     )
 
 
+def password_required(email: str, new_places: Sequence[str]) -> BindingError:
+    """422 ``password_required``: an edit without the password would send the stored password somewhere it was
+    never verified (``new_places``: ``"imap server host:port"``, ``"smtp login name"``...)."""
+    listed = ", ".join(new_places)
+    return BindingError(
+        "password_required",
+        422,
+        _t(
+            f"This change would send the stored password of {email} to a new server or login ({listed}); "
+            "it is only sent there when you enter it again.",
+            f"此修改会把 {email} 已保存的密码发送到新的服务器或登录名（{listed}）；只有重新输入密码后才会发送。",
+        ),
+        _t(
+            "Send the app password / authorization code again with the change (the password field of the "
+            "request); the servers are verified with it before anything is saved.",
+            "请在修改时重新提交应用专用密码/授权码（请求中的 password 字段）；保存前会先用它验证服务器。",
+        ),
+        extra={"new_destinations": list(new_places)},
+    )
+
+
 def mailbox_limit(limit: int) -> BindingError:
     return BindingError(
         "mailbox_limit_reached",

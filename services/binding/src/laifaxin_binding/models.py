@@ -66,7 +66,9 @@ class MailboxCreate(_In):
 
 class MailboxPatch(_In):
     """Edit a mailbox. Changing email, password, provider or servers re-verifies first (and changes nothing
-    when that fails); nickname, sync settings and the expiry date alone are saved without verification."""
+    when that fails); nickname, sync settings and the expiry date alone are saved without verification. A change
+    that would log in to another host or port, or with another login name, needs ``password`` again (code
+    ``password_required``): the stored password is never sent anywhere new."""
 
     email: str | None = Field(default=None, min_length=3, max_length=320)
     password: SecretStr | None = None
@@ -186,6 +188,11 @@ class ErrorOut(BaseModel):
         default=None,
         description="servers_required after detection: each lookup step (catalog, mx, autoconfig, srv, dns) "
         "with what it found.",
+    )
+    new_destinations: list[str] | None = Field(
+        default=None,
+        description="password_required: the servers (imap/smtp host:port) and login names the edit would send "
+        "the stored password to that it was never verified with; send the password with the edit.",
     )
     detected: dict[str, object] | None = Field(
         default=None,

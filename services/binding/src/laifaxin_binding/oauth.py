@@ -54,6 +54,7 @@ from laifaxin_binding.service import (
 )
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.verify import VerifyRequest
+from laifaxin_shared.crypto import CredentialContext
 from laifaxin_shared.events.base import EncryptedCredential
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.mongo import Document
@@ -514,7 +515,7 @@ class OAuthService:
             raise errors.mailbox_exists(email)
         mailbox_id = existing["_id"] if existing else new_mailbox_id()
         at = now_utc()
-        credential = self.keyring.seal(access, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        credential = svc._seal(who.tenant_id, mailbox_id, verification)
         fields = {
             **_verified_fields(verification, request, provider, credential, at),
             "auth": "oauth2",
@@ -640,9 +641,8 @@ class OAuthService:
         finally:
             await client.aclose()
         lifetime = float(token.get("expires_in") or 3600)
-        credential = self.keyring.seal(
-            str(token["access_token"]), tenant_id=doc["tenant_id"], mailbox_id=doc["_id"]
-        )
+        # The access token is the mailbox credential: sealed for the mailbox's servers and login (v2).
+        credential = self.keyring.seal_mailbox(str(token["access_token"]), CredentialContext.of(doc))
         custody = self._custody(
             doc["tenant_id"],
             doc["_id"],

@@ -10,9 +10,18 @@ Rules (issue 3 "HTTP API", "Security"; product page email-account §2):
 - The password is sealed with AES-256-GCM bound to tenant + mailbox id (:mod:`laifaxin_shared.crypto`)
   before it is stored or published; it is never logged, returned or put in an error.
 - Sync interval under :data:`MIN_SYNC_INTERVAL_SECONDS` (180 s) is refused with the reason.
-- Verification attempts are rate-limited per address (failures) and per tenant (all attempts), because
-  providers ban an IP after about ten bad logins (providers.md §3, §5.5).
-- Every store call is scoped by the caller's tenant.
+- Verification attempts are rate-limited per address (failures, by the tenant and by all tenants together:
+  one address attacked from many tenants) and per tenant (all attempts), because providers ban an IP after
+  about ten bad logins (providers.md §3, §5.5). The limits hold under concurrency: an attempt is reserved
+  (inserted) before the counts, which include every reservation (:class:`~laifaxin_binding.store.AttemptLog`).
+- Every store call is scoped by the caller's tenant, and by the caller as owner (``user_id``): a user sees,
+  edits, re-verifies and removes only the mailboxes they bound. A token with ``role=admin`` (the tenant's
+  administrator) reaches every mailbox of the tenant (to list them, fix nicknames and sync settings, re-verify
+  or remove a departed colleague's mailbox), but it, too, must give the password to send it anywhere new.
+- The stored password is only ever sent where it was verified: an edit without a password that would log in to
+  another host or port, or with another login name, than the stored settings (and their catalog backups) is
+  refused with ``password_required`` before any connection (otherwise whoever can edit a mailbox could have
+  its password sent to a server of their choosing).
 - Without a provider id and without both servers, the servers come from the catalog (the address's domain),
   else from detection (:class:`~laifaxin_binding.detect.Detector`, within its time budget): a catalog provider
   found through the domain's MX hosts is used as that provider; servers from autoconfig or SRV records are
@@ -49,7 +58,7 @@ from laifaxin_binding.models import (
 from laifaxin_binding.store import AttemptLog, MailboxStore
 from laifaxin_binding.verify import Endpoint, Verification, Verifier, VerifyRequest, pop3_server_error
 from laifaxin_shared.auth import Principal
-from laifaxin_shared.crypto import CredentialError, KeyRing
+from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import (
     EncryptedCredential,
     Envelope,
@@ -81,6 +90,7 @@ class Limits:
 
     mailboxes_per_tenant: int = 20
     failures_per_address: int = 5
+    failures_per_address_all_tenants: int = 10
     attempts_per_tenant: int = 60
     window: timedelta = timedelta(minutes=15)
     expiry_warning: timedelta = timedelta(days=14)
@@ -164,7 +174,7 @@ class MailboxService:
         verification = await self._verify(who, request)
         mailbox_id = new_mailbox_id()
         at = now_utc()
-        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         document = {
             "_id": mailbox_id,
             "tenant_id": who.tenant_id,
@@ -181,6 +191,9 @@ class MailboxService:
         }
         if not await self.store.insert(document):
             raise errors.mailbox_exists(email)
+        if await self.store.count(who.tenant_id) > limit:  # simultaneous binds: insert first, then count
+            await self.store.delete(who.tenant_id, mailbox_id)
+            raise errors.mailbox_limit(limit)
         try:
             await self.publish(self._verified_event(document))
         except (
@@ -213,11 +226,7 @@ class MailboxService:
         existing = await self.store.find_by_email(who.tenant_id, _email(body.email))
         if existing is None:
             return await self.create(who, body, is_system=True)
-        current = self.keyring.open(
-            EncryptedCredential.model_validate(existing["credential"]),
-            tenant_id=who.tenant_id,
-            mailbox_id=existing["_id"],
-        )
+        current = self._open(existing)
         if current == body.password.get_secret_value().strip():
             return self.view(existing)
         return await self.update(
@@ -227,36 +236,51 @@ class MailboxService:
     # ------------------------------------------------------------------ key rotation
 
     async def reseal_credentials(self) -> dict[str, int]:
-        """Re-encrypt every stored credential that is not under the ring's active key, and emit
+        """Re-encrypt every stored credential that is not under the ring's active key or not yet bound to its
+        servers (v1 associated data; sealed again with v2 for the stored servers and logins), and emit
         ``mailbox.verified`` for each so sync's copies follow (key rotation, step 2 of the operator's guide).
 
         Returns counts: ``checked``, ``resealed``, ``failed`` (an envelope under a key no longer in the ring,
-        or tampered: logged with the mailbox id, left as it is).
+        or tampered: logged with the mailbox id, left as it is). Each write is a compare-and-set on the envelope
+        read: a credential changed meanwhile (a password edit, sealed under the active key) is kept, not
+        reverted to the resealed old one, and counted in neither.
         """
         counts = {"checked": 0, "resealed": 0, "failed": 0}
         async for doc in self.store.collection.find({}):
             counts["checked"] += 1
             envelope = EncryptedCredential.model_validate(doc["credential"])
-            if not self.keyring.needs_reseal(envelope):
+            if not self.keyring.mailbox_needs_reseal(envelope):
                 continue
             try:
-                fresh = self.keyring.reseal(envelope, tenant_id=doc["tenant_id"], mailbox_id=doc["_id"])
+                fresh = self.keyring.reseal_mailbox(envelope, CredentialContext.of(doc))
             except CredentialError as exc:
                 counts["failed"] += 1
                 log.error("credential not resealed", mailbox_id=doc["_id"], error=str(exc))
                 continue
+            # Compare-and-set on the envelope read above: a password changed meanwhile (an edit sealed a new
+            # envelope, under the active key already) must not be overwritten by the reseal of the old one.
+            read = doc["credential"]
             updated = await self.store.update(
-                doc["tenant_id"], doc["_id"], {"credential": fresh.model_dump(), "updated_at": now_utc()}
+                doc["tenant_id"],
+                doc["_id"],
+                {"credential": fresh.model_dump(), "updated_at": now_utc()},
+                match={
+                    "credential.key_id": read["key_id"],
+                    "credential.nonce": read["nonce"],
+                    "credential.ciphertext": read["ciphertext"],
+                },
             )
-            if updated is not None:
-                await self.publish(self._verified_event(updated))
-                counts["resealed"] += 1
+            if updated is None:
+                log.info("credential changed during the reseal; the newer one is kept", mailbox_id=doc["_id"])
+                continue
+            await self.publish(self._verified_event(updated))
+            counts["resealed"] += 1
         return counts
 
     # ------------------------------------------------------------------ read
 
     async def list(self, who: Principal) -> MailboxList:
-        docs = await self.store.list(who.tenant_id)
+        docs = await self.store.list(who.tenant_id, owner=_owner(who))
         return MailboxList(items=[self.view(d) for d in docs], limit=self.mailbox_limit(who))
 
     async def get(self, who: Principal, mailbox_id: str) -> MailboxOut:
@@ -285,7 +309,7 @@ class MailboxService:
         if patch.credential_expires_at is not None:
             plain["credential_expires_at"] = patch.credential_expires_at
         if not patch.needs_verification():
-            updated = await self.store.update(who.tenant_id, mailbox_id, plain)
+            updated = await self.store.update(who.tenant_id, mailbox_id, plain, owner=_owner(who))
             if updated is None:
                 raise errors.not_found()
             await self.publish(
@@ -301,6 +325,7 @@ class MailboxService:
         email = _email(patch.email) if patch.email is not None else doc["email"]
         if email != doc["email"] and await self.store.find_by_email(who.tenant_id, email) is not None:
             raise errors.mailbox_exists(email)
+        stored_password = patch.password is None
         password = patch.password.get_secret_value() if patch.password is not None else self._open(doc)
         incoming = patch.incoming_protocol or "imap"
         _refuse_pop3(incoming)
@@ -319,18 +344,30 @@ class MailboxService:
             servers = await self.servers(patch.provider_id, email, patch.imap, patch.smtp)
         provider = servers.provider
         request = _request(email, password, servers, incoming)
+        if stored_password:
+            new_places = _new_destinations(request, self._stored_request(doc, password))
+            if new_places:
+                raise errors.password_required(doc["email"], new_places)
         verification = await self._verify(who, request)
-        credential = self.keyring.seal(verification.password, tenant_id=who.tenant_id, mailbox_id=mailbox_id)
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         fields = {
             **plain,
             "email": email,
             **_verified_fields(verification, request, provider, credential, at),
         }
-        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields, owner=_owner(who))
         if updated is None:
             raise errors.not_found()
         await self.publish(self._verified_event(updated))
         return self.view(updated)
+
+    def _stored_request(self, doc: dict[str, Any], password: str) -> VerifyRequest:
+        """What re-verifying the stored settings would try: the only places the stored password may go."""
+        provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
+        provider = get_provider(provider_id) if provider_id else None
+        imap_first, smtp_first = _stored_usernames(doc)
+        servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
+        return _request(doc["email"], password, servers, "imap")
 
     async def reverify(self, who: Principal, mailbox_id: str) -> MailboxOut:
         """Verify the stored settings again (after the user fixed something at the provider).
@@ -341,9 +378,7 @@ class MailboxService:
         doc = await self._get(who, mailbox_id)
         provider_id = None if doc["provider_id"] == CUSTOM_PROVIDER else doc["provider_id"]
         provider = get_provider(provider_id) if provider_id else None
-        imap_first, smtp_first = _stored_usernames(doc)
-        servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
-        request = _request(doc["email"], self._open(doc), servers, "imap")
+        request = self._stored_request(doc, self._open(doc))
         at = now_utc()
         try:
             verification = await self._verify(who, request)
@@ -353,15 +388,12 @@ class MailboxService:
                     who.tenant_id,
                     mailbox_id,
                     {"status": exc.code, "last_error": _last_error_dict(exc.to_dict(), at), "updated_at": at},
+                    owner=_owner(who),
                 )
             raise
-        credential = self.keyring.reseal(
-            EncryptedCredential.model_validate(doc["credential"]),
-            tenant_id=who.tenant_id,
-            mailbox_id=mailbox_id,
-        )
+        credential = self._seal(who.tenant_id, mailbox_id, verification)
         fields = {"updated_at": at, **_verified_fields(verification, request, provider, credential, at)}
-        updated = await self.store.update(who.tenant_id, mailbox_id, fields)
+        updated = await self.store.update(who.tenant_id, mailbox_id, fields, owner=_owner(who))
         if updated is None:
             raise errors.not_found()
         await self.publish(self._verified_event(updated))
@@ -375,7 +407,7 @@ class MailboxService:
         Raises:
             BindingError: 404 ``not_found`` (also for another tenant's mailbox).
         """
-        if not await self.store.delete(who.tenant_id, mailbox_id):
+        if not await self.store.delete(who.tenant_id, mailbox_id, owner=_owner(who)):
             raise errors.not_found()
         await self.publish(MailboxRemoved(tenant_id=who.tenant_id, mailbox_id=mailbox_id, reason="user"))
         log.info("mailbox removed", mailbox_id=mailbox_id, tenant_id=who.tenant_id)
@@ -471,36 +503,83 @@ class MailboxService:
     # ------------------------------------------------------------------ helpers
 
     async def _get(self, who: Principal, mailbox_id: str) -> dict[str, Any]:
-        doc = await self.store.get(who.tenant_id, mailbox_id)
+        doc = await self.store.get(who.tenant_id, mailbox_id, owner=_owner(who))
         if doc is None:
             raise errors.not_found()
         return doc
 
     def _open(self, doc: dict[str, Any]) -> str:
-        return self.keyring.open(
-            EncryptedCredential.model_validate(doc["credential"]),
-            tenant_id=doc["tenant_id"],
-            mailbox_id=doc["_id"],
+        """The stored password, opened for the stored servers and logins (v2 associated data)."""
+        return self.keyring.open_mailbox(
+            EncryptedCredential.model_validate(doc["credential"]), CredentialContext.of(doc)
         )
 
+    def _seal(self, tenant_id: str, mailbox_id: str, verification: Verification) -> EncryptedCredential:
+        """Seal the verified password for the servers and logins it was just verified with (what
+        :func:`_verified_fields` stores and ``mailbox.verified`` carries), so it opens only for them."""
+        imap, smtp = verification.imap, verification.smtp
+        fields = {
+            "tenant_id": tenant_id,
+            "_id": mailbox_id,
+            "username": imap.username,
+            "smtp_username": smtp.username,
+            "imap": {
+                "host": imap.endpoint.host,
+                "port": imap.endpoint.port,
+                "security": imap.endpoint.security.value,
+            },
+            "smtp": {
+                "host": smtp.endpoint.host,
+                "port": smtp.endpoint.port,
+                "security": smtp.endpoint.security.value,
+            },
+        }
+        return self.keyring.seal_mailbox(verification.password, CredentialContext.of(fields))
+
     async def _verify(self, who: Principal, request: VerifyRequest) -> Verification:
-        """Rate limits, then the verification; raises the failure, records the attempt either way."""
+        """Rate limits, then the verification; raises the failure, records the attempt either way.
+
+        The attempt is reserved before the limits are counted and the counts include it (and every other
+        running attempt), so simultaneous requests cannot all pass a limit that each alone would see free.
+
+        Raises:
+            BindingError: 429 ``verification_rate_limited`` (nothing sent to a server), or 422 with the
+                verification's code.
+        """
         at = now_utc()
         await self.attempts.prune(at)
-        failures = await self.attempts.failures(who.tenant_id, request.email, at)
-        if len(failures) >= self.limits.failures_per_address:
-            raise errors.rate_limited(_retry_after(failures, self.limits, at), "address")
-        attempts = await self.attempts.attempts(who.tenant_id, at)
-        if len(attempts) >= self.limits.attempts_per_tenant:
-            raise errors.rate_limited(_retry_after(attempts, self.limits, at), "tenant")
-        verification = await self.verifier.verify(request)
+        reservation = await self.attempts.reserve(who.tenant_id, request.email, at)
+        try:
+            refusal = await self._over_limits(who, request.email, at)
+        except BaseException:
+            await self.attempts.release(reservation)
+            raise
+        if refusal is not None:
+            await self.attempts.release(reservation)
+            raise refusal
+        try:
+            verification = await self.verifier.verify(request)
+        except BaseException:  # interrupted after connecting maybe: counted as a failure, never forgotten
+            await self.attempts.settle(reservation, ok=False, code="interrupted")
+            raise
         error = verification.error
-        await self.attempts.record(
-            who.tenant_id, request.email, ok=error is None, code=error.code.value if error else None, now=at
-        )
+        await self.attempts.settle(reservation, ok=error is None, code=error.code.value if error else None)
         if error is not None:
             raise errors.verification_failed(error, verification.errors())
         return verification
+
+    async def _over_limits(self, who: Principal, email: str, at: datetime) -> errors.BindingError | None:
+        """The 429 to answer when a limit is passed, counting the caller's own reservation; None otherwise."""
+        failures = await self.attempts.failures(who.tenant_id, email, at)
+        if len(failures) > self.limits.failures_per_address:
+            return errors.rate_limited(_retry_after(failures, self.limits, at), "address")
+        everywhere = await self.attempts.failures(None, email, at)
+        if len(everywhere) > self.limits.failures_per_address_all_tenants:
+            return errors.rate_limited(_retry_after(everywhere, self.limits, at), "address")
+        attempts = await self.attempts.attempts(who.tenant_id, at)
+        if len(attempts) > self.limits.attempts_per_tenant:
+            return errors.rate_limited(_retry_after(attempts, self.limits, at), "tenant")
+        return None
 
     def _verified_event(self, doc: dict[str, Any]) -> MailboxVerified:
         return MailboxVerified(
@@ -511,6 +590,7 @@ class MailboxService:
             nickname=doc["nickname"],
             provider_id=doc["provider_id"],
             username=doc["username"],
+            smtp_username=doc.get("smtp_username"),
             imap=ServerEndpoint.model_validate(doc["imap"]),
             smtp=ServerEndpoint.model_validate(doc["smtp"]),
             credential=EncryptedCredential.model_validate(doc["credential"]),
@@ -550,6 +630,31 @@ class MailboxService:
 
 
 # ---------------------------------------------------------------------- pure helpers
+
+
+def _owner(who: Principal) -> str | None:
+    """The owner filter of ``who``'s mailbox operations: their own user id, or None (the whole tenant) for the
+    tenant's admin."""
+    return None if who.is_admin else who.user_id
+
+
+def _new_destinations(request: VerifyRequest, stored: VerifyRequest) -> list[str]:
+    """What ``request`` would send the password to that ``stored`` (the stored settings) would not: IMAP/SMTP
+    ``host:port`` pairs and login names, each as ``"imap server host:port"`` / ``"smtp login name"``; empty when
+    it goes nowhere new."""
+    new: list[str] = []
+    for protocol, endpoints, known in (
+        ("imap", request.imap, stored.imap),
+        ("smtp", request.smtp, stored.smtp),
+    ):
+        places = {(e.host, e.port) for e in known}
+        new += [f"{protocol} server {e.host}:{e.port}" for e in endpoints if (e.host, e.port) not in places]
+    for protocol, names, known_names in (
+        ("imap", request.imap_usernames, stored.imap_usernames),
+        ("smtp", request.smtp_usernames, stored.smtp_usernames),
+    ):
+        new += [f"{protocol} login {name}" for name in names if name not in known_names]
+    return new
 
 
 def _email(raw: str) -> str:

@@ -2,7 +2,7 @@
 
 Examples::
 
-    BINDING_JWT_SECRET=...                  # HS256 key for bearer tokens; placeholders refused in production
+    BINDING_JWT_SECRET=...                  # binding's own HS256 key; weak keys refused in production
     BINDING_HOST_ALLOWLIST=127.0.0.0/8,::1  # private/loopback hosts users may name (tests, on-prem servers)
     BINDING_CA_FILE=deploy/local/state/tls/ca.pem   # extra CA to trust (the local test CA)
     KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092  MONGODB_URL=mongodb://127.0.0.1:27117/
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from laifaxin_shared.auth import TokenVerifier, check_secret
 from laifaxin_shared.netguard import HostAllowlist, Network
 from laifaxin_shared.settings import ServiceSettings
 
@@ -31,9 +32,29 @@ class BindingSettings(ServiceSettings):
     mongodb_database: str = Field(default="binding", description="Binding's own database.")
     jwt_secret: SecretStr = Field(
         default=SecretStr("change-me"),
-        description="HS256 key that signs bearer tokens (claims: tenant, sub = user id, exp).",
+        description="HS256 key that signs binding's bearer tokens (claims: tenant_id, sub = user id, aud, iat, "
+        "exp); binding's own, never notify's. Production: at least 32 random bytes.",
     )
-    jwt_audience: str | None = Field(default=None, description="Required ``aud`` claim, when set.")
+    jwt_audience: str = Field(
+        default="laifaxin-binding",
+        min_length=1,
+        description="The ``aud`` claim every token must carry (RFC 7519 section 4.1.3); a token for another "
+        "service is refused.",
+    )
+    jwt_issuer: str | None = Field(default=None, description="Required ``iss`` claim, when set.")
+    jwt_max_lifetime_seconds: int = Field(
+        default=86400,
+        ge=60,
+        le=7 * 86400,
+        description="Longest lifetime (exp - iat) of a token accepted, seconds; longer ones are refused.",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body accepted, bytes; larger ones get 413 before they are read "
+        "(by Content-Length, or by counting the chunks of a streamed body).",
+    )
     host_allowlist: str = Field(
         default="",
         description="Comma-separated CIDRs or host names users may point at although they resolve to "
@@ -74,7 +95,14 @@ class BindingSettings(ServiceSettings):
     rate_max_failures_per_address: int = Field(
         default=5,
         ge=1,
-        description="Failed verifications of one address allowed per window (providers ban an IP after ~10).",
+        description="Failed (or running) verifications of one address by one tenant allowed per window "
+        "(providers ban an IP after ~10); simultaneous attempts are counted before they connect.",
+    )
+    rate_max_failures_per_address_all_tenants: int = Field(
+        default=10,
+        ge=1,
+        description="Failed (or running) verifications of one address allowed per window across all tenants "
+        "together (one address attacked from many tenants; providers ban an IP after ~10).",
     )
     rate_max_attempts_per_tenant: int = Field(
         default=60, ge=1, description="Verifications (any outcome) one tenant may start per window."
@@ -162,9 +190,17 @@ class BindingSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _strong_jwt_secret(self) -> BindingSettings:
-        if self.environment == "production" and len(self.jwt_secret.get_secret_value().encode()) < 32:
-            raise ValueError("BINDING_JWT_SECRET must be at least 32 bytes for HS256 (RFC 7518 section 3.2)")
+        check_secret("BINDING_JWT_SECRET", self.jwt_secret.get_secret_value(), self.environment)
         return self
+
+    def token_verifier(self) -> TokenVerifier:
+        """Binding's token rules: its key, audience, issuer and maximum lifetime."""
+        return TokenVerifier(
+            self.jwt_secret.get_secret_value(),
+            self.jwt_audience,
+            self.jwt_issuer,
+            self.jwt_max_lifetime_seconds,
+        )
 
     def allowlist(self) -> tuple[tuple[Network, ...], frozenset[str]]:
         """The parsed :attr:`host_allowlist`: (networks, lower-case host names).

@@ -312,6 +312,31 @@ class Verification:
         return [e for e in (self.imap.error, self.smtp.error) if e is not None]
 
 
+_ADDRESS_LIKE = re.compile(
+    r"(?<![\w.:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f.]{0,15}(?![\w:])|\b(?:\d{1,3}\.){3}\d{1,3}\b"
+)
+
+
+def hide_addresses(text: str, host: str) -> str:
+    """``text`` with every IP address literal other than ``host`` itself replaced by ``<address of HOST>``.
+
+    Socket errors name the address a host name resolved to (``Connect call failed ('10.0.3.7', 993)``); shown to
+    a user, they would map the cluster's internal network through host names such as ``mongodb.default.svc``.
+    An address the user typed as the host is theirs and is kept.
+    """
+    own = host.strip("[]").lower()
+
+    def replace(match: re.Match[str]) -> str:
+        literal = match.group(0)
+        try:
+            ipaddress.ip_address(literal)
+        except ValueError:
+            return literal  # not an address (a time of day, a version number...)
+        return literal if literal.lower() == own else f"<address of {host}>"
+
+    return _ADDRESS_LIKE.sub(replace, text)
+
+
 class HostGuard:
     """Refuses server hosts that resolve to non-public addresses unless allowlisted: the shared rule of
     :class:`laifaxin_shared.netguard.HostAllowlist` (private, loopback, link-local incl. metadata endpoints,
@@ -345,10 +370,13 @@ class HostGuard:
             gai = exc if isinstance(exc, socket.gaierror) else socket.gaierror(str(exc) or "timed out")
             raise MailServerError.from_error(explain_exception(gai, protocol, host=name)) from None
         if address is not None:
+            # The address stays in our log: shown to the user, it would map the cluster's internal network
+            # (which addresses our own host names resolve to).
+            log.warning("server host refused", host=name, address=str(address))
             raise MailServerError(
                 ErrorCode.HOST_NOT_ALLOWED,
                 protocol=protocol,
-                server_text=f"{name} resolves to {address}, a non-public address",
+                server_text=f"{name} resolves to a non-public address",
             )
 
 
@@ -660,7 +688,7 @@ class Verifier:
     def _exception_error(
         self, exc: BaseException, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint
     ) -> MailError:
-        return explain_exception(
+        error = explain_exception(
             exc,
             protocol,
             host=endpoint.host,
@@ -669,6 +697,9 @@ class Verifier:
             provider_id=request.provider_id,
             secrets=(request.password,),
         )
+        if error.server_text:  # socket errors name the address the host resolved to: not for the user's eyes
+            error = dataclasses.replace(error, server_text=hide_addresses(error.server_text, endpoint.host))
+        return error
 
     def _wrong_port(
         self, protocol: Protocol, request: VerifyRequest, endpoint: Endpoint, text: str

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--details", action="store_true", help="also print flags, bounce, ooo_return_date, snippet"
     )
     p.set_defaults(handler=run_classify)
+    from .matching import cli as matching_cli
+
+    matching_cli.register(subparsers)
 
 
 def iter_messages(path: str) -> Iterator[tuple[dict[str, Any], bytes]]:

@@ -76,10 +76,12 @@ def _make(year: int | None, month: int, day: int, ref: date) -> date | None:
 
 def _candidates(text: str, ref: date) -> list[tuple[int, int, date]]:
     out: list[tuple[int, int, date]] = []
+    covered = bytearray(len(text) + 1)  # 1 where a date found by an earlier, more specific pattern lies
 
     def add(m: re.Match[str], d: date | None) -> None:
         if d is not None:
             out.append((m.start(), m.end(), d))
+            covered[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
 
     for m in _ISO.finditer(text):
         add(m, _make(int(m.group(1)), int(m.group(2)), int(m.group(3)), ref))
@@ -98,7 +100,7 @@ def _candidates(text: str, ref: date) -> list[tuple[int, int, date]]:
         if readings:
             add(m, min(ahead) if ahead else max(readings))
     for m in _NUM_NOYEAR.finditer(text):
-        if not any(s <= m.start() < e for s, e, _ in out):
+        if not covered[m.start()]:
             add(m, _make(None, int(m.group(2)), int(m.group(1)), ref))
     for m in _DAY_MONTH.finditer(text):
         month = _MONTHS.get(m.group(2).lower())
@@ -106,7 +108,7 @@ def _candidates(text: str, ref: date) -> list[tuple[int, int, date]]:
             add(m, _make(int(m.group(3)) if m.group(3) else None, month, int(m.group(1)), ref))
     for m in _MONTH_DAY.finditer(text):
         month = _MONTHS.get(m.group(1).lower())
-        if month and not any(s <= m.start() < e for s, e, _ in out):
+        if month and not covered[m.start()]:
             add(m, _make(int(m.group(3)) if m.group(3) else None, month, int(m.group(2)), ref))
     return sorted(out)
 

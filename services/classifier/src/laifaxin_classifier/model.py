@@ -29,7 +29,13 @@ MODEL_TEXT_CAP = 2000
 
 _DIGITS = re.compile(r"\d")
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_OR_RUN = re.compile(r"[\w.+-]++(?:@[\w-]+(?:\.[\w-]+)+)?")
+r"""An address, or a run of address characters that is not one (kept as it is). The possessive run is read once:
+``[\w.+-]+@`` searched over a long run without ``@`` would rescan the run from each of its characters."""
+
+
+def _mask_address(m: re.Match[str]) -> str:
+    return " email " if "@" in m.group() else m.group()
 
 
 def model_text(subject: str, reply_text: str) -> str:
@@ -38,7 +44,8 @@ def model_text(subject: str, reply_text: str) -> str:
     by the concept tokens of :mod:`.lexicon`."""
     text = f"{subject}\n{reply_text}"[:MODEL_TEXT_CAP].replace("İ", "i").lower()
     text = _URL.sub(" url ", text)
-    text = _EMAIL.sub(" email ", text)
+    if "@" in text:
+        text = _EMAIL_OR_RUN.sub(_mask_address, text)
     return _DIGITS.sub("0", text) + concept_tokens(text)
 
 

@@ -26,6 +26,8 @@ from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, EmailStr, Field
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from laifaxin_shared.asgi import RequestGuard
+from laifaxin_shared.auth import TokenVerifier, check_secret
 from laifaxin_shared.crypto import KeyRing
 from laifaxin_shared.kafka import make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
@@ -309,6 +311,18 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    check_secret("NOTIFY_JWT_SECRET", settings.jwt_secret.get_secret_value(), settings.environment)
+    app.add_middleware(  # 401 / 413 before a body is read; the unauthenticated WeChat callback: 16 KiB
+        RequestGuard,
+        verifier=TokenVerifier(
+            settings.jwt_secret.get_secret_value(), settings.jwt_audience, settings.jwt_issuer
+        ),
+        path_limits={"/wechat/callback": 16 * 1024, "/v1/bindings/email/confirm": 4 * 1024},
+        # The confirmation code of an alert address is its own credential: the link in the confirmation mail
+        # is opened by the address's owner, who need not be signed in.
+        public_paths=("/v1/bindings/email/confirm",),
+        error_shape="detail",
+    )
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -39,6 +39,10 @@ def decide(event: MailClassified, prefs: Preferences) -> Decision:
     """Apply the category and initial-sync rules to one ``mail.classified`` event."""
     if event.initial_sync:
         return Decision(False, "initial_sync")
+    if (
+        event.system_mailbox and event.match is None
+    ):  # the system tenant is nobody: only a matched owner hears
+        return Decision(False, "system mailbox: not matched to a sender")
     if event.category not in prefs.categories:
         return Decision(False, f"category {event.category} not chosen")
     if not prefs.channels:

@@ -14,7 +14,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
-from laifaxin_shared.kafka import make_broker
+from laifaxin_shared.kafka import client_options, make_broker
 from laifaxin_shared.logging import get_logger
 from laifaxin_shared.mongo import make_mongo_client
 
@@ -36,7 +36,7 @@ async def replay_dlq(
     """
     consumer = AIOKafkaConsumer(
         settings.topic(DLQ_TOPIC),
-        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+        **client_options(settings),
         group_id=f"{settings.consumer_group}-replay",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

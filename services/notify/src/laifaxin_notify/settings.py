@@ -76,7 +76,7 @@ class NotifySettings(ServiceSettings):
 
     jwt_secret: SecretStr = Field(
         default=SecretStr("change-me"),
-        description="HS256 key for bearer JWTs. Outside development/test: at least 32 characters of random "
+        description="Notify's own HS256 key for bearer JWTs (never binding's). Outside development/test: at least 32 characters of random "
         f"text (generate one with {GENERATE_JWT_SECRET}); short or low-entropy secrets are refused at start.",
     )
     secrets_keys: SecretStr = Field(
@@ -88,7 +88,7 @@ class NotifySettings(ServiceSettings):
     secrets_active_key_id: str = Field(
         default="notify-dev-0", description="Key id of secrets_keys that seals new secrets; others only open."
     )
-    jwt_audience: str = Field(default="laifaxin", description="Expected `aud` claim.")
+    jwt_audience: str = Field(default="laifaxin-notify", description="Required `aud` claim.")
     jwt_issuer: str | None = Field(default=None, description="Expected `iss` claim, if set.")
 
     consumer_group: str = Field(default="notify", description="Kafka consumer group of notify.")

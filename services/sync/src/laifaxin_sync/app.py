@@ -29,7 +29,7 @@ from laifaxin_shared.mongo import Document, make_mongo_client, ping
 from laifaxin_shared.topics import TOPICS
 from laifaxin_sync.mailbox_loop import WorkerContext
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.prepare import Preparer, default_processes
+from laifaxin_sync.prepare import ParseBudget, Preparer, default_processes
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.registry import RegistryConsumer
 from laifaxin_sync.settings import SyncSettings
@@ -78,18 +78,24 @@ class SyncWorker:
         )
         declare_publishers(self.broker, settings, "mail.received", "mailbox.sync_status")  # AsyncAPI
         keyring = KeyRing.parse(
-            settings.credential_keys.get_secret_value(), settings.credential_active_key_id
+            settings.credential_keys.get_secret_value(),
+            settings.credential_active_key_id,
+            accept_v1=settings.credential_accept_v1,
         )
         processes = settings.parse_processes
         self.preparer = Preparer(
             default_processes() if processes is None else processes,
-            inline_max=settings.parse_inline_max,
             idle_seconds=settings.parse_idle_seconds,
+            keep_processes=settings.parse_keep_processes,
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
+            wall_seconds=settings.parse_wall_seconds,
         )
         self.ctx = WorkerContext(
             settings,
             self.store,
-            Publisher(self.broker, settings.topic_prefix),
+            Publisher(self.broker, settings.topic_prefix, dlq_prefix_bytes=settings.dlq_raw_prefix_bytes),
             self.metrics,
             keyring,
             self.preparer,
@@ -114,9 +120,7 @@ class SyncWorker:
                 log.warning("mongo not ready; retrying", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(min(2.0 * attempt, 10.0))
         if s.create_topics:
-            await ensure_topics(
-                s.kafka_bootstrap_servers, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1
-            )
+            await ensure_topics(s, TOPICS.values(), prefix=s.topic_prefix, replication_factor=1)
         await self.broker.connect()
         await self.supervisor.tick()  # our heartbeat exists before we claim any lease
         await self.registry.start()

@@ -33,6 +33,13 @@ The rules (ARCHITECTURE.md "Sync algorithm", reference/sync.md lessons 1, 2, 5, 
   cursor behind; the retry finds the entries it had claimed at the same location and republishes them under
   the same ``event_id`` (consumers dedupe on it), and skips copies indexed at another location: at-least-once
   publish, one index entry per message.
+- **Dead letters are references with bounded bytes**: a quarantined message (unparsable, over a structure
+  limit or its parsing budget, or whose ``mail.received`` record the broker refuses as too large) goes to
+  ``mail.received.dlq`` as its first ``SYNC_DLQ_RAW_PREFIX_BYTES`` plus headers naming the reason, the raw store
+  document (``x-dlq-raw-ref``), its location and SHA-256 (:meth:`Publisher.quarantine`). So one message can
+  never make a record the broker refuses, which would hold the folder (the cursor would wait behind it for
+  ever): a refused ``mail.received`` record is that message's quarantine (``event_too_large``) and the cursor
+  moves on.
 - **Progress, for free**: the UIDs each ``UID SEARCH`` gives to fetch and the UIDs each committed group handled
   are passed to ``on_found`` / ``on_handled`` (the mailbox loop's catch-up progress,
   :mod:`laifaxin_sync.progress`); counting them costs no command and no write.
@@ -57,12 +64,15 @@ from laifaxin_shared.logging import get_logger
 from laifaxin_sync.imap_parse import FetchedMessage, FolderStatus, parse_fetch, parse_search, uid_set
 from laifaxin_sync.metrics import SyncMetrics
 from laifaxin_sync.prepare import BatchContext, ParseJob, Prepared, Preparer, with_event_id
-from laifaxin_sync.publisher import Publisher
+from laifaxin_sync.publisher import DeadLetterRef, Publisher
 from laifaxin_sync.store import Cursor, IndexEntry, Lease, LeaseLost, SyncStore
 
 log = get_logger(__name__)
 
 FETCH_ITEMS = "(UID INTERNALDATE RFC822.SIZE BODY.PEEK[])"
+RAW_STORE_MAX_BYTES = 64 * 1024 * 1024
+"""Most bytes of one raw message kept in ``raw_messages`` (in chunks of ``SYNC_RAW_MAX_BYTES``): above the
+largest message the parser accepts (50 MB, ``laifaxin_shared.mime.MAX_MESSAGE_BYTES``)."""
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -131,6 +141,7 @@ class _Stored:
     events: list[Prepared] = field(default_factory=list)
     quarantines: list[tuple[Prepared, bytes]] = field(default_factory=list)
     duplicates: int = 0
+    bodies: dict[int, bytes] = field(default_factory=dict)  # of the events: for a record the broker refuses
 
 
 async def _run_stages(*stages: Coroutine[Any, Any, None]) -> None:
@@ -518,13 +529,13 @@ class FolderSync:
         # copy under its own location is harmless). Raw documents are keyed by location, so retries rewrite none.
         existing, _ = await asyncio.gather(
             self.store.index_many(entries),
-            self.store.store_raw([self._raw_doc(p.key, bodies[p.uid]) for p in prepared]),
+            self.store.store_raw([d for p in prepared for d in self._raw_docs(p.key, bodies[p.uid])]),
         )
         out = _Stored(last_uid=max(u for f in group for u in f.uids), uids=sum(len(f.uids) for f in group))
         for p, entry, held in zip(prepared, entries, existing, strict=True):
             if held is not None and held["_id"] == entry.key and held["dedupe_key"] != entry.dedupe_key:
                 # Another message at an indexed location: the server reused a UID (UIDNEXT went backwards).
-                if not await self.store.reindex(entry, self._raw_doc(entry.key, bodies[p.uid])):
+                if not await self.store.reindex(entry, self._raw_docs(entry.key, bodies[p.uid])):
                     out.duplicates += 1
                     continue
                 held = None
@@ -540,6 +551,7 @@ class FolderSync:
                 # The cursor never passed it: a retried batch, published again under the same event_id.
                 p = with_event_id(p, held["event_id"])
             out.events.append(p)
+            out.bodies[p.uid] = bodies[p.uid]
         return out
 
     async def _commit(self, folder: Folder, cur: Cursor, stored: _Stored) -> int:
@@ -549,7 +561,17 @@ class FolderSync:
         if (stored.events or stored.quarantines) and not await self.store.holds_lease(self.lease):
             raise LeaseLost(self.lease.mailbox_id, self.lease.epoch)
         if stored.events:
-            await self.publisher.received(cur.mailbox_id, stored.events)
+            refused = await self.publisher.received(cur.mailbox_id, stored.events)
+            for r in refused:
+                # Too large for the broker whatever we do: that message's quarantine, and the folder goes on.
+                p = r.prepared
+                p.reason = "event_too_large"
+                p.detail = f"its mail.received record ({r.size_bytes} bytes) was refused: {r.error}"[:500]
+                await self.store.mark_quarantined(p.key, p.reason, p.detail)
+                stored.quarantines.append((p, stored.bodies[p.uid]))
+            if refused:
+                gone = {id(r.prepared) for r in refused}
+                stored.events = [p for p in stored.events if id(p) not in gone]
         for p, body in stored.quarantines:
             log.warning(
                 "message quarantined",
@@ -557,8 +579,16 @@ class FolderSync:
                 folder=folder.name,
                 uid=p.uid,
                 reason=p.reason,
+                size_bytes=len(body),
             )
-            ref = {"folder": folder.name, "uidvalidity": cur.uidvalidity, "uid": p.uid, "index_key": p.key}
+            ref = DeadLetterRef(
+                raw_ref=f"sync:raw_messages/{p.key}",
+                stored_bytes=min(len(body), RAW_STORE_MAX_BYTES),
+                folder=folder.name,
+                uidvalidity=cur.uidvalidity,
+                uid=p.uid,
+                index_key=p.key,
+            )
             await self.publisher.quarantine(
                 body, mailbox_id=cur.mailbox_id, reason=p.reason or "", detail=p.detail, ref=ref
             )
@@ -580,12 +610,34 @@ class FolderSync:
             await self.on_handled(stored.uids)
         return len(stored.events)
 
-    def _raw_doc(self, key: str, body: bytes) -> dict[str, Any]:
-        return {
-            "_id": f"sync:raw_messages/{key}",
+    def _raw_docs(self, key: str, body: bytes) -> list[dict[str, Any]]:
+        """The raw message as ``raw_messages`` documents: the head (``_id`` = raw_ref: size, chunk count, the first
+        ``raw_max_bytes``) and, for a larger message, continuation chunks (``_id`` = ``raw_ref#n``, ``part_of``
+        = raw_ref, n = 1, 2, ...): a MongoDB document holds at most 16 MiB, and a quarantined message's dead letter
+        points here for the whole of it. At most :data:`RAW_STORE_MAX_BYTES` are kept (``truncated`` says so)."""
+        raw_ref = f"sync:raw_messages/{key}"
+        kept = body[:RAW_STORE_MAX_BYTES]
+        size = self.raw_max_bytes
+        chunks = [kept[i : i + size] for i in range(0, len(kept), size)] or [b""]
+        now = utc_now()
+        head = {
+            "_id": raw_ref,
             "mailbox_id": self.identity.mailbox_id,
             "size_bytes": len(body),
-            "truncated": len(body) > self.raw_max_bytes,
-            "data": Binary(body[: self.raw_max_bytes]),
-            "stored_at": utc_now(),
+            "truncated": len(kept) < len(body),
+            "chunks": len(chunks),
+            "data": Binary(chunks[0]),
+            "stored_at": now,
         }
+        rest = [
+            {
+                "_id": f"{raw_ref}#{n}",
+                "part_of": raw_ref,
+                "n": n,
+                "mailbox_id": self.identity.mailbox_id,
+                "data": Binary(chunk),
+                "stored_at": now,
+            }
+            for n, chunk in enumerate(chunks[1:], start=1)
+        ]
+        return [head, *rest]

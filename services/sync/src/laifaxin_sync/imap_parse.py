@@ -2,8 +2,11 @@
 listed folders are synced (the Junk folder, :func:`find_junk`; the user's own folders, :func:`find_user_folders`).
 
 aioimaplib returns a response as ``lines``: ``bytes`` for each response line (the leading ``* `` removed) and
-``bytearray`` for each literal. These functions turn those into typed values; they never raise on odd server
-output, they skip what they cannot read.
+``bytearray`` for each literal. These functions turn those into typed values; they skip what they cannot read,
+but a number outside the range its grammar gives (a UID or UIDVALIDITY of 0 or above 2^32-1: RFC 3501 / RFC 9051
+``nz-number``; a count above 2^32-1; a mod-sequence above 2^63-1, RFC 7162) raises :class:`ImapResponseError`
+rather than being used: such a reply cannot be trusted to place a cursor. Digits are counted before they are
+converted, so a number of 5,000 digits (beyond Python's int conversion limit) is refused the same way.
 """
 
 from __future__ import annotations
@@ -96,6 +99,52 @@ NOT_SYNCED_NAMES = frozenset(
 server does not advertise SPECIAL-USE (RFC 6154 section 5): Sent, Drafts, Trash/Deleted, Outbox, All Mail."""
 
 
+NZ_NUMBER_MAX = 2**32 - 1
+"""Largest UID, UIDVALIDITY, UIDNEXT and message count: 32-bit unsigned (RFC 3501 / RFC 9051 section 9,
+``nz-number`` and ``number``)."""
+MOD_SEQUENCE_MAX = 2**63 - 1
+"""Largest mod-sequence value (RFC 7162 section 7, ``mod-sequence-value``)."""
+
+
+class ImapResponseError(ValueError):
+    """A server reply holds a number outside the range its grammar allows (UID 0, a UIDVALIDITY of 5,000
+    digits, ...). ``item`` names it (``UID``, ``UIDVALIDITY``, ...); the message quotes at most 40 characters
+    of the value. The mailbox loop reports it (``unknown``, with this text) and backs off like any failure."""
+
+    def __init__(self, item: str, value: bytes | str, rule: str) -> None:
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        shown = text if len(text) <= 40 else f"{text[:20]}...({len(text)} digits)"
+        super().__init__(f"server sent {item} {shown}: {rule}")
+        self.item = item
+
+
+_RULES = {
+    "nz": (1, NZ_NUMBER_MAX, "must be 1..4294967295 (RFC 3501/RFC 9051 nz-number)"),
+    "number": (0, NZ_NUMBER_MAX, "must be 0..4294967295 (RFC 3501/RFC 9051 number)"),
+    "modseq": (0, MOD_SEQUENCE_MAX, "must be at most 2^63-1 (RFC 7162 mod-sequence-value)"),
+}
+
+
+def imap_number(value: bytes | str, item: str, kind: str = "nz") -> int:
+    """One ASCII-digit number of a reply, checked against its grammar's range.
+
+    ``kind``: ``nz`` (UID, UIDVALIDITY, UIDNEXT: 1..2^32-1), ``number`` (MESSAGES, EXISTS, RFC822.SIZE:
+    0..2^32-1) or ``modseq`` (HIGHESTMODSEQ: 0..2^63-1; 0 where a server has no mod-sequences yet).
+
+    Raises:
+        ImapResponseError: not digits, or out of range; the length is checked before any conversion.
+    """
+    low, high, rule = _RULES[kind]
+    digits = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    stripped = digits.lstrip("0") or "0"
+    if not digits.isascii() or not digits.isdigit() or len(stripped) > len(str(high)):
+        raise ImapResponseError(item, value, rule)
+    number = int(stripped)
+    if not low <= number <= high:
+        raise ImapResponseError(item, value, rule)
+    return number
+
+
 @dataclass(frozen=True)
 class FolderStatus:
     """What SELECT/EXAMINE (RFC 3501 7.3.1, 7.1) or STATUS (RFC 3501 6.3.10) report about a folder.
@@ -147,23 +196,44 @@ _NUM = {
     "messages": re.compile(r"\bMESSAGES (\d+)", re.IGNORECASE),
     "highestmodseq": re.compile(r"\bHIGHESTMODSEQ (\d+)", re.IGNORECASE),
 }
+_KIND = {"uidvalidity": "nz", "uidnext": "nz", "messages": "number", "highestmodseq": "modseq"}
+
+
+def _found(rx: re.Pattern[str], text: str, key: str) -> int | None:
+    m = rx.search(text)
+    return imap_number(m.group(1), key.upper(), _KIND[key]) if m else None
+
+
 _EXISTS = re.compile(rb"^(\d+) EXISTS\b", re.IGNORECASE)
 
 
 def parse_select(lines: Sequence[bytes | bytearray]) -> FolderStatus:
-    """Counters of a SELECT/EXAMINE reply (``N EXISTS`` gives ``messages``)."""
+    """Counters of a SELECT/EXAMINE reply (``N EXISTS`` gives ``messages``).
+
+    Raises:
+        ImapResponseError: a counter out of its range (see :func:`imap_number`).
+    """
     text = _text(lines)
-    found = {
-        k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _NUM.items() if k != "messages"
-    }
-    exists = next((int(e.group(1)) for x in lines if isinstance(x, bytes) and (e := _EXISTS.match(x))), None)
+    found = {k: _found(rx, text, k) for k, rx in _NUM.items() if k != "messages"}
+    exists = next(
+        (
+            imap_number(e.group(1), "EXISTS", "number")
+            for x in lines
+            if isinstance(x, bytes) and (e := _EXISTS.match(x))
+        ),
+        None,
+    )
     return FolderStatus(messages=exists, **found)
 
 
 def parse_status(lines: Sequence[bytes | bytearray]) -> FolderStatus:
-    """Counters of a STATUS reply: ``name (MESSAGES n UIDNEXT n UIDVALIDITY n HIGHESTMODSEQ n)``."""
+    """Counters of a STATUS reply: ``name (MESSAGES n UIDNEXT n UIDVALIDITY n HIGHESTMODSEQ n)``.
+
+    Raises:
+        ImapResponseError: a counter out of its range (see :func:`imap_number`).
+    """
     text = _text(lines)
-    found = {k: int(m.group(1)) if (m := rx.search(text)) else None for k, rx in _NUM.items()}
+    found = {k: _found(rx, text, k) for k, rx in _NUM.items()}
     return FolderStatus(**found)
 
 
@@ -310,6 +380,9 @@ def parse_fetch(lines: Sequence[bytes | bytearray]) -> list[FetchedMessage]:
 
     Items may come before or after the literal (``... BODY[] {n}``, literal, ``UID 5)``); unsolicited FETCH
     replies without a UID (flag updates) are dropped.
+
+    Raises:
+        ImapResponseError: a UID out of 1..2^32-1 or an RFC822.SIZE out of 0..2^32-1 (:func:`imap_number`).
     """
     out: list[FetchedMessage] = []
     uid: int | None = None
@@ -331,9 +404,9 @@ def parse_fetch(lines: Sequence[bytes | bytearray]) -> list[FetchedMessage]:
         elif uid is None and body is None:
             continue
         if found := _UID.search(line):
-            uid = int(found.group(1))
+            uid = imap_number(found.group(1), "UID")
         if found := _SIZE.search(line):
-            size = int(found.group(1))
+            size = imap_number(found.group(1), "RFC822.SIZE", "number")
         if found := _IDATE.search(line):
             idate = parse_internaldate(found.group(1).decode("ascii", "replace"))
     flush()
@@ -341,7 +414,11 @@ def parse_fetch(lines: Sequence[bytes | bytearray]) -> list[FetchedMessage]:
 
 
 def parse_search(lines: Sequence[bytes | bytearray]) -> list[int]:
-    """UIDs of a (UID) SEARCH reply (aioimaplib strips the ``SEARCH`` word; tolerated if present)."""
+    """UIDs of a (UID) SEARCH reply (aioimaplib strips the ``SEARCH`` word; tolerated if present).
+
+    Raises:
+        ImapResponseError: a UID out of 1..2^32-1 (RFC 3501 / RFC 9051 ``nz-number``).
+    """
     uids: list[int] = []
     for line in lines[:-1] if lines else ():
         if not isinstance(line, bytes):
@@ -350,7 +427,7 @@ def parse_search(lines: Sequence[bytes | bytearray]) -> list[int]:
         if words and words[0].upper() == b"SEARCH":
             words = words[1:]
         if words and all(w.isdigit() for w in words):
-            uids.extend(int(w) for w in words)
+            uids.extend(imap_number(w, "UID") for w in words)
     return sorted(set(uids))
 
 

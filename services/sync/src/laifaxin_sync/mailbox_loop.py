@@ -53,7 +53,7 @@ from imapclient import imap_utf7
 from pymongo.errors import PyMongoError
 
 from laifaxin_shared import sasl
-from laifaxin_shared.crypto import CredentialError, KeyRing
+from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.imap import (
@@ -94,7 +94,7 @@ from laifaxin_sync.imap_parse import (
     quote_mailbox,
 )
 from laifaxin_sync.metrics import SyncMetrics
-from laifaxin_sync.prepare import Preparer
+from laifaxin_sync.prepare import ParseBudget, Preparer
 from laifaxin_sync.progress import CatchUpProgress, Progress
 from laifaxin_sync.publisher import Publisher
 from laifaxin_sync.settings import SyncSettings
@@ -131,7 +131,12 @@ class WorkerContext:
         self.publisher = publisher
         self.metrics = metrics
         self.keyring = keyring
-        self.preparer = preparer or Preparer(0, inline_max=settings.parse_inline_max)
+        self.preparer = preparer or Preparer(
+            1,
+            budget=ParseBudget(
+                settings.parse_cpu_seconds, settings.parse_cpu_seconds_per_mb, settings.mime_limits()
+            ),
+        )
         self.start_gate = start_gate or StartGate(settings.start_concurrency, metrics)
         self.ssl_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if settings.tls_ca_file:
@@ -376,8 +381,20 @@ class MailboxLoop:
             await self.report(error.sync_state, error=error, folder=exc.folder, retry_at=exc.retry_at)
             return max(1.0, (exc.retry_at - utc_now()).total_seconds())
         except (CredentialError, KeyError) as exc:
-            log.error("credential cannot be opened", mailbox_id=self.mailbox_id, error=type(exc).__name__)
-            error = make_error(ErrorCode.AUTH_FAILED, protocol="imap")
+            # Nothing was sent anywhere: the envelope does not open for these servers and login (settings binding
+            # did not verify, a forged or altered event), or with this worker's keys.
+            log.error(
+                "credential does not open for this mailbox's servers and login; not connecting",
+                mailbox_id=self.mailbox_id,
+                imap_host=self.config.get("imap", {}).get("host"),
+                error=type(exc).__name__,
+                detail=str(exc)[:300],
+            )
+            error = make_error(
+                ErrorCode.CREDENTIAL_MISMATCH,
+                protocol="imap",
+                server_text=f"{type(exc).__name__}: {exc}"[:500],
+            )
             return await self._failed(error, "auth", connected_at)
         except asyncio.CancelledError:
             raise
@@ -486,8 +503,17 @@ class MailboxLoop:
         self._account_reset = None
 
     def _password(self) -> str:
+        """The password, opened for the very servers and login this loop connects with (``self.config``'s
+        ``imap``/``smtp``/``username``/``smtp_username``, v2 associated data): a ``mailbox.verified`` that points
+        a real envelope at other servers fails here, before any connection.
+
+        Raises:
+            CredentialError: the envelope does not open for these settings (or v1 is refused); KeyError: the
+                config lacks a field.
+        """
         envelope = EncryptedCredential.model_validate(self.config["credential"])
-        return self.ctx.keyring.open(envelope, tenant_id=self.config["tenant_id"], mailbox_id=self.mailbox_id)
+        context = CredentialContext.of(self.config, mailbox_id=self.mailbox_id)
+        return self.ctx.keyring.open_mailbox(envelope, context)
 
     async def report(
         self,

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from pymongo.errors import PyMongoError
 
 from laifaxin_shared.events import MailboxRemoved, MailboxUpdated, MailboxVerified
-from laifaxin_shared.kafka import describe_validation_error, publish_dead_letter
+from laifaxin_shared.kafka import client_options, describe_validation_error, publish_dead_letter
 from laifaxin_shared.logging import get_logger
 from laifaxin_sync.settings import SyncSettings
 from laifaxin_sync.supervisor import Supervisor, partition_for
@@ -56,7 +56,7 @@ class RegistryConsumer:
         self.topics = {settings.topic(t): t for t in REGISTRY_TOPICS}
         self.anchor = settings.topic("mailbox.verified")
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            **client_options(settings),
             group_id=settings.group_id,
             client_id=f"{settings.service_name}-{settings.worker_id}",
             enable_auto_commit=False,

@@ -13,6 +13,7 @@ import uuid
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from laifaxin_shared.mime import MimeLimits
 from laifaxin_shared.settings import ServiceSettings
 
 
@@ -108,23 +109,91 @@ class SyncSettings(ServiceSettings):
     )
     parse_processes: int | None = Field(
         default=None,
-        ge=0,
+        ge=1,
         le=64,
-        description="Processes that parse fetched mail (MIME parsing is the main CPU cost of a catch-up); "
-        "0 parses in the event loop; None: one fewer than the usable CPUs, at most 4.",
+        description="Processes that parse fetched mail (MIME parsing is the main CPU cost of a catch-up, and the "
+        "one a hostile message can inflate, so it never runs in the event loop); None: one fewer than the "
+        "usable CPUs, at least 1, at most 4.",
     )
     parse_idle_seconds: float = Field(
         default=120.0,
         gt=0,
-        description="The parsing processes start when a batch first needs them and exit after this many "
-        "seconds without work: a worker whose mailboxes only IDLE (new mail is parsed in the event loop) "
-        "keeps no parsing process in memory.",
+        description="The parsing processes start when a batch first needs them; after this many seconds without "
+        "work those beyond SYNC_PARSE_KEEP_PROCESSES exit (about 80 MB each).",
     )
-    parse_inline_max: int = Field(
-        default=4,
+    parse_keep_processes: int = Field(
+        default=1,
         ge=0,
-        description="Fetched batches of at most this many messages (and 256 KiB) are parsed in the event "
-        "loop: new mail under IDLE does not wait for a hand-over to a parsing process.",
+        le=64,
+        description="Parsing processes kept while idle once started, so new mail under IDLE does not wait about "
+        "a second for a process to start; 0: all exit when idle.",
+    )
+    parse_cpu_seconds: float = Field(
+        default=0.75,
+        gt=0,
+        le=60,
+        description="CPU time budget of one message in a parsing process (parse, event build, serialisation), "
+        "plus SYNC_PARSE_CPU_SECONDS_PER_MB per MB of the message. A CPU timer stops a parse that uses it and the "
+        "message is quarantined as parse_budget_exceeded; a parse stuck in one C call is ended by the kernel "
+        "(RLIMIT_CPU) 0.25-1.25 s later and its process replaced: no message costs more than its budget + 1.25 s "
+        "of CPU (2 s for mail up to about 1 MB with the defaults).",
+    )
+    parse_cpu_seconds_per_mb: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="CPU seconds added to a message's parsing budget per MB (10^6 bytes) of it: within the "
+        "structure limits parsing is linear in the size (a 25 MB attachment takes about 1-2 s on a busy 2-core "
+        "machine), and large mail must not be quarantined for being large.",
+    )
+    parse_wall_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A batch whose parsing process does not answer within this + (each message's budget + "
+        "1.25 s) per message has its process killed and replaced; the message it was on is quarantined as "
+        "parse_budget_exceeded and the others are parsed again.",
+    )
+    mime_max_parts: int = Field(
+        default=1000,
+        ge=1,
+        description="Most MIME parts of one message (boundary delimiter lines of the boundaries it declares, "
+        "RFC 2046 5.1.1; also the most boundary declarations); more: quarantined as too_many_parts before parsing.",
+    )
+    mime_max_depth: int = Field(
+        default=64,
+        ge=1,
+        description="Most multiparts nested in one another; deeper: quarantined as too_deep before parsing.",
+    )
+    mime_max_header_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Largest header block (the message's and each MIME part's); larger: header_too_large.",
+    )
+    mime_max_header_field_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="Largest field of the message's header block, folded lines together; larger: "
+        "header_too_large.",
+    )
+    mime_max_header_line_bytes: int = Field(
+        default=32 * 1024,
+        ge=998,
+        description="Longest line of the message's header block (RFC 5322 2.1.1 asks for 998 characters; "
+        "real mail exceeds it, not by this much); longer: header_too_large.",
+    )
+    mime_max_encoded_words: int = Field(
+        default=1000,
+        ge=1,
+        description="Most RFC 2047 encoded words in one field of the message's header block (a 4,096-character "
+        "Subject needs about 300); more: too_many_encoded_words.",
+    )
+    dlq_raw_prefix_bytes: int = Field(
+        default=64 * 1024,
+        ge=0,
+        le=512 * 1024,
+        description="Most bytes of a quarantined message carried in its mail.received.dlq record (the start of "
+        "it; headers x-dlq-truncated and x-dlq-size-bytes say when it was cut). The whole message stays in "
+        "sync's raw_messages store, named by the record's x-dlq-raw-ref header.",
     )
     kafka_max_batch_bytes: int = Field(
         default=1_000_000,
@@ -155,7 +224,8 @@ class SyncSettings(ServiceSettings):
         default=8 * 1024 * 1024,
         ge=1024,
         le=15 * 1024 * 1024,
-        description="Most bytes of a raw message stored in Mongo (a document is capped at 16 MiB).",
+        description="Most bytes of a raw message per Mongo document (a document is capped at 16 MiB); a larger "
+        "message is stored in chunks of this size, up to 64 MiB in all.",
     )
     lease_ttl_seconds: float = Field(
         default=30.0, gt=1, description="Mailbox lease lifetime; renewed every third of it by the supervisor."
@@ -233,3 +303,14 @@ class SyncSettings(ServiceSettings):
     create_topics: bool = Field(
         default=False, description="Create missing registry topics at start (local runs; replication 1)."
     )
+
+    def mime_limits(self) -> MimeLimits:
+        """The structure limits of ``mime_*`` as :class:`laifaxin_shared.mime.MimeLimits`."""
+        return MimeLimits(
+            max_header_bytes=self.mime_max_header_bytes,
+            max_header_field_bytes=self.mime_max_header_field_bytes,
+            max_header_line_bytes=self.mime_max_header_line_bytes,
+            max_encoded_words=self.mime_max_encoded_words,
+            max_parts=self.mime_max_parts,
+            max_depth=self.mime_max_depth,
+        )

@@ -27,7 +27,8 @@ Collections (ARCHITECTURE.md "Storage"):
   retries) or ``reason`` for a quarantined message. An entry is published once the folder cursor's
   ``last_uid`` has passed its UID (the cursor is the commit point; FerretDB's multi-document updates are too
   slow to mark entries one by one).
-- ``raw_messages``: ``_id`` = raw_ref; the raw RFC 5322 bytes, cut at ``raw_max_bytes``.
+- ``raw_messages``: ``_id`` = raw_ref; the raw RFC 5322 bytes: the first ``raw_max_bytes`` with ``size_bytes``
+  and ``chunks``, the rest in continuation documents ``raw_ref#n`` (``part_of`` = raw_ref), up to 64 MiB.
 - ``removed``: ``_id`` = mailbox id, ``removed_at_ms``: when its last ``mailbox.removed`` was published (event
   ``occurred_at``, epoch ms). With ``verified_at_ms`` on ``mailboxes`` it makes the registry last-writer-wins by
   event time, whatever order the two topics are read in: a removal older than the stored binding is ignored,
@@ -689,17 +690,29 @@ class SyncStore:
     async def _find_in(self, name: str, values: Iterable[str]) -> Mapping[str, Document]:
         return {d[name]: d async for d in self.messages.find({name: {"$in": sorted(values)}})}
 
-    async def reindex(self, entry: IndexEntry, raw_doc: Document) -> bool:
+    async def mark_quarantined(self, key: str, reason: str, detail: str) -> None:
+        """Record that the message indexed at ``key`` is quarantined after all (its ``mail.received`` record
+        was refused by the broker as too large): ``reason``/``detail`` set, ``event_id`` cleared."""
+        await self.messages.update_one(
+            {"_id": key}, {"$set": {"reason": reason, "detail": detail, "event_id": None}}
+        )
+
+    async def reindex(self, entry: IndexEntry, raw_docs: Sequence[Document]) -> bool:
         """Give a location to another message: its UID was reused (UIDNEXT went backwards without a UIDVALIDITY
         change, a server fault). False when the new message is already indexed elsewhere (a duplicate).
 
         Checks the ``dedupe_key`` first, then deletes and re-inserts (FerretDB would not report a unique
-        violation on a replace); the raw bytes at the location are replaced too.
+        violation on a replace); the raw bytes at the location are replaced too (``raw_docs``: the head document
+        first, then its continuation chunks).
         """
         if await self.messages.find_one({"dedupe_key": entry.dedupe_key}) is not None:
             return False
         await self.messages.delete_one({"_id": entry.key})
         if not await insert_unique(self.messages, entry.to_doc()):
             return False
-        await self.raw.replace_one({"_id": raw_doc["_id"]}, raw_doc, upsert=True)
+        head, *rest = raw_docs
+        await self.raw.replace_one({"_id": head["_id"]}, head, upsert=True)
+        await self.raw.delete_many({"part_of": head["_id"]})
+        if rest:
+            await self.store_raw(rest)
         return True

@@ -1,6 +1,7 @@
 """Event models v1, one per topic. See :mod:`laifaxin_shared.topics` for the registry that maps them."""
 
 from .base import EmailAddress, EncryptedCredential, Envelope, EventModel, ServerEndpoint, utc_now
+from .contact import ContactEvidence, ContactStatus, ContactStatusKind, contact_event_id
 from .mail import (
     AttachmentMeta,
     BounceInfo,
@@ -20,6 +21,9 @@ __all__ = [
     "BounceInfo",
     "Category",
     "ClassificationFlags",
+    "ContactEvidence",
+    "ContactStatus",
+    "ContactStatusKind",
     "EmailAddress",
     "EncryptedCredential",
     "Envelope",
@@ -37,5 +41,6 @@ __all__ = [
     "SendKind",
     "ServerEndpoint",
     "SyncSettings",
+    "contact_event_id",
     "utc_now",
 ]

@@ -93,8 +93,10 @@ class ServerEndpoint(EventModel):
 class EncryptedCredential(EventModel):
     """A mailbox password / app password / authorization code, sealed with AES-256-GCM.
 
-    The associated data is ``"laifaxin:cred:v1:{tenant_id}:{mailbox_id}"``, so an envelope copied onto another mailbox does not
-    decrypt. Decrypted only inside binding (to verify) and sync (to log in); see
+    The associated data (``aad``) binds it: v2 to the tenant, the mailbox, and the IMAP and SMTP host, port,
+    security and login it was verified with, so an envelope copied onto another mailbox, or an event pointing it
+    at other servers, does not decrypt; v1 (older envelopes, and secrets other than mailbox passwords) to the
+    tenant and object id only. Decrypted only inside binding (to verify) and sync (to log in); see
     :mod:`laifaxin_shared.crypto`.
     """
 
@@ -119,9 +121,15 @@ class EncryptedCredential(EventModel):
         description="Ciphertext with the 128-bit GCM tag appended, base64url without padding.",
         examples=["3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAA"],
     )
+    aad: Literal["v1", "v2"] = Field(
+        default="v1",
+        description="Associated-data version: v2 = bound to tenant, mailbox and the IMAP/SMTP host, port, security "
+        "and login; v1 = tenant and mailbox only (absent means v1).",
+        examples=["v2"],
+    )
 
     def __repr__(self) -> str:
-        return f"EncryptedCredential(key_id={self.key_id!r})"
+        return f"EncryptedCredential(key_id={self.key_id!r}, aad={self.aad!r})"
 
 
 class EmailAddress(EventModel):

@@ -135,6 +135,20 @@ class MailReceived(Envelope):
         max_length=TEXT_CAP_CHARS,
         description="Text of the message/delivery-status part of a DSN (RFC 3464), when present.",
     )
+    original_message_id: str | None = Field(
+        default=None,
+        max_length=998,
+        description="For a delivery status notification: the Message-ID of the message it reports on, read "
+        "from the returned message or headers it embeds (message/rfc822, text/rfc822-headers; RFC 3464 "
+        "section 2 and RFC 6522), without angle brackets.",
+        examples=["lfx.7f3a9c1e2b4d.cmd-0042@mail.laifaxin.com"],
+    )
+    original_recipients: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="For a delivery status notification: the To/Cc addresses of the returned message, lowercased.",
+        examples=[["maria@buyer.example"]],
+    )
     text: str = Field(
         default="",
         max_length=TEXT_CAP_CHARS,
@@ -294,4 +308,10 @@ class MailClassified(Envelope):
         default=None,
         description="The sent message this answers, when reply matching found one. For mail in the system "
         "mailbox, tenant_id/user_id of this event are the match's owner (the campaign's sender).",
+    )
+    system_mailbox: bool = Field(
+        default=False,
+        description="The message arrived in the platform's system mailbox. Without a match nobody is alerted "
+        "(the system tenant is not a person); with one, tenant_id/user_id are the campaign owner's.",
+        examples=[False],
     )

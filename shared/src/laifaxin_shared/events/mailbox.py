@@ -61,9 +61,19 @@ class MailboxVerified(Envelope):
         description="Login name the servers accepted (full address or local part).",
         examples=["sales@163.com"],
     )
+    smtp_username: str | None = Field(
+        default=None,
+        max_length=320,
+        description="Login name the SMTP server accepted, when it differs from username (None: the same).",
+        examples=[None],
+    )
     imap: ServerEndpoint = Field(description="Incoming (IMAP) server.")
     smtp: ServerEndpoint = Field(description="Outgoing (SMTP submission) server.")
-    credential: EncryptedCredential = Field(description="The password, sealed; never plaintext.")
+    credential: EncryptedCredential = Field(
+        description="The password, sealed; never plaintext. With aad v2 it opens only for this tenant, mailbox, "
+        "imap and smtp host/port/security, username and smtp_username: a consumer opens it with the settings it "
+        "is about to use, so an event pointing the envelope at other servers fails to decrypt."
+    )
     imap_id_required: bool = Field(
         default=False,
         description="Send IMAP ID (RFC 2971) before SELECT; NetEase refuses SELECT without it.",

@@ -1,10 +1,12 @@
 """MIME parsing shared by sync and the classifier: raw RFC 5322 bytes -> ``mail.received`` content fields or quarantine.
 
 Public API: :func:`parse_message`, :class:`ParsedMessage`, :class:`QuarantineError`,
-:data:`CLASSIFICATION_HEADERS`, :data:`MAX_MESSAGE_BYTES`, and :func:`decode_bytes` (charset rules).
+:data:`CLASSIFICATION_HEADERS`, :data:`MAX_MESSAGE_BYTES`, :class:`MimeLimits` and :func:`check_limits`
+(structure limits checked before parsing), and :func:`decode_bytes` (charset rules).
 
-Use in the fetch path (pure and synchronous; about a millisecond for typical mail, so a worker may call it
-inline or hand big messages to a thread)::
+Use in the fetch path (pure and synchronous; about a millisecond for typical mail; the limits bound the work a
+hostile message can cause, but a service should still parse mail off its event loop, in a process it can stop
+at a CPU-time deadline, as sync's parse pool does)::
 
     try:
         parsed = parse_message(raw)
@@ -19,6 +21,7 @@ inline or hand big messages to a thread)::
 """
 
 from .charsets import decode_bytes
+from .limits import MimeLimits, check_limits
 from .message import (
     CLASSIFICATION_HEADERS,
     MAX_MESSAGE_BYTES,
@@ -31,9 +34,11 @@ from .message import (
 __all__ = [
     "CLASSIFICATION_HEADERS",
     "MAX_MESSAGE_BYTES",
+    "MimeLimits",
     "ParsedMessage",
     "QuarantineError",
     "QuarantineReason",
+    "check_limits",
     "decode_bytes",
     "parse_message",
 ]

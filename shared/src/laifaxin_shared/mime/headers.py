@@ -1,8 +1,9 @@
 """Header field values -> text: RFC 2047 encoded words, 8-bit bytes, addresses, msg-ids and dates.
 
 Values are taken from the raw field as the parser stored it (``Message.raw_items()``; 8-bit bytes kept as
-surrogate escapes) and decoded with the stdlib's :func:`email.header.decode_header` and
-:func:`email.utils.getaddresses`, each encoded word or 8-bit run through :func:`.charsets.decode_bytes`. The
+surrogate escapes) and decoded with :func:`.encoded_words.decode_words` (the results of the stdlib's
+:func:`email.header.decode_header`, in linear time) and :func:`email.utils.getaddresses`, each encoded word or
+8-bit run through :func:`.charsets.decode_bytes`. The
 ``policy.default`` header objects decode each encoded word with its labelled charset (GB2312 text with GBK
 characters becomes U+FFFD; a multibyte character split over two words breaks), so they serve only as the
 lenient fallback when ``decode_header`` rejects a malformed word.
@@ -16,12 +17,12 @@ import re
 from datetime import UTC, datetime
 from email import policy
 from email.errors import MessageError
-from email.header import decode_header
 from email.utils import getaddresses, parsedate_to_datetime
 
 from laifaxin_shared.events.base import EmailAddress
 
 from .charsets import decode_bytes
+from .encoded_words import decode_words
 
 __all__ = [
     "STDLIB_PARSE_ERRORS",
@@ -53,6 +54,8 @@ IndexError and AttributeError from ``_header_value_parser``, LookupError for unk
 (a ValueError) for bad base64). One bad header or part is recorded as a defect, never fatal."""
 
 MAX_DEFECTS = 32
+LENIENT_MAX_CHARS = 16_384
+"""Longest field body given to the lenient ``policy.default`` decoder after a bad base64 word."""
 MSG_ID_CAP = 998  # RFC 5322 section 2.1.1 line limit; also MessageRef.message_id max_length
 NAME_CAP = 512  # EmailAddress.name / .email max_length
 MAX_REFERENCES = 100
@@ -115,11 +118,13 @@ def raw_to_bytes(value: str) -> bytes:
 def decode_header_bytes(data: bytes, hint: str | None, defects: DefectLog) -> str:
     """Decode one unfolded field body: RFC 2047 encoded words plus raw 8-bit text (RFC 6532 UTF-8 or legacy).
 
-    Encoded words are found by the stdlib ``decode_header`` (adjacent words in one charset are joined before
-    decoding, so a character split across words survives); each run is decoded with the charset rules of
+    Encoded words are found by :func:`.encoded_words.decode_words` (adjacent words in one charset are joined
+    before decoding, so a character split across words survives; linear time, where the stdlib's
+    ``decode_header`` is quadratic); each run is decoded with the charset rules of
     :func:`.charsets.decode_bytes`. ``hint`` is a charset seen elsewhere in the message, used for unlabelled
-    8-bit bytes. A word ``decode_header`` rejects (bad base64) falls back to the lenient ``policy.default``
-    decoder and is noted as ``encoded_word_invalid``. Never raises.
+    8-bit bytes. A field with a word that is not base64 is noted as ``encoded_word_invalid`` and decoded by the
+    lenient ``policy.default`` decoder when it has at most :data:`LENIENT_MAX_CHARS` characters (that decoder
+    is not linear), else left undecoded. Never raises.
     """
     latin = data.decode("latin-1")  # bijective: every byte maps to one code point below 256
     if "=?" not in latin:
@@ -128,18 +133,20 @@ def decode_header_bytes(data: bytes, hint: str | None, defects: DefectLog) -> st
             defects.add("header_8bit_" + decoded.defect)
         return decoded.text
     try:
-        chunks = decode_header(latin)
+        chunks = decode_words(latin)
     except STDLIB_PARSE_ERRORS:  # HeaderParseError for bad base64 in a word
         defects.add("encoded_word_invalid")
         text = decode_bytes(data, None, hint).text
+        if len(text) > LENIENT_MAX_CHARS:
+            return text
         try:
             return str(_FALLBACK_POLICY.header_factory("subject", text))
         except STDLIB_PARSE_ERRORS:
             return text
     parts: list[str] = []
     for chunk, charset in chunks:
-        # decode_header returns bytes made with raw-unicode-escape, i.e. the original latin-1 bytes here.
-        raw = chunk.encode("latin-1") if isinstance(chunk, str) else chunk
+        # Runs are bytes made with raw-unicode-escape, i.e. the original latin-1 bytes here.
+        raw = chunk
         decoded = decode_bytes(raw, charset, hint)
         if decoded.defect is not None and (charset is not None or not raw.isascii()):
             defects.add("header_" + decoded.defect)

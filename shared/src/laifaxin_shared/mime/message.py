@@ -27,6 +27,7 @@ from laifaxin_shared.events.mail import (
 )
 
 from .charsets import decode_bytes
+from .errors import QuarantineError, QuarantineReason
 from .flowed import unflow
 from .headers import (
     STDLIB_PARSE_ERRORS,
@@ -41,6 +42,7 @@ from .headers import (
     unfold,
 )
 from .html_text import html_input_limit, html_to_text
+from .limits import MimeLimits, check_limits
 
 __all__ = [
     "CLASSIFICATION_HEADERS",
@@ -88,6 +90,9 @@ CLASSIFICATION_HEADERS: frozenset[str] = frozenset(
         "return-path",
         "content-type",
         "x-failed-recipients",  # Exim
+        # Where it was delivered: a reply token (reply+TOKEN@, RFC 5233) survives here when the client drops it.
+        "delivered-to",
+        "x-original-to",
         # Who sent it.
         "x-mailer",
         "user-agent",
@@ -105,8 +110,6 @@ MAX_DEPTH = 32
 """Deepest MIME nesting walked; deeper parts are skipped with the defect ``nesting_too_deep``."""
 SUBJECT_CAP = 4096
 
-QuarantineReason = Literal["empty", "too_large", "no_headers", "not_a_message", "parser_error"]
-
 # Any one of these makes a header block look like a message (RFC 5322 section 3.6, RFC 2045 section 3,
 # trace fields of RFC 5321 section 4.4).
 _MESSAGE_FIELDS = frozenset(
@@ -117,6 +120,16 @@ _MESSAGE_FIELDS = frozenset(
     }
 )  # fmt: skip
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_RETURNED_TYPES = frozenset(
+    {
+        "message/rfc822",
+        "text/rfc822-headers",
+        "message/rfc822-headers",
+        "message/global",
+        "message/global-headers",
+    }
+)
+MAX_ORIGINAL_RECIPIENTS = 20
 _NEWLINES = re.compile(r"\r\n?")
 _BLANK_RUNS = re.compile(r"\n{4,}")
 
@@ -142,6 +155,13 @@ class _TolerantHeaderRegistry(HeaderRegistry):
     def __call__(self, name: str, value: Any) -> BaseHeader:
         if not isinstance(value, str):
             return super().__call__(name, value)
+        if (
+            len(value) > STRUCTURED_MAX_CHARS
+            and self.registry.get(name.lower(), self.default_class) is not self.default_class
+        ):
+            # The stdlib's structured parsers are quadratic in the number of parameters and tokens
+            # (20,000 Content-Type parameters: 3 s); a value this long is kept unstructured.
+            return self._fallback(name, value, ValueError(f"{len(value)} characters"), "header_too_long")
         key = (name.lower(), value)
         header = self._cache.get(key)
         if header is None:
@@ -154,10 +174,12 @@ class _TolerantHeaderRegistry(HeaderRegistry):
             self._cache[key] = header
         return header
 
-    def _fallback(self, name: str, value: str, exc: Exception) -> BaseHeader:
+    def _fallback(
+        self, name: str, value: str, exc: Exception, defect: str = "header_unparseable"
+    ) -> BaseHeader:
         defects = _CURRENT_DEFECTS.get()
         if defects is not None:
-            defects.add("header_unparseable")
+            defects.add(defect)
         log.debug("parsing: header %s kept unstructured: %s: %s", name, type(exc).__name__, exc)
         unstructured = self["x-unstructured"]  # any unregistered name gives the unstructured class
         try:
@@ -169,26 +191,14 @@ class _TolerantHeaderRegistry(HeaderRegistry):
 
 _CURRENT_DEFECTS: ContextVar[DefectLog | None] = ContextVar("laifaxin_parsing_defects", default=None)
 _HEADER_CACHE_SIZE = 4096
+STRUCTURED_MAX_CHARS = 8192
+"""Longest header value given to the stdlib's structured parsers (Content-Type, Content-Disposition, ...);
+a longer one is kept as unstructured text with the defect ``header_too_long``."""
 _POLICY = policy.default.clone(header_factory=_TolerantHeaderRegistry())
 _PARSER = BytesParser(policy=_POLICY)
 # Serialising attached messages must not re-parse and refold their headers (slow, and can raise).
 _SERIALIZE_POLICY = _POLICY.clone(refold_source="none")
 _T = TypeVar("_T")
-
-
-class QuarantineError(Exception):
-    """The bytes cannot be understood as a message at all; store them and send them to ``mail.received.dlq``.
-
-    ``reason`` is a short code (:data:`QuarantineReason`): ``empty`` (no bytes or only whitespace),
-    ``too_large`` (over ``max_size``), ``no_headers`` (no RFC 5322 header field before the body),
-    ``not_a_message`` (header fields, but none a message has), ``parser_error`` (the stdlib parser failed in a
-    way not handled per header or part). ``detail`` is human text for operators.
-    """
-
-    def __init__(self, reason: QuarantineReason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason: QuarantineReason = reason
-        self.detail = detail
 
 
 class ParsedMessage(BaseModel):
@@ -214,6 +224,8 @@ class ParsedMessage(BaseModel):
     content_type: str = "text/plain"
     report_type: str | None = None
     delivery_status: str | None = None
+    original_message_id: str | None = None
+    original_recipients: list[str] = Field(default_factory=list)
     text: str = ""
     text_truncated: bool = False
     html_only: bool = False
@@ -289,6 +301,7 @@ class _Walk:
         self.alternative_html: list[Message] = []  # HTML branches not chosen: used when the plain is blank
         self.attachments: list[AttachmentMeta] = []
         self.dsn: Message | None = None
+        self.returned: Message | None = None  # the first message/rfc822 or text/rfc822-headers part
         self.report_type: str | None = None
 
 
@@ -486,6 +499,8 @@ def _visit(part: Message, walk: _Walk, role: Role, depth: int, in_related: bool 
         if walk.dsn is None:
             walk.dsn = part
         return
+    if ctype in _RETURNED_TYPES and walk.returned is None:
+        walk.returned = part
 
     if maintype == "multipart" and part.is_multipart():
         children = [p for p in cast("list[Any]", part.get_payload()) if isinstance(p, Message)]
@@ -617,6 +632,36 @@ def _dsn_text(part: Message, walk: _Walk) -> str:
     return text.strip()[:TEXT_CAP_CHARS]
 
 
+def returned_headers(part: Message, walk: _Walk) -> tuple[str | None, list[str]]:
+    """(Message-ID, To/Cc addresses lowercased) of a returned message or header block: the third part of a
+    DSN (RFC 3464 section 2, RFC 6522 section 3: message/rfc822 or text/rfc822-headers) or the message a
+    non-standard bounce attaches. Damage is recorded in ``walk.defects`` and yields what could be read."""
+    header_part: Message | None = None
+    if part.is_multipart():  # message/rfc822: the stdlib parsed the enclosed message
+        inner = cast("list[Any]", part.get_payload())
+        header_part = inner[0] if inner and isinstance(inner[0], Message) else None
+    else:  # text/rfc822-headers: a header block as text
+        text = _part_text(part, walk, 64 * 1024)[0]
+        header_part = _guard(
+            walk.defects,
+            "returned_headers_unparseable",
+            None,
+            lambda: _PARSER.parsebytes(text.encode("utf-8")),
+        )
+    if header_part is None:
+        return None, []
+    fields: dict[str, list[str]] = {}
+    for name, value in header_part.raw_items():
+        fields.setdefault(name.lower().strip(), []).append(value)
+    ids = fields.get("message-id", [])
+    message_id = first_msg_id(decode_field(ids[0], walk.hint, walk.defects)) if ids else ""
+    addresses = parse_addresses(
+        fields.get("to", []) + fields.get("cc", []), walk.hint, walk.defects, MAX_ORIGINAL_RECIPIENTS
+    )
+    recipients = list(dict.fromkeys(a.email.strip().lower() for a in addresses if "@" in a.email))
+    return message_id or None, recipients
+
+
 def _collect_headers(fields: dict[str, list[str]], hint: str | None, defects: DefectLog) -> dict[str, str]:
     out: dict[str, str] = {}
     for name in sorted(CLASSIFICATION_HEADERS & fields.keys()):
@@ -626,7 +671,11 @@ def _collect_headers(fields: dict[str, list[str]], hint: str | None, defects: De
 
 
 def parse_message(
-    raw: bytes, *, text_cap: int = TEXT_CAP_CHARS, max_size: int = MAX_MESSAGE_BYTES
+    raw: bytes,
+    *,
+    text_cap: int = TEXT_CAP_CHARS,
+    max_size: int = MAX_MESSAGE_BYTES,
+    limits: MimeLimits | None = None,
 ) -> ParsedMessage:
     """Parse one raw message (RFC 5322 bytes, CRLF or LF line ends) into the ``mail.received`` content fields.
 
@@ -634,6 +683,8 @@ def parse_message(
         raw: the message bytes as fetched (IMAP ``BODY[]``/RFC822).
         text_cap: most characters of body text to keep (``text_truncated`` says when it cut).
         max_size: most bytes accepted; larger input is quarantined before parsing.
+        limits: structure limits checked on the bytes before parsing (:class:`MimeLimits`; its defaults
+            when None).
 
     Returns:
         A :class:`ParsedMessage`. Damage the parser works around (a broken header, a part that does not
@@ -641,7 +692,9 @@ def parse_message(
 
     Raises:
         QuarantineError: the bytes are not a message at all (empty, over ``max_size``, no header block,
-            no message header field, or a parser failure not attributable to one header or part).
+            no message header field, or a parser failure not attributable to one header or part), or exceed
+            one of ``limits`` (``header_too_large``, ``too_many_encoded_words``, ``too_many_parts``,
+            ``too_deep``: checked in linear time before the parser runs).
         ValueError: ``text_cap`` is negative.
 
     Rules: structure, transfer encodings and parameters per RFC 2045-2046 and RFC 2231 (stdlib ``email``
@@ -659,6 +712,7 @@ def parse_message(
         raise QuarantineError("empty", "no bytes" if not raw else "only whitespace")
     if len(raw) > max_size:
         raise QuarantineError("too_large", f"{len(raw)} bytes > limit {max_size}")
+    check_limits(raw, limits or _DEFAULT_LIMITS)
     try:
         return _parse(raw, text_cap)
     except QuarantineError:
@@ -672,6 +726,7 @@ def parse_message(
         raise QuarantineError("parser_error", f"{type(exc).__name__}: {exc}") from exc
 
 
+_DEFAULT_LIMITS = MimeLimits()
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _LEAF_MAINTYPES_EXCLUDED = frozenset({"multipart", "message"})
 
@@ -742,6 +797,7 @@ def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
     headers = _collect_headers(fields, hint, defects)
     content_type = _content_type(msg, defects)
     delivery_status = _dsn_text(walk.dsn, walk) if walk.dsn is not None else None
+    original_id, original_rcpts = returned_headers(walk.returned, walk) if walk.returned else (None, [])
     for part in msg.walk():
         for defect in part.defects:
             defects.add_stdlib(defect)
@@ -759,6 +815,8 @@ def _parse_with(raw: bytes, text_cap: int, defects: DefectLog) -> ParsedMessage:
         content_type=content_type[:255],
         report_type=walk.report_type,
         delivery_status=delivery_status,
+        original_message_id=original_id[:998] if original_id else None,
+        original_recipients=original_rcpts,
         text=text,
         text_truncated=truncated,
         html_only=html_only,

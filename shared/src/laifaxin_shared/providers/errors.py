@@ -20,7 +20,6 @@ code, the message and the redacted server text.
 
 from __future__ import annotations
 
-import base64
 import errno
 import re
 import socket
@@ -32,6 +31,7 @@ from typing import Literal
 
 from laifaxin_shared.events.mailbox import SyncState
 from laifaxin_shared.imap import ImapConnectionClosedError, NotImapGreetingError
+from laifaxin_shared.logging import mask_secrets
 from laifaxin_shared.providers.catalog import find_provider, known_server_hosts, load_catalog
 from laifaxin_shared.providers.models import AuthMethod, Protocol, Provider, QuirkCode, Text
 
@@ -72,6 +72,9 @@ class ErrorCode(StrEnum):
     UIDVALIDITY_UNSTABLE = "uidvalidity_unstable"
     """Sync only: the server changed a folder's UIDVALIDITY (RFC 3501 2.3.1.1) many times in a row, so its
     message numbers cannot be trusted; re-reading the folder is held and retried later."""
+    CREDENTIAL_MISMATCH = "credential_mismatch"
+    """Sync only: the sealed password does not open for the servers and login sync was told to use (settings that
+    binding did not verify, or a credential key this worker lacks); nothing is sent to the server."""
     UNKNOWN = "unknown"
 
 
@@ -346,6 +349,24 @@ CODES: dict[ErrorCode, CodeInfo] = {
         True,
         "error",
     ),
+    ErrorCode.CREDENTIAL_MISMATCH: CodeInfo(
+        _t(
+            "The saved password could not be opened for this mailbox's current servers and login, so sync did "
+            "not connect: the settings sync received are not the ones the password was verified with (or it "
+            "was sealed with a key this worker does not have).",
+            "保存的密码无法用于该邮箱当前的服务器和登录名，因此同步没有连接：同步收到的设置不是验证密码时使用的设置"
+            "（或密码由本节点没有的密钥加密）。",
+        ),
+        _t(
+            "Verify the mailbox again (or edit and save its settings) so the password is sealed for the current "
+            "servers. If it happens again without anyone changing the mailbox, tell your administrator: a "
+            "mailbox event may have been altered, or the credential keys differ between services.",
+            "请重新验证该邮箱（或编辑并保存其设置），使密码按当前服务器重新加密。如果无人修改邮箱却再次出现，"
+            "请通知管理员：邮箱事件可能被篡改，或各服务的凭据密钥不一致。",
+        ),
+        False,
+        "error",
+    ),
     ErrorCode.UNKNOWN: CodeInfo(
         _t("The server returned an error we do not recognise.", "服务器返回了无法识别的错误。"),
         _t(
@@ -480,32 +501,14 @@ def decode_reply(reply: str | bytes) -> str:
     return reply.decode("utf-8", errors="replace")
 
 
-def _secret_forms(secret: str) -> set[str]:
-    forms = {secret}
-    stripped = "".join(secret.split())
-    forms.add(stripped)
-    for value in (secret, stripped):
-        forms.add(base64.b64encode(value.encode()).decode())
-    return {form for form in forms if len(form) >= 3}
-
-
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Replace every occurrence of each secret (as typed, whitespace-stripped, and base64 as in AUTH LOGIN)
-    and of base64 AUTH PLAIN blobs that contain it with ``***``."""
-    for secret in secrets:
-        if not secret:
-            continue
-        for form in sorted(_secret_forms(secret), key=len, reverse=True):
-            text = text.replace(form, "***")
-        # AUTH PLAIN sends base64("authzid\0user\0password"); drop any base64 token that decodes to contain it.
-        for token in set(re.findall(r"[A-Za-z0-9+/]{8,}={0,2}", text)):
-            try:
-                decoded = base64.b64decode(token, validate=True)
-            except ValueError:
-                continue
-            if secret.encode() in decoded:
-                text = text.replace(token, "***")
-    return text
+    """Replace every occurrence of each secret (as typed, whitespace-stripped, base64 as in AUTH LOGIN, IMAP-quoted,
+    URL-encoded) and of base64 AUTH PLAIN blobs that contain it with ``***``.
+
+    Only the known secrets: a server's reply keeps its words (``NO LOGIN ...``), which the rules then match. The
+    implementation is the platform's one redaction, :func:`laifaxin_shared.logging.mask_secrets`.
+    """
+    return mask_secrets(text, secrets, marker="***")
 
 
 # --------------------------------------------------------------------------------------------- building errors

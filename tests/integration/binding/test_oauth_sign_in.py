@@ -303,3 +303,11 @@ async def test_no_token_in_plaintext_in_kafka_mongo_logs_or_answers(
     ):
         for secret in secrets:
             assert secret not in text, f"a token in plaintext in {where}"
+
+
+async def test_reverify_of_an_oauth_mailbox_uses_its_access_token(api_app_account: Any) -> None:
+    api, _, _, _, params = api_app_account
+    bound = (await api.client.post("/v1/oauth/callback", json=params, headers=api.auth())).json()["mailbox"]
+    again = await api.client.post(f"/v1/mailboxes/{bound['id']}/verify", headers=api.auth())
+    assert again.status_code == 200, again.text
+    assert again.json()["status"] == "normal" and again.json()["auth"] == "oauth2"

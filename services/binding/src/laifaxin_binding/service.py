@@ -367,7 +367,10 @@ class MailboxService:
         provider = get_provider(provider_id) if provider_id else None
         imap_first, smtp_first = _stored_usernames(doc)
         servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
-        return _request(doc["email"], password, servers, "imap")
+        request = _request(doc["email"], password, servers, "imap")
+        if doc.get("auth") == "oauth2":  # the stored credential is the current OAuth access token
+            request = dataclasses.replace(request, auth="oauth2")
+        return request
 
     async def reverify(self, who: Principal, mailbox_id: str) -> MailboxOut:
         """Verify the stored settings again (after the user fixed something at the provider).

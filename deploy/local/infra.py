@@ -1,8 +1,10 @@
-"""Install, start, stop and show the real local servers: Kafka, FerretDB, Dovecot and an SMTP server.
+"""Install, start, stop and show the real local servers: Kafka, FerretDB, Ory Hydra, Dovecot and an SMTP server.
 
 No Docker: Kafka 4.x runs from Maven Central jars (``kafka/pom.xml``), FerretDB v1 is built from the Go module
 proxy, Dovecot comes from Debian packages, and the SMTP submission server is aiosmtpd
-(``smtp_server.py``). Everything lives under one state folder (``LAIFAXIN_STATE_DIR``, default
+(``smtp_server.py``). Ory Hydra (built from the Go module proxy too) is the OAuth 2.0 / OpenID Connect server
+that stands in for Microsoft's and Google's sign-in; ``hydra_login.py`` is its login and consent app, and
+Dovecot and the SMTP server accept its access tokens (XOAUTH2) by token introspection. Everything lives under one state folder (``LAIFAXIN_STATE_DIR``, default
 ``deploy/local/state``): configs, data, pid files and logs; downloads and builds are cached under
 ``LAIFAXIN_CACHE_DIR`` (default ``~/.cache/laifaxin``) so a second run is quick.
 
@@ -58,6 +60,10 @@ ROOT = HERE.parent.parent
 STATE = Path(os.environ.get("LAIFAXIN_STATE_DIR", HERE / "state")).resolve()
 CACHE = Path(os.environ.get("LAIFAXIN_CACHE_DIR", Path.home() / ".cache" / "laifaxin")).resolve()
 FERRETDB_VERSION = "v1.24.2"
+HYDRA_VERSION = "v2.3.0"
+# Hydra's own go.mod replaces gobuffalo/pop with Ory's fork; Go ignores replace directives of dependencies, so
+# a module that builds Hydra must carry the same line (without it: "p.conn.Store.SQLDB undefined").
+HYDRA_POP_REPLACE = "github.com/gobuffalo/pop/v6=github.com/ory/pop/v6@v6.2.1-0.20241121111754-e5dfc0f3344b"
 MAIL_DOMAIN = "laifaxin.test"
 VMAIL_USER = "laifaxin-vmail"
 
@@ -74,6 +80,9 @@ PORTS = {
     "imaps": _port("IMAPS", 10993),
     "smtp": _port("SMTP", 10587),
     "smtps": _port("SMTPS", 10465),
+    "hydra_public": _port("HYDRA_PUBLIC", 14444),
+    "hydra_admin": _port("HYDRA_ADMIN", 14445),
+    "hydra_login": _port("HYDRA_LOGIN", 14446),
 }
 
 
@@ -229,6 +238,62 @@ def ensure_ferretdb() -> None:
     shutil.rmtree(work)
 
 
+def hydra_binary() -> Path:
+    return CACHE / f"hydra-{HYDRA_VERSION}" / "hydra"
+
+
+def ensure_hydra() -> None:
+    """Build Ory Hydra from the Go module proxy (cached): the OAuth2/OIDC server standing in for Microsoft/Google.
+
+    A throw-away module requires ``github.com/ory/hydra/v2`` at ``HYDRA_VERSION`` with Hydra's own ``replace``
+    for pop, and the binary is built with cgo and the ``sqlite`` tags of Hydra's Makefile, so ``DSN=memory``
+    (an in-memory SQLite migrated at start) works.
+    """
+    binary = hydra_binary()
+    if binary.exists():
+        return
+    go = shutil.which("go")
+    if not go:
+        raise InfraError("Go is needed to build Ory Hydra from the Go module proxy (go 1.24+): install Go")
+    if not shutil.which("gcc") and not shutil.which("cc"):
+        if is_root():
+            apt_install("gcc", "libc6-dev")
+        else:
+            raise InfraError("a C compiler is needed for Hydra's SQLite driver: apt-get install gcc")
+    log(f"building Ory Hydra {HYDRA_VERSION} from the Go module proxy (first time only, several minutes)")
+    env = dict(os.environ, CGO_ENABLED="1")
+    env.setdefault("GOTOOLCHAIN", "local")
+    work = binary.parent / "src"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    run([go, "mod", "init", "laifaxin.local/hydra"], cwd=work, env=env, stderr=subprocess.DEVNULL)
+    run([go, "mod", "edit", f"-replace={HYDRA_POP_REPLACE}"], cwd=work, env=env)
+    (work / "tools.go").write_text(
+        '//go:build tools\n\npackage tools\n\nimport _ "github.com/ory/hydra/v2"\n', encoding="utf-8"
+    )
+    run([go, "get", f"github.com/ory/hydra/v2@{HYDRA_VERSION}"], cwd=work, env=env)
+    run([go, "mod", "tidy"], cwd=work, env=env)
+    tmp = binary.with_suffix(".tmp")
+    run(
+        [
+            go,
+            "build",
+            "-trimpath",
+            "-buildvcs=false",
+            "-tags",
+            "sqlite,sqlite_omit_load_extension",
+            "-o",
+            str(tmp),
+            "github.com/ory/hydra/v2",
+        ],
+        cwd=work,
+        env=env,
+    )
+    tmp.replace(binary)
+    shutil.rmtree(work)
+
+
 def ensure_dovecot() -> None:
     if not shutil.which("dovecot") or not Path("/usr/lib/dovecot/imap").exists():
         apt_install("dovecot-core", "dovecot-imapd")
@@ -245,6 +310,7 @@ def install() -> None:
     if not os.environ.get("MONGODB_URL"):
         ensure_ferretdb()
     ensure_dovecot()
+    ensure_hydra()
 
 
 # ------------------------------------------------------------------------------------------------------- TLS
@@ -707,6 +773,9 @@ def start_dovecot() -> None:
         "IMAPS_PORT": PORTS["imaps"],
     }.items():
         conf = conf.replace(f"@{k}@", str(v))
+    oauth2 = (HERE / "dovecot" / "dovecot-oauth2.conf.ext.in").read_text()
+    oauth2 = oauth2.replace("@HYDRA_ADMIN_PORT@", str(PORTS["hydra_admin"]))
+    (STATE / "dovecot" / "dovecot-oauth2.conf.ext").write_text(oauth2)
     path = STATE / "dovecot" / "dovecot.conf"
     path.write_text(conf)
     pid = spawn("dovecot", ["dovecot", "-F", "-c", str(path)])
@@ -731,6 +800,8 @@ def start_smtp() -> None:
             str(PORTS["smtps"]),
             "--starttls-port",
             str(PORTS["smtp"]),
+            "--introspection-url",
+            hydra_urls()["introspection"],
         ],
     )
     wait_until(
@@ -742,11 +813,94 @@ def start_smtp() -> None:
     )
 
 
+def hydra_urls() -> dict[str, str]:
+    public = f"http://127.0.0.1:{PORTS['hydra_public']}"
+    admin = f"http://127.0.0.1:{PORTS['hydra_admin']}"
+    login = f"http://127.0.0.1:{PORTS['hydra_login']}"
+    return {
+        "issuer": public,
+        "public": public,
+        "admin": admin,
+        "introspection": f"{admin}/admin/oauth2/introspect",
+        "login_app": login,
+    }
+
+
+def hydra_secret() -> str:
+    """The Hydra system secret (``secrets.system``, at least 16 characters), made once per state folder."""
+    path = STATE / "hydra" / "system-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def start_hydra() -> None:
+    """Ory Hydra ``serve all --dev`` with an in-memory SQLite database (clients and grants live as long as it).
+
+    ``--dev`` allows the http issuer on loopback; ``--sqa-opt-out`` turns telemetry off. The login and consent
+    pages are ``hydra_login.py`` (the ``hydra-login`` server).
+    """
+    urls = hydra_urls()
+    env = dict(
+        os.environ,
+        DSN="memory",
+        SECRETS_SYSTEM=hydra_secret(),
+        URLS_SELF_ISSUER=urls["issuer"],
+        URLS_LOGIN=f"{urls['login_app']}/login",
+        URLS_CONSENT=f"{urls['login_app']}/consent",
+        URLS_ERROR=f"{urls['login_app']}/error",
+        SERVE_PUBLIC_HOST="127.0.0.1",
+        SERVE_PUBLIC_PORT=str(PORTS["hydra_public"]),
+        SERVE_ADMIN_HOST="127.0.0.1",
+        SERVE_ADMIN_PORT=str(PORTS["hydra_admin"]),
+        LOG_LEVEL="warn",
+    )
+    pid = spawn("hydra", [str(hydra_binary()), "serve", "all", "--dev", "--sqa-opt-out"], env=env)
+
+    def ready() -> bool:
+        import urllib.request
+
+        if not (port_open(PORTS["hydra_public"]) and port_open(PORTS["hydra_admin"])):
+            return False
+        try:
+            with urllib.request.urlopen(f"{urls['admin']}/health/ready", timeout=2) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    wait_until("Hydra", ready, 60, pid, STATE / "logs" / "hydra.out")
+
+
+def start_hydra_login() -> None:
+    pid = spawn(
+        "hydra-login",
+        [
+            sys.executable,
+            str(HERE / "hydra_login.py"),
+            "--port",
+            str(PORTS["hydra_login"]),
+            "--admin-url",
+            hydra_urls()["admin"],
+        ],
+    )
+    wait_until(
+        "Hydra login app",
+        lambda: port_open(PORTS["hydra_login"]),
+        30,
+        pid,
+        STATE / "logs" / "hydra-login.out",
+    )
+
+
 def servers() -> list[Server]:
     out = [Server("kafka", (PORTS["kafka"], PORTS["kafka_controller"]), start_kafka)]
     if not os.environ.get("MONGODB_URL"):
         out.append(Server("ferretdb", (PORTS["mongodb"],), start_ferretdb))
     out += [
+        Server("hydra", (PORTS["hydra_public"], PORTS["hydra_admin"]), start_hydra),
+        Server("hydra-login", (PORTS["hydra_login"],), start_hydra_login),
         Server("dovecot", (PORTS["imap"], PORTS["imaps"]), start_dovecot),
         Server("smtp", (PORTS["smtp"], PORTS["smtps"]), start_smtp),
     ]
@@ -782,6 +936,7 @@ def endpoints() -> dict[str, object]:
         "passwd_file": str(STATE / "dovecot" / "users"),
         "mail_domain": MAIL_DOMAIN,
         "smtp_received_index": str(STATE / "smtp" / "received.jsonl"),
+        "hydra": hydra_urls(),
     }
 
 
@@ -810,6 +965,8 @@ def up(only: set[str] | None = None, *, fresh: bool = False) -> None:
         ensure_ferretdb()
     if "dovecot" in names:
         ensure_dovecot()
+    if "hydra" in names:
+        ensure_hydra()
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_tls()
     for srv in chosen:
@@ -909,7 +1066,9 @@ def main() -> int:
     for name in ("install", "down", "status", "env"):
         sub.add_parser(name)
     up_parser = sub.add_parser("up")
-    up_parser.add_argument("--only", help="comma-separated subset: kafka,ferretdb,dovecot,smtp")
+    up_parser.add_argument(
+        "--only", help="comma-separated subset: kafka,ferretdb,hydra,hydra-login,dovecot,smtp"
+    )
     up_parser.add_argument("--fresh", action="store_true", help="delete stored data of servers not running")
     au = sub.add_parser("add-user")
     au.add_argument("email")

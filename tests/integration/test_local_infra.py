@@ -53,6 +53,9 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, real_servers: Servers)
         LAIFAXIN_IMAPS_PORT="30993",
         LAIFAXIN_SMTP_PORT="30587",
         LAIFAXIN_SMTPS_PORT="30465",
+        LAIFAXIN_HYDRA_PUBLIC_PORT="30444",
+        LAIFAXIN_HYDRA_ADMIN_PORT="30445",
+        LAIFAXIN_HYDRA_LOGIN_PORT="30446",
     )
     env.pop("MONGODB_URL", None)
 
@@ -66,11 +69,11 @@ def test_up_status_down_leaves_no_process(tmp_path: Path, real_servers: Servers)
         assert up.returncode == 0, up.stderr
         status = infra("status")
         assert status.returncode == 0, status.stdout
-        for name in ("kafka", "ferretdb", "dovecot", "smtp"):
+        for name in ("kafka", "ferretdb", "hydra", "hydra-login", "dovecot", "smtp"):
             assert f"{name}" in status.stdout and "running" in status.stdout
         assert processes_naming(str(state)), "the stack's processes should name its state folder"
         sids = {int(p.read_text()) for p in (state / "run").glob("*.pid")}
-        assert len(sids) == 4
+        assert len(sids) == 6  # kafka, ferretdb, hydra, hydra-login, dovecot, smtp
         assert len(processes_in_sessions(sids)) > 4, "Dovecot runs child processes in its session"
     finally:
         down = infra("down")

@@ -114,7 +114,11 @@ def servers() -> Iterator[Servers]:
                 raise ServersUnavailable(
                     f"LAIFAXIN_INFRA_FILE={state_file()} names servers that do not answer"
                 )
-            only = ["dovecot", "smtp"] + ([] if kafka else ["kafka"]) + ([] if mongo else ["ferretdb"])
+            only = (
+                ["hydra", "hydra-login", "dovecot", "smtp"]
+                + ([] if kafka else ["kafka"])
+                + ([] if mongo else ["ferretdb"])
+            )
             env = dict(os.environ)
             if mongo:
                 env["MONGODB_URL"] = mongo

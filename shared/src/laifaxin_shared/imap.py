@@ -11,6 +11,7 @@ verification.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import re
 import socket
@@ -18,6 +19,8 @@ import ssl
 from typing import Any, Literal
 
 import aioimaplib
+
+from laifaxin_shared import sasl
 
 Security = Literal["ssl", "starttls"]
 
@@ -399,3 +402,105 @@ def is_tls(client: aioimaplib.IMAP4) -> bool:
     """True when the client's transport is encrypted."""
     transport = client.protocol.transport
     return transport is not None and transport.get_extra_info("ssl_object") is not None
+
+
+_AUTH_CONTINUATION = "laifaxin_sasl"
+
+
+def _sasl_continuation(protocol: Any) -> Any:
+    """Wrap aioimaplib's continuation handler so AUTHENTICATE never waits for its timeout.
+
+    aioimaplib 2.0.3 appends a ``+`` continuation during AUTHENTICATE to the pending command and never answers
+    it; a server that refuses a token sends its error as such a continuation (RFC 7628 3.2.2, Google's and
+    Microsoft's XOAUTH2) and waits for the client's reply, so the login hung until the timeout. Here an empty
+    ``+`` (no SASL-IR) gets the initial response, and an error challenge is kept on the command and answered
+    with :func:`laifaxin_shared.sasl.error_ack`, after which the server sends its tagged ``NO``.
+    """
+    original = protocol._continuation
+
+    def continuation(line: bytes) -> None:
+        command = protocol.pending_sync_command
+        state = getattr(command, _AUTH_CONTINUATION, None) if command is not None else None
+        if state is None:
+            original(line)
+            return
+        payload = line[1:].strip()
+        if not payload and not state["sent"]:
+            state["sent"] = True
+            protocol.transport.write(state["initial"].encode("ascii") + b"\r\n")
+            return
+        state["challenge"] = payload.decode("ascii", "replace")
+        protocol.transport.write(base64.b64encode(sasl.error_ack(state["mechanism"])) + b"\r\n")
+
+    return continuation
+
+
+async def authenticate_oauth(
+    client: aioimaplib.IMAP4,
+    user: str,
+    token: str,
+    *,
+    host: str,
+    port: int,
+    mechanism: sasl.Mechanism | None = None,
+    timeout: float = 10.0,
+) -> aioimaplib.Response:
+    """``AUTHENTICATE`` with an OAuth 2.0 access token (RFC 3501 6.2.2) on a client from :func:`connect_imap`.
+
+    The mechanism is ``mechanism`` or the first of :data:`laifaxin_shared.sasl.MECHANISM_PREFERENCE` that the
+    server advertises (``AUTH=XOAUTH2`` / ``AUTH=OAUTHBEARER``). The initial response goes on the command line
+    when the server offers ``SASL-IR`` (RFC 4959), else after the server's empty ``+``. A refusal never hangs:
+    see :func:`_sasl_continuation`. The token is scrubbed from aioimaplib's debug log.
+
+    Args:
+        client: connected, not yet authenticated.
+        user: the mailbox address (XOAUTH2 ``user=``, OAUTHBEARER ``a=``).
+        token: the access token.
+        host, port: the server (OAUTHBEARER's ``host`` / ``port`` keys).
+        timeout: seconds for the whole exchange.
+
+    Returns:
+        the tagged ``OK`` response; the client is then in the AUTH state.
+
+    Raises:
+        sasl.OAuthMechanismUnsupportedError: the server offers neither mechanism.
+        sasl.OAuthAuthenticationError: ``NO`` / ``BAD``; ``status`` from the server's JSON error challenge.
+        TimeoutError, ImapConnectionClosedError, aioimaplib.AioImapException: the connection failed.
+    """
+    protocol: Any = client.protocol
+    offered = {c[5:].upper() for c in protocol.capabilities if c.upper().startswith("AUTH=")}
+    mech: sasl.Mechanism = mechanism or sasl.choose_mechanism(offered)
+    if mechanism is not None and mechanism not in offered:
+        raise sasl.OAuthMechanismUnsupportedError(sorted(offered))
+    initial = sasl.initial_response(mech, user, token, host, port)
+    if not getattr(protocol, "laifaxin_sasl_wrapped", False):
+        protocol._continuation = _sasl_continuation(protocol)
+        protocol.laifaxin_sasl_wrapped = True
+    sasl_ir = "SASL-IR" in {c.upper() for c in protocol.capabilities}
+    args = (mech, initial) if sasl_ir else (mech,)
+    command = aioimaplib.Command("AUTHENTICATE", protocol.new_tag(), *args, loop=protocol.loop)
+    state: dict[str, Any] = {"mechanism": mech, "initial": initial, "sent": sasl_ir, "challenge": None}
+    setattr(command, _AUTH_CONTINUATION, state)
+
+    async def run() -> aioimaplib.Response:
+        async with protocol.state_condition:  # as aioimaplib's own login (its change_state decorator)
+            response: aioimaplib.Response = await protocol.execute(command, scrub=initial)
+            if response.result == "OK":
+                protocol.state = aioimaplib.AUTH
+                for line in response.lines:  # RFC 3501 7.1: a CAPABILITY response code may follow login
+                    text = bytes(line).decode("utf-8", "replace")
+                    if "CAPABILITY" in text:
+                        caps = text.split("CAPABILITY", 1)[1].strip(" ]").split()
+                        protocol.capabilities = protocol.capabilities.union(caps)
+            protocol.state_condition.notify_all()
+            return response
+
+    response = await asyncio.wait_for(run(), timeout)
+    if response.result != "OK":
+        text = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace").strip()
+        details = sasl.parse_error_challenge(state["challenge"] or "")
+        status = details.get("status")
+        raise sasl.OAuthAuthenticationError(
+            mech, f"{response.result} {text}".strip(), str(status) if status is not None else None
+        )
+    return response

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +28,8 @@ from laifaxin_binding import errors
 from laifaxin_binding.api import router
 from laifaxin_binding.detect import Detector
 from laifaxin_binding.models import MailboxCreate, ServerIn
+from laifaxin_binding.oauth import OAuthService, TokenRefresher
+from laifaxin_binding.oauth_api import router as oauth_router
 from laifaxin_binding.service import Limits, MailboxService, Principal
 from laifaxin_binding.settings import BindingSettings
 from laifaxin_binding.store import AttemptLog, MailboxStore
@@ -46,6 +48,7 @@ from laifaxin_shared.kafka import (
 )
 from laifaxin_shared.logging import configure_logging, get_logger
 from laifaxin_shared.mongo import make_mongo_client, ping
+from laifaxin_shared.providers.errors import MailError
 from laifaxin_shared.topics import spec
 
 log = get_logger(__name__)
@@ -148,6 +151,27 @@ async def rotate_credentials(settings: BindingSettings) -> dict[str, int]:
         await mongo.close()
 
 
+def _revoked_status_publisher(publish: Callable[[Envelope], Awaitable[None]]) -> Any:
+    """``mailbox.sync_status`` (state ``auth_failed``, code ``oauth_revoked``) for a grant found revoked."""
+
+    async def on_revoked(doc: dict[str, Any], error: MailError, at: datetime) -> None:
+        await publish(
+            MailboxSyncStatus(
+                tenant_id=doc["tenant_id"],
+                mailbox_id=doc["_id"],
+                occurred_at=at,
+                state="auth_failed",
+                error_code=error.code.value,
+                message=error.message.en,
+                fix=error.fix.en,
+                message_zh=error.message.zh,
+                fix_zh=error.fix.zh,
+            )
+        )
+
+    return on_revoked
+
+
 def create_app(
     settings: BindingSettings | None = None, *, start_broker: bool = True, detector: Detector | None = None
 ) -> FastAPI:
@@ -163,7 +187,9 @@ def create_app(
     settings = settings or BindingSettings()
     detector = detector if detector is not None else build_detector(settings)
     broker = make_broker(settings, client_id=settings.service_name)
-    declare_publishers(broker, settings, "mailbox.verified", "mailbox.updated", "mailbox.removed")
+    declare_publishers(
+        broker, settings, "mailbox.verified", "mailbox.updated", "mailbox.removed", "mailbox.sync_status"
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -206,12 +232,19 @@ def create_app(
                     replication_factor=settings.topic_replication_factor,
                 )
             await broker.start()
+        app.state.oauth = OAuthService(settings, app.state.service)
+        app.state.oauth.on_revoked = _revoked_status_publisher(publish)
+        refresher = TokenRefresher(app.state.oauth, settings.oauth_refresh_interval_seconds)
+        app.state.oauth_refresher = refresher
+        if settings.oauth_refresh_enabled and start_broker:
+            refresher.start()
         if settings.system_mailbox_email and start_broker:
             await bind_system_mailbox(app.state.service, settings)
         log.info("binding started", topic_prefix=settings.topic_prefix, database=settings.mongodb_database)
         try:
             yield
         finally:
+            await refresher.stop()
             if start_broker:
                 await broker.stop()
             await mongo.close()
@@ -231,6 +264,7 @@ def create_app(
     app.state.detector = detector
     app.include_router(router)
     install_method_not_allowed(app, render=lambda status, detail: errors.http_error(status, detail).to_dict())
+    app.include_router(oauth_router)
     register_subscribers(broker, settings, app)
 
     @app.exception_handler(errors.BindingError)

@@ -19,6 +19,10 @@
   from the command line. ``--expires`` is the authorization code's expiry date (``YYYY-MM-DD``, midnight
   UTC+8 as NetEase shows it, or an ISO 8601 date-time with its offset). ``--interval`` and ``--sync`` keep the
   mailbox's other sync settings (read first with ``GET``).
+  When the provider signs in with OAuth (Outlook.com, Hotmail, Live, MSN, Microsoft 365; Gmail and Google
+  Workspace with ``--oauth``), no password is asked: a sign-in is started (``POST /v1/oauth/sign-ins``), the URL
+  to open is printed (and handed to the system browser unless ``--no-browser``), and the command waits, polling
+  ``GET /v1/oauth/sign-ins/{id}``, until the binding is done, failed or expired.
 - ``mailbox list`` / ``mailbox verify ID`` / ``mailbox remove ID``: the API's list, re-verify and delete.
 - ``mailbox token --tenant T --user U [--ttl S] [--admin]``: mint a binding token with ``BINDING_JWT_SECRET``
   and ``BINDING_JWT_AUDIENCE`` (local use; the lifetime at most ``BINDING_JWT_MAX_LIFETIME_SECONDS``).
@@ -40,6 +44,8 @@ import getpass
 import json
 import os
 import sys
+import time
+import webbrowser
 from typing import Any
 
 import dns.asyncresolver
@@ -48,8 +54,9 @@ import httpx
 from laifaxin_binding.auth import issue_token
 from laifaxin_binding.detect import Detector
 from laifaxin_binding.settings import BindingSettings
-from laifaxin_shared.providers.catalog import get_provider, load_catalog
+from laifaxin_shared.providers.catalog import get_provider, load_catalog, provider_for_domain
 from laifaxin_shared.providers.errors import explain
+from laifaxin_shared.providers.models import AuthMethod, Provider
 
 
 def _print_json(data: object) -> None:
@@ -158,7 +165,83 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> in
         return 3
 
 
+def _catalog_provider(args: argparse.Namespace) -> Provider | None:
+    if args.provider:
+        try:
+            return get_provider(args.provider)
+        except KeyError:
+            return None
+    try:
+        return provider_for_domain(args.email.rpartition("@")[2])
+    except ValueError:
+        return None
+
+
+def _signs_in_with_oauth(args: argparse.Namespace) -> bool:
+    """Whether ``mailbox add`` runs the OAuth sign-in: the provider accepts nothing else, or ``--oauth``."""
+    provider = _catalog_provider(args)
+    if provider is None or provider.oauth is None:
+        return False
+    return bool(args.oauth) or provider.auth is AuthMethod.OAUTH2
+
+
+def _mailbox_add_oauth(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"email": args.email, "nickname": args.nickname}
+    for key in ("imap", "smtp"):
+        if getattr(args, key):
+            body[key] = getattr(args, key)
+    if args.provider:
+        body["provider_id"] = args.provider
+    if args.interval is not None:
+        body["sync"] = {"interval_seconds": args.interval}
+    try:
+        with _api(args) as client:
+            started = client.post("/v1/oauth/sign-ins", json=body)
+            if not started.is_success:
+                return _answer(started)
+            sign_in = started.json()
+            url = sign_in["authorization_url"]
+            who = str(sign_in["identity"]).title()
+            sys.stderr.write(
+                f"{args.email} signs in with {who}. Open this address in a browser and sign in:\n\n  {url}\n\n"
+                f"Waiting for the sign-in (until {sign_in['expires_at']}; Ctrl-C to stop)...\n"
+            )
+            sys.stderr.flush()
+            if not args.no_browser:
+                webbrowser.open(url)
+            while True:
+                time.sleep(args.poll)
+                state = client.get(f"/v1/oauth/sign-ins/{sign_in['id']}")
+                if not state.is_success:
+                    return _answer(state)
+                data = state.json()
+                if data["status"] == "bound":
+                    _print_json(data["mailbox"])
+                    return 0
+                if data["status"] == "failed":
+                    error = data.get("error") or {}
+                    _print_json(error)
+                    sys.stderr.write(
+                        f"laifaxin-mail: {error.get('code')}: {error.get('message')}\n  fix: {error.get('fix')}\n"
+                    )
+                    return 1
+                if time.time() > _epoch(sign_in["expires_at"]) + args.poll:
+                    sys.stderr.write("laifaxin-mail: the sign-in expired; run the command again\n")
+                    return 1
+    except httpx.TransportError as exc:
+        sys.stderr.write(f"laifaxin-mail: cannot reach the binding API at {args.api}: {type(exc).__name__}\n")
+        return 3
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 def _mailbox_add(args: argparse.Namespace) -> int:
+    if _signs_in_with_oauth(args):
+        return _mailbox_add_oauth(args)
     body: dict[str, Any] = {
         "email": args.email,
         "password": _read_password(args.email),
@@ -282,6 +365,14 @@ def _register_mailbox(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     add.add_argument("--smtp", type=_server, help="HOST:PORT[:ssl|starttls], overrides the catalog")
     add.add_argument("--nickname", default="")
     add.add_argument("--interval", type=int, help="sync interval in seconds (minimum 180, default 300)")
+    add.add_argument(
+        "--oauth",
+        action="store_true",
+        help="sign in with Google instead of an app password (Gmail, Google Workspace); Microsoft accounts "
+        "always sign in",
+    )
+    add.add_argument("--no-browser", action="store_true", help="only print the sign-in address")
+    add.add_argument("--poll", type=float, default=2.0, help="seconds between sign-in status checks")
     add.set_defaults(handler=_mailbox_add)
 
     edit = sub.add_parser(

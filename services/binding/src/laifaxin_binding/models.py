@@ -176,7 +176,13 @@ class MailboxOut(BaseModel):
     imap: ServerOut
     smtp: ServerOut
     sync: SyncOut
-    status: str = Field(examples=["normal", "auth_failed"])
+    status: str = Field(examples=["normal", "auth_failed", "oauth_revoked"])
+    auth: str = Field(
+        default="basic",
+        description="basic (an app password / authorization code), or oauth2 (bound by signing in with Microsoft or Google; status oauth_revoked "
+        "asks the user to sign in again).",
+        examples=["oauth2"],
+    )
     state: str = Field(description="Sync state from mailbox.sync_status (ok, auth_failed, throttled...).")
     last_synced_at: datetime | None = None
     progress: SyncProgress | None = Field(

@@ -369,7 +369,10 @@ class MailboxService:
         provider = get_provider(provider_id) if provider_id else None
         imap_first, smtp_first = _stored_usernames(doc)
         servers = Servers(provider, _server_in(doc["imap"]), _server_in(doc["smtp"]), imap_first, smtp_first)
-        return _request(doc["email"], password, servers, "imap")
+        request = _request(doc["email"], password, servers, "imap")
+        if doc.get("auth") == "oauth2":  # the stored credential is the current OAuth access token
+            request = dataclasses.replace(request, auth="oauth2")
+        return request
 
     async def reverify(self, who: Principal, mailbox_id: str) -> MailboxOut:
         """Verify the stored settings again (after the user fixed something at the provider).
@@ -441,6 +444,13 @@ class MailboxService:
                 "fix_zh": event.fix_zh,
                 "at": event.occurred_at,
             }
+        if fields["status"] not in (NORMAL, "stopped", ErrorCode.OAUTH_REVOKED.value):
+            # A revoked OAuth grant stays the reason until the user signs in again: sync's own refusals of
+            # the dead token (auth_failed) say less.
+            current = await self.store.get(event.tenant_id, event.mailbox_id)
+            if current is not None and (current.get("oauth") or {}).get("revoked"):
+                fields["status"] = ErrorCode.OAUTH_REVOKED.value
+                fields.pop("last_error", None)
         if event.last_synced_at is not None:
             fields["last_synced_at"] = event.last_synced_at
         fields["progress"] = (
@@ -619,6 +629,8 @@ class MailboxService:
             credential_expires_at=doc.get("credential_expires_at"),
             is_system=bool(doc.get("is_system", False)),
             backup=self._backup_pair(doc),
+            auth=doc.get("auth", "basic"),
+            access_token_expires_at=(doc.get("oauth") or {}).get("access_expires_at"),
         )
 
     def _backup_pair(self, doc: dict[str, Any]) -> BackupServers | None:
@@ -666,6 +678,7 @@ class MailboxService:
             smtp=ServerOut.model_validate(doc["smtp"]),
             sync=SyncOut.model_validate(doc["sync"]),
             status=doc["status"],
+            auth=doc.get("auth", "basic"),
             state=doc.get("state", "ok"),
             last_synced_at=doc.get("last_synced_at"),
             progress=SyncProgress.model_validate(progress) if (progress := doc.get("progress")) else None,

@@ -136,6 +136,53 @@ class BindingSettings(ServiceSettings):
     system_user_id: str = Field(default="system", description="User that owns the system mailbox.")
     http_host: str = Field(default="0.0.0.0", description="Listen address of the HTTP API.")  # noqa: S104  # a pod listens on all interfaces
     http_port: int = Field(default=8080, ge=1, le=65535, description="Listen port of the HTTP API.")
+    oauth_redirect_uris: str = Field(
+        default="",
+        description="Comma-separated redirect URIs registered with Microsoft and Google for the sign-in "
+        "(the first is the default; a sign-in may name another of them, nothing else). The binding API serves "
+        "GET /v1/oauth/callback for a browser sent there.",
+    )
+    oauth_state_ttl_seconds: int = Field(
+        default=600, ge=30, le=3600, description="How long a started sign-in may be completed, seconds."
+    )
+    oauth_microsoft_client_id: str | None = Field(
+        default=None, description="Application (client) id of the Microsoft Entra app registration."
+    )
+    oauth_microsoft_client_secret: SecretStr | None = Field(
+        default=None, description="Its client secret (Certificates & secrets)."
+    )
+    oauth_microsoft_authorize_params: str | None = Field(
+        default=None,
+        description="key=value pairs, comma-separated, replacing the catalog's extra authorization parameters "
+        "(empty: none); for a test server that does not know them.",
+    )
+    oauth_microsoft_authority: str | None = Field(
+        default=None,
+        description="OpenID issuer to use instead of the catalog's (https://login.microsoftonline.com/common/"
+        "v2.0): organizations or a tenant id, or a local test server.",
+    )
+    oauth_google_client_id: str | None = Field(default=None, description="Google Cloud OAuth client id.")
+    oauth_google_client_secret: SecretStr | None = Field(default=None, description="Its client secret.")
+    oauth_google_authorize_params: str | None = Field(
+        default=None,
+        description="key=value pairs, comma-separated, replacing the catalog's extra authorization parameters "
+        "(empty: none); for a test server that does not know them.",
+    )
+    oauth_google_authority: str | None = Field(
+        default=None, description="OpenID issuer to use instead of https://accounts.google.com (tests)."
+    )
+    oauth_refresh_enabled: bool = Field(
+        default=True,
+        description="Run the access-token refresher in this instance (one instance per deployment is enough).",
+    )
+    oauth_refresh_interval_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How often the refresher looks for tokens due, seconds."
+    )
+
+    @property
+    def oauth_redirect_uri_list(self) -> list[str]:
+        """:attr:`oauth_redirect_uris` split on commas, blanks dropped."""
+        return [u.strip() for u in self.oauth_redirect_uris.split(",") if u.strip()]
 
     def secret_fields(self) -> dict[str, SecretStr]:
         """Secrets refused as placeholders outside development/test: the key ring and the JWT key."""

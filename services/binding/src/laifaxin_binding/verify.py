@@ -52,9 +52,11 @@ from dataclasses import dataclass, field
 import aioimaplib
 import aiosmtplib
 
+from laifaxin_shared import sasl
 from laifaxin_shared.imap import (
     NotImapGreetingError,
     StartTlsUnsupportedError,
+    authenticate_oauth,
     client_tls_context,
     connect_imap,
     greeting_protocol,
@@ -126,6 +128,8 @@ class VerifyRequest:
         imap_usernames, smtp_usernames: login names to try in order after ``auth_failed``.
         provider_id: catalog id, or None for a custom server (adds the provider's fix texts to errors).
         imap_id_required: send ``ID`` even when the server does not advertise it.
+        auth: ``basic`` (LOGIN / AUTH PLAIN-LOGIN), or ``oauth2``: ``password`` is then an OAuth 2.0 access
+            token, presented with SASL XOAUTH2 / OAUTHBEARER (:mod:`laifaxin_shared.sasl`) as ``email``.
     """
 
     email: str
@@ -136,6 +140,7 @@ class VerifyRequest:
     smtp_usernames: tuple[str, ...]
     provider_id: str | None = None
     imap_id_required: bool = False
+    auth: str = "basic"
 
     @classmethod
     def build(
@@ -530,7 +535,10 @@ class Verifier:
             timeout=self.command_timeout,
         )
         try:
-            username = await self._imap_login(client, request)
+            if request.auth == "oauth2":
+                username = await self._imap_oauth(client, request, endpoint)
+            else:
+                username = await self._imap_login(client, request)
             id_sent = False
             if request.imap_id_required or client.has_capability("ID"):
                 response = await asyncio.wait_for(client.protocol.id(**IMAP_ID), self.command_timeout)
@@ -572,6 +580,27 @@ class Verifier:
             server_text=redact(f"{endpoint}: {greeting}", (request.password,)),
         )
 
+    async def _imap_oauth(self, client: aioimaplib.IMAP4, request: VerifyRequest, endpoint: Endpoint) -> str:
+        """AUTHENTICATE XOAUTH2 / OAUTHBEARER with the access token as ``request.email``; returns the address."""
+        try:
+            await authenticate_oauth(
+                client,
+                request.email,
+                request.password,
+                host=endpoint.host,
+                port=endpoint.port,
+                timeout=self.command_timeout,
+            )
+        except sasl.OAuthAuthenticationError as exc:
+            raise MailServerError.from_error(
+                explain("imap", exc.server_text, request.provider_id, secrets=(request.password,))
+            ) from None
+        except sasl.OAuthMechanismUnsupportedError as exc:
+            raise MailServerError.from_error(
+                explain("imap", f"NO {exc}", request.provider_id, secrets=(request.password,))
+            ) from None
+        return request.email
+
     async def _imap_login(self, client: aioimaplib.IMAP4, request: VerifyRequest) -> str:
         error: MailServerError | None = None
         for username in request.imap_usernames:
@@ -610,6 +639,19 @@ class Verifier:
         )
         await client.connect()
         try:
+            if request.auth == "oauth2":
+                try:
+                    await sasl.smtp_authenticate(client, request.email, request.password)
+                except sasl.OAuthAuthenticationError as exc:
+                    code, _, text = exc.server_text.partition(" ")
+                    raise aiosmtplib.SMTPAuthenticationError(
+                        int(code) if code.isdigit() else 535, text
+                    ) from None
+                except sasl.OAuthMechanismUnsupportedError as exc:
+                    raise aiosmtplib.SMTPAuthenticationError(504, str(exc)) from None
+                with contextlib.suppress(TimeoutError, aiosmtplib.SMTPException, OSError):
+                    await client.quit()
+                return request.email
             error: aiosmtplib.SMTPAuthenticationError | None = None
             for username in request.smtp_usernames:
                 try:

@@ -53,11 +53,13 @@ from aiokafka.errors import KafkaError
 from imapclient import imap_utf7
 from pymongo.errors import PyMongoError
 
+from laifaxin_shared import sasl
 from laifaxin_shared.crypto import CredentialContext, CredentialError, KeyRing
 from laifaxin_shared.events import EncryptedCredential, MailboxSyncStatus
 from laifaxin_shared.events.base import utc_now
 from laifaxin_shared.imap import (
     ImapConnectionClosedError,
+    authenticate_oauth,
     connect_imap,
     exists_notifications,
     notify_set,
@@ -247,6 +249,23 @@ class MailboxLoop:
         self.lease_lost = True
         self._stop.set()
 
+    def renew_credential(self, config: dict[str, Any]) -> None:
+        """Take a refreshed OAuth access token (``mailbox.verified`` that changed only the credential): the
+        running session stays as it is, and the next login (a reconnect after the server ended the session,
+        e.g. when the old token expired) uses the new token."""
+        self.config["credential"] = config["credential"]
+        self.config["access_token_expires_at"] = config.get("access_token_expires_at")
+        self.config["verified_event_id"] = config.get("verified_event_id")
+
+    def _token_expired(self) -> bool:
+        """Whether the held OAuth access token has expired or does so within a minute (binding sends the next
+        one before that; a refusal now means waiting for it, not a wrong account)."""
+        raw = self.config.get("access_token_expires_at")
+        if not raw:
+            return False
+        expires = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        return expires - utc_now() < timedelta(seconds=60)
+
     def update_settings(self, sync: dict[str, Any]) -> None:
         """Apply a ``mailbox.updated`` interval change (takes effect at the next wait)."""
         self.config["sync"] = sync
@@ -386,6 +405,14 @@ class MailboxLoop:
             return await self._failed(error, "auth", connected_at)
         except asyncio.CancelledError:
             raise
+        except sasl.OAuthAuthenticationError as exc:
+            if self._token_expired():
+                # The access token ran out before binding's refreshed one arrived: wait for it quietly.
+                log.info("oauth token expired; waiting for the refreshed one", mailbox_id=self.mailbox_id)
+                self._connection_ended(connected_at)
+                return self.backoff.next_delay("error")
+            error = explain("imap", exc.server_text, self.config.get("provider_id"), secrets=[password])
+            return await self._failed(error, "auth", connected_at)
         except (PyMongoError, KafkaError) as exc:
             # Our own store or broker failed, not the mailbox: back off and retry, but tell the user nothing.
             log.warning(
@@ -676,7 +703,18 @@ class MailboxLoop:
         )
         self.ctx.metrics.connections.inc()
         try:
-            login = await client.login(self.config["username"], password)
+            if self.config.get("auth") == "oauth2":
+                # RFC 7628 / XOAUTH2 with the access token; a refusal raises sasl.OAuthAuthenticationError.
+                login = await authenticate_oauth(
+                    client,
+                    self.config["email"],
+                    password,
+                    host=imap["host"],
+                    port=int(imap["port"]),
+                    timeout=s.imap_timeout,
+                )
+            else:
+                login = await client.login(self.config["username"], password)
             if login.result != "OK":
                 text = b" ".join(x for x in login.lines if isinstance(x, bytes)).decode("utf-8", "replace")
                 raise MailServerError.from_error(

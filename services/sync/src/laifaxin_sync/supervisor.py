@@ -159,12 +159,28 @@ class Supervisor:
         """
         docs = await self.ctx.store.upsert_mailboxes(events)
         async with self._lock:
+            renewed = [d for d in docs if self._token_renewal(d)]
+            for doc in renewed:
+                self.loops[doc["_id"]].renew_credential(doc)
+            docs = [d for d in docs if d not in renewed]
             await self._stop_many([d["_id"] for d in docs])
             mine = [d for d in docs if d["partition"] in self.partitions]
             for doc in mine:
                 doc["status"] = None  # a new configuration: report its first state afresh
             await self._start_many(mine)
             self._gauges()
+
+    _TOKEN_FIELDS = frozenset(
+        {"credential", "access_token_expires_at", "verified_event_id", "verified_at_ms", "updated_at"}
+    )
+
+    def _token_renewal(self, doc: dict[str, Any]) -> bool:
+        """Whether ``doc`` (a stored ``mailbox.verified``) only brings a refreshed OAuth access token for a
+        running loop: nothing else of the configuration changed (then the loop keeps its session)."""
+        loop = self.loops.get(doc["_id"])
+        if loop is None or doc.get("auth") != "oauth2" or doc.get("account_reset"):
+            return False
+        return all(loop.config.get(k) == v for k, v in doc.items() if k not in self._TOKEN_FIELDS)
 
     async def on_updated(self, event: MailboxUpdated, partition: int) -> None:
         """Apply new sync settings: start, stop, or change the interval of a running loop."""

@@ -108,6 +108,19 @@ class MailboxVerified(Envelope):
         "(NetEase Enterprise); None otherwise. Optional: consumers that ignore it use imap/smtp only.",
         examples=[None],
     )
+    auth: Literal["basic", "oauth2"] = Field(
+        default="basic",
+        description="How to log in: basic (the password in credential: IMAP LOGIN, SMTP AUTH PLAIN/LOGIN), or oauth2: the credential is "
+        "an OAuth 2.0 access token for SASL XOAUTH2 / OAUTHBEARER (RFC 7628) as the mailbox address. Binding "
+        "refreshes it ahead of access_token_expires_at and sends mailbox.verified again with the new one.",
+        examples=["oauth2"],
+    )
+    access_token_expires_at: UtcDatetime | None = Field(
+        default=None,
+        description="With auth oauth2: when the access token in credential expires (the provider's "
+        "expires_in); None otherwise.",
+        examples=["2026-12-07T23:30:00Z"],
+    )
 
 
 class MailboxUpdated(Envelope):

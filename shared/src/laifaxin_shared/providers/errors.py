@@ -46,6 +46,9 @@ class ErrorCode(StrEnum):
     APP_PASSWORD_REQUIRED = "app_password_required"  # noqa: S105  # enum value naming a kind of password, not a secret
     PROTOCOL_DISABLED = "protocol_disabled"
     OAUTH_REQUIRED = "oauth_required"
+    OAUTH_REVOKED = "oauth_revoked"
+    """The provider refused the stored OAuth grant (``invalid_grant``: revoked, expired from inactivity, or
+    ended by a password change); only signing in again restores access."""
     CONNECTION_REFUSED = "connection_refused"
     TIMEOUT = "timeout"
     TLS_MISMATCH = "tls_mismatch"
@@ -141,15 +144,30 @@ CODES: dict[ErrorCode, CodeInfo] = {
     ErrorCode.OAUTH_REQUIRED: CodeInfo(
         _t(
             "This mailbox accepts only the provider's own sign-in (OAuth2): passwords and app passwords are "
-            "refused, and Laifaxin binds mailboxes with a password or authorization code only.",
-            "该邮箱只接受服务商自己的授权登录（OAuth2），密码和应用专用密码均被拒绝；来发信目前仅支持用密码或"
-            "授权码绑定邮箱。",
+            "refused.",
+            "该邮箱只接受服务商自己的授权登录（OAuth2），密码和应用专用密码均被拒绝。",
         ),
         _t(
-            "Turn on automatic forwarding in the mailbox's web mail (Outlook: Settings → Mail → Forwarding) to "
-            "a mailbox bound to Laifaxin: replies then reach the unified inbox and your alerts.",
-            "请在该邮箱网页版中开启自动转发（Outlook：设置 → 邮件 → 转发），转发到已绑定来发信的邮箱，"
-            "回复即可进入统一收件箱并触发提醒。",
+            'Bind it with "Sign in with Microsoft" (Outlook.com, Hotmail, Live, Microsoft 365) or "Sign in '
+            'with Google" (Gmail, Google Workspace) instead of a password: `laifaxin-mail mailbox add` opens the '
+            "sign-in for you.",
+            "请改用“使用微软账号登录”（Outlook.com、Hotmail、Live、Microsoft 365）或“使用 Google 账号登录”"
+            "（Gmail、Google Workspace）绑定，而不是输入密码：`laifaxin-mail mailbox add` 会为你打开登录页面。",
+        ),
+        False,
+        "auth_failed",
+    ),
+    ErrorCode.OAUTH_REVOKED: CodeInfo(
+        _t(
+            "The provider no longer accepts Laifaxin's access to this mailbox: the sign-in was revoked, expired "
+            "after long disuse, or ended by a password change.",
+            "服务商已不再接受来发信对该邮箱的访问授权：授权已被撤销、因长期未使用而过期，或因修改密码而失效。",
+        ),
+        _t(
+            "Sign in again with Microsoft or Google for this mailbox (mailbox list → sign in again, or "
+            "`laifaxin-mail mailbox add` with the same address); sync resumes right after.",
+            "请为该邮箱重新使用微软或 Google 账号登录授权（邮箱列表 → 重新登录，或用同一地址运行 "
+            "`laifaxin-mail mailbox add`），之后同步会立即恢复。",
         ),
         False,
         "auth_failed",

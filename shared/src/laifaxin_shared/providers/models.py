@@ -220,6 +220,8 @@ class Provider(_Strict):
     password: PasswordHelp
     oauth2_available: bool = False
     """The provider offers XOAUTH2 even where a password still works (ISPDB lists ``OAuth2``)."""
+    oauth: OAuthSignIn | None = None
+    """Sign-in with the provider (OAuth 2.0) that Laifaxin can run; None when it cannot."""
     quirks: tuple[Quirk, ...] = ()
     sending: SendingLimits | None = None
     """Daily sending cap and Sent-copy behaviour; None: unpublished (warm-up ramp, copy appended)."""
@@ -250,6 +252,22 @@ class Provider(_Strict):
         if len(set(self.domains)) != len(self.domains):
             raise ValueError(f"{self.id}: duplicate domain")
         return self
+
+
+class OAuthSignIn(_Strict):
+    """How a provider's users sign in with OAuth 2.0 / OpenID Connect for IMAP and SMTP (XOAUTH2).
+
+    ``identity``: which sign-in service (``microsoft``: the Microsoft identity platform v2.0; ``google``);
+    the client id, secret and authority come from binding's settings for that service, so tests point it at a
+    local server. ``authority``: the OpenID Connect issuer whose ``/.well-known/openid-configuration`` gives the
+    authorization, token and JWKS endpoints. ``scopes``: what the authorization request asks for, exactly as the
+    provider documents them. ``authorize_params``: extra query parameters of the authorization request.
+    """
+
+    identity: Literal["microsoft", "google"]
+    authority: str
+    scopes: tuple[str, ...] = Field(min_length=1)
+    authorize_params: dict[str, str] = {}
 
 
 class Catalog(_Strict):

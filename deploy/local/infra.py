@@ -872,6 +872,20 @@ def start_hydra() -> None:
 
     wait_until("Hydra", ready, 60, pid, STATE / "logs" / "hydra.out")
 
+    # Hydra makes its signing keys (ID token, JWT access token: RSA) on the first request that needs them; that
+    # took seconds on a busy machine and timed out the first sign-in of a test run. Asking for the JWKS now makes
+    # them before anyone signs in.
+    def keys_ready() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{urls['issuer']}/.well-known/jwks.json", timeout=30) as resp:  # noqa: S310
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    wait_until("Hydra's signing keys", keys_ready, 120, pid, STATE / "logs" / "hydra.out")
+
 
 def start_hydra_login() -> None:
     pid = spawn(

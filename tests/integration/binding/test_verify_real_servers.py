@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import secrets
+import string
+import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,8 +16,9 @@ from laifaxin_binding.verify import Endpoint, HostGuard, Verifier, VerifyRequest
 from laifaxin_shared.providers.catalog import get_provider
 from laifaxin_shared.providers.errors import ErrorCode, MailServerError
 from laifaxin_shared.providers.models import Security
-from tests.conftest import MailAccount
+from tests.conftest import MailAccount, wait_until_login_works
 from tests.support.imap_responder import ImapResponder, SilentServer, accept
+from tests.support.infra import Servers
 
 pytestmark = pytest.mark.integration
 
@@ -75,14 +81,21 @@ async def test_wrong_password_is_auth_failed_with_the_fix(
         assert wrong not in str(error.to_dict())
 
 
-async def test_app_password_whitespace_is_stripped(verifier: Verifier, shared_account: MailAccount) -> None:
-    spaced = " ".join(shared_account.password[i : i + 4] for i in range(0, len(shared_account.password), 4))
-    # Gmail's catalog entry says app password: the groups of four are joined again before LOGIN.
-    outcome = await verifier.verify(
-        request(shared_account, *good(shared_account), password=spaced, provider_id="gmail")
+async def test_app_password_whitespace_is_stripped(
+    verifier: Verifier, real_servers: Servers, infra_module: Any
+) -> None:
+    # An app password as Gmail shows it: 16 letters in 4 groups of 4 (only that shape loses its inner spaces).
+    app_password = "".join(secrets.choice(string.ascii_lowercase) for _ in range(16))
+    account = MailAccount(
+        f"a{uuid.uuid4().hex[:10]}@{real_servers.mail['mail_domain']}", app_password, real_servers
     )
+    infra_module.add_user(account.email, app_password, Path(real_servers.mail["passwd_file"]))
+    wait_until_login_works(account)
+    spaced = " ".join(app_password[i : i + 4] for i in range(0, 16, 4))
+    # Gmail's catalog entry says app password: the groups of four are joined again before LOGIN.
+    outcome = await verifier.verify(request(account, *good(account), password=spaced, provider_id="gmail"))
     assert outcome.ok, outcome.errors()
-    assert outcome.password == shared_account.password
+    assert outcome.password == account.password
 
 
 async def test_implicit_tls_on_the_starttls_port_is_tls_mismatch(

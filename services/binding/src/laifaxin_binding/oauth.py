@@ -139,7 +139,7 @@ def state_invalid() -> BindingError:
 def not_configured(identity: str) -> BindingError:
     return _error(
         "oauth_not_configured",
-        503,
+        422,
         f"Sign-in with {identity.title()} is not set up on this Laifaxin installation.",
         f"此来发信部署尚未配置 {identity.title()} 登录。",
         f"The operator sets BINDING_OAUTH_{identity.upper()}_CLIENT_ID / _CLIENT_SECRET and "
@@ -196,7 +196,7 @@ class OAuthApp:
 
 
 def app_for(settings: BindingSettings, sign_in: OAuthSignIn) -> OAuthApp:
-    """The client registration for ``sign_in.identity``; ``oauth_not_configured`` (503) when missing."""
+    """The client registration for ``sign_in.identity``; ``oauth_not_configured`` (422: this installation cannot serve the request, like ``oauth_unavailable``) when missing."""
     identity = sign_in.identity
     client_id = getattr(settings, f"oauth_{identity}_client_id")
     secret = getattr(settings, f"oauth_{identity}_client_secret")
@@ -298,8 +298,8 @@ class OAuthService:
 
         Raises:
             BindingError: 422 ``unknown_provider``, ``oauth_unavailable``, ``invalid_email``, ``invalid_request``
-                (redirect URI not allow-listed), ``sync_interval_too_short``; 503 ``oauth_not_configured`` /
-                ``unavailable`` (the issuer's discovery document could not be read).
+                (redirect URI not allow-listed), ``sync_interval_too_short``, ``oauth_not_configured``; 503 ``unavailable`` (the issuer's
+                discovery document could not be read).
         """
         provider = self._provider(body)
         assert provider.oauth is not None

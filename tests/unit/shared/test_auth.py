@@ -16,7 +16,9 @@ from laifaxin_shared.auth import (
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
 AUD = "laifaxin-binding"
-NOW = int(time.time())
+NOW = int(
+    time.time()
+)  # tokens below are built at collection time: exp leaves room for a long test run (max lifetime 24 h)
 
 
 def test_round_trip_with_audience_and_issuer() -> None:
@@ -37,7 +39,7 @@ def test_round_trip_with_audience_and_issuer() -> None:
         ),
         (issue_token(SECRET, "t", "u", audience="other"), {"audience": "laifaxin"}, "InvalidAudienceError"),
         (
-            jwt.encode({"sub": "u", "aud": AUD, "iat": NOW, "exp": NOW + 600}, SECRET, algorithm="HS256"),
+            jwt.encode({"sub": "u", "aud": AUD, "iat": NOW, "exp": NOW + 80_000}, SECRET, algorithm="HS256"),
             {},
             "tenant_id or sub claim missing",
         ),
@@ -48,7 +50,7 @@ def test_round_trip_with_audience_and_issuer() -> None:
         ),
         (
             jwt.encode(
-                {"sub": "u", "tenant_id": "t", "aud": AUD, "iat": NOW, "exp": NOW + 600},
+                {"sub": "u", "tenant_id": "t", "aud": AUD, "iat": NOW, "exp": NOW + 80_000},
                 SECRET,
                 algorithm="HS512",
             ),
@@ -57,7 +59,7 @@ def test_round_trip_with_audience_and_issuer() -> None:
         ),
         # The attacks of the security review: no aud, a hundred-year exp, no iat, an iat in the future.
         (
-            jwt.encode({"sub": "u", "tenant_id": "t", "iat": NOW, "exp": NOW + 600}, SECRET),
+            jwt.encode({"sub": "u", "tenant_id": "t", "iat": NOW, "exp": NOW + 80_000}, SECRET),
             {},
             "MissingRequiredClaimError",
         ),
@@ -69,7 +71,7 @@ def test_round_trip_with_audience_and_issuer() -> None:
             "token lifetime over 86400 s",
         ),
         (
-            jwt.encode({"sub": "u", "tenant_id": "t", "aud": AUD, "exp": NOW + 600}, SECRET),
+            jwt.encode({"sub": "u", "tenant_id": "t", "aud": AUD, "exp": NOW + 80_000}, SECRET),
             {},
             "MissingRequiredClaimError",
         ),
@@ -99,14 +101,21 @@ def test_the_plans_mailbox_limit_claim() -> None:
 
 @pytest.mark.parametrize("limit", [0, -1, 10_001, "20", 2.5, True])
 def test_a_bad_mailbox_limit_claim_is_refused(limit: object) -> None:
-    claims = {"sub": "u", "tenant_id": "t", "aud": AUD, "iat": NOW, "exp": NOW + 600, "mailbox_limit": limit}
+    claims = {
+        "sub": "u",
+        "tenant_id": "t",
+        "aud": AUD,
+        "iat": NOW,
+        "exp": NOW + 80_000,
+        "mailbox_limit": limit,
+    }
     token = jwt.encode(claims, SECRET)
     with pytest.raises(InvalidTokenError, match="mailbox_limit claim must be an integer from 1 to 10000"):
         decode_token(token, SECRET, audience=AUD)
 
 
 def test_legacy_tenant_claim_is_accepted() -> None:
-    claims = {"sub": "u", "tenant": "t", "aud": AUD, "iat": NOW, "exp": NOW + 600}
+    claims = {"sub": "u", "tenant": "t", "aud": AUD, "iat": NOW, "exp": NOW + 80_000}
     token = jwt.encode(claims, SECRET, algorithm="HS256")
     assert decode_token(token, SECRET, audience=AUD).tenant_id == "t"
 

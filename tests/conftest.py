@@ -104,17 +104,24 @@ def wait_until_login_works(account: MailAccount, timeout: float = 5.0) -> None:
     ctx = client_tls_context(account.servers.ca_file)
     # The passwd-file is re-checked when the clock has moved to a new second since the last check.
     time.sleep(1.02 - (time.time() % 1.0))
-    deadline = time.monotonic() + timeout
+    # A login can take seconds on a busy machine (Dovecot's auth process also asks the local Hydra's token
+    # introspection for a password the passwd-file does not know yet): a read that times out is retried, and the
+    # wait lasts at least 30 s.
+    deadline = time.monotonic() + max(timeout, 30.0)
     while True:
-        with imaplib.IMAP4_SSL(account.host, account.imaps_port, ssl_context=ctx, timeout=5) as conn:
-            try:
-                conn.login(account.email, account.password)
-            except imaplib.IMAP4.error:
-                if time.monotonic() > deadline:
-                    raise
-            else:
-                conn.logout()
-                return
+        try:
+            with imaplib.IMAP4_SSL(account.host, account.imaps_port, ssl_context=ctx, timeout=15) as conn:
+                try:
+                    conn.login(account.email, account.password)
+                except imaplib.IMAP4.error:
+                    if time.monotonic() > deadline:
+                        raise
+                else:
+                    conn.logout()
+                    return
+        except (TimeoutError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
         time.sleep(0.2)
 
 

@@ -19,6 +19,10 @@ from typing import Any
 
 import httpx
 
+HYDRA_TIMEOUT_S = 60.0
+"""Seconds a test waits for one answer of Hydra or its login app: their first answers in a fresh stack can take
+longer than 10 s on a busy 2-core machine (seen in CI as the read timing out)."""
+
 MAIL_SCOPES = ("openid", "offline_access", "email", "mail")
 """What a test client may ask for at Hydra; ``mail`` stands for the providers' mail scopes."""
 
@@ -74,7 +78,7 @@ class Hydra:
             "redirect_uris": [redirect_uri],
             "token_endpoint_auth_method": "client_secret_post",
         }
-        resp = httpx.post(f"{self.admin}/admin/clients", json=body, timeout=10)
+        resp = httpx.post(f"{self.admin}/admin/clients", json=body, timeout=HYDRA_TIMEOUT_S)
         resp.raise_for_status()
         data = resp.json()
         client = OAuthClient(data["client_id"], data["client_secret"], redirect_uri)
@@ -84,7 +88,9 @@ class Hydra:
                 "refresh_token_grant_access_token_lifespan": access_token_ttl,
             }
             httpx.put(
-                f"{self.admin}/admin/clients/{client.client_id}/lifespans", json=lifespans, timeout=10
+                f"{self.admin}/admin/clients/{client.client_id}/lifespans",
+                json=lifespans,
+                timeout=HYDRA_TIMEOUT_S,
             ).raise_for_status()
         return client
 
@@ -93,11 +99,11 @@ class Hydra:
         httpx.delete(
             f"{self.admin}/admin/oauth2/auth/sessions/consent",
             params={"subject": subject, "client": client_id},
-            timeout=10,
+            timeout=HYDRA_TIMEOUT_S,
         ).raise_for_status()
 
     def introspect(self, token: str) -> dict[str, Any]:
-        resp = httpx.post(self.introspection_url, data={"token": token}, timeout=10)
+        resp = httpx.post(self.introspection_url, data={"token": token}, timeout=HYDRA_TIMEOUT_S)
         resp.raise_for_status()
         data: dict[str, Any] = resp.json()
         return data
@@ -105,7 +111,7 @@ class Hydra:
     def sign_in(self, authorization_url: str, email: str, *, allow: bool = True) -> str:
         """Do what a user does in the browser; returns the URL the browser is finally sent to (the client's
         redirect URI with ``code`` and ``state``, or with ``error``)."""
-        with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        with httpx.Client(timeout=HYDRA_TIMEOUT_S, follow_redirects=False) as browser:
             url = authorization_url
             for _ in range(12):
                 if not url.startswith((self.public, self.login_app)):
@@ -163,7 +169,7 @@ class Hydra:
                 "client_secret": client.client_secret,
                 "code_verifier": verifier,
             },
-            timeout=10,
+            timeout=HYDRA_TIMEOUT_S,
         )
         resp.raise_for_status()
         data = resp.json()

@@ -48,9 +48,10 @@ _URL_ENCODED = re.compile(
 """The same pairs URL-encoded inside a query or form value: ``password%3Dx%26...``."""
 _BEARER = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)([^@\s]+)(@)")
-_EOL = re.compile(r"\\r\\n|\\n|\r\n|\r|\n")
+_EOL = re.compile(r"(?<!\\)(?:\\\\)*(?P<escaped>\\r\\n|\\n)|(?P<real>\r\n|\r|\n)")
 """End of a protocol line in a log message: a real CR/LF, or the ``\\r\\n`` of a bytes repr (aioimaplib logs
-``Sending : b'A1 LOGIN ...\\r\\n'``)."""
+``Sending : b'A1 LOGIN ...\\r\\n'``) — only an escape that is not itself escaped: a password's own backslash
+shows as ``\\\\`` in the repr, and the ``n`` after it must not end the line early."""
 _LITERAL_END = re.compile(r"\{(\d{1,6})\+?\}$")
 _IMAP_LOGIN = re.compile(r"(?<!NO )(?<!OK )(?<!BAD )(?<!BYE )\bLOGIN +(?=\S)")
 """An IMAP ``LOGIN`` command (RFC 3501 6.2.3), not a server's ``NO LOGIN ...`` reply; clients send it upper-case."""
@@ -79,7 +80,7 @@ def _to_line_end(text: str, start: int, *, literals: bool) -> int:
     i = start
     while True:
         eol = _EOL.search(text, i)
-        line_end = eol.start() if eol else len(text)
+        line_end = (eol.start("escaped") if eol.group("escaped") else eol.start("real")) if eol else len(text)
         literal = _LITERAL_END.search(text, i, line_end) if literals else None
         if literal is None or eol is None:
             return line_end

@@ -161,49 +161,6 @@ async def test_malformed_payload_goes_to_the_dlq_and_the_consumer_goes_on(
     )
 
 
-async def test_dead_letters_can_be_listed_and_replayed(
-    real_servers: Servers,
-    topic_prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from laifaxin_cli.main import main as cli_main
-
-    settings = settings_for(real_servers, topic_prefix)
-    topic = topic_prefix + "mail.received"
-    await ensure_topics(
-        settings.kafka_bootstrap_servers,
-        [spec("mail.received"), spec("mail.received.dlq")],
-        prefix=topic_prefix,
-        replication_factor=1,
-    )
-    broker = make_broker(settings)
-
-    @broker.subscriber(topic, **subscriber_options("dlq-replay-test"))
-    async def handle(event: MailReceived) -> None:  # never called: the record is poison
-        raise AssertionError(event)
-
-    raw = KafkaBroker(settings.kafka_bootstrap_servers)
-    async with broker, raw:
-        await broker.start()
-        await raw.start()
-        await raw.publish(b'{"schema_version": 1}', topic, key=b"mbx_1", headers={"x-trace": "t1"})
-        await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=1)
-
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
-    monkeypatch.setenv("LAIFAXIN_TOPIC_PREFIX", topic_prefix)
-    assert await asyncio.to_thread(cli_main, ["dlq", "list", "mail.received"]) == 0
-    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert listed["x-dlq-topic"] == topic and listed["x-dlq-group"] == "dlq-replay-test"
-    assert await asyncio.to_thread(cli_main, ["dlq", "replay", "mail.received"]) == 0
-    replayed = [r for r in await read_all(settings.kafka_bootstrap_servers, topic, expect=2) if r.offset == 1]
-    [record] = replayed
-    headers = {k: v.decode() for k, v in record.headers}
-    assert record.value == b'{"schema_version": 1}' and record.key == b"mbx_1"
-    assert headers["x-trace"] == "t1" and headers["x-dlq-replayed-from"].startswith(topic + ".dlq/")
-    assert not any(h.startswith("x-dlq-error") for h in headers)
-
-
 async def test_a_poison_record_too_large_for_the_dlq_topic_is_dead_lettered_by_its_start_and_not_replayed(
     real_servers: Servers, topic_prefix: str
 ) -> None:
@@ -254,3 +211,46 @@ async def test_a_poison_record_too_large_for_the_dlq_topic_is_dead_lettered_by_i
     [summary] = await replay_dead_letters(settings.kafka_bootstrap_servers, topic + ".dlq")
     assert summary["skipped"] == "truncated"  # a cut value is never published as if it were the record
     assert len(await read_all(settings.kafka_bootstrap_servers, topic, expect=2)) == 2  # nothing replayed
+
+
+async def test_dead_letters_can_be_listed_and_replayed(
+    real_servers: Servers,
+    topic_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from laifaxin_cli.main import main as cli_main
+
+    settings = settings_for(real_servers, topic_prefix)
+    topic = topic_prefix + "mail.received"
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        [spec("mail.received"), spec("mail.received.dlq")],
+        prefix=topic_prefix,
+        replication_factor=1,
+    )
+    broker = make_broker(settings)
+
+    @broker.subscriber(topic, **subscriber_options("dlq-replay-test"))
+    async def handle(event: MailReceived) -> None:  # never called: the record is poison
+        raise AssertionError(event)
+
+    raw = KafkaBroker(settings.kafka_bootstrap_servers)
+    async with broker, raw:
+        await broker.start()
+        await raw.start()
+        await raw.publish(b'{"schema_version": 1}', topic, key=b"mbx_1", headers={"x-trace": "t1"})
+        await read_all(settings.kafka_bootstrap_servers, topic + ".dlq", expect=1)
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.kafka_bootstrap_servers)
+    monkeypatch.setenv("LAIFAXIN_TOPIC_PREFIX", topic_prefix)
+    assert await asyncio.to_thread(cli_main, ["dlq", "list", "mail.received"]) == 0
+    [listed] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert listed["x-dlq-topic"] == topic and listed["x-dlq-group"] == "dlq-replay-test"
+    assert await asyncio.to_thread(cli_main, ["dlq", "replay", "mail.received"]) == 0
+    replayed = [r for r in await read_all(settings.kafka_bootstrap_servers, topic, expect=2) if r.offset == 1]
+    [record] = replayed
+    headers = {k: v.decode() for k, v in record.headers}
+    assert record.value == b'{"schema_version": 1}' and record.key == b"mbx_1"
+    assert headers["x-trace"] == "t1" and headers["x-dlq-replayed-from"].startswith(topic + ".dlq/")
+    assert not any(h.startswith("x-dlq-error") for h in headers)

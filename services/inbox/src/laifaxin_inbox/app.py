@@ -11,18 +11,17 @@ Requests pass :class:`~laifaxin_shared.asgi.RequestGuard` first: a body over ``I
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from laifaxin_shared.asgi import RequestGuard
+from laifaxin_shared.health import readiness
 from laifaxin_shared.kafka import ensure_topics, make_broker
 from laifaxin_shared.logging import configure_logging, get_logger
-from laifaxin_shared.mongo import make_mongo_client, ping
+from laifaxin_shared.mongo import make_mongo_client
 from laifaxin_shared.topics import spec
 
 from .api import router
@@ -105,22 +104,10 @@ def create_app(settings: InboxSettings | None = None, *, consume: bool = True) -
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: MongoDB answers ``ping`` and, when consuming, the Kafka broker answers, each within 2 s."""
-        checks: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(2):
-                checks["mongodb"] = await ping(request.app.state.mongo)
-        except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
-            checks["mongodb"] = False
-            checks["mongodb_error"] = type(exc).__name__
-        if consume:
-            try:
-                checks["kafka"] = bool(await broker.ping(timeout=2))
-            except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
-                checks["kafka"] = False
-                checks["kafka_error"] = type(exc).__name__
-        ready = all(v is True for k, v in checks.items() if not k.endswith("_error"))
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503
-        )
+
+        async def kafka() -> bool:
+            return bool(await broker.ping(timeout=2))
+
+        return await readiness(request.app.state.mongo, kafka if consume else None)
 
     return app

@@ -45,6 +45,7 @@ from laifaxin_shared.events import (
     MailClassified,
     SendCommand,
 )
+from laifaxin_shared.health import readiness
 from laifaxin_shared.imap import client_tls_context
 from laifaxin_shared.kafka import (
     declare_publishers,
@@ -56,7 +57,7 @@ from laifaxin_shared.kafka import (
     subscriber_options,
 )
 from laifaxin_shared.logging import configure_logging, get_logger
-from laifaxin_shared.mongo import make_mongo_client, ping
+from laifaxin_shared.mongo import make_mongo_client
 from laifaxin_shared.replytoken import ReplyTokens
 from laifaxin_shared.topics import spec
 
@@ -272,21 +273,10 @@ def create_app(
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: MongoDB answers ``ping`` and the Kafka broker answers, each within 2 s."""
-        checks: dict[str, Any] = {}
-        try:
-            async with asyncio.timeout(2):
-                checks["mongodb"] = await ping(request.app.state.mongo)
-        except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
-            checks["mongodb"] = False
-            checks["mongodb_error"] = type(exc).__name__
-        try:
-            checks["kafka"] = bool(start_broker and await broker.ping(timeout=2))
-        except Exception as exc:  # noqa: BLE001  # any failure means "not ready"; the type is reported
-            checks["kafka"] = False
-            checks["kafka_error"] = type(exc).__name__
-        ready = checks["mongodb"] is True and checks["kafka"] is True
-        return JSONResponse(
-            {"status": "ready" if ready else "not_ready", **checks}, status_code=200 if ready else 503
-        )
+
+        async def kafka() -> bool:
+            return bool(start_broker and await broker.ping(timeout=2))
+
+        return await readiness(request.app.state.mongo, kafka)
 
     return app
